@@ -1,0 +1,10 @@
+//! `zerotrace admin` (not built yet: see the issue that owns it).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {}
+
+pub fn run(c: Command, _global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
+    match c {}
+}

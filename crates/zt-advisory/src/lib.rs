@@ -1,0 +1,1 @@
+//! The normalized vulnerability-knowledge model: advisories, affected ranges, CVSS, KEV, EPSS, alias groups.

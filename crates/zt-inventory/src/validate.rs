@@ -1,0 +1,139 @@
+//! Parsing and validating a report from outside input, with errors that name the offending field.
+
+use crate::report::InventoryReport;
+
+/// Upper bounds that keep one report from costing the server unbounded work.
+pub const MAX_APPS: usize = 100_000;
+pub const MAX_NAME_LEN: usize = 512;
+pub const MAX_VERSION_LEN: usize = 256;
+pub const MAX_FIELD_LEN: usize = 1024;
+pub const MAX_HOSTNAME_LEN: usize = 255;
+
+/// Why a report was refused; `field` is a path such as `apps[3].version` (empty when the
+/// document as a whole is malformed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", if field.is_empty() { message.clone() } else { format!("{field}: {message}") })]
+pub struct ReportError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ReportError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ReportError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses JSON bytes into a report and checks every field.
+pub fn parse_report(bytes: &[u8]) -> Result<InventoryReport, ReportError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let report: InventoryReport = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." { String::new() } else { path };
+        ReportError::new(field, inner.to_string())
+    })?;
+    de.end()
+        .map_err(|e| ReportError::new("", format!("trailing data after the report: {e}")))?;
+    validate_report(&report)?;
+    Ok(report)
+}
+
+/// Checks the semantic rules that serde's types cannot express.
+pub fn validate_report(report: &InventoryReport) -> Result<(), ReportError> {
+    text("host.hostname", &report.host.hostname, 1, MAX_HOSTNAME_LEN)?;
+    text("host.os.id", &report.host.os.id, 1, MAX_FIELD_LEN)?;
+    text("host.os.version_id", &report.host.os.version_id, 0, MAX_FIELD_LEN)?;
+    text("host.os.name", &report.host.os.name, 0, MAX_FIELD_LEN)?;
+    text("host.arch", &report.host.arch, 0, MAX_FIELD_LEN)?;
+    if report.apps.len() > MAX_APPS {
+        return Err(ReportError::new(
+            "apps",
+            format!("{} apps; at most {MAX_APPS} per report", report.apps.len()),
+        ));
+    }
+    for (i, app) in report.apps.iter().enumerate() {
+        let f = |name: &str| format!("apps[{i}].{name}");
+        text(&f("name"), &app.name, 1, MAX_NAME_LEN)?;
+        text(&f("version"), &app.version, 1, MAX_VERSION_LEN)?;
+        for (name, value) in [
+            ("arch", &app.arch),
+            ("vendor", &app.vendor),
+            ("source_name", &app.source_name),
+            ("source_version", &app.source_version),
+            ("purl", &app.purl),
+            ("cpe", &app.cpe),
+        ] {
+            if let Some(v) = value {
+                text(&f(name), v, 0, MAX_FIELD_LEN)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ReportError> {
+    if value.len() < min {
+        return Err(ReportError::new(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(ReportError::new(
+            field,
+            format!("{} bytes long; at most {max}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ReportError::new(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"report_id":"7d8a6b1e-2f0c-4c1e-9a55-0b7f1d3e2a10",
+        "collected_at":"2026-11-26T10:00:00Z",
+        "host":{"hostname":"web-1","os":{"id":"debian","version_id":"12","name":"Debian GNU/Linux 12 (bookworm)"},"arch":"x86_64"},
+        "apps":[{"name":"openssl","version":"3.0.11-1~deb12u2","source":"dpkg","source_name":"openssl"}]}"#;
+
+    #[test]
+    fn accepts_a_valid_report() {
+        let r = parse_report(GOOD.as_bytes()).unwrap();
+        assert_eq!(r.apps.len(), 1);
+        assert_eq!(r.apps[0].source_name.as_deref(), Some("openssl"));
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        let bad = GOOD.replace(r#""source":"dpkg""#, r#""source":"floppy""#);
+        let e = parse_report(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "apps[0].source");
+
+        let bad = GOOD.replace(r#""version":"3.0.11-1~deb12u2""#, r#""version":12"#);
+        assert_eq!(parse_report(bad.as_bytes()).unwrap_err().field, "apps[0].version");
+
+        let bad = GOOD.replace(r#""hostname":"web-1","#, "");
+        let e = parse_report(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "host");
+        assert!(e.message.contains("hostname"), "{e}");
+
+        let bad = GOOD.replace("7d8a6b1e-2f0c", "not-a-uuid");
+        assert_eq!(parse_report(bad.as_bytes()).unwrap_err().field, "report_id");
+
+        let bad = GOOD.replace(r#""version":"3.0.11-1~deb12u2""#, r#""version":"""#);
+        assert_eq!(parse_report(bad.as_bytes()).unwrap_err().field, "apps[0].version");
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        for input in ["", "{", "[]", "null", "{\"report_id\":", &GOOD[..GOOD.len() - 3]] {
+            assert!(parse_report(input.as_bytes()).is_err(), "{input:?}");
+        }
+        let trailing = format!("{GOOD} {{}}");
+        assert!(parse_report(trailing.as_bytes()).is_err());
+    }
+}

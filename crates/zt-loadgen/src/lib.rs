@@ -1,0 +1,1 @@
+//! Simulated agents that load-test a ZeroTrace server.

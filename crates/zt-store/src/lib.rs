@@ -1,0 +1,1 @@
+//! The storage interface and its SQLite and PostgreSQL implementations, including the durable queue.

@@ -1,0 +1,1 @@
+//! Test support: shared data paths, throwaway PostgreSQL, running the real binaries.
