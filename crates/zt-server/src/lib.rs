@@ -1,1 +1,86 @@
 //! The HTTP API, workers, rate limits, metrics and dashboard of the ZeroTrace server.
+//!
+//! Data flow: `routes` (auth, limits, validation) → `ingest` (group commit of report + queue
+//! entry) → `worker` (claim, parse, diff, match new software, write) → the store; `matching`
+//! keeps the match index current with the knowledge in the store; `janitor` does upkeep.
+
+pub mod accounts;
+pub mod auth;
+pub mod body;
+pub mod config;
+mod dashboard;
+pub mod error;
+mod ingest;
+mod janitor;
+pub mod matching;
+mod ratelimit;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+mod worker;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use zt_store::Storage;
+
+pub use config::{ServerConfig, ServerRole};
+pub use state::AppState;
+
+/// Runs the server on `listener` until `shutdown` resolves, then stops accepting requests,
+/// lets in-flight requests finish, and gives in-flight batches `shutdown_grace` to finish
+/// before releasing them to the queue.
+pub async fn serve<F>(
+    store: Arc<dyn Storage>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let state = AppState::new(store, config.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
+    if config.role.runs_workers() {
+        // The first index is built before any worker claims, so early reports see it.
+        if let Err(e) = matching::refresh_index(&state).await {
+            tracing::warn!(error = %e, "loading the knowledge base failed; retrying in the background");
+        }
+        background.push(tokio::spawn(matching::watch_knowledge(
+            state.clone(),
+            stop_rx.clone(),
+        )));
+        background.push(tokio::spawn(worker::run_workers(
+            state.clone(),
+            config.workers,
+            stop_rx.clone(),
+        )));
+    } else {
+        state.ready.store(true, Ordering::Relaxed);
+    }
+    background.push(tokio::spawn(janitor::run(state.clone(), stop_rx.clone())));
+    background.push(tokio::spawn(janitor::checkpoints(
+        state.clone(),
+        stop_rx.clone(),
+    )));
+
+    let app = routes::router(state.clone());
+    let stop = stop_tx.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests; finishing in-flight work");
+            stop.send_replace(true);
+        })
+        .await;
+    stop_tx.send_replace(true);
+    for task in background {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    result.map_err(Into::into)
+}

@@ -2,12 +2,17 @@
 //! PostgreSQL. The queue lives in the same store as the data, so that "accepted" and "stored"
 //! are one transaction.
 //!
-//! Layout: `sqlite/` and `postgres/` hold the backends; each backend implements the storage
-//! traits. Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
+//! Layout: [`storage::Storage`] is the interface the server uses (`Arc<dyn Storage>`);
+//! [`model`] holds the types crossing it; `sqlite/` (and later `postgres/`) implement it.
+//! Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
 
+pub mod knowledge;
+pub mod model;
 pub mod sqlite;
+pub mod storage;
 
 pub use sqlite::SqliteStore;
+pub use storage::Storage;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +21,15 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value read back from the database is not what the schema promises.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// A caller-supplied value (e.g. a page cursor) is malformed.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }

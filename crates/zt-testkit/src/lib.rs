@@ -33,3 +33,130 @@ pub fn shared_path(rel: &str) -> PathBuf {
     assert!(p.exists(), "shared test data {} is missing", p.display());
     p
 }
+
+/// A `zerotrace server` (or any command printing `listening on http://ADDR`) started as a real
+/// process for a test. Killed (SIGKILL) on drop; [`ServerProcess::terminate`] stops it
+/// gracefully instead.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Every stdout line up to and including the `listening on` line.
+    pub stdout: Vec<String>,
+    stderr_path: PathBuf,
+}
+
+impl ServerProcess {
+    /// Runs `program args…` (pass `--listen 127.0.0.1:0`) and waits up to 60 s for the
+    /// `listening on http://…` line on its stdout. Stderr goes to `log_dir/<name>.stderr.log`.
+    pub fn start(
+        program: &std::path::Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log_dir: &std::path::Path,
+        name: &str,
+    ) -> anyhow::Result<ServerProcess> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let stderr_path = log_dir.join(format!("{name}.stderr.log"));
+        let stderr = std::fs::File::create(&stderr_path)?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let url = line
+                        .strip_prefix("listening on ")
+                        .map(|u| u.trim().to_string());
+                    lines.push(line);
+                    if let Some(url) = url {
+                        return Ok(ServerProcess {
+                            child,
+                            url,
+                            stdout: lines,
+                            stderr_path,
+                        });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    anyhow::bail!(
+                        "{name} did not report its address; stdout: {lines:?}; stderr:\n{log}"
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The value after `prefix` on a stdout line (e.g. the operator token).
+    pub fn stdout_value(&self, prefix: &str) -> Option<String> {
+        self.stdout
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(|v| v.trim().to_string()))
+    }
+
+    /// What the process wrote to stderr so far (its logs).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit; returns the exit status, or None
+    /// (after a SIGKILL) when it did not stop in time.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}

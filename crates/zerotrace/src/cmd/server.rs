@@ -1,10 +1,167 @@
-//! `zerotrace server` (not built yet: see the issue that owns it).
+//! `zerotrace server`: the API, the queue workers and the dashboard in one process (or the
+//! API or the workers alone with `--role`).
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use zt_server::{ServerConfig, ServerRole};
+use zt_store::{SqliteStore, Storage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// HTTP API and dashboard only.
+    Api,
+    /// Queue workers and knowledge watcher only (HTTP serves health and metrics).
+    Worker,
+    /// Everything.
+    All,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ZEROTRACE_LISTEN")]
+    pub listen: SocketAddr,
+    /// What this process runs.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Queue workers in this process.
+    #[arg(long, default_value_t = 10)]
+    pub workers: usize,
+    /// Apps' worth of reports a worker claims at once (at least one report).
+    #[arg(long, default_value_t = 100)]
+    pub batch_apps: u32,
+    /// Pending reports in the queue above which inventories get 503 + Retry-After.
+    #[arg(long, default_value_t = 50_000)]
+    pub queue_bound: u64,
+    /// Requests per minute per company (0: unlimited).
+    #[arg(long, default_value_t = 10_000)]
+    pub rate_company: u32,
+    /// Requests per minute per agent (0: unlimited).
+    #[arg(long, default_value_t = 100)]
+    pub rate_agent: u32,
+    /// Largest request body in bytes, after decompression.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Seconds a claimed batch stays leased before another worker may take it over.
+    #[arg(long, default_value_t = 60)]
+    pub lease_secs: u64,
+    /// Processing attempts before a report is dead-lettered.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Seconds between checks of the knowledge revision.
+    #[arg(long, default_value_t = 5.0)]
+    pub knowledge_poll_secs: f64,
+    /// Seconds shutdown waits for in-flight batches before releasing them.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+    /// Report interval told to agents at enrollment, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub report_interval_secs: u64,
+    /// Fault injection for tests: workers hold each claimed batch this long first.
+    #[arg(long, hide = true)]
+    pub hold_after_claim_ms: Option<u64>,
+}
 
-pub fn run(_args: Args, _global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`zerotrace server` is not built yet")
+pub fn run(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args, global))
+}
+
+async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let path = super::sqlite_path(global)?;
+    let store = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    let store: Arc<dyn Storage> = Arc::new(store);
+
+    let admin_env = std::env::var("ZEROTRACE_ADMIN_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let new_operator_token = match admin_env {
+        Some(_) => None,
+        None => zt_server::accounts::init_operator_token(&*store).await?,
+    };
+
+    let role = match args.role {
+        Role::Api => ServerRole::Api,
+        Role::Worker => ServerRole::Worker,
+        Role::All => ServerRole::All,
+    };
+    let config = ServerConfig {
+        role,
+        workers: args.workers.max(1),
+        batch_apps: args.batch_apps.max(1),
+        queue_bound: args.queue_bound,
+        rate_company_per_min: args.rate_company,
+        rate_agent_per_min: args.rate_agent,
+        body_limit: args.body_limit,
+        lease: Duration::from_secs(args.lease_secs.max(1)),
+        max_attempts: args.max_attempts.max(1),
+        knowledge_poll: Duration::from_secs_f64(args.knowledge_poll_secs.clamp(0.05, 3600.0)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        report_interval_s: args.report_interval_secs,
+        admin_token_env: admin_env.as_deref().map(zt_server::auth::hash_token),
+        hold_after_claim: args.hold_after_claim_ms.map(Duration::from_millis),
+        ..ServerConfig::default()
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    {
+        // Plain lines on stdout: people read them, and tests and scripts parse them.
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "zerotrace server {} ({:?}), database {}",
+            env!("CARGO_PKG_VERSION"),
+            args.role,
+            path.display()
+        )?;
+        match (&new_operator_token, admin_env.is_some()) {
+            (Some(t), _) => writeln!(out, "operator token (shown once, store it now): {t}")?,
+            (None, true) => writeln!(out, "operator token: from ZEROTRACE_ADMIN_TOKEN")?,
+            (None, false) => {}
+        }
+        if role.runs_api() {
+            writeln!(out, "dashboard: http://{addr}/")?;
+        }
+        // Last: scripts and tests wait for this line.
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    zt_server::serve(store, config, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

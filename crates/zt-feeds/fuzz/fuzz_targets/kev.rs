@@ -1,0 +1,7 @@
+#![no_main]
+//! The kev reader must never panic, whatever the bytes.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    zt_feeds::fuzz_one(zt_feeds::Format::KevJson, data);
+});

@@ -1,0 +1,86 @@
+//! What a server process runs and with which limits.
+
+use std::time::Duration;
+
+use zt_store::model::TokenHash;
+
+/// Which parts a process runs; many `api` and `worker` processes may share one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// The HTTP API and the dashboard, no queue workers.
+    Api,
+    /// Queue workers and the knowledge watcher; HTTP serves only health and metrics.
+    Worker,
+    All,
+}
+
+impl ServerRole {
+    pub fn runs_api(self) -> bool {
+        matches!(self, ServerRole::Api | ServerRole::All)
+    }
+
+    pub fn runs_workers(self) -> bool {
+        matches!(self, ServerRole::Worker | ServerRole::All)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub role: ServerRole,
+    /// Queue workers of this process.
+    pub workers: usize,
+    /// Apps' worth of reports a worker claims at once (at least one report).
+    pub batch_apps: u32,
+    /// Pending queue entries above which inventories are refused with 503.
+    pub queue_bound: u64,
+    /// Requests per minute per company (all its tokens together).
+    pub rate_company_per_min: u32,
+    /// Requests per minute per agent.
+    pub rate_agent_per_min: u32,
+    /// Largest accepted request body, after decompression.
+    pub body_limit: usize,
+    /// How long a claimed batch stays leased before another worker may take it.
+    pub lease: Duration,
+    /// Attempts before a report is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt.
+    pub retry_base: Duration,
+    /// How long finished queue entries and report records are kept.
+    pub retention: Duration,
+    /// How often the knowledge revision is polled.
+    pub knowledge_poll: Duration,
+    /// How often idle workers look for work queued by other processes.
+    pub worker_poll: Duration,
+    /// Told to agents at enrollment.
+    pub report_interval_s: u64,
+    /// `ZEROTRACE_ADMIN_TOKEN`, hashed, when set: it then is the only operator token.
+    pub admin_token_env: Option<TokenHash>,
+    /// How long shutdown waits for in-flight batches before releasing them.
+    pub shutdown_grace: Duration,
+    /// Fault injection for tests: workers sleep this long after a claim, holding the lease.
+    pub hold_after_claim: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            role: ServerRole::All,
+            workers: 10,
+            batch_apps: 100,
+            queue_bound: 50_000,
+            rate_company_per_min: 10_000,
+            rate_agent_per_min: 100,
+            body_limit: 16 * 1024 * 1024,
+            lease: Duration::from_secs(60),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(1),
+            retention: Duration::from_secs(24 * 3600),
+            knowledge_poll: Duration::from_secs(5),
+            worker_poll: Duration::from_millis(250),
+            report_interval_s: 3600,
+            admin_token_env: None,
+            shutdown_grace: Duration::from_secs(10),
+            hold_after_claim: None,
+        }
+    }
+}

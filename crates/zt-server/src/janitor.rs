@@ -1,0 +1,63 @@
+//! Periodic upkeep: the queue-size gauge, retention of finished queue entries, rate-limit
+//! state and metric buffers.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+/// Backend upkeep (SQLite WAL checkpoints) off the request and worker paths.
+pub async fn checkpoints(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = state.store.housekeeping().await {
+            tracing::warn!(error = %e, "store housekeeping failed");
+        }
+    }
+}
+
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tick += 1;
+        if tick % 2 == 0 {
+            match state.store.queue_stats().await {
+                Ok(stats) => {
+                    metrics::gauge!("app_queue_size").set(stats.pending() as f64);
+                    metrics::gauge!("app_queue_dead").set(stats.dead as f64);
+                }
+                Err(e) => tracing::warn!(error = %e, "reading queue statistics failed"),
+            }
+        }
+        if tick % 5 == 0 {
+            state.metrics.run_upkeep();
+        }
+        if tick % 60 == 0 {
+            state.limits.prune();
+            if state.config.role.runs_workers() {
+                let retention = chrono::Duration::from_std(state.config.retention)
+                    .unwrap_or(chrono::Duration::hours(24));
+                match state.store.purge_finished(Utc::now() - retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(entries = n, "purged finished queue entries"),
+                    Err(e) => tracing::warn!(error = %e, "purging finished queue entries failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Per-company and per-agent request rate limits (GCRA through `governor`, keyed by id).
+//!
+//! The limits are per process; with several API replicas each enforces its own share.
+
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use uuid::Uuid;
+use zt_store::model::Principal;
+
+use crate::error::{ApiError, ApiResult};
+
+pub struct RateLimits {
+    company: Option<DefaultKeyedRateLimiter<Uuid>>,
+    agent: Option<DefaultKeyedRateLimiter<Uuid>>,
+    clock: DefaultClock,
+}
+
+fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<Uuid>> {
+    // 0 turns a limit off.
+    NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+impl RateLimits {
+    pub fn new(company_per_min: u32, agent_per_min: u32) -> Self {
+        RateLimits {
+            company: limiter(company_per_min),
+            agent: limiter(agent_per_min),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one request of `principal`; 429 with the wait when a limit is exceeded. The
+    /// operator is not limited.
+    pub fn check(&self, principal: &Principal) -> ApiResult<()> {
+        if let (Principal::Agent { agent_id, .. }, Some(l)) = (principal, &self.agent) {
+            self.check_one(l, agent_id, "agent")?;
+        }
+        if let (Some(company_id), Some(l)) = (principal.company_id(), &self.company) {
+            self.check_one(l, &company_id, "company")?;
+        }
+        Ok(())
+    }
+
+    fn check_one(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<Uuid>,
+        key: &Uuid,
+        scope: &'static str,
+    ) -> ApiResult<()> {
+        limiter.check_key(key).map_err(|not_until| {
+            metrics::counter!("rate_limited_total", "scope" => scope).increment(1);
+            let wait = not_until.wait_time_from(self.clock.now());
+            ApiError::rate_limited(scope, wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        })
+    }
+
+    /// Forgets keys whose limit state has fully recovered (bounds memory).
+    pub fn prune(&self) {
+        for l in [&self.company, &self.agent].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_limit_answers_429_with_retry_after_and_spares_other_agents() {
+        let limits = RateLimits::new(1000, 2);
+        let company_id = Uuid::new_v4();
+        let a = Principal::Agent {
+            company_id,
+            agent_id: Uuid::new_v4(),
+        };
+        let b = Principal::Agent {
+            company_id,
+            agent_id: Uuid::new_v4(),
+        };
+        assert!(limits.check(&a).is_ok());
+        assert!(limits.check(&a).is_ok());
+        let e = limits.check(&a).unwrap_err();
+        assert_eq!(e.status.as_u16(), 429);
+        assert!(e.retry_after.unwrap() >= 1);
+        assert!(limits.check(&b).is_ok());
+        assert!(limits.check(&Principal::Operator).is_ok());
+    }
+
+    #[test]
+    fn company_limit_covers_all_its_tokens() {
+        let limits = RateLimits::new(3, 1000);
+        let company_id = Uuid::new_v4();
+        let user = Principal::User {
+            company_id,
+            role: zt_store::model::Role::Viewer,
+        };
+        for _ in 0..3 {
+            assert!(limits.check(&user).is_ok());
+        }
+        let agent = Principal::Agent {
+            company_id,
+            agent_id: Uuid::new_v4(),
+        };
+        assert_eq!(limits.check(&agent).unwrap_err().code, "rate_limited");
+        let other = Principal::User {
+            company_id: Uuid::new_v4(),
+            role: zt_store::model::Role::Viewer,
+        };
+        assert!(limits.check(&other).is_ok());
+    }
+}

@@ -1,0 +1,63 @@
+//! What every handler and background task shares.
+
+use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+use zt_store::Storage;
+
+use crate::auth::TokenCache;
+use crate::config::ServerConfig;
+use crate::ingest::IngestHandle;
+use crate::matching::Matcher;
+use crate::ratelimit::RateLimits;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Storage>,
+    pub config: ServerConfig,
+    pub tokens: TokenCache,
+    pub limits: RateLimits,
+    pub ingest: IngestHandle,
+    pub matcher: Matcher,
+    /// Wakes idle workers of this process when reports were queued.
+    pub work_available: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+    /// Set once the match index is loaded (see `/readyz`).
+    pub ready: AtomicBool,
+    /// Software versions known to be in the store (rows are never deleted, so a hit is
+    /// always right): spares the workers a look-up per app.
+    pub known_software: parking_lot::RwLock<std::collections::HashSet<zt_inventory::SoftwareKey>>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Storage>, config: ServerConfig) -> AppState {
+        let work_available = Arc::new(Notify::new());
+        let ingest =
+            crate::ingest::spawn(store.clone(), config.queue_bound, work_available.clone());
+        AppState(Arc::new(Inner {
+            tokens: TokenCache::new(Duration::from_secs(30)),
+            limits: RateLimits::new(config.rate_company_per_min, config.rate_agent_per_min),
+            ingest,
+            matcher: Matcher::empty(),
+            work_available,
+            metrics: crate::telemetry::prometheus(),
+            ready: AtomicBool::new(false),
+            known_software: parking_lot::RwLock::new(std::collections::HashSet::new()),
+            store,
+            config,
+        }))
+    }
+}

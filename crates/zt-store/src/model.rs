@@ -1,0 +1,490 @@
+//! The types that cross the storage interface. They carry no SQL and no backend detail, so the
+//! SQLite and PostgreSQL backends (and the server above them) share them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zt_advisory::{Cvss, Severity};
+use zt_inventory::{OsInfo, Software, SoftwareKey};
+
+pub type CompanyId = Uuid;
+pub type AgentId = Uuid;
+pub type ReportId = Uuid;
+
+/// The SHA-256 of a secret token. Tokens are 256-bit random strings, so a fast hash suffices:
+/// there is nothing to brute-force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+/// What a user token may do inside its company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything of the company and creates its tokens.
+    Admin,
+    /// Reads everything of the company.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// Whoever a stored credential authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// Sees and administers every company.
+    Operator,
+    /// A person (or script) of one company.
+    User { company_id: CompanyId, role: Role },
+    /// One enrolled host: posts inventories, reads nothing but its own report status.
+    Agent {
+        company_id: CompanyId,
+        agent_id: AgentId,
+    },
+    /// The enroll secret of a company: enrolls agents and nothing else.
+    Enroll { company_id: CompanyId },
+}
+
+impl Principal {
+    pub fn company_id(&self) -> Option<CompanyId> {
+        match *self {
+            Principal::Operator => None,
+            Principal::User { company_id, .. }
+            | Principal::Agent { company_id, .. }
+            | Principal::Enroll { company_id } => Some(company_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Company {
+    pub id: CompanyId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An agent as enrollment creates it.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub company_id: CompanyId,
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub os: OsInfo,
+    pub arch: String,
+    pub agent_version: String,
+    pub token_hash: TokenHash,
+    pub enrolled_at: DateTime<Utc>,
+}
+
+/// Open findings counted by severity (`none` counts as `unknown`: no score says anything).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeverityCounts {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+}
+
+impl SeverityCounts {
+    pub fn add(&mut self, severity: Severity, n: u64) {
+        match severity {
+            Severity::Critical => self.critical += n,
+            Severity::High => self.high += n,
+            Severity::Medium => self.medium += n,
+            Severity::Low => self.low += n,
+            Severity::None | Severity::Unknown => self.unknown += n,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.critical + self.high + self.medium + self.low + self.unknown
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub os: OsInfo,
+    pub arch: String,
+    pub agent_version: String,
+    pub enrolled_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// When the inventory now stored was processed.
+    pub last_report_at: Option<DateTime<Utc>>,
+    pub apps: u64,
+    /// Open findings of this agent.
+    pub findings: SeverityCounts,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest and queue
+
+/// A validated report the API accepts. `body` is the report JSON exactly as received
+/// (after transport decompression); the worker parses it again.
+#[derive(Debug, Clone)]
+pub struct IncomingReport {
+    pub company_id: CompanyId,
+    pub agent_id: AgentId,
+    pub report_id: ReportId,
+    pub collected_at: DateTime<Utc>,
+    pub accepted_at: DateTime<Utc>,
+    pub digest: [u8; 32],
+    pub app_count: u32,
+    pub body: Vec<u8>,
+}
+
+/// What became of one incoming report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Stored with its queue entry.
+    Queued,
+    /// The same inventory as the last one accepted from this agent: recorded as done at once,
+    /// without a queue entry.
+    Unchanged,
+    /// This report id was accepted before from this agent: nothing stored again.
+    Duplicate,
+    /// The report id belongs to another agent of the company: refused.
+    Conflict,
+    /// The queue is at its bound: nothing stored.
+    QueueFull,
+}
+
+/// Claim parameters. The claim takes the newest visible reports until their apps add up to
+/// `max_apps` (always at least one report).
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// A name unique to this claim's worker; finishing checks the lease is still ours.
+    pub owner: String,
+    pub max_apps: u32,
+    pub lease: std::time::Duration,
+    /// A report whose lease expired this often (its workers died) is dead-lettered instead.
+    pub max_attempts: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// One claimed queue entry with its report body.
+#[derive(Debug, Clone)]
+pub struct ClaimedReport {
+    pub queue_id: i64,
+    pub company_id: CompanyId,
+    pub agent_id: AgentId,
+    pub report_id: ReportId,
+    /// Including this claim.
+    pub attempts: u32,
+    pub app_count: u32,
+    /// The inventory digest computed when the report was accepted.
+    pub digest: [u8; 32],
+    pub body: Vec<u8>,
+}
+
+/// Identifies a lease: the entry and the claim that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub queue_id: i64,
+    pub owner: String,
+    pub attempts: u32,
+}
+
+/// A failed processing attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub lease: LeaseRef,
+    pub error: String,
+    /// When to try again; `None` dead-letters the entry.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Waiting entries (including those backing off before a retry).
+    pub queued: u64,
+    /// Entries held by a worker.
+    pub leased: u64,
+    pub dead: u64,
+    /// Finished entries not yet purged.
+    pub done: u64,
+}
+
+impl QueueStats {
+    /// What counts against the queue bound.
+    pub fn pending(&self) -> u64 {
+        self.queued + self.leased
+    }
+}
+
+/// One app of a processed report, reduced to what the store keeps per agent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StoredApp {
+    pub software_key: SoftwareKey,
+    /// Empty when the report gave none.
+    pub arch: String,
+}
+
+/// One vulnerability hitting one software version, as the match cache keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMatch {
+    pub vulnerability: VulnInfo,
+    /// Versions that fix it for this software, possibly none.
+    pub fixed_versions: Vec<String>,
+    /// `osv-range`, `osv-version`, `nvd-cpe`.
+    pub method: String,
+    /// `low`, `medium`, `high`.
+    pub confidence: String,
+}
+
+/// A software version the worker has just matched (or the rematcher re-matched).
+#[derive(Debug, Clone)]
+pub struct MatchedSoftware {
+    pub key: SoftwareKey,
+    pub software: Software,
+    pub matches: Vec<StoredMatch>,
+}
+
+/// A parsed report ready to be applied to the agent's stored inventory.
+#[derive(Debug, Clone)]
+pub struct ProcessedReport {
+    pub lease: LeaseRef,
+    pub company_id: CompanyId,
+    pub agent_id: AgentId,
+    pub report_id: ReportId,
+    pub collected_at: DateTime<Utc>,
+    pub digest: [u8; 32],
+    pub hostname: String,
+    pub os: OsInfo,
+    pub arch: String,
+    pub apps: Vec<StoredApp>,
+    /// Name and source of each distinct software key of the report, to tell changed apps
+    /// (same name, other version) from added and removed ones.
+    pub names: Vec<(SoftwareKey, String)>,
+}
+
+/// Everything one worker batch writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct ProcessedBatch {
+    /// The knowledge revision the new match results come from.
+    pub revision: u64,
+    pub software: Vec<MatchedSoftware>,
+    pub reports: Vec<ProcessedReport>,
+    pub now: DateTime<Utc>,
+}
+
+/// How one report of a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportOutcome {
+    /// The inventory was replaced by this report's.
+    Applied {
+        added: u32,
+        removed: u32,
+        changed: u32,
+    },
+    /// A newer inventory of this agent was stored already.
+    Stale,
+    /// Another worker holds this report now (our lease expired): nothing written.
+    LeaseLost,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Knowledge changes
+
+/// The result of re-matching software at a new knowledge revision: which (software, vulnerability)
+/// pairs appeared and disappeared. Findings of every company follow it.
+#[derive(Debug, Clone, Default)]
+pub struct MatchDelta {
+    pub appeared: Vec<(SoftwareKey, String)>,
+    pub disappeared: Vec<(SoftwareKey, String)>,
+    /// Pairs still matched whose severity, KEV flag or fix changed.
+    pub changed: Vec<(SoftwareKey, String)>,
+}
+
+impl MatchDelta {
+    pub fn is_empty(&self) -> bool {
+        self.appeared.is_empty() && self.disappeared.is_empty() && self.changed.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub agents: u64,
+    pub apps: u64,
+    pub findings: SeverityCounts,
+    /// Open findings whose vulnerability is in CISA KEV.
+    pub kev: u64,
+    /// Open findings with a known fixed version.
+    pub fixable: u64,
+}
+
+/// A page request: `cursor` is opaque, from a previous page's `next_cursor`.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRow {
+    pub name: String,
+    pub version: String,
+    pub ecosystem: String,
+    pub source: String,
+    pub arch: Option<String>,
+    pub vendor: Option<String>,
+    pub source_name: Option<String>,
+    pub source_version: Option<String>,
+    pub purl: Option<String>,
+    pub cpe: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    /// Open findings on this software version.
+    pub findings: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingStatus {
+    #[default]
+    Open,
+    Resolved,
+    All,
+}
+
+/// Filters of the findings list; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    /// Any of these severities (empty: all).
+    pub severities: Vec<Severity>,
+    pub kev: Option<bool>,
+    pub fixable: Option<bool>,
+    /// Substring of the package name, the vulnerability id or an alias, or the hostname.
+    pub query: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub vuln_id: Option<String>,
+    pub status: FindingStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageRef {
+    pub name: String,
+    pub version: String,
+    pub ecosystem: String,
+    pub source: String,
+}
+
+/// A vulnerability as the findings show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VulnInfo {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub summary: String,
+    pub severity: Severity,
+    pub cvss: Option<Cvss>,
+    pub kev: bool,
+    pub kev_due_date: Option<String>,
+    pub epss: Option<f64>,
+    pub epss_percentile: Option<f64>,
+    pub informational: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchInfo {
+    pub method: String,
+    pub confidence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRow {
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub package: PackageRef,
+    pub vulnerability: VulnInfo,
+    pub fixed_versions: Vec<String>,
+    #[serde(rename = "match")]
+    pub match_info: MatchInfo,
+    pub first_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolution: Option<String>,
+}
+
+/// One host a vulnerability hits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffectedHost {
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub package: PackageRef,
+    pub fixed_versions: Vec<String>,
+    pub first_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VulnDetail {
+    pub vulnerability: VulnInfo,
+    pub affected: Vec<AffectedHost>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportState {
+    Queued,
+    Processing,
+    Done,
+    Failed,
+}
+
+impl ReportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportState::Queued => "queued",
+            ReportState::Processing => "processing",
+            ReportState::Done => "done",
+            ReportState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReportState> {
+        Some(match s {
+            "queued" => ReportState::Queued,
+            "processing" => ReportState::Processing,
+            "done" => ReportState::Done,
+            "failed" => ReportState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Processing timestamps of one report, for the agent that sent it (and load generators).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportStatus {
+    pub report_id: ReportId,
+    pub status: ReportState,
+    /// `applied`, `unchanged`, `stale` once done.
+    pub outcome: Option<String>,
+    pub accepted_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub error: Option<String>,
+}

@@ -1,0 +1,659 @@
+//! Applying processed reports: new software with its matches, the inventory diff, findings.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use sqlx::{Row, Sqlite, Transaction};
+use zt_inventory::SoftwareKey;
+
+use super::{hex_list, key_from, ms, severity_rank, SqliteStore};
+use crate::model::*;
+use crate::Result;
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// One software row as JSON for `json_each`.
+#[derive(Serialize)]
+struct SoftwareJson<'a> {
+    k: String,
+    e: &'a str,
+    n: &'a str,
+    v: &'a str,
+    s: &'a str,
+    sn: Option<&'a str>,
+    sv: Option<&'a str>,
+    vd: Option<&'a str>,
+    p: Option<&'a str>,
+    c: Option<&'a str>,
+}
+
+/// One cached match as JSON for `json_each`.
+#[derive(Serialize)]
+struct MatchJson<'a> {
+    k: String,
+    id: &'a str,
+    fx: &'a [String],
+    sev: i64,
+    kev: bool,
+    fixable: bool,
+    m: &'a str,
+    c: &'a str,
+}
+
+/// One vulnerability as JSON for `json_each`.
+#[derive(Serialize)]
+struct VulnJson<'a> {
+    id: &'a str,
+    aliases: String,
+    summary: &'a str,
+    sev: i64,
+    cv: Option<&'a str>,
+    cvec: Option<&'a str>,
+    cs: Option<f64>,
+    kev: bool,
+    due: Option<&'a str>,
+    epss: Option<f64>,
+    pct: Option<f64>,
+    info: bool,
+}
+
+impl SqliteStore {
+    pub(crate) async fn finish_batch_impl(
+        &self,
+        batch: &ProcessedBatch,
+    ) -> Result<Vec<ReportOutcome>> {
+        let now = ms(batch.now);
+        let mut w = self.begin_background_write().await?;
+        insert_new_software(&mut w.tx, &batch.software, batch.revision, now).await?;
+
+        // One agent's reports oldest first, so that the newest inventory is the one left stored.
+        let mut order: Vec<usize> = (0..batch.reports.len()).collect();
+        order.sort_by_key(|&i| {
+            let r = &batch.reports[i];
+            (r.company_id, r.agent_id, r.collected_at)
+        });
+        let mut outcomes = vec![ReportOutcome::LeaseLost; batch.reports.len()];
+        for i in order {
+            outcomes[i] = apply_report(&mut w.tx, &batch.reports[i], now).await?;
+        }
+        w.commit().await?;
+        Ok(outcomes)
+    }
+
+    pub(crate) async fn unmatched_software_impl(
+        &self,
+        keys: &[SoftwareKey],
+    ) -> Result<Vec<SoftwareKey>> {
+        let mut unknown = Vec::new();
+        // Bounded parameter size per statement.
+        for chunk in keys.chunks(2000) {
+            let list = hex_list(chunk.iter().map(|k| &k.0[..]));
+            let known: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT s.software_key FROM json_each(?1) j \
+                 JOIN software s ON s.software_key = unhex(j.value)",
+            )
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await?;
+            let known: HashSet<Vec<u8>> = known.into_iter().collect();
+            unknown.extend(chunk.iter().filter(|k| !known.contains(&k.0[..])).copied());
+        }
+        Ok(unknown)
+    }
+}
+
+/// Inserts software never seen before with its match results. Software another worker inserted
+/// meanwhile keeps that worker's results (both came from a current index; any older revision
+/// is brought up to date by the rematch).
+pub(crate) async fn insert_new_software(
+    tx: &mut Tx,
+    software: &[MatchedSoftware],
+    revision: u64,
+    now: i64,
+) -> Result<()> {
+    if software.is_empty() {
+        return Ok(());
+    }
+    let revision = i64::try_from(revision).unwrap_or(i64::MAX);
+    let rows: Vec<SoftwareJson> = software
+        .iter()
+        .map(|m| {
+            let s = &m.software;
+            SoftwareJson {
+                k: m.key.to_hex(),
+                e: &s.ecosystem,
+                n: &s.name,
+                v: &s.version,
+                s: s.source.as_str(),
+                sn: s.source_name.as_deref(),
+                sv: s.source_version.as_deref(),
+                vd: s.vendor.as_deref(),
+                p: s.purl.as_deref(),
+                c: s.cpe.as_deref(),
+            }
+        })
+        .collect();
+    let inserted: Vec<Vec<u8>> = sqlx::query_scalar(
+        "INSERT INTO software (software_key, ecosystem, name, version, source, source_name, \
+         source_version, vendor, purl, cpe, matched_revision, created_at) \
+         SELECT unhex(j.value->>'$.k'), j.value->>'$.e', j.value->>'$.n', j.value->>'$.v', \
+         j.value->>'$.s', j.value->>'$.sn', j.value->>'$.sv', j.value->>'$.vd', j.value->>'$.p', \
+         j.value->>'$.c', ?2, ?3 FROM json_each(?1) j WHERE true \
+         ON CONFLICT (software_key) DO NOTHING RETURNING software_key",
+    )
+    .bind(json(&rows)?)
+    .bind(revision)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let inserted: HashSet<SoftwareKey> = inserted
+        .iter()
+        .map(|k| key_from(k))
+        .collect::<Result<_>>()?;
+    let fresh: Vec<&MatchedSoftware> = software
+        .iter()
+        .filter(|m| inserted.contains(&m.key))
+        .collect();
+    write_matches(tx, &fresh, revision).await
+}
+
+/// Writes the cached matches of these software versions and upserts their vulnerabilities.
+pub(crate) async fn write_matches(
+    tx: &mut Tx,
+    software: &[&MatchedSoftware],
+    revision: i64,
+) -> Result<()> {
+    let matches: Vec<MatchJson> = software
+        .iter()
+        .flat_map(|m| {
+            m.matches.iter().map(move |x| MatchJson {
+                k: m.key.to_hex(),
+                id: &x.vulnerability.id,
+                fx: &x.fixed_versions,
+                sev: severity_rank(x.vulnerability.severity),
+                kev: x.vulnerability.kev,
+                fixable: !x.fixed_versions.is_empty(),
+                m: &x.method,
+                c: &x.confidence,
+            })
+        })
+        .collect();
+    if matches.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO software_vulns (software_key, vuln_id, fixed_versions, severity, kev, fixable, \
+         method, confidence) \
+         SELECT unhex(j.value->>'$.k'), j.value->>'$.id', j.value->'$.fx', j.value->>'$.sev', \
+         j.value->>'$.kev', j.value->>'$.fixable', j.value->>'$.m', j.value->>'$.c' \
+         FROM json_each(?1) j WHERE true \
+         ON CONFLICT (software_key, vuln_id) DO UPDATE SET fixed_versions = excluded.fixed_versions, \
+         severity = excluded.severity, kev = excluded.kev, fixable = excluded.fixable, \
+         method = excluded.method, confidence = excluded.confidence",
+    )
+    .bind(json(&matches)?)
+    .execute(&mut **tx)
+    .await?;
+
+    let mut seen = HashSet::new();
+    let mut vulns = Vec::new();
+    let mut aliases: Vec<(&str, &str)> = Vec::new();
+    for x in software.iter().flat_map(|m| m.matches.iter()) {
+        let v = &x.vulnerability;
+        if !seen.insert(v.id.as_str()) {
+            continue;
+        }
+        aliases.extend(v.aliases.iter().map(|a| (a.as_str(), v.id.as_str())));
+        vulns.push(VulnJson {
+            id: &v.id,
+            aliases: serde_json::to_string(&v.aliases).unwrap_or_else(|_| "[]".into()),
+            summary: &v.summary,
+            sev: severity_rank(v.severity),
+            cv: v.cvss.as_ref().map(|c| c.version.as_str()),
+            cvec: v.cvss.as_ref().map(|c| c.vector.as_str()),
+            cs: v.cvss.as_ref().map(|c| c.score),
+            kev: v.kev,
+            due: v.kev_due_date.as_deref(),
+            epss: v.epss,
+            pct: v.epss_percentile,
+            info: v.informational,
+        });
+    }
+    sqlx::query(
+        "INSERT INTO vulns (vuln_id, aliases, summary, severity, cvss_version, cvss_vector, cvss_score, \
+         kev, kev_due_date, epss, epss_percentile, informational, revision) \
+         SELECT j.value->>'$.id', j.value->>'$.aliases', j.value->>'$.summary', j.value->>'$.sev', \
+         j.value->>'$.cv', j.value->>'$.cvec', j.value->>'$.cs', j.value->>'$.kev', j.value->>'$.due', \
+         j.value->>'$.epss', j.value->>'$.pct', j.value->>'$.info', ?2 FROM json_each(?1) j WHERE true \
+         ON CONFLICT (vuln_id) DO UPDATE SET aliases = excluded.aliases, summary = excluded.summary, \
+         severity = excluded.severity, cvss_version = excluded.cvss_version, \
+         cvss_vector = excluded.cvss_vector, cvss_score = excluded.cvss_score, kev = excluded.kev, \
+         kev_due_date = excluded.kev_due_date, epss = excluded.epss, \
+         epss_percentile = excluded.epss_percentile, informational = excluded.informational, \
+         revision = excluded.revision WHERE excluded.revision >= vulns.revision",
+    )
+    .bind(json(&vulns)?)
+    .bind(revision)
+    .execute(&mut **tx)
+    .await?;
+    if !aliases.is_empty() {
+        sqlx::query(
+            "INSERT OR IGNORE INTO vuln_aliases (alias, vuln_id) \
+             SELECT j.value->>0, j.value->>1 FROM json_each(?1) j",
+        )
+        .bind(json(&aliases)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| crate::StoreError::Other(format!("encoding rows: {e}")))
+}
+
+async fn lease_is_ours(tx: &mut Tx, lease: &LeaseRef) -> Result<bool> {
+    let row: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM queue WHERE queue_id = ?1 AND state = 'leased' AND lease_owner = ?2 AND attempts = ?3",
+    )
+    .bind(lease.queue_id)
+    .bind(&lease.owner)
+    .bind(lease.attempts)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
+}
+
+async fn mark_done(tx: &mut Tx, r: &ProcessedReport, outcome: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE reports SET status = 'done', outcome = ?3, processed_at = ?4, body = NULL, error = NULL \
+         WHERE company_id = ?1 AND report_id = ?2",
+    )
+    .bind(r.company_id)
+    .bind(r.report_id)
+    .bind(outcome)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE queue SET state = 'done', finished_at = ?2, lease_owner = NULL WHERE queue_id = ?1",
+    )
+    .bind(r.lease.queue_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn apply_report(tx: &mut Tx, r: &ProcessedReport, now: i64) -> Result<ReportOutcome> {
+    if !lease_is_ours(tx, &r.lease).await? {
+        return Ok(ReportOutcome::LeaseLost);
+    }
+    let agent = sqlx::query(
+        "SELECT inventory_collected_at, inventory, app_count FROM agents \
+         WHERE company_id = ?1 AND agent_id = ?2",
+    )
+    .bind(r.company_id)
+    .bind(r.agent_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let collected = ms(r.collected_at);
+    let Some(agent) = agent else {
+        // The agent is gone: nothing to apply the report to.
+        mark_done(tx, r, "stale", now).await?;
+        return Ok(ReportOutcome::Stale);
+    };
+    if agent
+        .get::<Option<i64>, _>(0)
+        .is_some_and(|stored_at| stored_at > collected)
+    {
+        mark_done(tx, r, "stale", now).await?;
+        return Ok(ReportOutcome::Stale);
+    }
+
+    // The stored inventory and the package of each stored software version.
+    let blob: Option<Vec<u8>> = agent.get(1);
+    let stored_count: i64 = agent.get(2);
+    let (old_apps, old_pkg) = match blob.as_deref().map(decode_inventory) {
+        Some(Ok(decoded)) => decoded,
+        _ if stored_count == 0 => (HashSet::new(), HashMap::new()),
+        _ => load_inventory(tx, r).await?,
+    };
+    let new_apps: HashSet<(SoftwareKey, String)> = r
+        .apps
+        .iter()
+        .map(|a| (a.software_key, a.arch.clone()))
+        .collect();
+    let new_pkg: HashMap<SoftwareKey, u64> =
+        r.names.iter().map(|(k, n)| (*k, package_id(n))).collect();
+
+    let deleted: Vec<&(SoftwareKey, String)> = old_apps.difference(&new_apps).collect();
+    let inserted: Vec<&(SoftwareKey, String)> = new_apps.difference(&old_apps).collect();
+    let new_keys: HashSet<SoftwareKey> = new_apps.iter().map(|(k, _)| *k).collect();
+    let removed_sw: Vec<SoftwareKey> = old_pkg
+        .keys()
+        .filter(|k| !new_keys.contains(k))
+        .copied()
+        .collect();
+    let added_sw: Vec<SoftwareKey> = new_keys
+        .iter()
+        .filter(|k| !old_pkg.contains_key(k))
+        .copied()
+        .collect();
+
+    // A package with one version gone and another come is a changed app (an upgrade or a
+    // downgrade), not a removal plus an addition.
+    let removed_pkgs: HashSet<u64> = removed_sw
+        .iter()
+        .filter_map(|k| old_pkg.get(k).copied())
+        .collect();
+    let added_pkgs: HashSet<u64> = added_sw
+        .iter()
+        .filter_map(|k| new_pkg.get(k).copied())
+        .collect();
+    let changed_pkgs: HashSet<u64> = removed_pkgs.intersection(&added_pkgs).copied().collect();
+    let changed = changed_pkgs.len();
+
+    if !deleted.is_empty() {
+        let list: Vec<(String, &str)> = deleted
+            .iter()
+            .map(|(k, a)| (k.to_hex(), a.as_str()))
+            .collect();
+        sqlx::query(
+            "DELETE FROM apps WHERE company_id = ?1 AND agent_id = ?2 AND (software_key, arch) IN \
+             (SELECT unhex(j.value->>0), j.value->>1 FROM json_each(?3) j)",
+        )
+        .bind(r.company_id)
+        .bind(r.agent_id)
+        .bind(json(&list)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !inserted.is_empty() {
+        let list: Vec<(String, &str)> = inserted
+            .iter()
+            .map(|(k, a)| (k.to_hex(), a.as_str()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO apps (company_id, agent_id, software_key, arch, first_seen) \
+             SELECT ?1, ?2, unhex(j.value->>0), j.value->>1, ?3 FROM json_each(?4) j WHERE true \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(r.company_id)
+        .bind(r.agent_id)
+        .bind(now)
+        .bind(json(&list)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !removed_sw.is_empty() {
+        sqlx::query(
+            "UPDATE findings SET resolved_at = ?3, resolution = 'removed' \
+             WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at IS NULL \
+             AND software_key IN (SELECT unhex(j.value) FROM json_each(?4) j)",
+        )
+        .bind(r.company_id)
+        .bind(r.agent_id)
+        .bind(now)
+        .bind(hex_list(removed_sw.iter().map(|k| &k.0[..])))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !added_sw.is_empty() {
+        sqlx::query(
+            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, fixable, first_seen) \
+             SELECT ?1, ?2, sv.software_key, sv.vuln_id, sv.severity, sv.kev, sv.fixable, ?3 \
+             FROM json_each(?4) j JOIN software_vulns sv ON sv.software_key = unhex(j.value) WHERE true \
+             ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
+             resolved_at = NULL, resolution = NULL, severity = excluded.severity, kev = excluded.kev, \
+             fixable = excluded.fixable",
+        )
+        .bind(r.company_id)
+        .bind(r.agent_id)
+        .bind(now)
+        .bind(hex_list(added_sw.iter().map(|k| &k.0[..])))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if changed > 0 {
+        carry_over_findings(
+            tx,
+            r,
+            now,
+            &removed_sw,
+            &added_sw,
+            &old_pkg,
+            &new_pkg,
+            &changed_pkgs,
+        )
+        .await?;
+    }
+
+    sqlx::query(
+        "UPDATE agents SET hostname = ?3, os_id = ?4, os_version_id = ?5, os_name = ?6, arch = ?7, \
+         inventory_digest = ?8, inventory_collected_at = ?9, last_report_at = ?10, app_count = ?11, \
+         inventory = ?12 WHERE company_id = ?1 AND agent_id = ?2",
+    )
+    .bind(r.company_id)
+    .bind(r.agent_id)
+    .bind(&r.hostname)
+    .bind(&r.os.id)
+    .bind(&r.os.version_id)
+    .bind(&r.os.name)
+    .bind(&r.arch)
+    .bind(&r.digest[..])
+    .bind(collected)
+    .bind(now)
+    .bind(i64::try_from(new_apps.len()).unwrap_or(i64::MAX))
+    .bind(encode_inventory(&new_apps, &new_pkg))
+    .execute(&mut **tx)
+    .await?;
+    mark_done(tx, r, "applied", now).await?;
+
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    Ok(ReportOutcome::Applied {
+        added: n(inserted.len().saturating_sub(changed)),
+        removed: n(deleted.len().saturating_sub(changed)),
+        changed: n(changed),
+    })
+}
+
+/// For packages whose version changed: a vulnerability the new version still has keeps its
+/// first_seen (the old row's resolution says `superseded`), one it no longer has is `fixed`.
+#[allow(clippy::too_many_arguments)]
+async fn carry_over_findings(
+    tx: &mut Tx,
+    r: &ProcessedReport,
+    now: i64,
+    removed_sw: &[SoftwareKey],
+    added_sw: &[SoftwareKey],
+    old_pkg: &HashMap<SoftwareKey, u64>,
+    new_pkg: &HashMap<SoftwareKey, u64>,
+    changed_pkgs: &HashSet<u64>,
+) -> Result<()> {
+    let old_keys: Vec<&SoftwareKey> = removed_sw
+        .iter()
+        .filter(|k| old_pkg.get(k).is_some_and(|p| changed_pkgs.contains(p)))
+        .collect();
+    let new_keys: Vec<&SoftwareKey> = added_sw
+        .iter()
+        .filter(|k| new_pkg.get(k).is_some_and(|p| changed_pkgs.contains(p)))
+        .collect();
+    let old_rows = sqlx::query(
+        "SELECT software_key, vuln_id, first_seen FROM findings \
+         WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at = ?3 AND resolution = 'removed' \
+         AND software_key IN (SELECT unhex(j.value) FROM json_each(?4) j)",
+    )
+    .bind(r.company_id)
+    .bind(r.agent_id)
+    .bind(now)
+    .bind(hex_list(old_keys.iter().map(|k| &k.0[..])))
+    .fetch_all(&mut **tx)
+    .await?;
+    if old_rows.is_empty() {
+        return Ok(());
+    }
+    let new_rows = sqlx::query(
+        "SELECT software_key, vuln_id, first_seen FROM findings \
+         WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at IS NULL \
+         AND software_key IN (SELECT unhex(j.value) FROM json_each(?3) j)",
+    )
+    .bind(r.company_id)
+    .bind(r.agent_id)
+    .bind(hex_list(new_keys.iter().map(|k| &k.0[..])))
+    .fetch_all(&mut **tx)
+    .await?;
+    // (package, vulnerability) → the new rows carrying it.
+    let mut new_by_pkg_vuln: HashMap<(u64, String), Vec<(SoftwareKey, i64)>> = HashMap::new();
+    for row in &new_rows {
+        let key = key_from(row.get::<&[u8], _>(0))?;
+        if let Some(pkg) = new_pkg.get(&key) {
+            new_by_pkg_vuln
+                .entry((*pkg, row.get::<String, _>(1)))
+                .or_default()
+                .push((key, row.get::<i64, _>(2)));
+        }
+    }
+    for row in &old_rows {
+        let old_key = key_from(row.get::<&[u8], _>(0))?;
+        let vuln: String = row.get(1);
+        let first_seen: i64 = row.get(2);
+        let Some(pkg) = old_pkg.get(&old_key) else {
+            continue;
+        };
+        let resolution = match new_by_pkg_vuln.get(&(*pkg, vuln.clone())) {
+            Some(successors) => {
+                for (new_key, new_first_seen) in successors {
+                    if first_seen < *new_first_seen {
+                        sqlx::query(
+                            "UPDATE findings SET first_seen = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
+                             AND software_key = ?3 AND vuln_id = ?4",
+                        )
+                        .bind(r.company_id)
+                        .bind(r.agent_id)
+                        .bind(&new_key.0[..])
+                        .bind(&vuln)
+                        .bind(first_seen)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                "superseded"
+            }
+            None => "fixed",
+        };
+        sqlx::query(
+            "UPDATE findings SET resolution = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
+             AND software_key = ?3 AND vuln_id = ?4",
+        )
+        .bind(r.company_id)
+        .bind(r.agent_id)
+        .bind(&old_key.0[..])
+        .bind(&vuln)
+        .bind(resolution)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+type Inventory = (HashSet<(SoftwareKey, String)>, HashMap<SoftwareKey, u64>);
+
+/// A stable 64-bit id of a package (`ecosystem\0name`): equal across versions of the package.
+fn package_id(package: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(package.as_bytes());
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// The compact stored inventory: per app the 16-byte software key, the 8-byte package id,
+/// the arch length (u16 LE) and the arch bytes.
+fn encode_inventory(
+    apps: &HashSet<(SoftwareKey, String)>,
+    pkg: &HashMap<SoftwareKey, u64>,
+) -> Vec<u8> {
+    let mut sorted: Vec<&(SoftwareKey, String)> = apps.iter().collect();
+    sorted.sort();
+    let mut out = Vec::with_capacity(sorted.len() * 28);
+    for (key, arch) in sorted {
+        let arch = &arch.as_bytes()[..arch.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&key.0);
+        out.extend_from_slice(&pkg.get(key).copied().unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&(arch.len() as u16).to_le_bytes());
+        out.extend_from_slice(arch);
+    }
+    out
+}
+
+fn decode_inventory(mut bytes: &[u8]) -> Result<Inventory> {
+    let corrupt = || crate::StoreError::Corrupt("stored agent inventory is truncated".into());
+    let mut apps = HashSet::new();
+    let mut pkg = HashMap::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 26 {
+            return Err(corrupt());
+        }
+        let key = key_from(&bytes[..16])?;
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&bytes[16..24]);
+        let len = usize::from(u16::from_le_bytes([bytes[24], bytes[25]]));
+        let arch = bytes.get(26..26 + len).ok_or_else(corrupt)?;
+        apps.insert((key, String::from_utf8_lossy(arch).into_owned()));
+        pkg.insert(key, u64::from_le_bytes(id));
+        bytes = &bytes[26 + len..];
+    }
+    Ok((apps, pkg))
+}
+
+/// The stored inventory from the app rows (when the compact form is missing or damaged).
+async fn load_inventory(tx: &mut Tx, r: &ProcessedReport) -> Result<Inventory> {
+    let rows = sqlx::query(
+        "SELECT a.software_key, a.arch, s.ecosystem || char(0) || s.name FROM apps a \
+         JOIN software s ON s.software_key = a.software_key \
+         WHERE a.company_id = ?1 AND a.agent_id = ?2",
+    )
+    .bind(r.company_id)
+    .bind(r.agent_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut apps = HashSet::with_capacity(rows.len());
+    let mut pkg = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let key = key_from(row.get::<&[u8], _>(0))?;
+        apps.insert((key, row.get::<String, _>(1)));
+        pkg.insert(key, package_id(row.get::<&str, _>(2)));
+    }
+    Ok((apps, pkg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_inventory_round_trips_and_rejects_truncation() {
+        let mut apps = HashSet::new();
+        let mut pkg = HashMap::new();
+        for i in 0..50u8 {
+            let key = SoftwareKey([i; 16]);
+            apps.insert((
+                key,
+                if i % 3 == 0 {
+                    String::new()
+                } else {
+                    format!("arch{i}")
+                },
+            ));
+            pkg.insert(key, package_id(&format!("npm\0p{}", i / 2)));
+        }
+        let bytes = encode_inventory(&apps, &pkg);
+        let (a, p) = decode_inventory(&bytes).unwrap();
+        assert_eq!((a, p), (apps, pkg));
+        assert!(decode_inventory(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_inventory(&bytes[..10]).is_err());
+        assert_eq!(decode_inventory(&[]).unwrap().0.len(), 0);
+        assert_eq!(package_id("npm\0a"), package_id("npm\0a"));
+        assert_ne!(package_id("npm\0a"), package_id("npm\0b"));
+    }
+}

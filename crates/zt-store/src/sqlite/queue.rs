@@ -1,0 +1,552 @@
+//! Accepting reports and the queue: claims with leases, retries, dead letters, retention.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use std::collections::HashMap;
+
+use super::process::json;
+use super::{from_ms, ms, opt_ms, uuid_from, SqliteStore};
+use crate::model::*;
+use crate::Result;
+
+/// Reports looked at per claim, whatever their app counts (reports may list no apps).
+const CLAIM_SCAN_LIMIT: i64 = 64;
+
+impl SqliteStore {
+    pub(crate) async fn accept_reports_impl(
+        &self,
+        reports: &[IncomingReport],
+        queue_bound: u64,
+    ) -> Result<Vec<AcceptOutcome>> {
+        let mut out = Vec::with_capacity(reports.len());
+        if reports.is_empty() {
+            return Ok(out);
+        }
+        // Every statement is a round trip to SQLite's thread: look-ups and writes go in bulk
+        // (one statement each for the whole group), only report bodies are bound one by one.
+        let ids: Vec<(String, String, String)> = reports
+            .iter()
+            .map(|r| {
+                (
+                    hex::encode(r.company_id.as_bytes()),
+                    hex::encode(r.report_id.as_bytes()),
+                    hex::encode(r.agent_id.as_bytes()),
+                )
+            })
+            .collect();
+        let mut w = self.begin_write().await?;
+        let mut pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM queue WHERE state IN ('queued', 'leased')")
+                .fetch_one(&mut *w.tx)
+                .await?;
+        let rows = sqlx::query(
+            "SELECT r.company_id, r.report_id, r.agent_id FROM json_each(?1) j \
+             JOIN reports r ON r.company_id = unhex(j.value->>0) AND r.report_id = unhex(j.value->>1)",
+        )
+        .bind(json(&ids)?)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let mut existing: HashMap<(CompanyId, ReportId), AgentId> = HashMap::new();
+        for row in &rows {
+            existing.insert(
+                (
+                    uuid_from(row.get::<&[u8], _>(0))?,
+                    uuid_from(row.get::<&[u8], _>(1))?,
+                ),
+                uuid_from(row.get::<&[u8], _>(2))?,
+            );
+        }
+        let rows = sqlx::query(
+            "SELECT DISTINCT a.company_id, a.agent_id, a.accepted_digest, a.accepted_collected_at \
+             FROM json_each(?1) j \
+             JOIN agents a ON a.company_id = unhex(j.value->>0) AND a.agent_id = unhex(j.value->>2)",
+        )
+        .bind(json(&ids)?)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        // Per agent: the digest and collection time of the newest inventory accepted so far.
+        let mut digests: HashMap<(CompanyId, AgentId), (Option<Vec<u8>>, Option<i64>)> =
+            HashMap::new();
+        for row in &rows {
+            digests.insert(
+                (
+                    uuid_from(row.get::<&[u8], _>(0))?,
+                    uuid_from(row.get::<&[u8], _>(1))?,
+                ),
+                (row.get(2), row.get(3)),
+            );
+        }
+
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            c: &'a str,
+            r: &'a str,
+            a: &'a str,
+            col: i64,
+            acc: i64,
+            n: u32,
+            d: String,
+        }
+        let mut unchanged: Vec<Row> = Vec::new();
+        let mut queued: Vec<Row> = Vec::new();
+        // Per agent: newest accepted time, and the digest of its last queued report.
+        let mut agent_updates: HashMap<(CompanyId, AgentId), (i64, Option<(String, i64)>)> =
+            HashMap::new();
+        for (r, (c, rid, a)) in reports.iter().zip(&ids) {
+            if let Some(owner) = existing.get(&(r.company_id, r.report_id)) {
+                out.push(if *owner == r.agent_id {
+                    AcceptOutcome::Duplicate
+                } else {
+                    AcceptOutcome::Conflict
+                });
+                continue;
+            }
+            let Some((accepted_digest, accepted_collected)) =
+                digests.get_mut(&(r.company_id, r.agent_id))
+            else {
+                // The agent vanished between authentication and now.
+                out.push(AcceptOutcome::Conflict);
+                continue;
+            };
+            let accepted = ms(r.accepted_at);
+            let row = Row {
+                c,
+                r: rid,
+                a,
+                col: ms(r.collected_at),
+                acc: accepted,
+                n: r.app_count,
+                d: hex::encode(r.digest),
+            };
+            if accepted_digest.as_deref() == Some(&r.digest[..]) {
+                unchanged.push(row);
+                agent_updates
+                    .entry((r.company_id, r.agent_id))
+                    .or_insert((accepted, None))
+                    .0 = accepted;
+                out.push(AcceptOutcome::Unchanged);
+            } else if pending as u64 >= queue_bound {
+                out.push(AcceptOutcome::QueueFull);
+                continue;
+            } else {
+                let entry = agent_updates
+                    .entry((r.company_id, r.agent_id))
+                    .or_insert((accepted, None));
+                entry.0 = accepted;
+                // A late report (collected before the newest accepted one) will be found
+                // stale; it must not become the reference for "unchanged".
+                if accepted_collected.is_none_or(|at| row.col >= at) {
+                    *accepted_digest = Some(r.digest.to_vec());
+                    *accepted_collected = Some(row.col);
+                    entry.1 = Some((row.d.clone(), row.col));
+                }
+                sqlx::query(
+                    "INSERT INTO reports (company_id, report_id, agent_id, collected_at, accepted_at, \
+                     status, app_count, digest, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)",
+                )
+                .bind(r.company_id)
+                .bind(r.report_id)
+                .bind(r.agent_id)
+                .bind(row.col)
+                .bind(accepted)
+                .bind(r.app_count)
+                .bind(&r.digest[..])
+                .bind(&r.body[..])
+                .execute(&mut *w.tx)
+                .await?;
+                // Two reports with the same id in one group: the second is a duplicate.
+                existing.insert((r.company_id, r.report_id), r.agent_id);
+                queued.push(row);
+                pending += 1;
+                out.push(AcceptOutcome::Queued);
+            }
+        }
+        if !unchanged.is_empty() {
+            sqlx::query(
+                "INSERT INTO reports (company_id, report_id, agent_id, collected_at, accepted_at, \
+                 processed_at, status, outcome, app_count, digest) \
+                 SELECT unhex(j.value->>'$.c'), unhex(j.value->>'$.r'), unhex(j.value->>'$.a'), \
+                 j.value->>'$.col', j.value->>'$.acc', j.value->>'$.acc', 'done', 'unchanged', \
+                 j.value->>'$.n', unhex(j.value->>'$.d') FROM json_each(?1) j WHERE true \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(json(&unchanged)?)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        if !queued.is_empty() {
+            sqlx::query(
+                "INSERT INTO queue (company_id, report_id, agent_id, app_count, state, visible_at, enqueued_at) \
+                 SELECT unhex(j.value->>'$.c'), unhex(j.value->>'$.r'), unhex(j.value->>'$.a'), \
+                 j.value->>'$.n', 'queued', j.value->>'$.acc', j.value->>'$.acc' \
+                 FROM json_each(?1) j ORDER BY j.key",
+            )
+            .bind(json(&queued)?)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        if !agent_updates.is_empty() {
+            let updates: Vec<(String, String, i64, Option<String>, Option<i64>)> = agent_updates
+                .into_iter()
+                .map(|((c, a), (seen, newest))| {
+                    let (digest, collected) = newest.unzip();
+                    (
+                        hex::encode(c.as_bytes()),
+                        hex::encode(a.as_bytes()),
+                        seen,
+                        digest,
+                        collected,
+                    )
+                })
+                .collect();
+            sqlx::query(
+                "UPDATE agents SET last_seen_at = u.seen, \
+                 accepted_digest = coalesce(u.digest, agents.accepted_digest), \
+                 accepted_collected_at = coalesce(u.collected, agents.accepted_collected_at) \
+                 FROM (SELECT unhex(j.value->>0) AS c, unhex(j.value->>1) AS a, j.value->>2 AS seen, \
+                       unhex(j.value->>3) AS digest, j.value->>4 AS collected FROM json_each(?1) j) AS u \
+                 WHERE agents.company_id = u.c AND agents.agent_id = u.a",
+            )
+            .bind(json(&updates)?)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn claim_batch_impl(&self, req: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
+        let now = ms(req.now);
+        let lease_until = now + i64::try_from(req.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut w = self.begin_background_write().await?;
+        let rows = sqlx::query(
+            "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, q.app_count, q.attempts, \
+             q.state, coalesce(r.collected_at < a.inventory_collected_at, 0) \
+             FROM queue q \
+             LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
+             LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id \
+             WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 \
+             ORDER BY q.queue_id DESC LIMIT ?2",
+        )
+        .bind(now)
+        .bind(CLAIM_SCAN_LIMIT)
+        .fetch_all(&mut *w.tx)
+        .await?;
+
+        let mut claimed: Vec<ClaimedReport> = Vec::new();
+        let mut stale: Vec<(i64, String, String)> = Vec::new();
+        let mut apps: u64 = 0;
+        for row in rows {
+            let queue_id: i64 = row.get(0);
+            let company_id = uuid_from(row.get::<&[u8], _>(1))?;
+            let report_id = uuid_from(row.get::<&[u8], _>(2))?;
+            let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
+            let app_count: i64 = row.get(4);
+            let attempts: i64 = row.get(5);
+            let state: &str = row.get(6);
+            if state == "leased" && attempts >= i64::from(req.max_attempts) {
+                // Every worker that took it died (or hung) past its lease: a poison report.
+                let error = format!("lease expired {attempts} times; dead-lettered");
+                dead_letter(
+                    &mut w.tx, queue_id, company_id, report_id, agent_id, &error, now,
+                )
+                .await?;
+                continue;
+            }
+            if row.get::<bool, _>(7) {
+                // A newer inventory of this agent is stored already (newest-first claiming
+                // overtook it): settled here, without parsing it.
+                stale.push((
+                    queue_id,
+                    hex::encode(company_id.as_bytes()),
+                    hex::encode(report_id.as_bytes()),
+                ));
+                continue;
+            }
+            let app_count = u64::try_from(app_count).unwrap_or(0);
+            if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
+                break;
+            }
+            apps += app_count;
+            claimed.push(ClaimedReport {
+                queue_id,
+                company_id,
+                agent_id,
+                report_id,
+                attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+                app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
+                digest: [0; 32],
+                body: Vec::new(),
+            });
+            if apps >= u64::from(req.max_apps) {
+                break;
+            }
+        }
+        if !stale.is_empty() {
+            let queue_ids: Vec<i64> = stale.iter().map(|(q, _, _)| *q).collect();
+            sqlx::query(
+                "UPDATE queue SET state = 'done', finished_at = ?2, lease_owner = NULL \
+                 WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
+            )
+            .bind(json(&queue_ids)?)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+            let keys: Vec<(&str, &str)> = stale
+                .iter()
+                .map(|(_, c, r)| (c.as_str(), r.as_str()))
+                .collect();
+            sqlx::query(
+                "UPDATE reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
+                 WHERE (company_id, report_id) IN \
+                 (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
+            )
+            .bind(json(&keys)?)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        if !claimed.is_empty() {
+            let queue_ids: Vec<i64> = claimed.iter().map(|c| c.queue_id).collect();
+            sqlx::query(
+                "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_owner = ?2, \
+                 visible_at = ?3 WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
+            )
+            .bind(json(&queue_ids)?)
+            .bind(&req.owner)
+            .bind(lease_until)
+            .execute(&mut *w.tx)
+            .await?;
+            let keys: Vec<(String, String)> = claimed
+                .iter()
+                .map(|c| {
+                    (
+                        hex::encode(c.company_id.as_bytes()),
+                        hex::encode(c.report_id.as_bytes()),
+                    )
+                })
+                .collect();
+            sqlx::query(
+                "UPDATE reports SET status = 'processing', attempts = attempts + 1 \
+                 WHERE (company_id, report_id) IN \
+                 (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
+            )
+            .bind(json(&keys)?)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await?;
+
+        // Bodies are read after the write lock is released: they can be large, and the lease
+        // keeps them ours.
+        for c in &mut claimed {
+            let row = sqlx::query(
+                "SELECT body, digest FROM reports WHERE company_id = ?1 AND report_id = ?2",
+            )
+            .bind(c.company_id)
+            .bind(c.report_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                c.body = row.get::<Option<Vec<u8>>, _>(0).unwrap_or_default();
+                let digest: &[u8] = row.get(1);
+                c.digest = digest.try_into().unwrap_or([0; 32]);
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub(crate) async fn release_impl(&self, leases: &[LeaseRef]) -> Result<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let now = ms(Utc::now());
+        let mut w = self.begin_background_write().await?;
+        for l in leases {
+            let row = sqlx::query(
+                "UPDATE queue SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, \
+                 visible_at = ?4 \
+                 WHERE queue_id = ?1 AND state = 'leased' AND lease_owner = ?2 AND attempts = ?3 \
+                 RETURNING company_id, report_id",
+            )
+            .bind(l.queue_id)
+            .bind(&l.owner)
+            .bind(l.attempts)
+            .bind(now)
+            .fetch_optional(&mut *w.tx)
+            .await?;
+            if let Some(row) = row {
+                sqlx::query(
+                    "UPDATE reports SET status = 'queued', attempts = attempts - 1 \
+                     WHERE company_id = ?1 AND report_id = ?2",
+                )
+                .bind(row.get::<&[u8], _>(0))
+                .bind(row.get::<&[u8], _>(1))
+                .execute(&mut *w.tx)
+                .await?;
+            }
+        }
+        w.commit().await
+    }
+
+    pub(crate) async fn fail_impl(&self, failures: &[Failure], now: DateTime<Utc>) -> Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let now = ms(now);
+        let mut w = self.begin_background_write().await?;
+        for f in failures {
+            let l = &f.lease;
+            let row = sqlx::query(
+                "SELECT company_id, report_id, agent_id FROM queue \
+                 WHERE queue_id = ?1 AND state = 'leased' AND lease_owner = ?2 AND attempts = ?3",
+            )
+            .bind(l.queue_id)
+            .bind(&l.owner)
+            .bind(l.attempts)
+            .fetch_optional(&mut *w.tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let company_id = uuid_from(row.get::<&[u8], _>(0))?;
+            let report_id = uuid_from(row.get::<&[u8], _>(1))?;
+            let agent_id = uuid_from(row.get::<&[u8], _>(2))?;
+            match f.retry_at {
+                Some(at) => {
+                    sqlx::query(
+                        "UPDATE queue SET state = 'queued', lease_owner = NULL, visible_at = ?2, \
+                         last_error = ?3 WHERE queue_id = ?1",
+                    )
+                    .bind(l.queue_id)
+                    .bind(ms(at))
+                    .bind(&f.error)
+                    .execute(&mut *w.tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE reports SET status = 'queued', error = ?3 \
+                         WHERE company_id = ?1 AND report_id = ?2",
+                    )
+                    .bind(company_id)
+                    .bind(report_id)
+                    .bind(&f.error)
+                    .execute(&mut *w.tx)
+                    .await?;
+                }
+                None => {
+                    dead_letter(
+                        &mut w.tx, l.queue_id, company_id, report_id, agent_id, &f.error, now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        w.commit().await
+    }
+
+    pub(crate) async fn queue_stats_impl(&self) -> Result<QueueStats> {
+        let rows = sqlx::query("SELECT state, count(*) FROM queue GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stats = QueueStats::default();
+        for row in rows {
+            let n = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
+            match row.get::<&str, _>(0) {
+                "queued" => stats.queued = n,
+                "leased" => stats.leased = n,
+                "dead" => stats.dead = n,
+                "done" => stats.done = n,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    pub(crate) async fn purge_finished_impl(&self, before: DateTime<Utc>) -> Result<u64> {
+        let before = ms(before);
+        let mut w = self.begin_background_write().await?;
+        let n = sqlx::query("DELETE FROM queue WHERE state = 'done' AND finished_at < ?1")
+            .bind(before)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM reports WHERE status = 'done' AND processed_at < ?1")
+            .bind(before)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn report_status_impl(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        report_id: ReportId,
+    ) -> Result<Option<ReportStatus>> {
+        let row = sqlx::query(
+            "SELECT status, outcome, accepted_at, processed_at, attempts, error FROM reports \
+             WHERE company_id = ?1 AND report_id = ?2 AND agent_id = ?3",
+        )
+        .bind(company_id)
+        .bind(report_id)
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: &str = row.get(0);
+        Ok(Some(ReportStatus {
+            report_id,
+            status: ReportState::parse(status).unwrap_or(ReportState::Queued),
+            outcome: row.get(1),
+            accepted_at: from_ms(row.get(2)),
+            processed_at: opt_ms(row.get(3)),
+            attempts: u32::try_from(row.get::<i64, _>(4)).unwrap_or(0),
+            error: row.get(5),
+        }))
+    }
+}
+
+/// Moves an entry to the dead letters. When it was the agent's newest accepted inventory, the
+/// next report with that inventory must be processed again, so the accepted digest falls back
+/// to the stored inventory's.
+async fn dead_letter(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    queue_id: i64,
+    company_id: CompanyId,
+    report_id: ReportId,
+    agent_id: AgentId,
+    error: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE queue SET state = 'dead', lease_owner = NULL, finished_at = ?2, last_error = ?3 \
+         WHERE queue_id = ?1",
+    )
+    .bind(queue_id)
+    .bind(now)
+    .bind(error)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE reports SET status = 'failed', error = ?3, processed_at = ?4 \
+         WHERE company_id = ?1 AND report_id = ?2",
+    )
+    .bind(company_id)
+    .bind(report_id)
+    .bind(error)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE agents SET accepted_digest = inventory_digest, \
+         accepted_collected_at = inventory_collected_at WHERE company_id = ?1 AND agent_id = ?2 \
+         AND accepted_digest = (SELECT digest FROM reports WHERE company_id = ?1 AND report_id = ?3)",
+    )
+    .bind(company_id)
+    .bind(agent_id)
+    .bind(report_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The storage interface. The server only ever holds an `Arc<dyn Storage>`; SQLite implements it
+//! today and PostgreSQL next.
+//!
+//! Invariants every backend keeps (the conformance tests in `tests/conformance/` check them):
+//! - Tenant data (agents, reports, apps, findings) is keyed by company first, and every tenant
+//!   method takes the company id: a foreign id reads as missing. No query joins across companies.
+//!   Shared tables are the credentials index (token hash → principal), the queue, the
+//!   deduplicated software versions with their cached match results, and the knowledge base.
+//! - [`Storage::accept_reports`] stores a report and its queue entry in one transaction, so
+//!   an answer of 202 means both are durable; a refused report leaves nothing behind.
+//! - Queue entries move `queued → leased → done | queued (retry) | dead`. A lease has an expiry;
+//!   an expired lease is claimed again (counting an attempt) and after `max_attempts` the entry is
+//!   dead-lettered. Finishing or failing checks the lease is still the caller's.
+//! - [`Storage::finish_batch`] writes a whole batch in one transaction and applies the reports of
+//!   one agent one at a time: a report older than the stored inventory is skipped as stale.
+//! - Match results are cached per software version together with the knowledge revision they
+//!   came from; software matched at an older revision is found by [`Storage::software_to_rematch`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use zt_advisory::KnowledgeBase;
+use zt_inventory::{Software, SoftwareKey};
+
+use crate::model::*;
+use crate::Result;
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// A short name of the backend for logs (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness check of the database connection.
+    async fn ping(&self) -> Result<()>;
+
+    /// Periodic backend upkeep, called by the server about four times a second (SQLite: a
+    /// passive WAL checkpoint, so that committing writers do not pay for it).
+    async fn housekeeping(&self) -> Result<()>;
+
+    // --- operator token and settings -------------------------------------------------------
+
+    /// The stored hash of the generated operator token, if one was generated.
+    async fn operator_token_hash(&self) -> Result<Option<TokenHash>>;
+
+    /// Stores the operator token hash unless one exists; returns false when one existed
+    /// (another process won the race: its token stands).
+    async fn init_operator_token(&self, hash: TokenHash) -> Result<bool>;
+
+    // --- companies and credentials ---------------------------------------------------------
+
+    async fn create_company(&self, company: &Company, enroll_secret_hash: TokenHash) -> Result<()>;
+
+    async fn list_companies(&self) -> Result<Vec<Company>>;
+
+    async fn get_company(&self, company_id: CompanyId) -> Result<Option<Company>>;
+
+    /// Stores a user token of a company. False when the company does not exist.
+    async fn create_user_token(
+        &self,
+        company_id: CompanyId,
+        role: Role,
+        hash: TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Who a token hash belongs to (operator tokens from the environment are the server's
+    /// business, not the store's).
+    async fn resolve_token(&self, hash: TokenHash) -> Result<Option<Principal>>;
+
+    /// Creates the agent and its token. False when the company does not exist.
+    async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool>;
+
+    // --- ingest and queue ------------------------------------------------------------------
+
+    /// Accepts reports in one transaction (group commit); one outcome per report, in order.
+    /// `queue_bound` caps the pending entries (queued + leased): reports beyond it are refused
+    /// with [`AcceptOutcome::QueueFull`] and leave nothing stored.
+    async fn accept_reports(
+        &self,
+        reports: &[IncomingReport],
+        queue_bound: u64,
+    ) -> Result<Vec<AcceptOutcome>>;
+
+    /// Leases the newest visible entries (queued, or leased with an expired lease).
+    async fn claim_batch(&self, request: &ClaimRequest) -> Result<Vec<ClaimedReport>>;
+
+    /// Puts leased entries back without counting the attempt (graceful shutdown).
+    async fn release(&self, leases: &[LeaseRef]) -> Result<()>;
+
+    /// Records failed attempts: retried later, or dead-lettered (report status `failed`).
+    async fn fail(&self, failures: &[Failure], now: DateTime<Utc>) -> Result<()>;
+
+    /// Writes a processed batch in one transaction (see the trait documentation); one outcome
+    /// per report of the batch, in order.
+    async fn finish_batch(&self, batch: &ProcessedBatch) -> Result<Vec<ReportOutcome>>;
+
+    async fn queue_stats(&self) -> Result<QueueStats>;
+
+    /// Deletes finished queue entries and processed report records finished before `before`;
+    /// returns how many queue entries went.
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Processing state of a report, for the agent that sent it.
+    async fn report_status(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        report_id: ReportId,
+    ) -> Result<Option<ReportStatus>>;
+
+    // --- match cache -----------------------------------------------------------------------
+
+    /// Of `keys`, those never matched before (unknown to the store). Software matched at an
+    /// older revision is not among them: its cached results serve until the rematch updates
+    /// them together with every company's findings.
+    async fn unmatched_software(&self, keys: &[SoftwareKey]) -> Result<Vec<SoftwareKey>>;
+
+    /// Software versions matched at a revision older than `revision`, in key order after
+    /// `after`, at most `limit`.
+    async fn software_to_rematch(
+        &self,
+        revision: u64,
+        after: Option<SoftwareKey>,
+        limit: u32,
+    ) -> Result<Vec<(SoftwareKey, Software)>>;
+
+    /// Replaces the cached matches of these software versions with results of `revision` and
+    /// returns what changed. Software already matched at a newer revision is left alone. When
+    /// anything changed, findings are marked as needing reconciliation (durably, in the same
+    /// transaction), so a crash before [`Storage::reconcile_findings`] ran loses nothing.
+    async fn store_rematch(&self, results: &[MatchedSoftware], revision: u64)
+        -> Result<MatchDelta>;
+
+    /// Some(generation) when cached matches changed since findings were last reconciled.
+    async fn reconcile_pending(&self) -> Result<Option<u64>>;
+
+    /// Makes the findings of up to `limit` agents of a company (in id order after `after`)
+    /// agree with the cached matches of their apps: opens missing findings, refreshes
+    /// severity/KEV/fix columns, resolves (`not_affected`) findings no longer matched.
+    /// Returns the last agent handled, None when there were no more.
+    async fn reconcile_findings(
+        &self,
+        company_id: CompanyId,
+        after: Option<AgentId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AgentId>>;
+
+    /// Records that every company was reconciled for `generation`.
+    async fn mark_reconciled(&self, generation: u64) -> Result<()>;
+
+    // --- knowledge (tables and loading owned by the knowledge module) ----------------------
+
+    /// The knowledge revision: bumped by every change of advisories, KEV or EPSS.
+    async fn knowledge_revision(&self) -> Result<u64>;
+
+    /// Everything the match index is built from, at the current revision.
+    async fn load_knowledge(&self) -> Result<KnowledgeBase>;
+
+    // --- company-scoped reads --------------------------------------------------------------
+
+    async fn summary(&self, company_id: CompanyId) -> Result<Summary>;
+
+    async fn list_agents(&self, company_id: CompanyId, page: &PageRequest) -> Result<Page<Agent>>;
+
+    async fn get_agent(&self, company_id: CompanyId, agent_id: AgentId) -> Result<Option<Agent>>;
+
+    /// None when the agent does not exist in this company.
+    async fn list_apps(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        page: &PageRequest,
+    ) -> Result<Option<Page<AppRow>>>;
+
+    async fn list_findings(
+        &self,
+        company_id: CompanyId,
+        filter: &FindingFilter,
+        page: &PageRequest,
+    ) -> Result<Page<FindingRow>>;
+
+    /// A vulnerability (by id or alias) with the company's hosts it hits; None unless the
+    /// company has (or had) a finding of it, so that existence elsewhere never shows.
+    async fn vulnerability(&self, company_id: CompanyId, id: &str) -> Result<Option<VulnDetail>>;
+}

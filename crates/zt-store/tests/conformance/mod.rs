@@ -1,0 +1,918 @@
+//! Backend-independent checks of the `Storage` contract. Every backend's test file calls these
+//! with a fresh, empty store (SQLite today; PostgreSQL next).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use zt_advisory::Severity;
+use zt_inventory::{App, AppSource, OsInfo, Software, SoftwareKey};
+use zt_store::model::*;
+use zt_store::Storage;
+
+pub fn hash(n: u8) -> TokenHash {
+    TokenHash([n; 32])
+}
+
+fn os() -> OsInfo {
+    OsInfo {
+        id: "debian".into(),
+        version_id: "12".into(),
+        name: String::new(),
+    }
+}
+
+pub async fn company(store: &dyn Storage, name: &str, secret: u8) -> CompanyId {
+    let c = Company {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        created_at: Utc::now(),
+    };
+    store.create_company(&c, hash(secret)).await.unwrap();
+    c.id
+}
+
+pub async fn agent(
+    store: &dyn Storage,
+    company_id: CompanyId,
+    hostname: &str,
+    token: u8,
+) -> AgentId {
+    let a = NewAgent {
+        company_id,
+        agent_id: Uuid::new_v4(),
+        hostname: hostname.into(),
+        os: os(),
+        arch: "x86_64".into(),
+        agent_version: "1".into(),
+        token_hash: hash(token),
+        enrolled_at: Utc::now(),
+    };
+    assert!(store.enroll_agent(&a).await.unwrap());
+    a.agent_id
+}
+
+fn incoming(c: CompanyId, a: AgentId, apps: &[App], at: DateTime<Utc>) -> IncomingReport {
+    IncomingReport {
+        company_id: c,
+        agent_id: a,
+        report_id: Uuid::new_v4(),
+        collected_at: at,
+        accepted_at: Utc::now(),
+        digest: zt_inventory::inventory_digest(apps),
+        app_count: apps.len() as u32,
+        body: format!("apps:{}", apps.len()).into_bytes(),
+    }
+}
+
+fn claim(
+    owner: &str,
+    max_apps: u32,
+    lease: Duration,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.into(),
+        max_apps,
+        lease,
+        max_attempts,
+        now,
+    }
+}
+
+fn lease_of(c: &ClaimedReport, owner: &str) -> LeaseRef {
+    LeaseRef {
+        queue_id: c.queue_id,
+        owner: owner.into(),
+        attempts: c.attempts,
+    }
+}
+
+fn app(name: &str, version: &str) -> App {
+    App::new(name, version, AppSource::Npm)
+}
+
+fn vuln(id: &str, severity: Severity, fixed: &[&str]) -> StoredMatch {
+    StoredMatch {
+        vulnerability: VulnInfo {
+            id: id.into(),
+            aliases: vec![format!("GHSA-{id}")],
+            summary: format!("summary of {id}"),
+            severity,
+            cvss: None,
+            kev: false,
+            kev_due_date: None,
+            epss: Some(0.5),
+            epss_percentile: None,
+            informational: false,
+        },
+        fixed_versions: fixed.iter().map(|s| s.to_string()).collect(),
+        method: "osv-range".into(),
+        confidence: "high".into(),
+    }
+}
+
+/// Processes one claimed report of `apps` with the given matches for software never seen.
+async fn process(
+    store: &dyn Storage,
+    claimed: &ClaimedReport,
+    owner: &str,
+    apps: &[App],
+    collected_at: DateTime<Utc>,
+    matcher: &dyn Fn(&Software) -> Vec<StoredMatch>,
+) -> ReportOutcome {
+    let o = os();
+    let software: Vec<(SoftwareKey, Software)> = apps
+        .iter()
+        .map(|a| {
+            let s = Software::from_app(a, &o);
+            (s.key(), s)
+        })
+        .collect();
+    let keys: Vec<SoftwareKey> = software.iter().map(|(k, _)| *k).collect();
+    let unknown = store.unmatched_software(&keys).await.unwrap();
+    let matched: Vec<MatchedSoftware> = software
+        .iter()
+        .filter(|(k, _)| unknown.contains(k))
+        .map(|(k, s)| MatchedSoftware {
+            key: *k,
+            software: s.clone(),
+            matches: matcher(s),
+        })
+        .collect();
+    let report = ProcessedReport {
+        lease: lease_of(claimed, owner),
+        company_id: claimed.company_id,
+        agent_id: claimed.agent_id,
+        report_id: claimed.report_id,
+        collected_at,
+        digest: zt_inventory::inventory_digest(apps),
+        hostname: "host".into(),
+        os: o.clone(),
+        arch: "x86_64".into(),
+        apps: software
+            .iter()
+            .map(|(k, _)| StoredApp {
+                software_key: *k,
+                arch: String::new(),
+            })
+            .collect(),
+        names: software
+            .iter()
+            .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
+            .collect(),
+    };
+    let out = store
+        .finish_batch(&ProcessedBatch {
+            revision: 1,
+            software: matched,
+            reports: vec![report],
+            now: Utc::now(),
+        })
+        .await
+        .unwrap();
+    out[0]
+}
+
+fn lodash_matcher(s: &Software) -> Vec<StoredMatch> {
+    match (s.name.as_str(), s.version.as_str()) {
+        ("lodash", "4.17.15") => vec![
+            vuln("CVE-2020-8203", Severity::High, &["4.17.19"]),
+            vuln("CVE-2021-23337", Severity::High, &["4.17.21"]),
+        ],
+        ("lodash", "4.17.19") => vec![vuln("CVE-2021-23337", Severity::High, &["4.17.21"])],
+        ("minimist", "0.0.8") => vec![vuln("CVE-2020-7598", Severity::Medium, &[])],
+        _ => Vec::new(),
+    }
+}
+
+pub async fn tokens_and_companies(store: &dyn Storage) {
+    assert_eq!(store.operator_token_hash().await.unwrap(), None);
+    assert!(store.init_operator_token(hash(1)).await.unwrap());
+    assert!(
+        !store.init_operator_token(hash(2)).await.unwrap(),
+        "one operator token only"
+    );
+    assert_eq!(store.operator_token_hash().await.unwrap(), Some(hash(1)));
+    assert_eq!(
+        store.resolve_token(hash(1)).await.unwrap(),
+        Some(Principal::Operator)
+    );
+    assert_eq!(store.resolve_token(hash(2)).await.unwrap(), None);
+
+    let a = company(store, "Acme", 10).await;
+    let b = company(store, "Beta", 11).await;
+    assert_eq!(
+        store.resolve_token(hash(10)).await.unwrap(),
+        Some(Principal::Enroll { company_id: a })
+    );
+    assert!(store
+        .create_user_token(a, Role::Viewer, hash(12), Utc::now())
+        .await
+        .unwrap());
+    assert!(!store
+        .create_user_token(Uuid::new_v4(), Role::Admin, hash(13), Utc::now())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.resolve_token(hash(12)).await.unwrap(),
+        Some(Principal::User {
+            company_id: a,
+            role: Role::Viewer
+        })
+    );
+    let agent_id = agent(store, b, "b-1", 14).await;
+    assert_eq!(
+        store.resolve_token(hash(14)).await.unwrap(),
+        Some(Principal::Agent {
+            company_id: b,
+            agent_id
+        })
+    );
+    let names: Vec<String> = store
+        .list_companies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["Acme", "Beta"]);
+    assert!(store.get_company(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+pub async fn accept_is_idempotent_bounded_and_skips_unchanged(store: &dyn Storage) {
+    let c = company(store, "Acme", 20).await;
+    let a = agent(store, c, "h", 21).await;
+    let other = agent(store, c, "h2", 22).await;
+    let apps = vec![app("lodash", "4.17.15")];
+    let first = incoming(c, a, &apps, Utc::now());
+    let out = store
+        .accept_reports(&[first.clone(), first.clone()], 10)
+        .await
+        .unwrap();
+    assert_eq!(out, [AcceptOutcome::Queued, AcceptOutcome::Duplicate]);
+    assert_eq!(
+        store
+            .accept_reports(std::slice::from_ref(&first), 10)
+            .await
+            .unwrap(),
+        [AcceptOutcome::Duplicate]
+    );
+    let mut stolen = first.clone();
+    stolen.agent_id = other;
+    assert_eq!(
+        store.accept_reports(&[stolen], 10).await.unwrap(),
+        [AcceptOutcome::Conflict]
+    );
+    // The same inventory again needs no work; another one is refused when the queue is full.
+    let same = incoming(c, a, &apps, Utc::now());
+    let changed = incoming(c, a, &[app("lodash", "4.17.21")], Utc::now());
+    let out = store
+        .accept_reports(&[same.clone(), changed.clone()], 1)
+        .await
+        .unwrap();
+    assert_eq!(out, [AcceptOutcome::Unchanged, AcceptOutcome::QueueFull]);
+    let s = store
+        .report_status(c, a, same.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.status, s.outcome.as_deref()),
+        (ReportState::Done, Some("unchanged"))
+    );
+    assert!(
+        store
+            .report_status(c, a, changed.report_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "refused: nothing stored"
+    );
+    assert!(
+        store
+            .report_status(c, other, first.report_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "other agent's report"
+    );
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.queued, stats.pending()), (1, 1));
+}
+
+pub async fn claims_newest_first_in_app_sized_batches(store: &dyn Storage) {
+    let c = company(store, "Acme", 30).await;
+    let mut ids = Vec::new();
+    for i in 0..4u8 {
+        let a = agent(store, c, &format!("h{i}"), 31 + i).await;
+        let apps: Vec<App> = (0..40)
+            .map(|n| app(&format!("p{n}"), &format!("{i}.0")))
+            .collect();
+        let r = incoming(c, a, &apps, Utc::now());
+        ids.push(r.report_id);
+        assert_eq!(
+            store.accept_reports(&[r], 100).await.unwrap(),
+            [AcceptOutcome::Queued]
+        );
+    }
+    let now = Utc::now();
+    let batch = store
+        .claim_batch(&claim("w1", 100, Duration::from_secs(60), 3, now))
+        .await
+        .unwrap();
+    // 40 + 40 apps fit in 100; a third report would not.
+    let got: Vec<ReportId> = batch.iter().map(|b| b.report_id).collect();
+    assert_eq!(got, [ids[3], ids[2]], "newest first");
+    assert!(batch
+        .iter()
+        .all(|b| b.attempts == 1 && b.body == b"apps:40"));
+    let one = store
+        .claim_batch(&claim("w2", 10, Duration::from_secs(60), 3, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        one.len(),
+        1,
+        "at least one report even when it exceeds max_apps"
+    );
+    assert_eq!(one[0].report_id, ids[1]);
+    let s = store
+        .report_status(c, one[0].agent_id, one[0].report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, ReportState::Processing);
+    // Released entries come back without a counted attempt.
+    store.release(&[lease_of(&one[0], "w2")]).await.unwrap();
+    let again = store
+        .claim_batch(&claim("w3", 10, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!((again[0].report_id, again[0].attempts), (ids[1], 1));
+}
+
+pub async fn expired_leases_retry_then_dead_letter(store: &dyn Storage) {
+    let c = company(store, "Acme", 40).await;
+    let a = agent(store, c, "h", 41).await;
+    let r = incoming(c, a, &[app("x", "1")], Utc::now());
+    store
+        .accept_reports(std::slice::from_ref(&r), 10)
+        .await
+        .unwrap();
+    let t0 = Utc::now();
+    let lease = Duration::from_secs(30);
+    let first = store
+        .claim_batch(&claim("dead-worker", 100, lease, 2, t0))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // Not visible while the lease holds; visible again once it expired.
+    assert!(store
+        .claim_batch(&claim(
+            "w",
+            100,
+            lease,
+            2,
+            t0 + chrono::Duration::seconds(10)
+        ))
+        .await
+        .unwrap()
+        .is_empty());
+    let t1 = t0 + chrono::Duration::seconds(31);
+    let second = store
+        .claim_batch(&claim("w", 100, lease, 2, t1))
+        .await
+        .unwrap();
+    assert_eq!((second.len(), second[0].attempts), (1, 2));
+    // The first worker wakes up late: its lease is gone, its writes are refused.
+    let out = process(
+        store,
+        &first[0],
+        "dead-worker",
+        &[app("x", "1")],
+        r.collected_at,
+        &|_| Vec::new(),
+    )
+    .await;
+    assert_eq!(out, ReportOutcome::LeaseLost);
+    // The second one dies too: after max_attempts the entry is dead-lettered, not retried.
+    let t2 = t1 + chrono::Duration::seconds(31);
+    assert!(store
+        .claim_batch(&claim("w", 100, lease, 2, t2))
+        .await
+        .unwrap()
+        .is_empty());
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.dead, stats.pending()), (1, 0));
+    let s = store
+        .report_status(c, a, r.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, ReportState::Failed);
+    assert!(s.error.unwrap().contains("lease expired"));
+    // The same inventory must be processed when it comes again (it never was).
+    let again = incoming(c, a, &[app("x", "1")], Utc::now());
+    assert_eq!(
+        store.accept_reports(&[again], 10).await.unwrap(),
+        [AcceptOutcome::Queued]
+    );
+}
+
+pub async fn failures_back_off_then_dead_letter(store: &dyn Storage) {
+    let c = company(store, "Acme", 50).await;
+    let a = agent(store, c, "h", 51).await;
+    let r = incoming(c, a, &[app("x", "1")], Utc::now());
+    store
+        .accept_reports(std::slice::from_ref(&r), 10)
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let lease = Duration::from_secs(60);
+    let got = store
+        .claim_batch(&claim("w", 100, lease, 3, now))
+        .await
+        .unwrap();
+    let retry_at = now + chrono::Duration::seconds(5);
+    store
+        .fail(
+            &[Failure {
+                lease: lease_of(&got[0], "w"),
+                error: "boom".into(),
+                retry_at: Some(retry_at),
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    let s = store
+        .report_status(c, a, r.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.status, s.error.as_deref()),
+        (ReportState::Queued, Some("boom"))
+    );
+    assert!(
+        store
+            .claim_batch(&claim("w", 100, lease, 3, now))
+            .await
+            .unwrap()
+            .is_empty(),
+        "backing off"
+    );
+    let got = store
+        .claim_batch(&claim("w", 100, lease, 3, retry_at))
+        .await
+        .unwrap();
+    assert_eq!(got[0].attempts, 2);
+    store
+        .fail(
+            &[Failure {
+                lease: lease_of(&got[0], "w"),
+                error: "boom again".into(),
+                retry_at: None,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.queue_stats().await.unwrap().dead, 1);
+    assert_eq!(
+        store
+            .report_status(c, a, r.report_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReportState::Failed
+    );
+}
+
+pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn Storage) {
+    let acme = company(store, "Acme", 60).await;
+    let beta = company(store, "Beta", 61).await;
+    let a = agent(store, acme, "web-1", 62).await;
+    let b = agent(store, beta, "web-2", 63).await;
+    let t = Utc::now();
+    let v1 = vec![
+        app("lodash", "4.17.15"),
+        app("minimist", "0.0.8"),
+        app("left-pad", "1.0.0"),
+    ];
+    for (c, ag, apps) in [(acme, a, &v1), (beta, b, &v1)] {
+        let r = incoming(c, ag, apps, t);
+        store.accept_reports(&[r], 100).await.unwrap();
+        let got = store
+            .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
+            .await
+            .unwrap();
+        let out = process(store, &got[0], "w", apps, t, &lodash_matcher).await;
+        assert_eq!(
+            out,
+            ReportOutcome::Applied {
+                added: 3,
+                removed: 0,
+                changed: 0
+            }
+        );
+    }
+    let s = store.summary(acme).await.unwrap();
+    assert_eq!(
+        (
+            s.agents,
+            s.apps,
+            s.findings.high,
+            s.findings.medium,
+            s.fixable
+        ),
+        (1, 3, 2, 1, 2)
+    );
+    let page = store
+        .list_findings(acme, &FindingFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    assert!(
+        page.items.iter().all(|f| f.agent_id == a),
+        "only Acme's agent"
+    );
+    assert_eq!(
+        page.items[2].vulnerability.severity,
+        Severity::Medium,
+        "most severe first"
+    );
+    // Paging returns the same rows in the same order.
+    let mut paged = Vec::new();
+    let mut req = PageRequest {
+        limit: 1,
+        cursor: None,
+    };
+    loop {
+        let p = store
+            .list_findings(acme, &FindingFilter::default(), &req)
+            .await
+            .unwrap();
+        paged.extend(p.items);
+        match p.next_cursor {
+            Some(c) => req.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(paged, page.items);
+    // Filters.
+    let f = FindingFilter {
+        severities: vec![Severity::Medium],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_findings(acme, &f, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let f = FindingFilter {
+        query: Some("minim".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_findings(acme, &f, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let f = FindingFilter {
+        query: Some("GHSA-CVE-2020-8203".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_findings(acme, &f, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let f = FindingFilter {
+        fixable: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_findings(acme, &f, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(store
+        .list_findings(
+            acme,
+            &FindingFilter::default(),
+            &PageRequest {
+                limit: 5,
+                cursor: Some("garbage".into())
+            }
+        )
+        .await
+        .is_err());
+    // Isolation: Acme's id on Beta's agent reads nothing; a vulnerability by alias.
+    assert!(store
+        .list_apps(acme, b, &PageRequest::default())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_agent(acme, b).await.unwrap().is_none());
+    let d = store
+        .vulnerability(acme, "GHSA-CVE-2020-8203")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.vulnerability.id, "CVE-2020-8203");
+    assert_eq!(d.affected.len(), 1);
+    assert_eq!(d.affected[0].agent_id, a);
+    let newco = company(store, "Empty", 64).await;
+    assert!(
+        store
+            .vulnerability(newco, "CVE-2020-8203")
+            .await
+            .unwrap()
+            .is_none(),
+        "no finding: 404"
+    );
+
+    // Upgrade lodash to a version that still has one of the two, remove minimist.
+    let v2 = vec![app("lodash", "4.17.19"), app("left-pad", "1.0.0")];
+    let t2 = t + chrono::Duration::seconds(60);
+    store
+        .accept_reports(&[incoming(acme, a, &v2, t2)], 100)
+        .await
+        .unwrap();
+    let got = store
+        .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    let out = process(store, &got[0], "w", &v2, t2, &lodash_matcher).await;
+    assert_eq!(
+        out,
+        ReportOutcome::Applied {
+            added: 0,
+            removed: 1,
+            changed: 1
+        }
+    );
+    let open = store
+        .list_findings(acme, &FindingFilter::default(), &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (
+            open[0].vulnerability.id.as_str(),
+            open[0].package.version.as_str()
+        ),
+        ("CVE-2021-23337", "4.17.19")
+    );
+    let first_seen = page
+        .items
+        .iter()
+        .find(|f| f.vulnerability.id == "CVE-2021-23337")
+        .unwrap()
+        .first_seen;
+    assert_eq!(
+        open[0].first_seen, first_seen,
+        "still affected after the upgrade: first seen kept"
+    );
+    let resolved = store
+        .list_findings(
+            acme,
+            &FindingFilter {
+                status: FindingStatus::Resolved,
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    let why = |id: &str| {
+        resolved
+            .iter()
+            .find(|f| f.vulnerability.id == id)
+            .and_then(|f| f.resolution.clone())
+    };
+    assert_eq!(why("CVE-2020-8203").as_deref(), Some("fixed"));
+    assert_eq!(why("CVE-2020-7598").as_deref(), Some("removed"));
+    assert_eq!(why("CVE-2021-23337").as_deref(), Some("superseded"));
+    // An older report arriving late does not roll the inventory back: the claim settles it
+    // as stale without handing it to a worker.
+    let late = incoming(acme, a, &v1, t);
+    store
+        .accept_reports(std::slice::from_ref(&late), 100)
+        .await
+        .unwrap();
+    let got = store
+        .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    let s = store
+        .report_status(acme, a, late.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.status, s.outcome.as_deref()),
+        (ReportState::Done, Some("stale"))
+    );
+    assert_eq!(store.summary(acme).await.unwrap().apps, 2);
+    // One that got claimed before a newer one was applied is found stale when finishing.
+    let older = incoming(acme, a, &v1, t + chrono::Duration::seconds(70));
+    let newer = incoming(acme, a, &v2, t + chrono::Duration::seconds(90));
+    store
+        .accept_reports(&[older.clone(), newer.clone()], 100)
+        .await
+        .unwrap();
+    let got_newer = store
+        .claim_batch(&claim("w1", 1, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    let got_older = store
+        .claim_batch(&claim("w2", 1, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (got_newer[0].report_id, got_older[0].report_id),
+        (newer.report_id, older.report_id)
+    );
+    let out = process(
+        store,
+        &got_newer[0],
+        "w1",
+        &v2,
+        newer.collected_at,
+        &lodash_matcher,
+    )
+    .await;
+    assert_eq!(
+        out,
+        ReportOutcome::Applied {
+            added: 0,
+            removed: 0,
+            changed: 0
+        }
+    );
+    let out = process(
+        store,
+        &got_older[0],
+        "w2",
+        &v1,
+        older.collected_at,
+        &lodash_matcher,
+    )
+    .await;
+    assert_eq!(out, ReportOutcome::Stale);
+    assert_eq!(store.summary(acme).await.unwrap().apps, 2);
+    // Beta never changed.
+    assert_eq!(store.summary(beta).await.unwrap().findings.total(), 3);
+}
+
+pub async fn rematch_updates_every_company_after_a_reconcile(store: &dyn Storage) {
+    let acme = company(store, "Acme", 70).await;
+    let a = agent(store, acme, "web-1", 71).await;
+    let apps = vec![app("lodash", "4.17.15"), app("left-pad", "1.0.0")];
+    let t = Utc::now();
+    store
+        .accept_reports(&[incoming(acme, a, &apps, t)], 100)
+        .await
+        .unwrap();
+    let got = store
+        .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    process(store, &got[0], "w", &apps, t, &|_| Vec::new()).await;
+    assert_eq!(store.summary(acme).await.unwrap().findings.total(), 0);
+    assert_eq!(store.reconcile_pending().await.unwrap(), None);
+    // New knowledge: lodash is vulnerable, left-pad still fine.
+    let stale = store.software_to_rematch(2, None, 100).await.unwrap();
+    assert_eq!(stale.len(), 2);
+    let results: Vec<MatchedSoftware> = stale
+        .into_iter()
+        .map(|(key, software)| MatchedSoftware {
+            key,
+            matches: lodash_matcher(&software),
+            software,
+        })
+        .collect();
+    let delta = store.store_rematch(&results, 2).await.unwrap();
+    assert_eq!(delta.appeared.len(), 2);
+    assert!(store
+        .software_to_rematch(2, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let generation = store
+        .reconcile_pending()
+        .await
+        .unwrap()
+        .expect("findings must follow");
+    let mut after = None;
+    while let Some(last) = store
+        .reconcile_findings(acme, after, 1, Utc::now())
+        .await
+        .unwrap()
+    {
+        after = Some(last);
+    }
+    store.mark_reconciled(generation).await.unwrap();
+    assert_eq!(store.reconcile_pending().await.unwrap(), None);
+    assert_eq!(store.summary(acme).await.unwrap().findings.high, 2);
+    // Knowledge withdraws one: its finding is resolved as no longer affected.
+    let stale = store.software_to_rematch(3, None, 100).await.unwrap();
+    let results: Vec<MatchedSoftware> = stale
+        .into_iter()
+        .map(|(key, software)| {
+            let mut matches = lodash_matcher(&software);
+            matches.retain(|m| m.vulnerability.id != "CVE-2020-8203");
+            MatchedSoftware {
+                key,
+                matches,
+                software,
+            }
+        })
+        .collect();
+    let delta = store.store_rematch(&results, 3).await.unwrap();
+    assert_eq!(delta.disappeared.len(), 1);
+    store
+        .reconcile_findings(acme, None, 100, Utc::now())
+        .await
+        .unwrap();
+    let resolved = store
+        .list_findings(
+            acme,
+            &FindingFilter {
+                status: FindingStatus::Resolved,
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].resolution.as_deref(), Some("not_affected"));
+}
+
+pub async fn purge_keeps_recent_and_pending(store: &dyn Storage) {
+    let c = company(store, "Acme", 80).await;
+    let a = agent(store, c, "h", 81).await;
+    let apps = vec![app("x", "1")];
+    let t = Utc::now();
+    let r = incoming(c, a, &apps, t);
+    store
+        .accept_reports(std::slice::from_ref(&r), 10)
+        .await
+        .unwrap();
+    let got = store
+        .claim_batch(&claim("w", 100, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    process(store, &got[0], "w", &apps, t, &|_| Vec::new()).await;
+    store
+        .accept_reports(&[incoming(c, a, &[app("y", "1")], t)], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .purge_finished(Utc::now() - chrono::Duration::hours(24))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_finished(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.done, stats.queued), (0, 1), "pending entries stay");
+    assert!(store
+        .report_status(c, a, r.report_id)
+        .await
+        .unwrap()
+        .is_none());
+}
