@@ -50,9 +50,20 @@ impl CatalogEntry {
         let version = &self.versions[i.min(self.versions.len() - 1)];
         let mut app = App::new(self.name.clone(), version.clone(), self.source);
         if self.source.is_distro() {
-            app.source_name = Some(self.source_name.clone().unwrap_or_else(|| self.name.clone()));
+            app.source_name = Some(
+                self.source_name
+                    .clone()
+                    .unwrap_or_else(|| self.name.clone()),
+            );
             app.source_version = Some(version.clone());
-            app.arch = Some(if self.source == AppSource::Apk { "x86_64" } else { "amd64" }.into());
+            app.arch = Some(
+                if self.source == AppSource::Apk {
+                    "x86_64"
+                } else {
+                    "amd64"
+                }
+                .into(),
+            );
         }
         app
     }
@@ -124,8 +135,9 @@ impl Catalog {
             let pool: &mut Vec<CatalogEntry> = match app.source {
                 AppSource::Dpkg | AppSource::Apk | AppSource::Rpm => {
                     let platform = self.platforms.iter_mut().find(|p| {
+                        let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
                         let same_os = os_hint.is_none_or(|o| {
-                            o.id == p.os.id && p.os.version_id.starts_with(&o.version_id)
+                            o.id == p.os.id && major(&o.version_id) == major(&p.os.version_id)
                         });
                         same_os && p.packages.first().map(|e| e.source) == Some(app.source)
                     });
@@ -165,12 +177,36 @@ impl Catalog {
 type Row = (&'static str, &'static str, &'static [&'static str]);
 
 const DEBIAN_12: &[Row] = &[
-    ("libc6", "glibc", &["2.36-9+deb12u3", "2.36-9+deb12u4", "2.36-9+deb12u7"]),
-    ("libc-bin", "glibc", &["2.36-9+deb12u3", "2.36-9+deb12u4", "2.36-9+deb12u7"]),
-    ("openssl", "", &["3.0.9-1", "3.0.11-1~deb12u2", "3.0.13-1~deb12u1"]),
-    ("libssl3", "openssl", &["3.0.9-1", "3.0.11-1~deb12u2", "3.0.13-1~deb12u1"]),
-    ("curl", "", &["7.88.1-10", "7.88.1-10+deb12u5", "7.88.1-10+deb12u7"]),
-    ("libcurl4", "curl", &["7.88.1-10", "7.88.1-10+deb12u5", "7.88.1-10+deb12u7"]),
+    (
+        "libc6",
+        "glibc",
+        &["2.36-9+deb12u3", "2.36-9+deb12u4", "2.36-9+deb12u7"],
+    ),
+    (
+        "libc-bin",
+        "glibc",
+        &["2.36-9+deb12u3", "2.36-9+deb12u4", "2.36-9+deb12u7"],
+    ),
+    (
+        "openssl",
+        "",
+        &["3.0.9-1", "3.0.11-1~deb12u2", "3.0.13-1~deb12u1"],
+    ),
+    (
+        "libssl3",
+        "openssl",
+        &["3.0.9-1", "3.0.11-1~deb12u2", "3.0.13-1~deb12u1"],
+    ),
+    (
+        "curl",
+        "",
+        &["7.88.1-10", "7.88.1-10+deb12u5", "7.88.1-10+deb12u7"],
+    ),
+    (
+        "libcurl4",
+        "curl",
+        &["7.88.1-10", "7.88.1-10+deb12u5", "7.88.1-10+deb12u7"],
+    ),
     ("bash", "", &["5.2.15-2+b2"]),
     ("coreutils", "", &["9.1-1"]),
     ("dpkg", "", &["1.21.22"]),
@@ -181,16 +217,40 @@ const DEBIAN_12: &[Row] = &[
     ("xz-utils", "", &["5.4.1-0.2"]),
     ("liblzma5", "xz-utils", &["5.4.1-0.2"]),
     ("zlib1g", "zlib", &["1:1.2.13.dfsg-1"]),
-    ("libsystemd0", "systemd", &["252.17-1~deb12u1", "252.22-1~deb12u1", "252.26-1~deb12u2"]),
-    ("systemd", "", &["252.17-1~deb12u1", "252.22-1~deb12u1", "252.26-1~deb12u2"]),
-    ("libudev1", "systemd", &["252.17-1~deb12u1", "252.22-1~deb12u1", "252.26-1~deb12u2"]),
-    ("openssh-server", "openssh", &["1:9.2p1-2", "1:9.2p1-2+deb12u2", "1:9.2p1-2+deb12u3"]),
-    ("openssh-client", "openssh", &["1:9.2p1-2", "1:9.2p1-2+deb12u2", "1:9.2p1-2+deb12u3"]),
+    (
+        "libsystemd0",
+        "systemd",
+        &["252.17-1~deb12u1", "252.22-1~deb12u1", "252.26-1~deb12u2"],
+    ),
+    (
+        "systemd",
+        "",
+        &["252.17-1~deb12u1", "252.22-1~deb12u1", "252.26-1~deb12u2"],
+    ),
+    (
+        "libudev1",
+        "systemd",
+        &["252.17-1~deb12u1", "252.22-1~deb12u1", "252.26-1~deb12u2"],
+    ),
+    (
+        "openssh-server",
+        "openssh",
+        &["1:9.2p1-2", "1:9.2p1-2+deb12u2", "1:9.2p1-2+deb12u3"],
+    ),
+    (
+        "openssh-client",
+        "openssh",
+        &["1:9.2p1-2", "1:9.2p1-2+deb12u2", "1:9.2p1-2+deb12u3"],
+    ),
     ("sudo", "", &["1.9.13p3-1+deb12u1"]),
     ("git", "", &["1:2.39.2-1.1", "1:2.39.5-0+deb12u1"]),
     ("perl-base", "perl", &["5.36.0-7", "5.36.0-7+deb12u1"]),
     ("python3.11", "", &["3.11.2-6", "3.11.2-6+deb12u2"]),
-    ("libpython3.11-stdlib", "python3.11", &["3.11.2-6", "3.11.2-6+deb12u2"]),
+    (
+        "libpython3.11-stdlib",
+        "python3.11",
+        &["3.11.2-6", "3.11.2-6+deb12u2"],
+    ),
     ("libxml2", "", &["2.9.14+dfsg-1.3~deb12u1"]),
     ("libsqlite3-0", "sqlite3", &["3.40.1-2"]),
     ("libexpat1", "expat", &["2.5.0-1"]),
@@ -211,7 +271,11 @@ const DEBIAN_12: &[Row] = &[
     ("apache2", "", &["2.4.57-2", "2.4.59-1~deb12u1"]),
     ("postgresql-15", "", &["15.5-0+deb12u1", "15.7-0+deb12u1"]),
     ("redis-server", "redis", &["5:7.0.11-1+deb12u1"]),
-    ("libnghttp2-14", "nghttp2", &["1.52.0-1", "1.52.0-1+deb12u1"]),
+    (
+        "libnghttp2-14",
+        "nghttp2",
+        &["1.52.0-1", "1.52.0-1+deb12u1"],
+    ),
     ("libtiff6", "tiff", &["4.5.0-6", "4.5.0-6+deb12u1"]),
     ("libwebp7", "libwebp", &["1.2.4-0.2", "1.2.4-0.2+deb12u1"]),
     ("vim-tiny", "vim", &["2:9.0.1378-2"]),
@@ -224,21 +288,49 @@ const DEBIAN_12: &[Row] = &[
 
 const DEBIAN_11: &[Row] = &[
     ("libc6", "glibc", &["2.31-13+deb11u5", "2.31-13+deb11u7"]),
-    ("openssl", "", &["1.1.1n-0+deb11u3", "1.1.1n-0+deb11u4", "1.1.1w-0+deb11u1"]),
-    ("libssl1.1", "openssl", &["1.1.1n-0+deb11u3", "1.1.1n-0+deb11u4", "1.1.1w-0+deb11u1"]),
+    (
+        "openssl",
+        "",
+        &["1.1.1n-0+deb11u3", "1.1.1n-0+deb11u4", "1.1.1w-0+deb11u1"],
+    ),
+    (
+        "libssl1.1",
+        "openssl",
+        &["1.1.1n-0+deb11u3", "1.1.1n-0+deb11u4", "1.1.1w-0+deb11u1"],
+    ),
     ("curl", "", &["7.74.0-1.3+deb11u3", "7.74.0-1.3+deb11u7"]),
-    ("libcurl4", "curl", &["7.74.0-1.3+deb11u3", "7.74.0-1.3+deb11u7"]),
+    (
+        "libcurl4",
+        "curl",
+        &["7.74.0-1.3+deb11u3", "7.74.0-1.3+deb11u7"],
+    ),
     ("bash", "", &["5.1-2+deb11u1"]),
     ("tar", "", &["1.34+dfsg-1"]),
     ("gzip", "", &["1.10-4+deb11u1"]),
-    ("zlib1g", "zlib", &["1:1.2.11.dfsg-2+deb11u1", "1:1.2.11.dfsg-2+deb11u2"]),
+    (
+        "zlib1g",
+        "zlib",
+        &["1:1.2.11.dfsg-2+deb11u1", "1:1.2.11.dfsg-2+deb11u2"],
+    ),
     ("systemd", "", &["247.3-7+deb11u1", "247.3-7+deb11u4"]),
-    ("openssh-server", "openssh", &["1:8.4p1-5+deb11u1", "1:8.4p1-5+deb11u2"]),
+    (
+        "openssh-server",
+        "openssh",
+        &["1:8.4p1-5+deb11u1", "1:8.4p1-5+deb11u2"],
+    ),
     ("sudo", "", &["1.9.5p2-3", "1.9.5p2-3+deb11u1"]),
     ("git", "", &["1:2.30.2-1", "1:2.30.2-1+deb11u2"]),
-    ("libxml2", "", &["2.9.10+dfsg-6.7+deb11u2", "2.9.10+dfsg-6.7+deb11u4"]),
+    (
+        "libxml2",
+        "",
+        &["2.9.10+dfsg-6.7+deb11u2", "2.9.10+dfsg-6.7+deb11u4"],
+    ),
     ("libsqlite3-0", "sqlite3", &["3.34.1-3"]),
-    ("libexpat1", "expat", &["2.2.10-2+deb11u3", "2.2.10-2+deb11u5"]),
+    (
+        "libexpat1",
+        "expat",
+        &["2.2.10-2+deb11u3", "2.2.10-2+deb11u5"],
+    ),
     ("libtiff5", "tiff", &["4.2.0-1+deb11u1", "4.2.0-1+deb11u4"]),
     ("libwebp6", "libwebp", &["0.6.1-2.1", "0.6.1-2.1+deb11u1"]),
     ("nginx", "", &["1.18.0-6.1+deb11u2", "1.18.0-6.1+deb11u3"]),
@@ -247,8 +339,16 @@ const DEBIAN_11: &[Row] = &[
     ("python3.9", "", &["3.9.2-1"]),
     ("perl-base", "perl", &["5.32.1-4+deb11u2"]),
     ("vim-tiny", "vim", &["2:8.2.2434-3+deb11u1"]),
-    ("libkrb5-3", "krb5", &["1.18.3-6+deb11u1", "1.18.3-6+deb11u3"]),
-    ("libgnutls30", "gnutls28", &["3.7.1-5+deb11u2", "3.7.1-5+deb11u3"]),
+    (
+        "libkrb5-3",
+        "krb5",
+        &["1.18.3-6+deb11u1", "1.18.3-6+deb11u3"],
+    ),
+    (
+        "libgnutls30",
+        "gnutls28",
+        &["3.7.1-5+deb11u2", "3.7.1-5+deb11u3"],
+    ),
     ("e2fsprogs", "", &["1.46.2-2"]),
     ("util-linux", "", &["2.36.1-8+deb11u1"]),
     ("ca-certificates", "", &["20210119"]),
@@ -258,12 +358,20 @@ const DEBIAN_11: &[Row] = &[
 const UBUNTU_2204: &[Row] = &[
     ("libc6", "glibc", &["2.35-0ubuntu3.4", "2.35-0ubuntu3.6"]),
     ("openssl", "", &["3.0.2-0ubuntu1.10", "3.0.2-0ubuntu1.15"]),
-    ("libssl3", "openssl", &["3.0.2-0ubuntu1.10", "3.0.2-0ubuntu1.15"]),
+    (
+        "libssl3",
+        "openssl",
+        &["3.0.2-0ubuntu1.10", "3.0.2-0ubuntu1.15"],
+    ),
     ("curl", "", &["7.81.0-1ubuntu1.13", "7.81.0-1ubuntu1.16"]),
     ("bash", "", &["5.1-6ubuntu1"]),
     ("coreutils", "", &["8.32-4.1ubuntu1"]),
     ("systemd", "", &["249.11-0ubuntu3.9", "249.11-0ubuntu3.12"]),
-    ("openssh-server", "openssh", &["1:8.9p1-3ubuntu0.4", "1:8.9p1-3ubuntu0.6"]),
+    (
+        "openssh-server",
+        "openssh",
+        &["1:8.9p1-3ubuntu0.4", "1:8.9p1-3ubuntu0.6"],
+    ),
     ("sudo", "", &["1.9.9-1ubuntu2.4"]),
     ("git", "", &["1:2.34.1-1ubuntu1.10"]),
     ("python3.10", "", &["3.10.12-1~22.04.3"]),
@@ -285,7 +393,11 @@ const ALPINE_319: &[Row] = &[
     ("apk-tools", "", &["2.14.0-r5"]),
     ("curl", "", &["8.5.0-r0", "8.9.0-r0"]),
     ("libcurl", "curl", &["8.5.0-r0", "8.9.0-r0"]),
-    ("ca-certificates-bundle", "ca-certificates", &["20240226-r0"]),
+    (
+        "ca-certificates-bundle",
+        "ca-certificates",
+        &["20240226-r0"],
+    ),
     ("libexpat", "expat", &["2.6.0-r0", "2.6.2-r0"]),
     ("nginx", "", &["1.24.0-r15"]),
     ("python3", "", &["3.11.8-r0"]),
@@ -340,7 +452,11 @@ const CRATES: &[Row] = &[
 
 const GO: &[Row] = &[
     ("golang.org/x/net", "", &["v0.7.0", "v0.17.0", "v0.25.0"]),
-    ("golang.org/x/crypto", "", &["v0.0.0-20220314234659-1baeb1ce4c0b", "v0.17.0", "v0.23.0"]),
+    (
+        "golang.org/x/crypto",
+        "",
+        &["v0.0.0-20220314234659-1baeb1ce4c0b", "v0.17.0", "v0.23.0"],
+    ),
     ("golang.org/x/text", "", &["v0.3.7", "v0.14.0"]),
     ("github.com/gin-gonic/gin", "", &["v1.7.0", "v1.9.1"]),
     ("google.golang.org/grpc", "", &["v1.53.0", "v1.64.0"]),

@@ -37,7 +37,12 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn new(catalog: Catalog, apps_per_host: usize) -> Fleet {
-        let weights_total = catalog.platforms.iter().map(|p| p.weight).sum::<u32>().max(1);
+        let weights_total = catalog
+            .platforms
+            .iter()
+            .map(|p| p.weight)
+            .sum::<u32>()
+            .max(1);
         Fleet {
             catalog,
             apps_per_host,

@@ -84,7 +84,8 @@ pub struct LoadReport {
     /// Reports accepted per second of the sending phase.
     pub reports_per_second: f64,
     pub send_duration_s: f64,
-    /// From the first report sent to the last one processed.
+    /// From the first report accepted to the last one processed (server clock; the sending
+    /// phase when processing is not measured).
     pub total_duration_s: f64,
     /// App records processed (accepted and stored with findings) per second of the whole run.
     pub processed_apps_per_second: f64,
@@ -146,7 +147,9 @@ pub async fn run(
         ));
     }
     if !(0.0..=1.0).contains(&config.change_rate) {
-        return Err(LoadError::Config("--change-rate must be within 0..=1".into()));
+        return Err(LoadError::Config(
+            "--change-rate must be within 0..=1".into(),
+        ));
     }
     let concurrency = config.concurrency.max(1);
     let client = ApiClient::new(&config.server, concurrency)?;
@@ -201,21 +204,31 @@ pub async fn run(
     }
     let send_duration = started.elapsed();
 
-    let (e2e, lost, failed, processing_end) = if config.measure_processing {
+    let processing = if config.measure_processing {
         *progress.phase.lock() = "waiting for processing";
-        wait_for_processing(&client, &agents, &accepted, config.wait, concurrency, &progress)
-            .await
+        wait_for_processing(
+            &client,
+            &agents,
+            &accepted,
+            config.wait,
+            concurrency,
+            &progress,
+        )
+        .await
     } else {
-        (Vec::new(), 0, 0, Instant::now())
+        Processing::default()
     };
     progress.done.store(true, Ordering::Relaxed);
 
     let apps_accepted = accepted.iter().map(|a| a.apps).sum::<u64>();
     let send_s = send_duration.as_secs_f64().max(1e-9);
-    let total_s = processing_end
-        .saturating_duration_since(started)
-        .as_secs_f64()
-        .max(send_s);
+    // The server's own clock: from the first report accepted to the last one processed.
+    let total_s = match (processing.first_accepted, processing.last_processed) {
+        (Some(a), Some(p)) if p > a => {
+            ((p - a).num_microseconds().unwrap_or(0) as f64 / 1e6).max(send_s)
+        }
+        _ => send_s,
+    };
     let errors = progress.errors.load(Ordering::Relaxed);
     Ok(LoadReport {
         companies: config.companies,
@@ -234,12 +247,12 @@ pub async fn run(
             0.0
         },
         ingest_latency_ms: recorder.summary_ms(),
-        end_to_end_s: stats::summarize_seconds(&e2e),
+        end_to_end_s: stats::summarize_seconds(&processing.delays),
         throttled: progress.throttled.load(Ordering::Relaxed),
         overloaded: progress.overloaded.load(Ordering::Relaxed),
         errors,
-        lost,
-        failed,
+        lost: processing.lost,
+        failed: processing.failed,
         first_error,
     })
 }
@@ -357,9 +370,18 @@ async fn send_round(
     result
 }
 
-/// Polls every accepted report until it is processed or the wait bound passes. Returns the
-/// end-to-end delays (server time from accepted to processed), the lost and failed counts, and
-/// when the last report was seen processed.
+/// What waiting for processing found.
+#[derive(Debug, Default)]
+struct Processing {
+    /// End-to-end delays in seconds (server time from accepted to processed).
+    delays: Vec<f64>,
+    lost: u64,
+    failed: u64,
+    first_accepted: Option<chrono::DateTime<chrono::Utc>>,
+    last_processed: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Polls every accepted report until it is processed or the wait bound passes.
 async fn wait_for_processing(
     client: &ApiClient,
     agents: &[Agent],
@@ -367,12 +389,10 @@ async fn wait_for_processing(
     wait: Duration,
     concurrency: usize,
     progress: &Progress,
-) -> (Vec<f64>, u64, u64, Instant) {
+) -> Processing {
     let deadline = Instant::now() + wait;
     let mut pending: Vec<usize> = (0..accepted.len()).collect();
-    let mut delays = Vec::with_capacity(accepted.len());
-    let mut failed = 0;
-    let mut last_processed = Instant::now();
+    let mut result = Processing::default();
     while !pending.is_empty() {
         let checks = pending.iter().map(|&i| {
             let a = &accepted[i];
@@ -388,12 +408,15 @@ async fn wait_for_processing(
             match answer {
                 Ok(s) if s.status == "done" => {
                     if let (Some(a), Some(p)) = (s.accepted_at, s.processed_at) {
-                        delays.push((p - a).num_microseconds().unwrap_or(0) as f64 / 1e6);
+                        result
+                            .delays
+                            .push((p - a).num_microseconds().unwrap_or(0) as f64 / 1e6);
+                        result.first_accepted = Some(result.first_accepted.map_or(a, |x| x.min(a)));
+                        result.last_processed = Some(result.last_processed.map_or(p, |x| x.max(p)));
                     }
                     progress.processed.fetch_add(1, Ordering::Relaxed);
-                    last_processed = Instant::now();
                 }
-                Ok(s) if s.status == "failed" || s.status == "dead" => failed += 1,
+                Ok(s) if s.status == "failed" || s.status == "dead" => result.failed += 1,
                 _ => still.push(i),
             }
         }
@@ -403,5 +426,6 @@ async fn wait_for_processing(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    (delays, pending.len() as u64, failed, last_processed)
+    result.lost = pending.len() as u64;
+    result
 }

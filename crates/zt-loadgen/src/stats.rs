@@ -87,7 +87,10 @@ mod tests {
     fn percentiles_of_known_distributions() {
         let values: Vec<f64> = (1..=100).map(|i| i as f64).collect();
         let s = summarize_seconds(&values);
-        assert_eq!((s.count, s.p50, s.p90, s.p99, s.max), (100, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (s.count, s.p50, s.p90, s.p99, s.max),
+            (100, 50.0, 90.0, 99.0, 100.0)
+        );
         assert_eq!(summarize_seconds(&[]), LatencySummary::default());
 
         let r = Recorder::new();

@@ -179,10 +179,8 @@ fn print_text(r: &LoadReport) {
     );
 }
 
-/// Adds the packages listed in `path` to the catalog.
+/// Adds the packages listed in `path` (any inventory `zerotrace scan` reads) to the catalog.
 fn extend_catalog(catalog: &mut Catalog, path: &std::path::Path) -> anyhow::Result<usize> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let report = zt_inventory::parse_report(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not an agent report: {e}", path.display()))?;
-    Ok(catalog.extend_with(&report.apps, Some(&report.host.os)))
+    let inventory = zt_sbom::read_path(path)?;
+    Ok(catalog.extend_with(&inventory.apps, inventory.os.as_ref()))
 }

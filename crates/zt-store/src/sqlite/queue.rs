@@ -10,8 +10,19 @@ use super::{from_ms, ms, opt_ms, uuid_from, SqliteStore};
 use crate::model::*;
 use crate::Result;
 
+/// (company, agent)
+type AgentKey = (CompanyId, AgentId);
+/// The digest and collection time of an agent's newest accepted inventory.
+type NewestAccepted = (Option<Vec<u8>>, Option<i64>);
+/// Newest accepted time, and (digest hex, collected_at) when a newer inventory was queued.
+type AgentUpdate = (i64, Option<(String, i64)>);
+/// (company hex, agent hex, last seen, digest hex, collected at) for `json_each`.
+type AgentUpdateRow = (String, String, i64, Option<String>, Option<i64>);
+
 /// Reports looked at per claim, whatever their app counts (reports may list no apps).
-const CLAIM_SCAN_LIMIT: i64 = 64;
+const CLAIM_SCAN_LIMIT: i64 = 256;
+/// Reports read per step of a claim.
+const CLAIM_PAGE: i64 = 4;
 
 impl SqliteStore {
     pub(crate) async fn accept_reports_impl(
@@ -66,8 +77,7 @@ impl SqliteStore {
         .fetch_all(&mut *w.tx)
         .await?;
         // Per agent: the digest and collection time of the newest inventory accepted so far.
-        let mut digests: HashMap<(CompanyId, AgentId), (Option<Vec<u8>>, Option<i64>)> =
-            HashMap::new();
+        let mut digests: HashMap<AgentKey, NewestAccepted> = HashMap::new();
         for row in &rows {
             digests.insert(
                 (
@@ -91,8 +101,7 @@ impl SqliteStore {
         let mut unchanged: Vec<Row> = Vec::new();
         let mut queued: Vec<Row> = Vec::new();
         // Per agent: newest accepted time, and the digest of its last queued report.
-        let mut agent_updates: HashMap<(CompanyId, AgentId), (i64, Option<(String, i64)>)> =
-            HashMap::new();
+        let mut agent_updates: HashMap<AgentKey, AgentUpdate> = HashMap::new();
         for (r, (c, rid, a)) in reports.iter().zip(&ids) {
             if let Some(owner) = existing.get(&(r.company_id, r.report_id)) {
                 out.push(if *owner == r.agent_id {
@@ -188,7 +197,7 @@ impl SqliteStore {
             .await?;
         }
         if !agent_updates.is_empty() {
-            let updates: Vec<(String, String, i64, Option<String>, Option<i64>)> = agent_updates
+            let updates: Vec<AgentUpdateRow> = agent_updates
                 .into_iter()
                 .map(|((c, a), (seen, newest))| {
                     let (digest, collected) = newest.unzip();
@@ -221,66 +230,78 @@ impl SqliteStore {
         let now = ms(req.now);
         let lease_until = now + i64::try_from(req.lease.as_millis()).unwrap_or(i64::MAX / 2);
         let mut w = self.begin_background_write().await?;
-        let rows = sqlx::query(
-            "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, q.app_count, q.attempts, \
-             q.state, coalesce(r.collected_at < a.inventory_collected_at, 0) \
-             FROM queue q \
-             LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
-             LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id \
-             WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 \
-             ORDER BY q.queue_id DESC LIMIT ?2",
-        )
-        .bind(now)
-        .bind(CLAIM_SCAN_LIMIT)
-        .fetch_all(&mut *w.tx)
-        .await?;
-
         let mut claimed: Vec<ClaimedReport> = Vec::new();
         let mut stale: Vec<(i64, String, String)> = Vec::new();
         let mut apps: u64 = 0;
-        for row in rows {
-            let queue_id: i64 = row.get(0);
-            let company_id = uuid_from(row.get::<&[u8], _>(1))?;
-            let report_id = uuid_from(row.get::<&[u8], _>(2))?;
-            let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
-            let app_count: i64 = row.get(4);
-            let attempts: i64 = row.get(5);
-            let state: &str = row.get(6);
-            if state == "leased" && attempts >= i64::from(req.max_attempts) {
-                // Every worker that took it died (or hung) past its lease: a poison report.
-                let error = format!("lease expired {attempts} times; dead-lettered");
-                dead_letter(
-                    &mut w.tx, queue_id, company_id, report_id, agent_id, &error, now,
-                )
-                .await?;
-                continue;
-            }
-            if row.get::<bool, _>(7) {
-                // A newer inventory of this agent is stored already (newest-first claiming
-                // overtook it): settled here, without parsing it.
-                stale.push((
+        // Small pages, newest first: a batch usually needs one or two reports, and each row
+        // looked at costs two look-ups for the staleness check.
+        let mut before = i64::MAX;
+        let mut scanned = 0i64;
+        'pages: while scanned < CLAIM_SCAN_LIMIT {
+            let rows = sqlx::query(
+                "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, q.app_count, q.attempts, \
+                 q.state, coalesce(r.collected_at < a.inventory_collected_at, 0) \
+                 FROM queue q \
+                 LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
+                 LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id \
+                 WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 AND q.queue_id < ?2 \
+                 ORDER BY q.queue_id DESC LIMIT ?3",
+            )
+            .bind(now)
+            .bind(before)
+            .bind(CLAIM_PAGE)
+            .fetch_all(&mut *w.tx)
+            .await?;
+            scanned += CLAIM_PAGE;
+            let last_page = (rows.len() as i64) < CLAIM_PAGE;
+            for row in rows {
+                let queue_id: i64 = row.get(0);
+                before = queue_id;
+                let company_id = uuid_from(row.get::<&[u8], _>(1))?;
+                let report_id = uuid_from(row.get::<&[u8], _>(2))?;
+                let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
+                let app_count: i64 = row.get(4);
+                let attempts: i64 = row.get(5);
+                let state: &str = row.get(6);
+                if state == "leased" && attempts >= i64::from(req.max_attempts) {
+                    // Every worker that took it died (or hung) past its lease: a poison report.
+                    let error = format!("lease expired {attempts} times; dead-lettered");
+                    dead_letter(
+                        &mut w.tx, queue_id, company_id, report_id, agent_id, &error, now,
+                    )
+                    .await?;
+                    continue;
+                }
+                if row.get::<bool, _>(7) {
+                    // A newer inventory of this agent is stored already (newest-first claiming
+                    // overtook it): settled here, without parsing it.
+                    stale.push((
+                        queue_id,
+                        hex::encode(company_id.as_bytes()),
+                        hex::encode(report_id.as_bytes()),
+                    ));
+                    continue;
+                }
+                let app_count = u64::try_from(app_count).unwrap_or(0);
+                if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
+                    break 'pages;
+                }
+                apps += app_count;
+                claimed.push(ClaimedReport {
                     queue_id,
-                    hex::encode(company_id.as_bytes()),
-                    hex::encode(report_id.as_bytes()),
-                ));
-                continue;
+                    company_id,
+                    agent_id,
+                    report_id,
+                    attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+                    app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
+                    digest: [0; 32],
+                    body: Vec::new(),
+                });
+                if apps >= u64::from(req.max_apps) {
+                    break 'pages;
+                }
             }
-            let app_count = u64::try_from(app_count).unwrap_or(0);
-            if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
-                break;
-            }
-            apps += app_count;
-            claimed.push(ClaimedReport {
-                queue_id,
-                company_id,
-                agent_id,
-                report_id,
-                attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
-                app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
-                digest: [0; 32],
-                body: Vec::new(),
-            });
-            if apps >= u64::from(req.max_apps) {
+            if last_page {
                 break;
             }
         }
