@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod cmd;
 
 #[derive(Debug, Parser)]
-#[command(name = "zerotrace", version, about = "Find the known vulnerabilities on every machine")]
+#[command(
+    name = "zerotrace",
+    version,
+    about = "Find the known vulnerabilities on every machine"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -26,6 +30,10 @@ pub struct GlobalArgs {
     /// Use PostgreSQL instead of the embedded database (postgres://user@host/db).
     #[arg(long, global = true, env = "ZEROTRACE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL only: hash partitions per tenant table when the schema is first created.
+    #[arg(long, global = true, default_value_t = 16, env = "ZEROTRACE_PARTITIONS",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ZEROTRACE_LOG_FORMAT")]
     pub log_format: LogFormat,

@@ -83,7 +83,10 @@ fn loadgen_reports_every_figure_and_loses_nothing() {
         .unwrap()
         .json()
         .unwrap();
-    let items = companies["items"].as_array().or(companies.as_array()).unwrap();
+    let items = companies["items"]
+        .as_array()
+        .or(companies.as_array())
+        .unwrap();
     assert_eq!(items.len(), 2, "{companies}");
     for c in items {
         let id = c["id"].as_str().unwrap();

@@ -1,5 +1,7 @@
-//! `zerotrace server` end to end: the real binary on a temporary SQLite file, real HTTP, real
-//! inventories (from ../shared/data inventories and SBOMs) and real advisories (OSV).
+//! `zerotrace server` end to end: the real binary, real HTTP, real inventories (from
+//! ../shared/data inventories and SBOMs) and real advisories (OSV). Every test body runs twice:
+//! on a temporary SQLite file (`sqlite::…`) and on a PostgreSQL database of its own
+//! (`postgres::…`, see zt_testkit::postgres for which server).
 
 use std::io::Write;
 use std::path::Path;
@@ -17,11 +19,46 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zerotrace"))
 }
 
-/// Runs a one-shot `zerotrace` command on `data_dir`; returns stdout (panics on failure).
-fn zerotrace(data_dir: &Path, args: &[&str]) -> String {
+/// Where a test's servers keep their data: a temporary data dir (logs, and the SQLite file),
+/// and on PostgreSQL a database of its own, dropped at the end.
+struct Env {
+    dir: tempfile::TempDir,
+    db: Option<zt_testkit::TestDatabase>,
+}
+
+impl Env {
+    fn sqlite() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            db: None,
+        }
+    }
+
+    fn postgres() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            db: Some(zt_testkit::TestDatabase::create()),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The global options naming the store.
+    fn store_args(&self) -> Vec<&str> {
+        let mut args = vec!["--data-dir", self.dir.path().to_str().unwrap()];
+        if let Some(db) = &self.db {
+            args.extend(["--database-url", db.url.as_str(), "--partitions", "4"]);
+        }
+        args
+    }
+}
+
+/// Runs a one-shot `zerotrace` command on the test's store; returns stdout (panics on failure).
+fn zerotrace(env: &Env, args: &[&str]) -> String {
     let out = Command::new(bin())
-        .arg("--data-dir")
-        .arg(data_dir)
+        .args(env.store_args())
         .args(args)
         .env_remove("ZEROTRACE_DATABASE_URL")
         .output()
@@ -35,23 +72,21 @@ fn zerotrace(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn start(data_dir: &Path, name: &str, extra: &[&str]) -> ServerProcess {
-    let dir = data_dir.to_str().unwrap();
-    let mut args = vec![
-        "--data-dir",
-        dir,
+fn start(env: &Env, name: &str, extra: &[&str]) -> ServerProcess {
+    let mut args = env.store_args();
+    args.extend([
         "server",
         "--listen",
         "127.0.0.1:0",
         "--knowledge-poll-secs",
         "0.2",
-    ];
+    ]);
     args.extend_from_slice(extra);
     ServerProcess::start(
         bin(),
         &args,
         &[("ZEROTRACE_ADMIN_TOKEN", ADMIN), ("ZEROTRACE_LOG", "info")],
-        data_dir,
+        env.path(),
         name,
     )
     .expect("server starts")
@@ -293,9 +328,7 @@ fn open_findings(summary: &Value) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inventories_become_company_scoped_findings() {
-    let dir = tempfile::tempdir().unwrap();
+async fn inventories_become_company_scoped_findings(env: &Env) {
     let osv = |p: &str| {
         shared_path(&format!("osv/{p}"))
             .to_str()
@@ -305,10 +338,10 @@ async fn inventories_become_company_scoped_findings() {
     // PyPI advisories are known before the first report; RustSec and Go ones arrive while the
     // server runs (the re-match path).
     zerotrace(
-        dir.path(),
+        env,
         &["feeds", "import", &osv("pypa/vulns"), &osv("ghsa-sample")],
     );
-    let mut server = start(dir.path(), "server", &[]);
+    let mut server = start(env, "server", &[]);
     let api = Api::new(&server.url);
 
     let (a_id, a_secret) = api.create_company("Acme").await;
@@ -591,7 +624,7 @@ async fn inventories_become_company_scoped_findings() {
     // offline scanner finds in the same SBOM with the same knowledge.
     let before = open_findings(&summary);
     zerotrace(
-        dir.path(),
+        env,
         &[
             "feeds",
             "import",
@@ -631,7 +664,7 @@ async fn inventories_become_company_scoped_findings() {
         .collect();
     let sbom = shared_path("sboms/trivy-legacy-rootfs.cdx.json");
     let scan: Value = serde_json::from_str(&zerotrace(
-        dir.path(),
+        env,
         &["scan", sbom.to_str().unwrap(), "--format", "json"],
     ))
     .unwrap();
@@ -694,18 +727,15 @@ async fn inventories_become_company_scoped_findings() {
         && f["resolution"] == "removed"));
 
     // The admin CLI works on the same data directory while the server runs.
-    let out = zerotrace(
-        dir.path(),
-        &["admin", "company", "create", "Initech", "--json"],
-    );
+    let out = zerotrace(env, &["admin", "company", "create", "Initech", "--json"]);
     let created: Value = serde_json::from_str(out.trim()).unwrap();
     let (_, _tok) = api
         .enroll(created["enroll_secret"].as_str().unwrap(), &alpine)
         .await;
-    let list = zerotrace(dir.path(), &["admin", "company", "list"]);
+    let list = zerotrace(env, &["admin", "company", "list"]);
     assert!(list.contains("Initech") && list.contains("Acme"), "{list}");
     let token = zerotrace(
-        dir.path(),
+        env,
         &[
             "admin",
             "token",
@@ -777,13 +807,11 @@ fn small_report(hostname: &str, n: usize) -> InventoryReport {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_the_right_status_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn bad_requests_get_the_right_status_and_change_nothing(env: &Env) {
     let _server_guard;
     let api = {
         let server = start(
-            dir.path(),
+            env,
             "server",
             &["--body-limit", "65536", "--rate-agent", "40"],
         );
@@ -1105,11 +1133,9 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
         .contains("rate_limited_total{scope=\"agent\"}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_queue_answers_503_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn full_queue_answers_503_and_stores_nothing(env: &Env) {
     // An API without workers: nothing leaves the queue.
-    let server = start(dir.path(), "api", &["--role", "api", "--queue-bound", "2"]);
+    let server = start(env, "api", &["--role", "api", "--queue-bound", "2"]);
     let api = Api::new(&server.url);
     let (a_id, secret) = api.create_company("Acme").await;
     let user = api.user_token(&a_id, "viewer").await;
@@ -1165,11 +1191,11 @@ async fn full_queue_answers_503_and_stores_nothing() {
     assert_eq!(api.get("/readyz", "").await.status, StatusCode::OK);
 }
 
-/// Starts `--role api` and the first worker on one data dir with PyPI advisories.
-async fn api_and_report(dir: &Path) -> (ServerProcess, Api, String, InventoryReport, String) {
+/// Starts `--role api` on the test's store with PyPI advisories.
+async fn api_and_report(env: &Env) -> (ServerProcess, Api, String, InventoryReport, String) {
     let pypa = shared_path("osv/pypa/vulns");
-    zerotrace(dir, &["feeds", "import", pypa.to_str().unwrap()]);
-    let server = start(dir, "api", &["--role", "api"]);
+    zerotrace(env, &["feeds", "import", pypa.to_str().unwrap()]);
+    let server = start(env, "api", &["--role", "api"]);
     let api = Api::new(&server.url);
     let (company, secret) = api.create_company("Acme").await;
     let report = report_from("sboms/cyclonedx-py-pyenv-3.11.7.cdx.json", "py-1");
@@ -1195,13 +1221,11 @@ async fn wait_status(api: &Api, token: &str, report_id: uuid::Uuid, want: &str) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_workers_batch_is_finished_by_another() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api_server, api, token, report, company) = api_and_report(dir.path()).await;
+async fn a_killed_workers_batch_is_finished_by_another(env: &Env) {
+    let (_api_server, api, token, report, company) = api_and_report(env).await;
     // This worker claims the report and then hangs holding the lease, until it is killed.
     let mut doomed = start(
-        dir.path(),
+        env,
         "worker-a",
         &[
             "--role",
@@ -1220,11 +1244,7 @@ async fn a_killed_workers_batch_is_finished_by_another() {
     assert_eq!(held["attempts"], 1);
     doomed.kill();
 
-    let _rescuer = start(
-        dir.path(),
-        "worker-b",
-        &["--role", "worker", "--lease-secs", "2"],
-    );
+    let _rescuer = start(env, "worker-b", &["--role", "worker", "--lease-secs", "2"]);
     let done = api.wait_done(&token, report.report_id).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["outcome"], "applied");
@@ -1236,12 +1256,10 @@ async fn a_killed_workers_batch_is_finished_by_another() {
     assert!(!findings.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_releases_an_unfinished_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api_server, api, token, report, company) = api_and_report(dir.path()).await;
+async fn graceful_shutdown_releases_an_unfinished_batch(env: &Env) {
+    let (_api_server, api, token, report, company) = api_and_report(env).await;
     let mut stopping = start(
-        dir.path(),
+        env,
         "worker-a",
         &[
             "--role",
@@ -1279,7 +1297,7 @@ async fn graceful_shutdown_releases_an_unfinished_batch() {
         "{v}"
     );
     // The long lease (60 s) would still hold it had it not been released.
-    let _next = start(dir.path(), "worker-b", &["--role", "worker"]);
+    let _next = start(env, "worker-b", &["--role", "worker"]);
     let done = api.wait_done(&token, report.report_id).await;
     assert_eq!(
         (done["outcome"].clone(), done["attempts"].clone()),
@@ -1288,24 +1306,15 @@ async fn graceful_shutdown_releases_an_unfinished_batch() {
     assert!(!api.all_findings(&company, ADMIN, "", 1000).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_health_and_openapi_are_served() {
-    let dir = tempfile::tempdir().unwrap();
+async fn dashboard_health_and_openapi_are_served(env: &Env) {
     // Without ZEROTRACE_ADMIN_TOKEN the first start generates and prints an operator token.
-    let dir_s = dir.path().to_str().unwrap();
+    let mut args = env.store_args();
+    args.extend(["server", "--listen", "127.0.0.1:0", "--log-format", "json"]);
     let server = ServerProcess::start(
         bin(),
-        &[
-            "--data-dir",
-            dir_s,
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &args,
         &[("ZEROTRACE_LOG", "info")],
-        dir.path(),
+        env.path(),
         "server",
     )
     .unwrap();
@@ -1347,15 +1356,10 @@ async fn dashboard_health_and_openapi_are_served() {
     let first = log.lines().next().expect("some log lines");
     assert!(serde_json::from_str::<Value>(first).is_ok(), "{first}");
     drop(server);
-    // A second start on the same data dir does not print a token again.
-    let again = ServerProcess::start(
-        bin(),
-        &["--data-dir", dir_s, "server", "--listen", "127.0.0.1:0"],
-        &[],
-        dir.path(),
-        "server2",
-    )
-    .unwrap();
+    // A second start on the same store does not print a token again.
+    let mut args = env.store_args();
+    args.extend(["server", "--listen", "127.0.0.1:0"]);
+    let again = ServerProcess::start(bin(), &args, &[], env.path(), "server2").unwrap();
     assert!(
         again.stdout_value("operator token").is_none(),
         "{:?}",
@@ -1367,3 +1371,34 @@ async fn dashboard_health_and_openapi_are_served() {
         StatusCode::OK
     );
 }
+
+/// The test bodies above, once per backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Env::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Env::postgres()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    inventories_become_company_scoped_findings,
+    bad_requests_get_the_right_status_and_change_nothing,
+    full_queue_answers_503_and_stores_nothing,
+    a_killed_workers_batch_is_finished_by_another,
+    graceful_shutdown_releases_an_unfinished_batch,
+    dashboard_health_and_openapi_are_served,
+);

@@ -46,6 +46,9 @@ mod tests {
         );
         let mut b2 = b.clone();
         b2.version = "3".into();
-        assert_ne!(inventory_digest(&[a.clone(), b]), inventory_digest(&[a, b2]));
+        assert_ne!(
+            inventory_digest(&[a.clone(), b]),
+            inventory_digest(&[a, b2])
+        );
     }
 }

@@ -150,8 +150,8 @@ fn distro_ecosystem(source: AppSource, os: &OsInfo) -> String {
         (AppSource::Dpkg, "debian") => with_release("Debian", major),
         (AppSource::Dpkg, "ubuntu") => {
             // Ubuntu's OSV ecosystems name LTS releases "Ubuntu:22.04:LTS" (even year, April).
-            let lts = ver.ends_with(".04")
-                && major.parse::<u32>().map(|y| y % 2 == 0).unwrap_or(false);
+            let lts =
+                ver.ends_with(".04") && major.parse::<u32>().map(|y| y % 2 == 0).unwrap_or(false);
             if ver.is_empty() {
                 "Ubuntu".into()
             } else if lts {
@@ -208,14 +208,35 @@ mod tests {
 
     #[test]
     fn distro_ecosystems_follow_osv_names() {
-        assert_eq!(ecosystem_for(AppSource::Dpkg, &os("debian", "12")), "Debian:12");
-        assert_eq!(ecosystem_for(AppSource::Dpkg, &os("ubuntu", "22.04")), "Ubuntu:22.04:LTS");
-        assert_eq!(ecosystem_for(AppSource::Dpkg, &os("ubuntu", "25.10")), "Ubuntu:25.10");
-        assert_eq!(ecosystem_for(AppSource::Dpkg, &os("ubuntu", "23.04")), "Ubuntu:23.04");
-        assert_eq!(ecosystem_for(AppSource::Apk, &os("alpine", "3.19.1")), "Alpine:v3.19");
-        assert_eq!(ecosystem_for(AppSource::Rpm, &os("rocky", "9.3")), "Rocky Linux:9");
+        assert_eq!(
+            ecosystem_for(AppSource::Dpkg, &os("debian", "12")),
+            "Debian:12"
+        );
+        assert_eq!(
+            ecosystem_for(AppSource::Dpkg, &os("ubuntu", "22.04")),
+            "Ubuntu:22.04:LTS"
+        );
+        assert_eq!(
+            ecosystem_for(AppSource::Dpkg, &os("ubuntu", "25.10")),
+            "Ubuntu:25.10"
+        );
+        assert_eq!(
+            ecosystem_for(AppSource::Dpkg, &os("ubuntu", "23.04")),
+            "Ubuntu:23.04"
+        );
+        assert_eq!(
+            ecosystem_for(AppSource::Apk, &os("alpine", "3.19.1")),
+            "Alpine:v3.19"
+        );
+        assert_eq!(
+            ecosystem_for(AppSource::Rpm, &os("rocky", "9.3")),
+            "Rocky Linux:9"
+        );
         assert_eq!(ecosystem_for(AppSource::Pypi, &os("debian", "12")), "PyPI");
-        assert_eq!(ecosystem_for(AppSource::Windows, &os("windows", "10.0")), "windows");
+        assert_eq!(
+            ecosystem_for(AppSource::Windows, &os("windows", "10.0")),
+            "windows"
+        );
     }
 
     #[test]

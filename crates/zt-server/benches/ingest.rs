@@ -1,7 +1,9 @@
-//! Sustained ingest from HTTP to stored findings on SQLite: prints figures, asserts nothing.
+//! Sustained ingest from HTTP to stored findings on SQLite or PostgreSQL: prints figures,
+//! asserts nothing.
 //!
 //! `cargo bench -p zt-server --bench ingest` (release). The server runs in this process on
-//! 127.0.0.1 with a temporary SQLite file and the real advisories of ../shared/data/osv;
+//! 127.0.0.1 with a temporary SQLite file — or, with `ZT_BENCH_DATABASE_URL=postgres://…`, on
+//! that (empty or scratch) PostgreSQL database — and the real advisories of ../shared/data/osv;
 //! 200 concurrent clients act as agents with real inventories (../shared/data inventories and
 //! SBOMs, versions varied per agent). Phases:
 //! 1. first-time inventories of every agent (gzip): apps/s from first request to last stored
@@ -11,7 +13,8 @@
 //!    latency.
 //!
 //! Knobs (environment): ZT_BENCH_AGENTS (2000), ZT_BENCH_CONCURRENCY (200),
-//! ZT_BENCH_REREPORTS (20000), ZT_BENCH_WORKERS (10), ZT_BENCH_BATCH_APPS (100).
+//! ZT_BENCH_REREPORTS (20000), ZT_BENCH_WORKERS (10), ZT_BENCH_BATCH_APPS (100),
+//! ZT_BENCH_DATABASE_URL (unset: SQLite).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +28,7 @@ use serde_json::{json, Value};
 use zt_inventory::{App, Host, InventoryReport, OsInfo};
 use zt_server::{ServerConfig, ServerRole};
 use zt_store::model::{AgentId, CompanyId};
-use zt_store::{SqliteStore, Storage};
+use zt_store::{AnyStore, PgOptions, Storage};
 use zt_testkit::shared_path;
 
 const ADMIN: &str = "zto_bench-operator-token-0123456789abcdefghij";
@@ -114,7 +117,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().expect("memory")
 }
 
-async fn import_knowledge(store: &SqliteStore) -> anyhow::Result<()> {
+async fn import_knowledge(store: &AnyStore) -> anyhow::Result<()> {
     let paths: Vec<PathBuf> = [
         "osv/pypa/vulns",
         "osv/rustsec/osv-json",
@@ -210,7 +213,7 @@ async fn blast(
     (h, elapsed, s)
 }
 
-async fn wait_queue_empty(store: &SqliteStore) -> anyhow::Result<()> {
+async fn wait_queue_empty(store: &dyn Storage) -> anyhow::Result<()> {
     loop {
         let s = store.queue_stats().await?;
         if s.pending() == 0 {
@@ -224,7 +227,7 @@ async fn wait_queue_empty(store: &SqliteStore) -> anyhow::Result<()> {
 /// stale (a newer inventory of its agent was applied first, newest-first claiming) counts with
 /// the time it was settled; the count of those is returned beside the histogram.
 async fn processing_latency(
-    store: &SqliteStore,
+    store: &dyn Storage,
     reports: &[(CompanyId, AgentId, uuid::Uuid)],
 ) -> anyhow::Result<(Histogram<u64>, String)> {
     let mut h = new_hist();
@@ -259,14 +262,27 @@ async fn run() -> anyhow::Result<()> {
     let concurrency = env_usize("ZT_BENCH_CONCURRENCY", 200);
     let rereports = env_usize("ZT_BENCH_REREPORTS", 20_000);
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&dir.path().join("zerotrace.db")).await?;
+    let workers = env_usize("ZT_BENCH_WORKERS", 10);
+    let any = match std::env::var("ZT_BENCH_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let options = PgOptions {
+                partitions: 16,
+                max_connections: workers as u32 + 16,
+            };
+            AnyStore::open_postgres(&url, &options).await?
+        }
+        _ => AnyStore::open_sqlite(&dir.path().join("zerotrace.db")).await?,
+    };
+    let store: Arc<dyn Storage> = any.storage();
+    let store = &*store;
+    println!("database: {}", store.backend());
     let t = Instant::now();
-    import_knowledge(&store).await?;
+    import_knowledge(&any).await?;
     println!("import took {:.1} s", t.elapsed().as_secs_f64());
 
     let config = ServerConfig {
         role: ServerRole::All,
-        workers: env_usize("ZT_BENCH_WORKERS", 10),
+        workers,
         batch_apps: env_usize("ZT_BENCH_BATCH_APPS", 100) as u32,
         queue_bound: 10_000_000,
         rate_company_per_min: 1_000_000_000,
@@ -277,7 +293,7 @@ async fn run() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let shared: Arc<dyn Storage> = Arc::new(store.clone());
+    let shared: Arc<dyn Storage> = any.storage();
     let server = tokio::spawn(zt_server::serve(shared, config, listener, async move {
         let _ = stop_rx.await;
     }));
@@ -377,13 +393,13 @@ async fn run() -> anyhow::Result<()> {
     let compressed: usize = bodies.iter().map(|b| b.1.len()).sum();
     let started = Instant::now();
     let (lat, posted, statuses) = blast(&client, &url, bodies, concurrency).await;
-    wait_queue_empty(&store).await?;
+    wait_queue_empty(store).await?;
     let stored = started.elapsed();
     let ids: Vec<_> = agents
         .iter()
         .map(|a| (a.company_id, a.agent_id, a.report.report_id))
         .collect();
-    let (proc, failed) = processing_latency(&store, &ids).await?;
+    let (proc, failed) = processing_latency(store, &ids).await?;
     println!(
         "\n== first-time inventories ({} reports, {:.1} MiB gzip) ==",
         agents.len(),
@@ -488,9 +504,9 @@ async fn run() -> anyhow::Result<()> {
         .collect();
     let started = Instant::now();
     let (lat, _posted, statuses) = blast(&client, &url, bodies, concurrency).await;
-    wait_queue_empty(&store).await?;
+    wait_queue_empty(store).await?;
     let stored = started.elapsed();
-    let (proc, failed) = processing_latency(&store, &ids).await?;
+    let (proc, failed) = processing_latency(store, &ids).await?;
     println!(
         "\n== changed re-reports ({} reports, 3 apps changed each, gzip) ==",
         ids.len()
@@ -596,7 +612,7 @@ async fn run() -> anyhow::Result<()> {
         let _ = t.await;
     }
     let elapsed = started.elapsed();
-    wait_queue_empty(&store).await?;
+    wait_queue_empty(store).await?;
     let lat = lat.lock().clone();
     let statuses = statuses.lock().clone();
     println!(
@@ -614,7 +630,7 @@ async fn run() -> anyhow::Result<()> {
         ms(&lat, 0.99),
         lat.max() as f64 / 1000.0
     );
-    let (proc, failed) = processing_latency(&store, &changed_ids).await?;
+    let (proc, failed) = processing_latency(store, &changed_ids).await?;
     println!(
         "report-to-findings ms (changed reports): p50 {:.1}  p99 {:.1}  max {:.1}  ({failed})",
         ms(&proc, 0.5),

@@ -110,6 +110,12 @@ pub async fn principal_of(state: &AppState, token: &str) -> ApiResult<Principal>
     if let Some(p) = state.tokens.get(&hash) {
         return Ok(p);
     }
+    if let Some(shared) = &state.shared {
+        if let Some(p) = shared.cached_principal(&hash).await {
+            state.tokens.put(hash, p);
+            return Ok(p);
+        }
+    }
     let p = state
         .store
         .resolve_token(hash)
@@ -120,6 +126,9 @@ pub async fn principal_of(state: &AppState, token: &str) -> ApiResult<Principal>
         return Err(ApiError::unauthorized());
     }
     state.tokens.put(hash, p);
+    if let Some(shared) = &state.shared {
+        shared.cache_principal(&hash, &p).await;
+    }
     Ok(p)
 }
 

@@ -59,6 +59,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Fault injection for tests: workers sleep this long after a claim, holding the lease.
     pub hold_after_claim: Option<Duration>,
+    /// Redis shared by API replicas (rate-limit buckets, credential cache); None: local only.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this deployment uses.
+    pub redis_prefix: String,
+    /// How long findings resolved and apps removed are kept.
+    pub history_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +87,9 @@ impl Default for ServerConfig {
             admin_token_env: None,
             shutdown_grace: Duration::from_secs(10),
             hold_after_claim: None,
+            redis_url: None,
+            redis_prefix: "zerotrace:".into(),
+            history_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

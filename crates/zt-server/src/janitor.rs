@@ -59,5 +59,15 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
+        // Resolved findings and removed apps: every ten minutes, by the worker processes.
+        if tick % 600 == 300 && state.config.role.runs_workers() {
+            let keep = chrono::Duration::from_std(state.config.history_retention)
+                .unwrap_or(chrono::Duration::days(90));
+            match state.store.purge_history(Utc::now() - keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "purged old resolved findings and removed apps"),
+                Err(e) => tracing::warn!(error = %e, "purging old history failed"),
+            }
+        }
     }
 }

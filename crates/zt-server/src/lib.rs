@@ -15,6 +15,7 @@ mod janitor;
 pub mod matching;
 mod ratelimit;
 pub mod routes;
+pub mod shared;
 pub mod state;
 pub mod telemetry;
 mod worker;
@@ -54,6 +55,26 @@ where
             state.clone(),
             stop_rx.clone(),
         )));
+        // Reports queued by other processes (API replicas) wake this one's idle workers.
+        match state.store.queue_notifications().await {
+            Ok(Some(mut queued)) => {
+                let wake = state.work_available.clone();
+                let mut stop = stop_rx.clone();
+                background.push(tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            got = queued.recv() => match got {
+                                Some(()) => wake.notify_waiters(),
+                                None => return,
+                            },
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot listen for queued reports; polling"),
+        }
         background.push(tokio::spawn(worker::run_workers(
             state.clone(),
             config.workers,

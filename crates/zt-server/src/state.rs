@@ -14,6 +14,7 @@ use crate::config::ServerConfig;
 use crate::ingest::IngestHandle;
 use crate::matching::Matcher;
 use crate::ratelimit::RateLimits;
+use crate::shared::SharedState;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -23,6 +24,8 @@ pub struct Inner {
     pub config: ServerConfig,
     pub tokens: TokenCache,
     pub limits: RateLimits,
+    /// Redis shared with the other replicas, when configured.
+    pub shared: Option<Arc<SharedState>>,
     pub ingest: IngestHandle,
     pub matcher: Matcher,
     /// Wakes idle workers of this process when reports were queued.
@@ -47,9 +50,24 @@ impl AppState {
         let work_available = Arc::new(Notify::new());
         let ingest =
             crate::ingest::spawn(store.clone(), config.queue_bound, work_available.clone());
+        // The URL was checked when the configuration was made (`shared::check_redis_url`).
+        let shared = config.redis_url.as_deref().and_then(|url| {
+            match SharedState::new(url, &config.redis_prefix) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, "bad Redis URL: limits stay local");
+                    None
+                }
+            }
+        });
         AppState(Arc::new(Inner {
             tokens: TokenCache::new(Duration::from_secs(30)),
-            limits: RateLimits::new(config.rate_company_per_min, config.rate_agent_per_min),
+            limits: RateLimits::with_shared(
+                config.rate_company_per_min,
+                config.rate_agent_per_min,
+                shared.clone(),
+            ),
+            shared,
             ingest,
             matcher: Matcher::empty(),
             work_available,

@@ -3,14 +3,18 @@
 //! are one transaction.
 //!
 //! Layout: [`storage::Storage`] is the interface the server uses (`Arc<dyn Storage>`);
-//! [`model`] holds the types crossing it; `sqlite/` (and later `postgres/`) implement it.
+//! [`model`] holds the types crossing it; `sqlite/` and `postgres/` implement it.
 //! Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
 
+pub mod any;
 pub mod knowledge;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 pub mod storage;
 
+pub use any::AnyStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 pub use storage::Storage;
 

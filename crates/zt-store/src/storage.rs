@@ -95,9 +95,20 @@ pub trait Storage: Send + Sync + 'static {
 
     async fn queue_stats(&self) -> Result<QueueStats>;
 
+    /// Signals that reports were queued, by any process (PostgreSQL: LISTEN/NOTIFY), so idle
+    /// workers wake at once; None where the backend has no such signal (workers poll).
+    async fn queue_notifications(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
+
     /// Deletes finished queue entries and processed report records finished before `before`;
     /// returns how many queue entries went.
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Deletes history older than `before`: findings resolved before it, and apps removed
+    /// before it where the backend keeps removed apps (PostgreSQL). Works in small
+    /// transactions so that ingest never waits on it; returns the rows deleted.
+    async fn purge_history(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Processing state of a report, for the agent that sent it.
     async fn report_status(

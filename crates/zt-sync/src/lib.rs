@@ -218,6 +218,27 @@ impl KnowledgeTarget for zt_store::SqliteStore {
     }
 }
 
+/// Either backend (`zerotrace feeds sync --database-url postgres://…`).
+impl KnowledgeTarget for zt_store::AnyStore {
+    async fn import(&self, batch: KnowledgeImport) -> Result<ImportSummary, SyncError> {
+        self.import_knowledge(batch)
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))
+    }
+
+    async fn load_state(&self, feed: &str) -> Result<Option<FeedState>, SyncError> {
+        self.feed_state(feed)
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))
+    }
+
+    async fn save_state(&self, state: &FeedState) -> Result<(), SyncError> {
+        self.save_feed_state(state)
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))
+    }
+}
+
 /// One online source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -1,7 +1,12 @@
 //! Test support shared by the workspace's tests: where the shared public data lives,
-//! and (added by the storage work) throwaway databases and running the real binaries.
+//! throwaway PostgreSQL databases and Redis (`postgres`, `redis`), and running the real
+//! binaries (`ServerProcess`).
 
 use std::path::PathBuf;
+
+pub mod postgres;
+pub mod redis;
+pub use postgres::TestDatabase;
 
 /// The workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use zt_store::model::Role;
-use zt_store::{SqliteStore, Storage};
+use zt_store::Storage;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -58,11 +58,8 @@ pub fn run(c: Command, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let path = super::sqlite_path(global)?;
-        let store = SqliteStore::open(&path)
-            .await
-            .with_context(|| format!("opening the database {}", path.display()))?;
-        dispatch(c, &store).await
+        let (store, _) = super::open_store(global, 2).await?;
+        dispatch(c, &*store.storage()).await
     })
 }
 

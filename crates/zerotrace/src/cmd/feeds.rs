@@ -8,10 +8,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use zt_feeds::{FeedItem, FeedRecord, RecordError};
 use zt_store::knowledge::{ImportCounts, ImportSummary, KnowledgeImport, KnowledgeStatus};
-use zt_store::SqliteStore;
+use zt_store::AnyStore;
 use zt_sync::{RetryPolicy, Source, SyncClient, SyncConfig, SyncEvent};
 
-use super::sqlite_path;
+use super::open_store;
 use crate::GlobalArgs;
 
 /// Inputs at least this large (bytes) get a progress bar.
@@ -108,16 +108,13 @@ pub struct StatusArgs {
 }
 
 pub fn run(c: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let path = sqlite_path(global)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = SqliteStore::open(&path)
-            .await
-            .with_context(|| format!("cannot open the store at {}", path.display()))?;
+        let (store, _) = open_store(global, 4).await?;
         match c {
             Command::Import(args) => import(&store, args).await,
             Command::Sync(args) => sync(&store, args, global).await,
@@ -126,7 +123,7 @@ pub fn run(c: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn import(store: &SqliteStore, args: ImportArgs) -> anyhow::Result<ExitCode> {
+async fn import(store: &AnyStore, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let files = zt_feeds::list_inputs(&args.paths)?;
     let total_bytes: u64 = files
@@ -244,11 +241,7 @@ fn print_counts(kind: &str, c: &ImportCounts) {
     );
 }
 
-async fn sync(
-    store: &SqliteStore,
-    args: SyncArgs,
-    global: &GlobalArgs,
-) -> anyhow::Result<ExitCode> {
+async fn sync(store: &AnyStore, args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let wanted = if args.sources.is_empty() {
         vec![
             SourceArg::Nvd,
@@ -324,7 +317,7 @@ async fn sync(
     })
 }
 
-async fn status(store: &SqliteStore, args: StatusArgs) -> anyhow::Result<ExitCode> {
+async fn status(store: &AnyStore, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let s = store.knowledge_status().await?;
     match args.format {
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),

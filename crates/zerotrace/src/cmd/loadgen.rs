@@ -103,11 +103,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print_text(&report),
     }
-    Ok(if report.lost == 0 && report.errors == 0 && report.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.lost == 0 && report.errors == 0 && report.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 async fn print_progress(progress: Arc<Progress>) {
@@ -153,11 +155,18 @@ fn print_text(r: &LoadReport) {
     );
     println!(
         "ingest latency:   p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        r.ingest_latency_ms.p50, r.ingest_latency_ms.p90, r.ingest_latency_ms.p99, r.ingest_latency_ms.max
+        r.ingest_latency_ms.p50,
+        r.ingest_latency_ms.p90,
+        r.ingest_latency_ms.p99,
+        r.ingest_latency_ms.max
     );
     println!(
         "end to end:       p50 {:.2} s  p90 {:.2} s  p99 {:.2} s  max {:.2} s ({} reports)",
-        r.end_to_end_s.p50, r.end_to_end_s.p90, r.end_to_end_s.p99, r.end_to_end_s.max, r.end_to_end_s.count
+        r.end_to_end_s.p50,
+        r.end_to_end_s.p90,
+        r.end_to_end_s.p99,
+        r.end_to_end_s.max,
+        r.end_to_end_s.count
     );
     println!(
         "backpressure:     {} throttled (429), {} overloaded (503)",

@@ -10,6 +10,7 @@ pub mod version;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use zt_store::{AnyStore, PgOptions};
 
 use crate::{GlobalArgs, LogFormat};
 
@@ -29,24 +30,65 @@ pub fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// The SQLite file in the data directory (the directory is created when missing).
-/// `--database-url postgres://…` is refused here until the PostgreSQL backend lands.
 pub fn sqlite_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-    if let Some(url) = &global.database_url {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            anyhow::bail!("PostgreSQL support arrives with issue 6: use --data-dir for now");
-        }
-        anyhow::bail!("unsupported --database-url {url:?} (expected postgres://…)");
-    }
     let dir = data_dir(global)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     Ok(dir.join(SQLITE_FILE_NAME))
 }
 
+/// Opens the store the global options name: PostgreSQL with `--database-url postgres://…`
+/// (a pool of `connections`), else the SQLite file in the data directory. Returns it with a
+/// description for banners and errors (a path, or the URL without its password).
+pub async fn open_store(
+    global: &GlobalArgs,
+    connections: u32,
+) -> anyhow::Result<(AnyStore, String)> {
+    match &global.database_url {
+        Some(url) if zt_store::any::is_postgres_url(url) => {
+            let shown = zt_store::any::redact_url(url);
+            let options = PgOptions {
+                partitions: global.partitions,
+                max_connections: connections,
+            };
+            let store = AnyStore::open_postgres(url, &options)
+                .await
+                .with_context(|| format!("cannot open the database {shown}"))?;
+            if let AnyStore::Postgres(pg) = &store {
+                if pg.partitions() != global.partitions {
+                    tracing::info!(
+                        partitions = pg.partitions(),
+                        "the schema exists: its partition count stays as created"
+                    );
+                }
+                if let zt_store::postgres::RlsMode::LoginRole { bypasses: true } = pg.rls_mode() {
+                    tracing::warn!(
+                        "the database login bypasses row-level security and the zerotrace_app \
+                         role is not available to it: company isolation rests on the queries alone"
+                    );
+                }
+            }
+            Ok((store, shown))
+        }
+        Some(url) => anyhow::bail!(
+            "unsupported --database-url {} (expected postgres://…)",
+            zt_store::any::redact_url(url)
+        ),
+        None => {
+            let path = sqlite_path(global)?;
+            let store = AnyStore::open_sqlite(&path)
+                .await
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            Ok((store, path.display().to_string()))
+        }
+    }
+}
+
 /// Logs go to stderr so that commands printing results (scan, version cmp) keep stdout clean.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ZEROTRACE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("ZEROTRACE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -187,10 +187,8 @@ pub fn match_all(index: &MatchIndex, software: &[Software]) -> Vec<Finding> {
 }
 
 fn load_knowledge(global: &crate::GlobalArgs) -> anyhow::Result<KnowledgeBase> {
-    if global.database_url.is_some() {
-        bail!(
-            "scan reads the embedded knowledge base: use --data-dir (PostgreSQL is for the server)"
-        );
+    if let Some(url) = &global.database_url {
+        return load_knowledge_postgres(url, global.partitions);
     }
     // The same file `feeds import` writes; not created here: a scan never starts a new store.
     let path = super::data_dir(global)?.join(super::SQLITE_FILE_NAME);
@@ -219,6 +217,39 @@ fn load_knowledge(global: &crate::GlobalArgs) -> anyhow::Result<KnowledgeBase> {
         bail!(
             "the knowledge base at {} holds no advisories: import feeds first (zerotrace feeds import PATH...)",
             path.display()
+        );
+    }
+    Ok(kb)
+}
+
+/// The knowledge base a PostgreSQL-backed server uses (`scan --database-url postgres://…`).
+fn load_knowledge_postgres(url: &str, partitions: u32) -> anyhow::Result<KnowledgeBase> {
+    let shown = zt_store::any::redact_url(url);
+    if !zt_store::any::is_postgres_url(url) {
+        bail!("unsupported --database-url {shown} (expected postgres://…)");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let kb = runtime.block_on(async {
+        use zt_store::Storage;
+        let options = zt_store::PgOptions {
+            partitions,
+            max_connections: 2,
+        };
+        let store = zt_store::PgStore::connect(url, &options)
+            .await
+            .with_context(|| format!("cannot open the database {shown}"))?;
+        store
+            .load_knowledge()
+            .await
+            .with_context(|| format!("cannot load the knowledge base from {shown}"))
+    })?;
+    if kb.advisories.is_empty() {
+        bail!(
+            "the knowledge base at {shown} holds no advisories: import feeds first \
+             (zerotrace --database-url URL feeds import PATH...)"
         );
     }
     Ok(kb)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use zt_server::{ServerConfig, ServerRole};
-use zt_store::{SqliteStore, Storage};
+use zt_store::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -62,6 +62,13 @@ pub struct Args {
     /// Report interval told to agents at enrollment, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub report_interval_secs: u64,
+    /// Redis shared by API replicas: rate-limit buckets and the credential cache
+    /// (redis://host:6379). Without it each process limits on its own.
+    #[arg(long, env = "ZEROTRACE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (several deployments may share one Redis).
+    #[arg(long, default_value = "zerotrace:", env = "ZEROTRACE_REDIS_PREFIX")]
+    pub redis_prefix: String,
     /// Fault injection for tests: workers hold each claimed batch this long first.
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
@@ -76,11 +83,16 @@ pub fn run(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let path = super::sqlite_path(global)?;
-    let store = SqliteStore::open(&path)
-        .await
-        .with_context(|| format!("opening the database {}", path.display()))?;
-    let store: Arc<dyn Storage> = Arc::new(store);
+    if let Some(url) = &args.redis_url {
+        zt_server::shared::check_redis_url(url).context("--redis-url")?;
+    }
+    // Every worker may hold a connection for its batch; the API needs a few more.
+    let connections = match args.role {
+        Role::Api => 16,
+        Role::Worker | Role::All => u32::try_from(args.workers).unwrap_or(64).min(64) + 8,
+    };
+    let (store, database) = super::open_store(global, connections).await?;
+    let store: Arc<dyn Storage> = store.storage();
 
     let admin_env = std::env::var("ZEROTRACE_ADMIN_TOKEN")
         .ok()
@@ -111,6 +123,8 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         report_interval_s: args.report_interval_secs,
         admin_token_env: admin_env.as_deref().map(zt_server::auth::hash_token),
         hold_after_claim: args.hold_after_claim_ms.map(Duration::from_millis),
+        redis_url: args.redis_url.clone(),
+        redis_prefix: args.redis_prefix.clone(),
         ..ServerConfig::default()
     };
 
@@ -123,10 +137,9 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "zerotrace server {} ({:?}), database {}",
+            "zerotrace server {} ({:?}), database {database}",
             env!("CARGO_PKG_VERSION"),
             args.role,
-            path.display()
         )?;
         match (&new_operator_token, admin_env.is_some()) {
             (Some(t), _) => writeln!(out, "operator token (shown once, store it now): {t}")?,

@@ -54,7 +54,7 @@ pub async fn list_companies(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers).await?;
-    state.limits.check(&principal)?;
+    state.limits.check(&principal).await?;
     let companies = match principal {
         Principal::Operator => state.store.list_companies().await?,
         Principal::User { company_id, .. } => state
@@ -80,7 +80,7 @@ pub async fn create_token(
     body: Body,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers).await?;
-    state.limits.check(&principal)?;
+    state.limits.check(&principal).await?;
     let company_id = company_access(&state, &principal, &company_id).await?;
     if let Principal::User { role, .. } = principal {
         if role != Role::Admin {

@@ -57,7 +57,10 @@ pub async fn enroll(State(state): State<AppState>, body: Body) -> ApiResult<Resp
         Ok(Principal::Enroll { company_id }) => company_id,
         Ok(_) | Err(_) => return Err(ApiError::unauthorized()),
     };
-    state.limits.check(&Principal::Enroll { company_id })?;
+    state
+        .limits
+        .check(&Principal::Enroll { company_id })
+        .await?;
     check_text("hostname", &req.hostname, 1, MAX_HOSTNAME_LEN)?;
     check_text("os.id", &req.os.id, 1, MAX_FIELD_LEN)?;
     check_text("os.version_id", &req.os.version_id, 0, MAX_FIELD_LEN)?;
@@ -101,7 +104,7 @@ pub async fn inventory(
     else {
         return Err(ApiError::forbidden("only agent tokens post inventories"));
     };
-    state.limits.check(&principal)?;
+    state.limits.check(&principal).await?;
     let encoding = crate::body::encoding(&headers)?;
     let raw = read_body(body, state.config.body_limit).await?;
     let accepted_at = Utc::now();
@@ -179,7 +182,7 @@ pub async fn report_status(
             "report status is for the agent that sent the report",
         ));
     };
-    state.limits.check(&principal)?;
+    state.limits.check(&principal).await?;
     let report_id = uuid::Uuid::parse_str(&report_id).map_err(|_| ApiError::not_found())?;
     let status = state
         .store

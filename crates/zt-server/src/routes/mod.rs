@@ -101,7 +101,14 @@ pub fn router(state: AppState) -> Router {
         // Handlers enforce the configured limit themselves (with a JSON 413), after checking
         // the token; axum's own default limit must not cut in first.
         .layer(DefaultBodyLimit::disable())
-        .layer(TraceLayer::new_for_http())
+        // Refusals (429/503 under load) are expected backpressure, and internal errors are
+        // logged where they happen with their cause: per-request failure lines at ERROR would
+        // flood the log exactly when the server is busiest.
+        .layer(
+            TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         .with_state(state)
 }
 

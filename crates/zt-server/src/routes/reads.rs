@@ -19,7 +19,7 @@ type Params = Query<HashMap<String, String>>;
 async fn scope(state: &AppState, headers: &HeaderMap, company_id: &str) -> ApiResult<CompanyId> {
     let principal = authenticate(state, headers).await?;
     let company_id = company_access(state, &principal, company_id).await?;
-    state.limits.check(&principal)?;
+    state.limits.check(&principal).await?;
     Ok(company_id)
 }
 

@@ -30,24 +30,24 @@ use crate::{Result, StoreError};
 const BULK_ROWS: usize = 2_000;
 
 /// How an incoming record compares with the stored one.
-enum Verdict {
+pub(crate) enum Verdict {
     New,
     Updated,
     Unchanged,
     Older,
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-struct StoredAdvisory {
-    modified: Option<i64>,
-    hash: String,
-    model_version: i64,
+pub(crate) struct StoredAdvisory {
+    pub(crate) modified: Option<i64>,
+    pub(crate) hash: String,
+    pub(crate) model_version: i64,
 }
 
-fn classify_advisory(
+pub(crate) fn classify_advisory(
     incoming_modified: Option<i64>,
     hash: &str,
     stored: Option<&StoredAdvisory>,
@@ -71,7 +71,7 @@ fn classify_advisory(
 }
 
 /// Keeps one copy per key: the one with the newest `modified` (the first on ties).
-fn dedupe_by<T>(
+pub(crate) fn dedupe_by<T>(
     items: Vec<T>,
     key: impl Fn(&T) -> String,
     modified: impl Fn(&T) -> Option<i64>,

@@ -8,7 +8,7 @@ use zt_inventory::SoftwareKey;
 
 use super::{hex_list, key_from, ms, severity_rank, SqliteStore};
 use crate::model::*;
-use crate::Result;
+use crate::{Result, StoreError};
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -58,26 +58,77 @@ struct VulnJson<'a> {
 }
 
 impl SqliteStore {
+    /// Writes a worker's batch. Batches finished while another one is being written wait and
+    /// are then written together, in one transaction (group commit): a write transaction
+    /// costs far more than the rows in it (measured on 1 M first-time app records: 62 s of
+    /// server CPU with one 100-app batch per transaction, 28 s with 5,000 apps per
+    /// transaction), while each batch stays the unit of leasing and retrying.
     pub(crate) async fn finish_batch_impl(
         &self,
         batch: &ProcessedBatch,
     ) -> Result<Vec<ReportOutcome>> {
-        let now = ms(batch.now);
-        let mut w = self.begin_background_write().await?;
-        insert_new_software(&mut w.tx, &batch.software, batch.revision, now).await?;
-
-        // One agent's reports oldest first, so that the newest inventory is the one left stored.
-        let mut order: Vec<usize> = (0..batch.reports.len()).collect();
-        order.sort_by_key(|&i| {
-            let r = &batch.reports[i];
-            (r.company_id, r.agent_id, r.collected_at)
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
+        self.pending_batches.lock().push(PendingBatch {
+            batch: batch.clone(),
+            done,
         });
-        let mut outcomes = vec![ReportOutcome::LeaseLost; batch.reports.len()];
-        for i in order {
-            outcomes[i] = apply_report(&mut w.tx, &batch.reports[i], now).await?;
+        let abandoned =
+            || StoreError::Other("the group commit carrying this batch was abandoned".into());
+        loop {
+            match outcome.try_recv() {
+                Ok(result) => return result,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            let w = self.begin_background_write().await?;
+            let group = take_group(&mut self.pending_batches.lock());
+            if group.is_empty() {
+                // A writer before us took ours along (and is done: we hold the lock now).
+                break;
+            }
+            // Ours may be beyond this group's size limit: then the loop writes the next one.
+            self.write_group(w, group).await;
         }
-        w.commit().await?;
-        Ok(outcomes)
+        outcome.await.map_err(|_| abandoned())?
+    }
+
+    /// Writes a group of batches in one transaction; when that fails, writes each batch in
+    /// its own so that one bad batch cannot fail the others.
+    async fn write_group(&self, mut w: super::WriteTx<'_>, group: Vec<PendingBatch>) {
+        let batches: Vec<&ProcessedBatch> = group.iter().map(|p| &p.batch).collect();
+        tracing::debug!(batches = batches.len(), "group commit");
+        let together = match write_batches(&mut w.tx, &batches).await {
+            Ok(outcomes) => w.commit().await.map(|()| outcomes),
+            Err(e) => Err(e),
+        };
+        match together {
+            Ok(outcomes) => {
+                for (pending, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = pending.done.send(Ok(outcome));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                if let Some(pending) = group.into_iter().next() {
+                    let _ = pending.done.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, batches = group.len(), "group commit failed; writing its batches one by one");
+                // The failed transaction was rolled back when `w` went out of scope above.
+                for pending in group {
+                    let result = async {
+                        let mut w = self.begin_write().await?;
+                        let mut outcomes = write_batches(&mut w.tx, &[&pending.batch]).await?;
+                        w.commit().await?;
+                        outcomes
+                            .pop()
+                            .ok_or_else(|| StoreError::Other("a batch without outcome".into()))
+                    }
+                    .await;
+                    let _ = pending.done.send(result);
+                }
+            }
+        }
     }
 
     pub(crate) async fn unmatched_software_impl(
@@ -100,6 +151,65 @@ impl SqliteStore {
         }
         Ok(unknown)
     }
+}
+
+/// A batch waiting for the next group commit, and where its outcome goes.
+#[derive(Debug)]
+pub(crate) struct PendingBatch {
+    batch: ProcessedBatch,
+    done: tokio::sync::oneshot::Sender<Result<Vec<ReportOutcome>>>,
+}
+
+/// App records one group commit writes at most: the write lock is held for the whole
+/// transaction, and an accepted report's answer waits for it (about 15 µs per app record).
+const GROUP_COMMIT_APPS: usize = 3_000;
+
+/// The oldest waiting batches up to [`GROUP_COMMIT_APPS`] (always at least one); the rest
+/// wait for the next writer.
+fn take_group(pending: &mut Vec<PendingBatch>) -> Vec<PendingBatch> {
+    let mut apps = 0;
+    let mut n = 0;
+    for p in pending.iter() {
+        let size: usize = p.batch.reports.iter().map(|r| r.apps.len()).sum();
+        if n > 0 && apps + size > GROUP_COMMIT_APPS {
+            break;
+        }
+        apps += size;
+        n += 1;
+    }
+    pending.drain(..n).collect()
+}
+
+/// Batches waiting for the writer; shared by the clones of one store.
+pub(crate) type PendingBatches = std::sync::Arc<parking_lot::Mutex<Vec<PendingBatch>>>;
+
+/// Applies batches inside one transaction; one outcome list per batch, in order.
+async fn write_batches(
+    tx: &mut Tx,
+    batches: &[&ProcessedBatch],
+) -> Result<Vec<Vec<ReportOutcome>>> {
+    for batch in batches {
+        insert_new_software(tx, &batch.software, batch.revision, ms(batch.now)).await?;
+    }
+    // One agent's reports oldest first across the whole group, so that the newest inventory
+    // is the one left stored.
+    let mut order: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.reports.len()).map(move |i| (b, i)))
+        .collect();
+    order.sort_by_key(|&(b, i)| {
+        let r = &batches[b].reports[i];
+        (r.company_id, r.agent_id, r.collected_at)
+    });
+    let mut outcomes: Vec<Vec<ReportOutcome>> = batches
+        .iter()
+        .map(|b| vec![ReportOutcome::LeaseLost; b.reports.len()])
+        .collect();
+    for (b, i) in order {
+        outcomes[b][i] = apply_report(tx, &batches[b].reports[i], ms(batches[b].now)).await?;
+    }
+    Ok(outcomes)
 }
 
 /// Inserts software never seen before with its match results. Software another worker inserted
@@ -558,10 +668,10 @@ async fn carry_over_findings(
     Ok(())
 }
 
-type Inventory = (HashSet<(SoftwareKey, String)>, HashMap<SoftwareKey, u64>);
+pub(crate) type Inventory = (HashSet<(SoftwareKey, String)>, HashMap<SoftwareKey, u64>);
 
 /// A stable 64-bit id of a package (`ecosystem\0name`): equal across versions of the package.
-fn package_id(package: &str) -> u64 {
+pub(crate) fn package_id(package: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(package.as_bytes());
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
@@ -569,7 +679,7 @@ fn package_id(package: &str) -> u64 {
 
 /// The compact stored inventory: per app the 16-byte software key, the 8-byte package id,
 /// the arch length (u16 LE) and the arch bytes.
-fn encode_inventory(
+pub(crate) fn encode_inventory(
     apps: &HashSet<(SoftwareKey, String)>,
     pkg: &HashMap<SoftwareKey, u64>,
 ) -> Vec<u8> {
@@ -586,7 +696,7 @@ fn encode_inventory(
     out
 }
 
-fn decode_inventory(mut bytes: &[u8]) -> Result<Inventory> {
+pub(crate) fn decode_inventory(mut bytes: &[u8]) -> Result<Inventory> {
     let corrupt = || crate::StoreError::Corrupt("stored agent inventory is truncated".into());
     let mut apps = HashSet::new();
     let mut pkg = HashMap::new();

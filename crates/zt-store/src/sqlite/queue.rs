@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use super::process::json;
 use super::{from_ms, ms, opt_ms, uuid_from, SqliteStore};
 use crate::model::*;
-use crate::Result;
+use crate::{Result, StoreError};
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// (company, agent)
 type AgentKey = (CompanyId, AgentId);
@@ -227,138 +229,34 @@ impl SqliteStore {
     }
 
     pub(crate) async fn claim_batch_impl(&self, req: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
-        let now = ms(req.now);
-        let lease_until = now + i64::try_from(req.lease.as_millis()).unwrap_or(i64::MAX / 2);
-        let mut w = self.begin_background_write().await?;
-        let mut claimed: Vec<ClaimedReport> = Vec::new();
-        let mut stale: Vec<(i64, String, String)> = Vec::new();
-        let mut apps: u64 = 0;
-        // Small pages, newest first: a batch usually needs one or two reports, and each row
-        // looked at costs two look-ups for the staleness check.
-        let mut before = i64::MAX;
-        let mut scanned = 0i64;
-        'pages: while scanned < CLAIM_SCAN_LIMIT {
-            let rows = sqlx::query(
-                "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, q.app_count, q.attempts, \
-                 q.state, coalesce(r.collected_at < a.inventory_collected_at, 0) \
-                 FROM queue q \
-                 LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
-                 LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id \
-                 WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 AND q.queue_id < ?2 \
-                 ORDER BY q.queue_id DESC LIMIT ?3",
-            )
-            .bind(now)
-            .bind(before)
-            .bind(CLAIM_PAGE)
-            .fetch_all(&mut *w.tx)
-            .await?;
-            scanned += CLAIM_PAGE;
-            let last_page = (rows.len() as i64) < CLAIM_PAGE;
-            for row in rows {
-                let queue_id: i64 = row.get(0);
-                before = queue_id;
-                let company_id = uuid_from(row.get::<&[u8], _>(1))?;
-                let report_id = uuid_from(row.get::<&[u8], _>(2))?;
-                let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
-                let app_count: i64 = row.get(4);
-                let attempts: i64 = row.get(5);
-                let state: &str = row.get(6);
-                if state == "leased" && attempts >= i64::from(req.max_attempts) {
-                    // Every worker that took it died (or hung) past its lease: a poison report.
-                    let error = format!("lease expired {attempts} times; dead-lettered");
-                    dead_letter(
-                        &mut w.tx, queue_id, company_id, report_id, agent_id, &error, now,
-                    )
-                    .await?;
-                    continue;
+        let (done, claimed) = tokio::sync::oneshot::channel();
+        self.pending_claims.lock().push(PendingClaim {
+            request: req.clone(),
+            done,
+        });
+        {
+            let mut w = self.begin_background_write().await?;
+            let group = std::mem::take(&mut *self.pending_claims.lock());
+            // Empty when the claimer before us served ours too.
+            if !group.is_empty() {
+                tracing::debug!(claims = group.len(), "group claim");
+                let mut results = Vec::with_capacity(group.len());
+                for pending in &group {
+                    results.push(claim_in_tx(&mut w.tx, &pending.request).await);
                 }
-                if row.get::<bool, _>(7) {
-                    // A newer inventory of this agent is stored already (newest-first claiming
-                    // overtook it): settled here, without parsing it.
-                    stale.push((
-                        queue_id,
-                        hex::encode(company_id.as_bytes()),
-                        hex::encode(report_id.as_bytes()),
-                    ));
-                    continue;
-                }
-                let app_count = u64::try_from(app_count).unwrap_or(0);
-                if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
-                    break 'pages;
-                }
-                apps += app_count;
-                claimed.push(ClaimedReport {
-                    queue_id,
-                    company_id,
-                    agent_id,
-                    report_id,
-                    attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
-                    app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
-                    digest: [0; 32],
-                    body: Vec::new(),
-                });
-                if apps >= u64::from(req.max_apps) {
-                    break 'pages;
+                let committed = w.commit().await;
+                for (pending, result) in group.into_iter().zip(results) {
+                    let result = match (&committed, result) {
+                        (Ok(()), r) => r,
+                        (Err(e), _) => Err(StoreError::Other(format!("claiming failed: {e}"))),
+                    };
+                    let _ = pending.done.send(result);
                 }
             }
-            if last_page {
-                break;
-            }
         }
-        if !stale.is_empty() {
-            let queue_ids: Vec<i64> = stale.iter().map(|(q, _, _)| *q).collect();
-            sqlx::query(
-                "UPDATE queue SET state = 'done', finished_at = ?2, lease_owner = NULL \
-                 WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
-            )
-            .bind(json(&queue_ids)?)
-            .bind(now)
-            .execute(&mut *w.tx)
-            .await?;
-            let keys: Vec<(&str, &str)> = stale
-                .iter()
-                .map(|(_, c, r)| (c.as_str(), r.as_str()))
-                .collect();
-            sqlx::query(
-                "UPDATE reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
-                 WHERE (company_id, report_id) IN \
-                 (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
-            )
-            .bind(json(&keys)?)
-            .bind(now)
-            .execute(&mut *w.tx)
-            .await?;
-        }
-        if !claimed.is_empty() {
-            let queue_ids: Vec<i64> = claimed.iter().map(|c| c.queue_id).collect();
-            sqlx::query(
-                "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_owner = ?2, \
-                 visible_at = ?3 WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
-            )
-            .bind(json(&queue_ids)?)
-            .bind(&req.owner)
-            .bind(lease_until)
-            .execute(&mut *w.tx)
-            .await?;
-            let keys: Vec<(String, String)> = claimed
-                .iter()
-                .map(|c| {
-                    (
-                        hex::encode(c.company_id.as_bytes()),
-                        hex::encode(c.report_id.as_bytes()),
-                    )
-                })
-                .collect();
-            sqlx::query(
-                "UPDATE reports SET status = 'processing', attempts = attempts + 1 \
-                 WHERE (company_id, report_id) IN \
-                 (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
-            )
-            .bind(json(&keys)?)
-            .execute(&mut *w.tx)
-            .await?;
-        }
-        w.commit().await?;
+        let mut claimed = claimed.await.map_err(|_| {
+            StoreError::Other("the group claim carrying this request was abandoned".into())
+        })??;
 
         // Bodies are read after the write lock is released: they can be large, and the lease
         // keeps them ours.
@@ -499,6 +397,29 @@ impl SqliteStore {
         Ok(n)
     }
 
+    pub(crate) async fn purge_history_impl(&self, before: DateTime<Utc>) -> Result<u64> {
+        // Apps are deleted when they leave an agent here; resolved findings stay until now.
+        let before = ms(before);
+        let mut purged = 0u64;
+        loop {
+            let mut w = self.begin_background_write().await?;
+            let n = sqlx::query(
+                "DELETE FROM findings WHERE (company_id, agent_id, software_key, vuln_id) IN \
+                 (SELECT company_id, agent_id, software_key, vuln_id FROM findings \
+                  WHERE resolved_at < ?1 LIMIT 1000)",
+            )
+            .bind(before)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+            w.commit().await?;
+            purged += n;
+            if n < 1000 {
+                return Ok(purged);
+            }
+        }
+    }
+
     pub(crate) async fn report_status_impl(
         &self,
         company_id: CompanyId,
@@ -571,3 +492,147 @@ async fn dead_letter(
     .await?;
     Ok(())
 }
+
+/// Claims one worker's batch inside the group's transaction (see `claim_batch_impl`): the
+/// newest visible entries up to the request's app budget, settling stale and poisoned ones on
+/// the way.
+async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
+    let now = ms(req.now);
+    let lease_until = now + i64::try_from(req.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut claimed: Vec<ClaimedReport> = Vec::new();
+    let mut stale: Vec<(i64, String, String)> = Vec::new();
+    let mut apps: u64 = 0;
+    // Small pages, newest first: a batch usually needs one or two reports, and each row
+    // looked at costs two look-ups for the staleness check.
+    let mut before = i64::MAX;
+    let mut scanned = 0i64;
+    'pages: while scanned < CLAIM_SCAN_LIMIT {
+        let rows = sqlx::query(
+            "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, q.app_count, q.attempts, \
+             q.state, coalesce(r.collected_at < a.inventory_collected_at, 0) \
+             FROM queue q \
+             LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
+             LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id \
+             WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 AND q.queue_id < ?2 \
+             ORDER BY q.queue_id DESC LIMIT ?3",
+        )
+        .bind(now)
+        .bind(before)
+        .bind(CLAIM_PAGE)
+        .fetch_all(&mut **tx)
+        .await?;
+        scanned += CLAIM_PAGE;
+        let last_page = (rows.len() as i64) < CLAIM_PAGE;
+        for row in rows {
+            let queue_id: i64 = row.get(0);
+            before = queue_id;
+            let company_id = uuid_from(row.get::<&[u8], _>(1))?;
+            let report_id = uuid_from(row.get::<&[u8], _>(2))?;
+            let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
+            let app_count: i64 = row.get(4);
+            let attempts: i64 = row.get(5);
+            let state: &str = row.get(6);
+            if state == "leased" && attempts >= i64::from(req.max_attempts) {
+                // Every worker that took it died (or hung) past its lease: a poison report.
+                let error = format!("lease expired {attempts} times; dead-lettered");
+                dead_letter(tx, queue_id, company_id, report_id, agent_id, &error, now).await?;
+                continue;
+            }
+            if row.get::<bool, _>(7) {
+                // A newer inventory of this agent is stored already (newest-first claiming
+                // overtook it): settled here, without parsing it.
+                stale.push((
+                    queue_id,
+                    hex::encode(company_id.as_bytes()),
+                    hex::encode(report_id.as_bytes()),
+                ));
+                continue;
+            }
+            let app_count = u64::try_from(app_count).unwrap_or(0);
+            if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
+                break 'pages;
+            }
+            apps += app_count;
+            claimed.push(ClaimedReport {
+                queue_id,
+                company_id,
+                agent_id,
+                report_id,
+                attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+                app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
+                digest: [0; 32],
+                body: Vec::new(),
+            });
+            if apps >= u64::from(req.max_apps) {
+                break 'pages;
+            }
+        }
+        if last_page {
+            break;
+        }
+    }
+    if !stale.is_empty() {
+        let queue_ids: Vec<i64> = stale.iter().map(|(q, _, _)| *q).collect();
+        sqlx::query(
+            "UPDATE queue SET state = 'done', finished_at = ?2, lease_owner = NULL \
+             WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
+        )
+        .bind(json(&queue_ids)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        let keys: Vec<(&str, &str)> = stale
+            .iter()
+            .map(|(_, c, r)| (c.as_str(), r.as_str()))
+            .collect();
+        sqlx::query(
+            "UPDATE reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
+             WHERE (company_id, report_id) IN \
+             (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
+        )
+        .bind(json(&keys)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !claimed.is_empty() {
+        let queue_ids: Vec<i64> = claimed.iter().map(|c| c.queue_id).collect();
+        sqlx::query(
+            "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_owner = ?2, \
+             visible_at = ?3 WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
+        )
+        .bind(json(&queue_ids)?)
+        .bind(&req.owner)
+        .bind(lease_until)
+        .execute(&mut **tx)
+        .await?;
+        let keys: Vec<(String, String)> = claimed
+            .iter()
+            .map(|c| {
+                (
+                    hex::encode(c.company_id.as_bytes()),
+                    hex::encode(c.report_id.as_bytes()),
+                )
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE reports SET status = 'processing', attempts = attempts + 1 \
+             WHERE (company_id, report_id) IN \
+             (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
+        )
+        .bind(json(&keys)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(claimed)
+}
+
+/// A worker's claim waiting for the next group claim, and where its batch goes.
+#[derive(Debug)]
+pub(crate) struct PendingClaim {
+    request: ClaimRequest,
+    done: tokio::sync::oneshot::Sender<Result<Vec<ClaimedReport>>>,
+}
+
+/// Claims waiting for the writer; shared by the clones of one store.
+pub(crate) type PendingClaims = std::sync::Arc<parking_lot::Mutex<Vec<PendingClaim>>>;

@@ -15,7 +15,7 @@ use crate::{Result, StoreError};
 pub(crate) const DEFAULT_LIMIT: u32 = 100;
 pub(crate) const MAX_LIMIT: u32 = 1000;
 
-fn limit_of(page: &PageRequest) -> i64 {
+pub(crate) fn limit_of(page: &PageRequest) -> i64 {
     let l = if page.limit == 0 {
         DEFAULT_LIMIT
     } else {
@@ -25,12 +25,12 @@ fn limit_of(page: &PageRequest) -> i64 {
 }
 
 /// Cursors are the sort key of the last row, as base64url JSON: opaque to clients.
-fn encode_cursor<T: serde::Serialize>(key: &T) -> String {
+pub(crate) fn encode_cursor<T: serde::Serialize>(key: &T) -> String {
     let json = serde_json::to_vec(key).unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> Result<T> {
+pub(crate) fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> Result<T> {
     let invalid = |m: String| StoreError::Invalid {
         field: "cursor",
         message: m,
@@ -41,14 +41,18 @@ fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> Result<T> {
     serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))
 }
 
-fn hex_bytes(s: &str) -> Result<Vec<u8>> {
+pub(crate) fn hex_bytes(s: &str) -> Result<Vec<u8>> {
     hex::decode(s).map_err(|e| StoreError::Invalid {
         field: "cursor",
         message: e.to_string(),
     })
 }
 
-fn cvss_of(version: Option<String>, vector: Option<String>, score: Option<f64>) -> Option<Cvss> {
+pub(crate) fn cvss_of(
+    version: Option<String>,
+    vector: Option<String>,
+    score: Option<f64>,
+) -> Option<Cvss> {
     let version = match version.as_deref()? {
         "2.0" => CvssVersion::V2,
         "3.0" => CvssVersion::V30,
@@ -484,7 +488,7 @@ fn finding_from_row(row: &SqliteRow) -> Result<(FindingRow, FindingKey)> {
     Ok((item, key))
 }
 
-fn unknown_vuln(id: &str) -> VulnInfo {
+pub(crate) fn unknown_vuln(id: &str) -> VulnInfo {
     VulnInfo {
         id: id.to_string(),
         aliases: Vec::new(),
@@ -499,7 +503,7 @@ fn unknown_vuln(id: &str) -> VulnInfo {
     }
 }
 
-fn escape_like(q: &str) -> String {
+pub(crate) fn escape_like(q: &str) -> String {
     let mut out = String::with_capacity(q.len());
     for c in q.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Scale benchmark: starts a release `zerotrace server` on a fresh store (SQLite by default, or
+# PostgreSQL with --postgres URL), loads the shared OSV data into its knowledge base, runs
+# `zerotrace loadgen` with the remaining arguments, prints the figures and cleans up.
+#
+#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--server-arg ARG]... -- LOADGEN ARGS...
+#   bench/run.sh -- --companies 10 --agents-per-company 100 --apps-per-agent 100 --format json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/zerotrace-target}"
+
+pg_admin_url=""
+server_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --postgres) pg_admin_url="$2"; shift 2 ;;
+    --server-arg) server_args+=("$2"); shift 2 ;;
+    --) shift; break ;;
+    *) break ;;
+  esac
+done
+
+cargo build --release -q -p zerotrace
+bin="$CARGO_TARGET_DIR/release/zerotrace"
+work=$(mktemp -d /tmp/zerotrace-bench.XXXXXX)
+token="zto_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export ZEROTRACE_ADMIN_TOKEN="$token"
+db_args=(--data-dir "$work")
+dbname=""
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  if [ -n "$dbname" ]; then
+    psql -q "$pg_admin_url" -c "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -n "$pg_admin_url" ]; then
+  dbname="zt_bench_$$"
+  psql -q "$pg_admin_url" -c "CREATE DATABASE $dbname" >/dev/null
+  db_args=(--database-url "${pg_admin_url%/*}/$dbname")
+fi
+
+data="$root/../shared/data"
+if [ -d "$data/osv" ]; then
+  echo "importing the shared OSV data into the knowledge base..." >&2
+  ZEROTRACE_LOG=warn "$bin" "${db_args[@]}" feeds import "$data/osv" >&2
+else
+  echo "warning: $data/osv not found: the server runs with an empty knowledge base" >&2
+fi
+
+"$bin" "${db_args[@]}" server --listen 127.0.0.1:0 "${server_args[@]}" \
+  > "$work/server.out" 2> "$work/server.log" &
+server_pid=$!
+for _ in $(seq 1 600); do
+  url=$(sed -n 's/^listening on //p' "$work/server.out")
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "${url:-}" ] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
+echo "server at $url (log: $work/server.log)" >&2
+
+"$bin" loadgen --server "$url" --admin-token "$token" "$@"

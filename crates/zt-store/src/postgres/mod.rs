@@ -1,0 +1,472 @@
+//! The PostgreSQL backend: many `zerotrace server` processes (API replicas and workers) share
+//! one database.
+//!
+//! Design (see also migrations/postgres/):
+//! - Tenant tables (agents, reports, apps, findings) are hash-partitioned by company_id
+//!   (`PgOptions::partitions`, fixed when the schema is created) and protected by row-level
+//!   security: a row is visible only while the transaction's `zerotrace.company_id` setting
+//!   names its company. Every method that touches tenant rows sets it per transaction
+//!   (`set_company`), once per company when a transaction spans several (a worker batch, a
+//!   group commit of reports); nothing reads tenant rows without it. The pool's connections
+//!   `SET ROLE zerotrace_app`, a role that is neither superuser nor owner nor BYPASSRLS, and
+//!   the tables FORCE row-level security, so even a query that forgets its `company_id = …`
+//!   clause cannot see another company's rows.
+//! - Shared tables (companies, credentials, queue, software, match cache, knowledge) carry no
+//!   inventory: the paths that legitimately span companies (token look-up, queue claims, the
+//!   match cache, the knowledge base) use only those, and step into a company to touch its rows.
+//! - The queue is claimed with `FOR UPDATE SKIP LOCKED`; a lease is an expiry time plus the
+//!   owner and attempt number, checked (under a row lock) when the batch is written. Queued
+//!   reports are announced with NOTIFY on [`QUEUE_CHANNEL`].
+//! - Summary counters are maintained per agent in the same transaction that changes the
+//!   agent's findings; the company summary sums its agents' rows.
+//! - Concurrent writers lock in one order (queue rows, then agents by company and id, shared
+//!   rows by key) and retry a transaction that still lost a deadlock or serialization race.
+
+mod knowledge;
+mod matches;
+mod process;
+mod queue;
+mod reads;
+mod retention;
+mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+use zt_advisory::{KnowledgeBase, Severity};
+use zt_inventory::{Software, SoftwareKey};
+
+use crate::model::*;
+use crate::storage::Storage;
+use crate::{Result, StoreError};
+
+/// The role the server's queries run as (created by the migrations when the migrating login may).
+pub const APP_ROLE: &str = "zerotrace_app";
+
+/// NOTIFY channel announcing newly queued reports.
+pub const QUEUE_CHANNEL: &str = "zerotrace_queue";
+
+/// How to open the PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Hash partitions per tenant table, used only when the schema is created.
+    pub partitions: u32,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            partitions: 16,
+            max_connections: 16,
+        }
+    }
+}
+
+/// How the store's connections are protected by row-level security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RlsMode {
+    /// Connections switch to the `zerotrace_app` role (neither superuser nor owner).
+    AppRole,
+    /// The login role is used as is; it is bound by the FORCEd policies unless it is a
+    /// superuser or has BYPASSRLS.
+    LoginRole { bypasses: bool },
+}
+
+/// The PostgreSQL store. Clone is cheap (a pool handle).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+    connect_options: PgConnectOptions,
+    rls: RlsMode,
+    partitions: u32,
+}
+
+pub(crate) type Tx = Transaction<'static, Postgres>;
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), creates or upgrades the schema and
+    /// opens the pool.
+    pub async fn connect(url: &str, options: &PgOptions) -> Result<PgStore> {
+        // Notices ("relation … already exists, skipping") are noise in the server's log.
+        let connect_options = PgConnectOptions::from_str(url)?
+            .application_name("zerotrace")
+            .options([("client_min_messages", "warning")]);
+        let partitions = options.partitions.clamp(1, 1024);
+
+        // Migrations run as the login role (it owns the schema), on a connection of their own;
+        // sqlx serializes concurrent migrators with an advisory lock.
+        let mut conn = PgConnection::connect_with(&connect_options).await?;
+        sqlx::query("SELECT set_config('zerotrace.partitions', $1, false)")
+            .bind(partitions.to_string())
+            .execute(&mut conn)
+            .await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut conn)
+            .await?;
+        let row: (bool, bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) \
+                    AND pg_has_role(current_user, $1, 'MEMBER'), \
+                    r.rolsuper, r.rolbypassrls \
+             FROM pg_roles r WHERE r.rolname = current_user",
+        )
+        .bind(APP_ROLE)
+        .fetch_one(&mut conn)
+        .await?;
+        let stored_partitions: Option<String> =
+            sqlx::query_scalar("SELECT value FROM zt_meta WHERE key = 'partitions'")
+                .fetch_optional(&mut conn)
+                .await?;
+        conn.close().await?;
+        let rls = if row.0 {
+            RlsMode::AppRole
+        } else {
+            RlsMode::LoginRole {
+                bypasses: row.1 || row.2,
+            }
+        };
+        let partitions = stored_partitions
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(partitions);
+
+        let use_role = rls == RlsMode::AppRole;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if use_role {
+                        conn.execute("SET ROLE zerotrace_app").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_options.clone())
+            .await?;
+        Ok(PgStore {
+            pool,
+            connect_options,
+            rls,
+            partitions,
+        })
+    }
+
+    /// The connection pool (connections run as the application role; see [`RlsMode`]).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// How row-level security applies to this store's connections.
+    pub fn rls_mode(&self) -> RlsMode {
+        self.rls
+    }
+
+    /// Hash partitions per tenant table (as the schema was created).
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The options the pool connects with (for a LISTEN connection of its own).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.connect_options
+    }
+
+    /// A transaction working for one company: tenant rows of other companies are invisible
+    /// in it, and writing them is refused, whatever the SQL says.
+    pub async fn begin_for_company(&self, company_id: CompanyId) -> Result<Tx> {
+        let mut tx = self.pool.begin().await?;
+        set_company(&mut tx, company_id).await?;
+        Ok(tx)
+    }
+
+    /// A receiver that gets `()` after every NOTIFY of newly queued reports (from any
+    /// process), on a listening connection of its own that reconnects by itself. The
+    /// listening task ends when the receiver is dropped.
+    pub async fn queue_notifications_impl(&self) -> Result<tokio::sync::mpsc::Receiver<()>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(QUEUE_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    got = listener.recv() => match got {
+                        // Full channel: a wake-up is pending already.
+                        Ok(_) => { let _ = tx.try_send(()); }
+                        // The listener reconnects on the next recv; do not spin meanwhile.
+                        Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    },
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Scopes the rest of the transaction to one company (row-level security).
+pub(crate) async fn set_company(tx: &mut Tx, company_id: CompanyId) -> Result<()> {
+    sqlx::query("SELECT set_config('zerotrace.company_id', $1, true)")
+        .bind(company_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Transactions that lost a deadlock or a serialization race are run again this often.
+pub(crate) const RETRIES: u32 = 4;
+
+/// Deadlock (40P01) and serialization failures (40001): the transaction rolled back whole and
+/// may simply run again.
+pub(crate) fn is_retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `$body` (an async expression yielding `Result<T>`) again when it lost a deadlock.
+macro_rules! retry_on_conflict {
+    ($body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $body.await {
+                Err(e)
+                    if crate::postgres::is_retryable(&e) && attempt < crate::postgres::RETRIES =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+// --- conversions shared by the modules ---------------------------------------------------------
+
+pub(crate) fn key_uuid(k: &SoftwareKey) -> Uuid {
+    Uuid::from_bytes(k.0)
+}
+
+pub(crate) fn uuid_key(u: Uuid) -> SoftwareKey {
+    SoftwareKey(*u.as_bytes())
+}
+
+pub(crate) fn severity_rank(s: Severity) -> i16 {
+    crate::sqlite::severity_rank(s) as i16
+}
+
+pub(crate) fn severity_from_rank(r: i16) -> Severity {
+    crate::sqlite::severity_from_rank(i64::from(r))
+}
+
+pub(crate) fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+pub(crate) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+pub(crate) fn to_u32(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+pub(crate) fn digest_from(bytes: &[u8]) -> [u8; 32] {
+    bytes.try_into().unwrap_or([0; 32])
+}
+
+#[async_trait]
+impl Storage for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn housekeeping(&self) -> Result<()> {
+        // Autovacuum keeps the tables; retention runs through `purge_*`.
+        Ok(())
+    }
+
+    async fn operator_token_hash(&self) -> Result<Option<TokenHash>> {
+        self.operator_token_hash_impl().await
+    }
+
+    async fn init_operator_token(&self, hash: TokenHash) -> Result<bool> {
+        self.init_operator_token_impl(hash).await
+    }
+
+    async fn create_company(&self, company: &Company, enroll_secret_hash: TokenHash) -> Result<()> {
+        self.create_company_impl(company, enroll_secret_hash).await
+    }
+
+    async fn list_companies(&self) -> Result<Vec<Company>> {
+        self.list_companies_impl().await
+    }
+
+    async fn get_company(&self, company_id: CompanyId) -> Result<Option<Company>> {
+        self.get_company_impl(company_id).await
+    }
+
+    async fn create_user_token(
+        &self,
+        company_id: CompanyId,
+        role: Role,
+        hash: TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.create_user_token_impl(company_id, role, hash, now)
+            .await
+    }
+
+    async fn resolve_token(&self, hash: TokenHash) -> Result<Option<Principal>> {
+        self.resolve_token_impl(hash).await
+    }
+
+    async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool> {
+        self.enroll_agent_impl(agent).await
+    }
+
+    async fn accept_reports(
+        &self,
+        reports: &[IncomingReport],
+        queue_bound: u64,
+    ) -> Result<Vec<AcceptOutcome>> {
+        retry_on_conflict!(self.accept_reports_impl(reports, queue_bound))
+    }
+
+    async fn claim_batch(&self, request: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
+        retry_on_conflict!(self.claim_batch_impl(request))
+    }
+
+    async fn release(&self, leases: &[LeaseRef]) -> Result<()> {
+        retry_on_conflict!(self.release_impl(leases))
+    }
+
+    async fn fail(&self, failures: &[Failure], now: DateTime<Utc>) -> Result<()> {
+        retry_on_conflict!(self.fail_impl(failures, now))
+    }
+
+    async fn finish_batch(&self, batch: &ProcessedBatch) -> Result<Vec<ReportOutcome>> {
+        retry_on_conflict!(self.finish_batch_impl(batch))
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        self.queue_stats_impl().await
+    }
+
+    async fn queue_notifications(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(Some(self.queue_notifications_impl().await?))
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.purge_finished_impl(before).await
+    }
+
+    async fn purge_history(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.purge_history_impl(before).await
+    }
+
+    async fn report_status(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        report_id: ReportId,
+    ) -> Result<Option<ReportStatus>> {
+        self.report_status_impl(company_id, agent_id, report_id)
+            .await
+    }
+
+    async fn unmatched_software(&self, keys: &[SoftwareKey]) -> Result<Vec<SoftwareKey>> {
+        self.unmatched_software_impl(keys).await
+    }
+
+    async fn software_to_rematch(
+        &self,
+        revision: u64,
+        after: Option<SoftwareKey>,
+        limit: u32,
+    ) -> Result<Vec<(SoftwareKey, Software)>> {
+        self.software_to_rematch_impl(revision, after, limit).await
+    }
+
+    async fn store_rematch(
+        &self,
+        results: &[MatchedSoftware],
+        revision: u64,
+    ) -> Result<MatchDelta> {
+        retry_on_conflict!(self.store_rematch_impl(results, revision))
+    }
+
+    async fn reconcile_pending(&self) -> Result<Option<u64>> {
+        self.reconcile_pending_impl().await
+    }
+
+    async fn reconcile_findings(
+        &self,
+        company_id: CompanyId,
+        after: Option<AgentId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AgentId>> {
+        retry_on_conflict!(self.reconcile_findings_impl(company_id, after, limit, now))
+    }
+
+    async fn mark_reconciled(&self, generation: u64) -> Result<()> {
+        self.mark_reconciled_impl(generation).await
+    }
+
+    async fn knowledge_revision(&self) -> Result<u64> {
+        self.knowledge_revision_impl().await
+    }
+
+    async fn load_knowledge(&self) -> Result<KnowledgeBase> {
+        self.load_knowledge_impl().await
+    }
+
+    async fn summary(&self, company_id: CompanyId) -> Result<Summary> {
+        self.summary_impl(company_id).await
+    }
+
+    async fn list_agents(&self, company_id: CompanyId, page: &PageRequest) -> Result<Page<Agent>> {
+        self.list_agents_impl(company_id, page).await
+    }
+
+    async fn get_agent(&self, company_id: CompanyId, agent_id: AgentId) -> Result<Option<Agent>> {
+        self.get_agent_impl(company_id, agent_id).await
+    }
+
+    async fn list_apps(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        page: &PageRequest,
+    ) -> Result<Option<Page<AppRow>>> {
+        self.list_apps_impl(company_id, agent_id, page).await
+    }
+
+    async fn list_findings(
+        &self,
+        company_id: CompanyId,
+        filter: &FindingFilter,
+        page: &PageRequest,
+    ) -> Result<Page<FindingRow>> {
+        self.list_findings_impl(company_id, filter, page).await
+    }
+
+    async fn vulnerability(&self, company_id: CompanyId, id: &str) -> Result<Option<VulnDetail>> {
+        self.vulnerability_impl(company_id, id).await
+    }
+}
