@@ -63,4 +63,11 @@ done
 [ -n "${url:-}" ] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
 echo "server at $url (log: $work/server.log)" >&2
 
-"$bin" loadgen --server "$url" --admin-token "$token" "$@"
+status=0
+"$bin" loadgen --server "$url" --admin-token "$token" "$@" || status=$?
+# The server's own cost of the run: CPU seconds (user+system) and peak memory.
+read -r utime stime < <(awk '{print $14, $15}' "/proc/$server_pid/stat")
+ticks=$(getconf CLK_TCK)
+hwm=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$server_pid/status")
+echo "server: cpu $(( (utime + stime) / ticks )) s, peak rss ${hwm} MiB" >&2
+exit "$status"

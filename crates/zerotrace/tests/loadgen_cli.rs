@@ -37,6 +37,8 @@ fn loadgen_reports_every_figure_and_loses_nothing() {
             "15",
             "--apps-per-agent",
             "120",
+            "--warmup-rounds",
+            "1",
             "--rounds",
             "2",
             "--change-rate",
@@ -74,8 +76,22 @@ fn loadgen_reports_every_figure_and_loses_nothing() {
         assert!(r[key].as_u64().is_some(), "{key} missing");
     }
 
-    // The fleet is really stored: each company sees its 15 agents.
+    // The warm-up round was sent and processed too, but is in none of the figures above.
     let client = reqwest::blocking::Client::new();
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let accepted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("reports_accepted_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(accepted, 90.0, "{metrics}");
+
+    // The fleet is really stored: each company sees its 15 agents.
     let companies: serde_json::Value = client
         .get(format!("{}/api/v1/companies", server.url))
         .bearer_auth(ADMIN)

@@ -7,15 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
 use zt_testkit::{ServerProcess, TestDatabase};
+
+mod common;
+use common::{bin, create_company, enroll};
 
 const ADMIN: &str = "zto_redis-test-operator-token-0123456789abcdef";
 const LIMIT: usize = 6;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_zerotrace"))
-}
 
 fn start(
     db: &TestDatabase,
@@ -74,31 +72,11 @@ impl Drop for Keys {
     }
 }
 
-async fn enroll(http: &reqwest::Client, url: &str) -> String {
-    let company: Value = http
-        .post(format!("{url}/api/v1/companies"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": format!("c-{}", uuid::Uuid::new_v4())}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agent: Value = http
-        .post(format!("{url}/api/v1/enroll"))
-        .json(
-            &json!({"enroll_secret": company["enroll_secret"], "hostname": "h",
-            "os": {"id": "debian", "version_id": "12", "name": ""},
-            "arch": "x86_64", "agent_version": "test"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    agent["agent_token"].as_str().unwrap().to_string()
+/// A new company with one enrolled agent; returns the agent's token.
+async fn new_agent(http: &reqwest::Client, url: &str) -> String {
+    let name = format!("c-{}", uuid::Uuid::new_v4());
+    let company = create_company(http, url, ADMIN, &name).await;
+    enroll(http, url, company["enroll_secret"].as_str().unwrap(), "h").await
 }
 
 /// Agent requests alternating between `urls` until one answers 429; how many passed.
@@ -137,7 +115,7 @@ async fn replicas_share_rate_limits_through_redis_and_fall_back_without_it() {
     let redis_url = zt_testkit::redis::redis_url();
     let a = start(&db, dir.path(), "api-a", &redis_url, &prefix);
     let b = start(&db, dir.path(), "api-b", &redis_url, &prefix);
-    let token = enroll(&http, &a.url).await;
+    let token = new_agent(&http, &a.url).await;
     // One bucket for both replicas: the limit holds across them, not per process.
     assert_eq!(
         requests_until_limited(&http, &[&a.url, &b.url], &token).await,
@@ -163,7 +141,7 @@ async fn replicas_share_rate_limits_through_redis_and_fall_back_without_it() {
 
     // Without Redis (nothing listens on port 1) a replica still serves and limits on its own.
     let alone = start(&db, dir.path(), "api-alone", "redis://127.0.0.1:1", &prefix);
-    let token = enroll(&http, &alone.url).await;
+    let token = new_agent(&http, &alone.url).await;
     assert_eq!(
         requests_until_limited(&http, &[&alone.url], &token).await,
         LIMIT

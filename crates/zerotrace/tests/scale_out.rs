@@ -10,16 +10,15 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use zt_inventory::{App, AppSource, Host, InventoryReport, OsInfo};
+use zt_inventory::{App, AppSource, InventoryReport};
 use zt_testkit::{shared_path, ServerProcess, TestDatabase};
+
+mod common;
+use common::{bin, create_company, debian_report, enroll, get_json, post_inventory};
 
 const ADMIN: &str = "zto_scale-out-operator-token-0123456789abcdef";
 const AGENTS: usize = 24;
 const ROUNDS: usize = 4;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_zerotrace"))
-}
 
 struct Cluster<'a> {
     db: &'a TestDatabase,
@@ -80,20 +79,7 @@ fn report(hostname: &str, agent: usize, round: usize) -> InventoryReport {
     ));
     apps.push(App::new("requests", "2.19.0", AppSource::Pypi));
     apps.push(App::new("pyyaml", "5.3", AppSource::Pypi));
-    InventoryReport {
-        report_id: uuid::Uuid::new_v4(),
-        collected_at: chrono::Utc::now(),
-        host: Host {
-            hostname: hostname.into(),
-            os: OsInfo {
-                id: "debian".into(),
-                version_id: "12".into(),
-                name: String::new(),
-            },
-            arch: "x86_64".into(),
-        },
-        apps,
-    }
+    debian_report(hostname, "", apps)
 }
 
 async fn metric(http: &reqwest::Client, url: &str, name: &str) -> u64 {
@@ -153,42 +139,18 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let company: Value = http
-        .post(format!("{}/api/v1/companies", apis[0].url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let company = create_company(&http, &apis[0].url, ADMIN, "Acme").await;
     let company_id = company["id"].as_str().unwrap().to_string();
     let secret = company["enroll_secret"].as_str().unwrap().to_string();
 
     // The first report arrives while worker B is the only worker: B claims it and stalls.
     let urls: Vec<String> = apis.iter().map(|a| a.url.clone()).collect();
-    let enrolled: Value = http
-        .post(format!("{}/api/v1/enroll", urls[0]))
-        .json(&json!({"enroll_secret": secret, "hostname": "held",
-            "os": {"id": "debian", "version_id": "12", "name": ""},
-            "arch": "x86_64", "agent_version": "test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let held_token = enrolled["agent_token"].as_str().unwrap().to_string();
+    let held_token = enroll(&http, &urls[0], &secret, "held").await;
     let held = report("held", 99, 0);
-    let r = http
-        .post(format!("{}/api/v1/inventory", urls[1]))
-        .bearer_auth(&held_token)
-        .json(&held)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        post_inventory(&http, &urls[1], &held_token, &held).await,
+        StatusCode::ACCEPTED
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !worker_b.stderr().contains("holding a claimed batch") {
         assert!(Instant::now() < deadline, "worker B never claimed a batch");
@@ -202,41 +164,18 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
         let (http, urls, secret) = (http.clone(), urls.clone(), secret.clone());
         agents.push(tokio::spawn(async move {
             let hostname = format!("host-{i:02}");
-            let enrolled: Value = http
-                .post(format!("{}/api/v1/enroll", urls[i % 2]))
-                .json(&json!({"enroll_secret": secret, "hostname": hostname,
-                    "os": {"id": "debian", "version_id": "12", "name": ""},
-                    "arch": "x86_64", "agent_version": "test"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let token = enrolled["agent_token"].as_str().unwrap().to_string();
+            let token = enroll(&http, &urls[i % 2], &secret, &hostname).await;
             let mut accepted = Vec::new();
             let mut last = None;
             for round in 0..ROUNDS {
                 let r = report(&hostname, i, round);
-                let url = &urls[(i + round) % 2];
-                let resp = http
-                    .post(format!("{url}/api/v1/inventory"))
-                    .bearer_auth(&token)
-                    .json(&r)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), StatusCode::ACCEPTED);
+                let status = post_inventory(&http, &urls[(i + round) % 2], &token, &r).await;
+                assert_eq!(status, StatusCode::ACCEPTED);
                 // The same report again, through the other API: answered, stored once.
                 if round == 1 {
-                    let again = http
-                        .post(format!("{}/api/v1/inventory", urls[(i + round + 1) % 2]))
-                        .bearer_auth(&token)
-                        .json(&r)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(again.status().is_success(), "{}", again.status());
+                    let other = &urls[(i + round + 1) % 2];
+                    let again = post_inventory(&http, other, &token, &r).await;
+                    assert!(again.is_success(), "{again}");
                 }
                 accepted.push(r.report_id);
                 last = Some(r);
@@ -260,15 +199,7 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
     for (token, accepted, _) in &fleet {
         for id in accepted {
             loop {
-                let v: Value = http
-                    .get(format!("{}/api/v1/reports/{id}", urls[0]))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let v = get_json(&http, &format!("{}/api/v1/reports/{id}", urls[0]), token).await;
                 if v["status"] == "done" || v["status"] == "failed" {
                     statuses.insert(*id, v);
                     break;
@@ -286,15 +217,8 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
     );
     // The batch worker B held was taken over after its lease expired: a second attempt.
     let taken_over: Value = loop {
-        let v: Value = http
-            .get(format!("{}/api/v1/reports/{}", urls[0], held.report_id))
-            .bearer_auth(&held_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v1/reports/{}", urls[0], held.report_id);
+        let v = get_json(&http, &url, &held_token).await;
         if v["status"] == "done" {
             break v;
         }
@@ -341,15 +265,8 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
     assert_eq!(count("lease_lost").await, 0);
 
     // Counts reconcile: every agent holds its newest inventory, the summary adds them up.
-    let summary: Value = http
-        .get(format!("{}/api/v1/companies/{company_id}/summary", urls[1]))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary_at = |url: &str| format!("{url}/api/v1/companies/{company_id}/summary");
+    let summary = get_json(&http, &summary_at(&urls[1]), ADMIN).await;
     let expected_apps: usize = fleet
         .iter()
         .map(|(_, _, last)| {
@@ -370,18 +287,11 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
     let mut listed = 0u64;
     let mut cursor = String::new();
     loop {
-        let page: Value = http
-            .get(format!(
-                "{}/api/v1/companies/{company_id}/findings?limit=500{cursor}",
-                urls[0]
-            ))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!(
+            "{}/api/v1/companies/{company_id}/findings?limit=500{cursor}",
+            urls[0]
+        );
+        let page = get_json(&http, &url, ADMIN).await;
         listed += page["items"].as_array().unwrap().len() as u64;
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -390,14 +300,6 @@ async fn two_apis_and_two_workers_process_every_report_exactly_once() {
     }
     assert_eq!(listed, open);
     // Both APIs answer the same.
-    let other: Value = http
-        .get(format!("{}/api/v1/companies/{company_id}/summary", urls[0]))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other = get_json(&http, &summary_at(&urls[0]), ADMIN).await;
     assert_eq!(other, summary);
 }

@@ -15,9 +15,8 @@ use zt_testkit::{shared_path, ServerProcess};
 
 const ADMIN: &str = "zto_test-operator-token-0123456789abcdef";
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_zerotrace"))
-}
+mod common;
+use common::bin;
 
 /// Where a test's servers keep their data: a temporary data dir (logs, and the SQLite file),
 /// and on PostgreSQL a database of its own, dropped at the end.
@@ -783,28 +782,16 @@ async fn inventories_become_company_scoped_findings(env: &Env) {
 
 /// A small valid report body with `n` apps, as JSON.
 fn small_report(hostname: &str, n: usize) -> InventoryReport {
-    InventoryReport {
-        report_id: uuid::Uuid::new_v4(),
-        collected_at: chrono::Utc::now(),
-        host: Host {
-            hostname: hostname.into(),
-            os: OsInfo {
-                id: "debian".into(),
-                version_id: "12".into(),
-                name: "Debian GNU/Linux 12 (bookworm)".into(),
-            },
-            arch: "x86_64".into(),
-        },
-        apps: (0..n)
-            .map(|i| {
-                zt_inventory::App::new(
-                    format!("package-{i}"),
-                    format!("1.{i}.0"),
-                    zt_inventory::AppSource::Pypi,
-                )
-            })
-            .collect(),
-    }
+    let apps = (0..n)
+        .map(|i| {
+            zt_inventory::App::new(
+                format!("package-{i}"),
+                format!("1.{i}.0"),
+                zt_inventory::AppSource::Pypi,
+            )
+        })
+        .collect();
+    common::debian_report(hostname, "Debian GNU/Linux 12 (bookworm)", apps)
 }
 
 async fn bad_requests_get_the_right_status_and_change_nothing(env: &Env) {

@@ -36,6 +36,9 @@ pub struct LoadConfig {
     pub duration: Option<Duration>,
     /// Share of agents whose inventory changes between rounds.
     pub change_rate: f64,
+    /// Rounds sent (as fast as the server takes them) and processed before the measured
+    /// ones, and left out of every figure: steady-state runs start from stored inventories.
+    pub warmup_rounds: usize,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// Target reports per second (open-loop pacing); `None` sends as fast as the server takes.
@@ -60,6 +63,7 @@ impl Default for LoadConfig {
             rounds: 1,
             duration: None,
             change_rate: 0.1,
+            warmup_rounds: 0,
             concurrency: 64,
             rate: None,
             wait: Duration::from_secs(300),
@@ -115,6 +119,23 @@ pub struct Progress {
     pub done: AtomicBool,
 }
 
+impl Progress {
+    /// Zeroes the counters (after a warm-up, whose figures are not reported).
+    fn reset_counts(&self) {
+        for c in [
+            &self.sent,
+            &self.accepted,
+            &self.apps_accepted,
+            &self.throttled,
+            &self.overloaded,
+            &self.errors,
+            &self.processed,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One accepted report whose processing we wait for.
 struct Accepted {
     agent: usize,
@@ -158,10 +179,44 @@ pub async fn run(
     *progress.phase.lock() = "enrolling";
     let agents = enroll_fleet(config, &client, &fleet, concurrency).await?;
 
-    *progress.phase.lock() = "sending";
-    let recorder = Recorder::new();
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let mut agents = agents;
+    if config.warmup_rounds > 0 {
+        *progress.phase.lock() = "warming up";
+        let mut warm: Vec<Accepted> = Vec::new();
+        for round in 0..config.warmup_rounds {
+            if round > 0 {
+                drift_fleet(&fleet, &mut agents, config.change_rate, &mut rng);
+            }
+            let sent = send_round(
+                &client,
+                &fleet,
+                &agents,
+                concurrency,
+                None,
+                Instant::now(),
+                0,
+                None,
+                &Recorder::new(),
+                &progress,
+            )
+            .await;
+            warm.extend(sent.accepted);
+        }
+        let processed =
+            wait_for_processing(&client, &agents, &warm, config.wait, concurrency, &progress).await;
+        if processed.lost > 0 {
+            return Err(LoadError::Config(format!(
+                "{} warm-up reports were not processed within the wait bound",
+                processed.lost
+            )));
+        }
+        progress.reset_counts();
+        drift_fleet(&fleet, &mut agents, config.change_rate, &mut rng);
+    }
+
+    *progress.phase.lock() = "sending";
+    let recorder = Recorder::new();
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut first_error: Option<String> = None;
     let started = Instant::now();
@@ -175,11 +230,7 @@ pub async fn run(
             _ => {}
         }
         if rounds_done > 0 {
-            for agent in agents.iter_mut() {
-                if rng.random_bool(config.change_rate) {
-                    fleet.drift(&mut agent.host, &mut rng);
-                }
-            }
+            drift_fleet(&fleet, &mut agents, config.change_rate, &mut rng);
         }
         let deadline = config.duration.map(|d| started + d);
         let round = send_round(
@@ -255,6 +306,15 @@ pub async fn run(
         failed: processing.failed,
         first_error,
     })
+}
+
+/// Changes a few apps of a `change_rate` share of the agents (between rounds).
+fn drift_fleet(fleet: &Fleet, agents: &mut [Agent], change_rate: f64, rng: &mut SmallRng) {
+    for agent in agents.iter_mut() {
+        if rng.random_bool(change_rate) {
+            fleet.drift(&mut agent.host, rng);
+        }
+    }
 }
 
 async fn enroll_fleet(
@@ -382,6 +442,12 @@ struct Processing {
 }
 
 /// Polls every accepted report until it is processed or the wait bound passes.
+///
+/// The delays come from the server's clock (accepted_at, processed_at), so how often a report
+/// is polled does not change its figure; polling only costs the server work that real agents
+/// never ask for. Each pass therefore walks the pending reports newest first (the server
+/// processes newest first) in chunks of `concurrency`, and ends at the first chunk in which
+/// nothing was done yet.
 async fn wait_for_processing(
     client: &ApiClient,
     agents: &[Agent],
@@ -391,35 +457,50 @@ async fn wait_for_processing(
     progress: &Progress,
 ) -> Processing {
     let deadline = Instant::now() + wait;
-    let mut pending: Vec<usize> = (0..accepted.len()).collect();
+    let mut pending: Vec<usize> = (0..accepted.len()).rev().collect();
     let mut result = Processing::default();
+    let chunk_size = concurrency.max(1);
     while !pending.is_empty() {
-        let checks = pending.iter().map(|&i| {
-            let a = &accepted[i];
-            let token = &agents[a.agent].token;
-            async move { (i, client.report_status(token, a.report_id).await) }
-        });
-        let answers: Vec<_> = stream::iter(checks)
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
         let mut still = Vec::new();
-        for (i, answer) in answers {
-            match answer {
-                Ok(s) if s.status == "done" => {
-                    if let (Some(a), Some(p)) = (s.accepted_at, s.processed_at) {
-                        result
-                            .delays
-                            .push((p - a).num_microseconds().unwrap_or(0) as f64 / 1e6);
-                        result.first_accepted = Some(result.first_accepted.map_or(a, |x| x.min(a)));
-                        result.last_processed = Some(result.last_processed.map_or(p, |x| x.max(p)));
+        let mut polled = 0;
+        for chunk in pending.chunks(chunk_size) {
+            polled += chunk.len();
+            let checks = chunk.iter().map(|&i| {
+                let a = &accepted[i];
+                let token = &agents[a.agent].token;
+                async move { (i, client.report_status(token, a.report_id).await) }
+            });
+            let answers: Vec<_> = stream::iter(checks)
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            let mut done_here = 0;
+            for (i, answer) in answers {
+                match answer {
+                    Ok(s) if s.status == "done" => {
+                        done_here += 1;
+                        if let (Some(a), Some(p)) = (s.accepted_at, s.processed_at) {
+                            result
+                                .delays
+                                .push((p - a).num_microseconds().unwrap_or(0) as f64 / 1e6);
+                            result.first_accepted =
+                                Some(result.first_accepted.map_or(a, |x| x.min(a)));
+                            result.last_processed =
+                                Some(result.last_processed.map_or(p, |x| x.max(p)));
+                        }
+                        progress.processed.fetch_add(1, Ordering::Relaxed);
                     }
-                    progress.processed.fetch_add(1, Ordering::Relaxed);
+                    Ok(s) if s.status == "failed" || s.status == "dead" => result.failed += 1,
+                    _ => still.push(i),
                 }
-                Ok(s) if s.status == "failed" || s.status == "dead" => result.failed += 1,
-                _ => still.push(i),
+            }
+            if done_here == 0 {
+                break;
             }
         }
+        still.extend_from_slice(&pending[polled..]);
+        // Keep newest first for the next pass.
+        still.sort_unstable_by(|a, b| b.cmp(a));
         pending = still;
         if pending.is_empty() || Instant::now() >= deadline {
             break;

@@ -40,7 +40,7 @@ pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receive
 
 /// How far a worker may grow its batches while the queue stays deep (a multiple of
 /// `batch_apps`).
-const MAX_BATCH_GROWTH: u32 = 8;
+const MAX_BATCH_GROWTH: u32 = 32;
 
 async fn worker_loop(state: AppState, owner: String, mut shutdown: watch::Receiver<bool>) {
     // Adaptive batch size: `batch_apps` when the queue is short (a report is processed as soon
@@ -72,10 +72,10 @@ async fn worker_loop(state: AppState, owner: String, mut shutdown: watch::Receiv
         let claimed_apps: u64 = claimed.iter().map(|c| u64::from(c.app_count)).sum();
         budget = if claimed_apps >= u64::from(budget) {
             budget
-                .saturating_mul(2)
+                .saturating_mul(4)
                 .min(base.saturating_mul(MAX_BATCH_GROWTH))
         } else {
-            base
+            (budget / 2).max(base)
         };
         if claimed.is_empty() {
             tokio::select! {

@@ -3,10 +3,13 @@
 //! are one transaction.
 //!
 //! Layout: [`storage::Storage`] is the interface the server uses (`Arc<dyn Storage>`);
-//! [`model`] holds the types crossing it; `sqlite/` and `postgres/` implement it.
+//! [`model`] holds the types crossing it; `sqlite/` and `postgres/` implement it, sharing the
+//! backend-neutral code (no SQL) in `common/`.
 //! Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
 
 pub mod any;
+#[macro_use]
+mod common;
 pub mod knowledge;
 pub mod model;
 pub mod postgres;

@@ -6,39 +6,12 @@ use std::path::PathBuf;
 
 use chrono::{Duration, TimeZone, Utc};
 use zt_advisory::{Advisory, Source};
-use zt_feeds::{read_paths, FeedRecord};
 use zt_store::knowledge::KnowledgeImport;
-use zt_store::{SqliteStore, Storage};
+use zt_store::{AnyStore, SqliteStore, Storage};
 use zt_testkit::shared_path;
 
-async fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("zerotrace.db"))
-        .await
-        .unwrap();
-    (dir, store)
-}
-
-fn batch_from(paths: &[PathBuf]) -> KnowledgeImport {
-    let read = read_paths(paths).unwrap();
-    assert!(
-        read.errors.is_empty(),
-        "{:?}",
-        &read.errors[..read.errors.len().min(3)]
-    );
-    let mut batch = KnowledgeImport {
-        origin: "test".into(),
-        ..Default::default()
-    };
-    for r in read.records {
-        match r {
-            FeedRecord::Advisory(a) => batch.advisories.push(*a),
-            FeedRecord::Kev(k) => batch.kev.push(k),
-            FeedRecord::Epss(e) => batch.epss.push(e),
-        }
-    }
-    batch
-}
+mod common;
+use common::{batch_from, fresh_sqlite};
 
 fn all_shared_paths() -> Vec<PathBuf> {
     [
@@ -64,7 +37,7 @@ fn all_shared_paths() -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn all_shared_data_imports_without_loss_and_reimport_changes_nothing() {
-    let (_dir, store) = fresh_store().await;
+    let (_dir, store) = fresh_sqlite().await;
     let batch = batch_from(&all_shared_paths());
     let distinct: HashSet<&str> = batch.advisories.iter().map(|a| a.id.as_str()).collect();
     let distinct = distinct.len() as u64;
@@ -128,7 +101,7 @@ fn advisory(id: &str, modified_days: i64) -> Advisory {
 
 #[tokio::test]
 async fn imports_are_incremental_by_modified() {
-    let (_dir, store) = fresh_store().await;
+    let (_dir, store) = fresh_sqlite().await;
     let imp = |advisories: Vec<Advisory>| KnowledgeImport {
         advisories,
         origin: "test".into(),
@@ -182,7 +155,7 @@ async fn imports_are_incremental_by_modified() {
 
 #[tokio::test]
 async fn a_failing_import_leaves_the_store_exactly_as_before() {
-    let (dir, store) = fresh_store().await;
+    let (dir, store) = fresh_sqlite().await;
     let first = batch_from(&[
         shared_path("osv/ghsa-sample"),
         shared_path("kev/known_exploited_vulnerabilities.json"),
@@ -226,7 +199,7 @@ async fn a_failing_import_leaves_the_store_exactly_as_before() {
 
 #[tokio::test]
 async fn load_falls_back_to_rows_and_rebuilds_the_snapshot() {
-    let (_dir, store) = fresh_store().await;
+    let (_dir, store) = fresh_sqlite().await;
     let batch = batch_from(&[
         shared_path("osv/ubuntu"),
         shared_path("nvd/fkie-cad"),
@@ -255,20 +228,6 @@ async fn load_falls_back_to_rows_and_rebuilds_the_snapshot() {
 
 #[tokio::test]
 async fn feed_state_round_trips() {
-    let (_dir, store) = fresh_store().await;
-    assert_eq!(store.feed_state("nvd").await.unwrap(), None);
-    let state = zt_store::knowledge::FeedState {
-        feed: "nvd".into(),
-        url: Some("http://127.0.0.1/rest/json/cves/2.0".into()),
-        etag: Some("\"abc\"".into()),
-        last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
-        cursor: Some("2024-01-01T00:00:00Z".into()),
-        last_attempt_at: Some(Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap()),
-        last_success_at: Some(Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap()),
-        last_status: Some("ok".into()),
-        records: 42,
-    };
-    store.save_feed_state(&state).await.unwrap();
-    assert_eq!(store.feed_state("nvd").await.unwrap(), Some(state.clone()));
-    assert_eq!(store.knowledge_status().await.unwrap().feeds, vec![state]);
+    let (_dir, store) = fresh_sqlite().await;
+    common::feed_state_round_trips(AnyStore::Sqlite(store)).await;
 }

@@ -10,25 +10,13 @@ use chrono::Utc;
 use sqlx::Row;
 use uuid::Uuid;
 use zt_advisory::Severity;
-use zt_inventory::{App, AppSource, OsInfo, Software, SoftwareKey};
+use zt_inventory::{App, Software};
 use zt_store::model::*;
 use zt_store::postgres::RlsMode;
 use zt_store::{PgOptions, PgStore, Storage};
-use zt_testkit::TestDatabase;
 
-async fn fresh(partitions: u32) -> (TestDatabase, PgStore) {
-    let db = TestDatabase::create();
-    let store = PgStore::connect(
-        &db.url,
-        &PgOptions {
-            partitions,
-            ..PgOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    (db, store)
-}
+mod common;
+use common::{agent_with, company_with, fresh_pg as fresh, incoming, npm, process};
 
 fn random_hash() -> TokenHash {
     let mut h = [0u8; 32];
@@ -36,41 +24,12 @@ fn random_hash() -> TokenHash {
     TokenHash(h)
 }
 
-fn os() -> OsInfo {
-    OsInfo {
-        id: "debian".into(),
-        version_id: "12".into(),
-        name: String::new(),
-    }
-}
-
 async fn company(store: &PgStore, name: &str) -> CompanyId {
-    let c = Company {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        created_at: Utc::now(),
-    };
-    store.create_company(&c, random_hash()).await.unwrap();
-    c.id
+    company_with(store, name, random_hash()).await
 }
 
 async fn agent(store: &PgStore, company_id: CompanyId, hostname: &str) -> AgentId {
-    let a = NewAgent {
-        company_id,
-        agent_id: Uuid::new_v4(),
-        hostname: hostname.into(),
-        os: os(),
-        arch: "x86_64".into(),
-        agent_version: "1".into(),
-        token_hash: random_hash(),
-        enrolled_at: Utc::now(),
-    };
-    assert!(store.enroll_agent(&a).await.unwrap());
-    a.agent_id
-}
-
-fn npm(name: &str, version: &str) -> App {
-    App::new(name, version, AppSource::Npm)
+    agent_with(store, company_id, hostname, random_hash()).await
 }
 
 fn matcher(s: &Software) -> Vec<StoredMatch> {
@@ -100,16 +59,7 @@ fn matcher(s: &Software) -> Vec<StoredMatch> {
 /// Accepts, claims and processes one report of `apps` for the agent; returns its outcome.
 async fn report(store: &PgStore, c: CompanyId, a: AgentId, apps: &[App]) -> ReportOutcome {
     let collected_at = Utc::now();
-    let incoming = IncomingReport {
-        company_id: c,
-        agent_id: a,
-        report_id: Uuid::new_v4(),
-        collected_at,
-        accepted_at: Utc::now(),
-        digest: zt_inventory::inventory_digest(apps),
-        app_count: apps.len() as u32,
-        body: b"{}".to_vec(),
-    };
+    let incoming = incoming(c, a, apps, collected_at, b"{}".to_vec());
     assert_eq!(
         store
             .accept_reports(std::slice::from_ref(&incoming), 1000)
@@ -132,66 +82,7 @@ async fn report(store: &PgStore, c: CompanyId, a: AgentId, apps: &[App]) -> Repo
         .iter()
         .find(|x| x.report_id == incoming.report_id)
         .expect("claimed");
-    finish(store, c0, &owner, apps, collected_at).await
-}
-
-async fn finish(
-    store: &PgStore,
-    claimed: &ClaimedReport,
-    owner: &str,
-    apps: &[App],
-    collected_at: chrono::DateTime<Utc>,
-) -> ReportOutcome {
-    let o = os();
-    let software: Vec<(SoftwareKey, Software)> = apps
-        .iter()
-        .map(|a| {
-            let s = Software::from_app(a, &o);
-            (s.key(), s)
-        })
-        .collect();
-    let keys: Vec<SoftwareKey> = software.iter().map(|(k, _)| *k).collect();
-    let unknown = store.unmatched_software(&keys).await.unwrap();
-    let batch = ProcessedBatch {
-        revision: 1,
-        software: software
-            .iter()
-            .filter(|(k, _)| unknown.contains(k))
-            .map(|(k, s)| MatchedSoftware {
-                key: *k,
-                software: s.clone(),
-                matches: matcher(s),
-            })
-            .collect(),
-        reports: vec![ProcessedReport {
-            lease: LeaseRef {
-                queue_id: claimed.queue_id,
-                owner: owner.into(),
-                attempts: claimed.attempts,
-            },
-            company_id: claimed.company_id,
-            agent_id: claimed.agent_id,
-            report_id: claimed.report_id,
-            collected_at,
-            digest: zt_inventory::inventory_digest(apps),
-            hostname: "host".into(),
-            os: o.clone(),
-            arch: "x86_64".into(),
-            apps: software
-                .iter()
-                .map(|(k, _)| StoredApp {
-                    software_key: *k,
-                    arch: String::new(),
-                })
-                .collect(),
-            names: software
-                .iter()
-                .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
-                .collect(),
-        }],
-        now: Utc::now(),
-    };
-    store.finish_batch(&batch).await.unwrap()[0]
+    process(store, c0, &owner, apps, collected_at, &matcher).await
 }
 
 #[tokio::test]
@@ -338,16 +229,14 @@ async fn concurrent_workers_claim_every_report_exactly_once() {
         let apps: Vec<App> = (0..5)
             .map(|n| npm(&format!("p{n}"), &format!("{}.0", i % 7)))
             .collect();
-        let r = IncomingReport {
-            company_id: c,
-            agent_id: a,
-            report_id: Uuid::new_v4(),
-            collected_at: Utc::now(),
-            accepted_at: Utc::now(),
-            digest: zt_inventory::inventory_digest(&apps),
-            app_count: 5,
-            body: serde_json::to_vec(&apps.iter().map(|a| &a.version).collect::<Vec<_>>()).unwrap(),
-        };
+        let versions: Vec<&String> = apps.iter().map(|a| &a.version).collect();
+        let r = incoming(
+            c,
+            a,
+            &apps,
+            Utc::now(),
+            serde_json::to_vec(&versions).unwrap(),
+        );
         expected.insert(r.report_id);
         store.accept_reports(&[r], 1000).await.unwrap();
     }
@@ -378,7 +267,7 @@ async fn concurrent_workers_claim_every_report_exactly_once() {
                         .enumerate()
                         .map(|(n, v)| npm(&format!("p{n}"), v))
                         .collect();
-                    let out = finish(&store, c, &owner, &apps, Utc::now()).await;
+                    let out = process(&*store, c, &owner, &apps, Utc::now(), &matcher).await;
                     assert!(matches!(out, ReportOutcome::Applied { .. }), "{out:?}");
                     mine.push(c.report_id);
                 }
@@ -491,16 +380,7 @@ async fn a_retried_report_yields_to_fresh_work() {
     for host in ["older", "newer"] {
         let a = agent(&store, c, host).await;
         let apps = [npm(host, "1")];
-        let r = IncomingReport {
-            company_id: c,
-            agent_id: a,
-            report_id: Uuid::new_v4(),
-            collected_at: Utc::now(),
-            accepted_at: Utc::now(),
-            digest: zt_inventory::inventory_digest(&apps),
-            app_count: 1,
-            body: b"{}".to_vec(),
-        };
+        let r = incoming(c, a, &apps, Utc::now(), b"{}".to_vec());
         ids.push(r.report_id);
         store.accept_reports(&[r], 100).await.unwrap();
     }

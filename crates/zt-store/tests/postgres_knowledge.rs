@@ -2,57 +2,17 @@
 //! back identically from both, imports are incremental and all-or-nothing, the snapshot is a
 //! cache only, feed state round-trips.
 
-use std::path::PathBuf;
-
-use chrono::{TimeZone, Utc};
 use sqlx::Connection;
-use zt_feeds::{read_paths, FeedRecord};
-use zt_store::knowledge::{FeedState, KnowledgeImport};
-use zt_store::{PgOptions, PgStore, SqliteStore, Storage};
-use zt_testkit::{shared_path, TestDatabase};
+use zt_store::{AnyStore, Storage};
+use zt_testkit::shared_path;
 
-async fn fresh() -> (TestDatabase, PgStore) {
-    let db = TestDatabase::create();
-    let store = PgStore::connect(
-        &db.url,
-        &PgOptions {
-            partitions: 2,
-            ..PgOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    (db, store)
-}
-
-fn batch_from(paths: &[PathBuf]) -> KnowledgeImport {
-    let read = read_paths(paths).unwrap();
-    assert!(
-        read.errors.is_empty(),
-        "{:?}",
-        &read.errors[..read.errors.len().min(3)]
-    );
-    let mut batch = KnowledgeImport {
-        origin: "test".into(),
-        ..Default::default()
-    };
-    for r in read.records {
-        match r {
-            FeedRecord::Advisory(a) => batch.advisories.push(*a),
-            FeedRecord::Kev(k) => batch.kev.push(k),
-            FeedRecord::Epss(e) => batch.epss.push(e),
-        }
-    }
-    batch
-}
+mod common;
+use common::{batch_from, fresh_pg, fresh_sqlite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_data_loads_back_exactly_as_from_sqlite() {
-    let (_db, pg) = fresh().await;
-    let dir = tempfile::tempdir().unwrap();
-    let lite = SqliteStore::open(&dir.path().join("zerotrace.db"))
-        .await
-        .unwrap();
+    let (_db, pg) = fresh_pg(2).await;
+    let (_dir, lite) = fresh_sqlite().await;
     let batch = batch_from(
         &[
             "osv/rustsec/osv-json",
@@ -121,7 +81,7 @@ async fn the_same_data_loads_back_exactly_as_from_sqlite() {
 
 #[tokio::test]
 async fn a_failing_import_leaves_the_knowledge_exactly_as_before() {
-    let (db, store) = fresh().await;
+    let (db, store) = fresh_pg(2).await;
     store
         .import_knowledge(batch_from(&[
             shared_path("osv/ghsa-sample"),
@@ -159,20 +119,6 @@ async fn a_failing_import_leaves_the_knowledge_exactly_as_before() {
 
 #[tokio::test]
 async fn feed_state_round_trips() {
-    let (_db, store) = fresh().await;
-    assert_eq!(store.feed_state("nvd").await.unwrap(), None);
-    let state = FeedState {
-        feed: "nvd".into(),
-        url: Some("http://127.0.0.1/rest/json/cves/2.0".into()),
-        etag: Some("\"abc\"".into()),
-        last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
-        cursor: Some("2024-01-01T00:00:00Z".into()),
-        last_attempt_at: Some(Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap()),
-        last_success_at: Some(Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap()),
-        last_status: Some("ok".into()),
-        records: 42,
-    };
-    store.save_feed_state(&state).await.unwrap();
-    assert_eq!(store.feed_state("nvd").await.unwrap(), Some(state.clone()));
-    assert_eq!(store.knowledge_status().await.unwrap().feeds, vec![state]);
+    let (_db, store) = fresh_pg(2).await;
+    common::feed_state_round_trips(AnyStore::Postgres(store)).await;
 }

@@ -40,6 +40,9 @@ pub struct Args {
     /// Share of agents whose inventory changes a few apps between rounds (0..1).
     #[arg(long, default_value_t = 0.1)]
     change_rate: f64,
+    /// Rounds sent and processed first and left out of the figures (steady-state runs).
+    #[arg(long, default_value_t = 0)]
+    warmup_rounds: usize,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -77,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rounds: args.rounds,
         duration: args.duration.map(Duration::from_secs_f64),
         change_rate: args.change_rate,
+        warmup_rounds: args.warmup_rounds,
         concurrency: args.concurrency,
         rate: args.rate,
         wait: Duration::from_secs_f64(args.wait.max(0.0)),

@@ -10,16 +10,20 @@ use std::collections::HashMap;
 use chrono::{NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use zt_advisory::{Advisory, EpssScore, KevEntry, KnowledgeBase};
+use zt_advisory::{EpssScore, KnowledgeBase};
 
 use super::{PgStore, Tx};
+use crate::common::knowledge::{
+    advisories_to_write, decode_advisory, decode_kev, decode_summary, encode_snapshot,
+    encode_summary, epss_to_write, kev_to_write, named_cves, prepare_import, usable_snapshot,
+    PreparedImport, StoredAdvisory,
+};
+use crate::common::ms;
 use crate::knowledge::{
-    FeedState, ImportCounts, ImportLogEntry, ImportSummary, KnowledgeImport, KnowledgeStatus,
+    FeedState, ImportLogEntry, ImportSummary, KnowledgeImport, KnowledgeStatus,
     KNOWLEDGE_MODEL_VERSION,
 };
-use crate::sqlite::knowledge::{classify_advisory, dedupe_by, sha256_hex, StoredAdvisory, Verdict};
-use crate::sqlite::ms;
-use crate::{Result, StoreError};
+use crate::Result;
 
 /// Rows per bulk statement.
 const BULK_ROWS: usize = 5_000;
@@ -28,47 +32,14 @@ impl PgStore {
     /// Imports records in one transaction (see `crate::knowledge` for the rules).
     pub async fn import_knowledge(&self, batch: KnowledgeImport) -> Result<ImportSummary> {
         let now = Utc::now();
-        let mut summary = ImportSummary {
-            advisories: ImportCounts {
-                received: batch.advisories.len() as u64,
-                ..Default::default()
-            },
-            kev: ImportCounts {
-                received: batch.kev.len() as u64,
-                ..Default::default()
-            },
-            epss: ImportCounts {
-                received: batch.epss.len() as u64,
-                ..Default::default()
-            },
-            revision: 0,
-        };
-        let advisories = dedupe_by(
-            batch.advisories,
-            |a| a.id.clone(),
-            |a| a.modified.map(ms),
-            &mut summary.advisories,
-        );
-        let kev = dedupe_by(batch.kev, |k| k.cve.clone(), |_| None, &mut summary.kev);
-        let epss = dedupe_by(
-            batch.epss,
-            |e| e.cve.clone(),
-            |e| {
-                e.date
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|t| ms(t.and_utc()))
-            },
-            &mut summary.epss,
-        );
-
-        // Serialize and hash outside the transaction: it is the CPU-heavy part.
-        let mut encoded = Vec::with_capacity(advisories.len());
-        for a in &advisories {
-            let json = serde_json::to_string(a)
-                .map_err(|e| StoreError::Other(format!("cannot encode advisory {}: {e}", a.id)))?;
-            let hash = sha256_hex(json.as_bytes());
-            encoded.push((a, json, hash));
-        }
+        // Deduplicated, serialized and hashed outside the transaction: the CPU-heavy part.
+        let PreparedImport {
+            mut summary,
+            advisories,
+            kev,
+            epss,
+            origin,
+        } = prepare_import(batch)?;
 
         let mut tx = self.pool.begin().await?;
         let mut revision: u64 = {
@@ -96,32 +67,17 @@ impl PgStore {
                 },
             );
         }
-        let mut to_write: Vec<(&Advisory, String, String)> = Vec::new();
-        for (a, json, hash) in encoded {
-            match classify_advisory(a.modified.map(ms), &hash, stored.get(&a.id)) {
-                Verdict::New => summary.advisories.new += 1,
-                Verdict::Updated => summary.advisories.updated += 1,
-                Verdict::Unchanged => {
-                    summary.advisories.unchanged += 1;
-                    continue;
-                }
-                Verdict::Older => {
-                    summary.advisories.skipped_older += 1;
-                    continue;
-                }
-            }
-            to_write.push((a, json, hash));
-        }
+        let mut to_write = advisories_to_write(advisories, &stored, &mut summary.advisories);
         drop(stored);
-        to_write.sort_by(|x, y| x.0.id.cmp(&y.0.id));
+        to_write.sort_by(|x, y| x.advisory.id.cmp(&y.advisory.id));
         for chunk in to_write.chunks(BULK_ROWS) {
-            let ids: Vec<&str> = chunk.iter().map(|c| c.0.id.as_str()).collect();
-            let sources: Vec<&str> = chunk.iter().map(|c| c.0.source.as_str()).collect();
+            let ids: Vec<&str> = chunk.iter().map(|c| c.advisory.id.as_str()).collect();
+            let sources: Vec<&str> = chunk.iter().map(|c| c.advisory.source.as_str()).collect();
             let modified: Vec<Option<chrono::DateTime<Utc>>> =
-                chunk.iter().map(|c| c.0.modified).collect();
-            let withdrawn: Vec<bool> = chunk.iter().map(|c| c.0.is_withdrawn()).collect();
-            let hashes: Vec<&str> = chunk.iter().map(|c| c.2.as_str()).collect();
-            let records: Vec<&str> = chunk.iter().map(|c| c.1.as_str()).collect();
+                chunk.iter().map(|c| c.advisory.modified).collect();
+            let withdrawn: Vec<bool> = chunk.iter().map(|c| c.advisory.is_withdrawn()).collect();
+            let hashes: Vec<&str> = chunk.iter().map(|c| c.hash.as_str()).collect();
+            let records: Vec<&str> = chunk.iter().map(|c| c.json.as_str()).collect();
             sqlx::query(
                 "INSERT INTO kb_advisories
                      (id, source, modified, withdrawn, content_hash, model_version, record, imported_at)
@@ -154,21 +110,7 @@ impl PgStore {
                 .into_iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<_>>()?;
-        let mut kev_rows: Vec<(String, String, String)> = Vec::new();
-        for k in &kev {
-            let json = serde_json::to_string(k)
-                .map_err(|e| StoreError::Other(format!("cannot encode KEV {}: {e}", k.cve)))?;
-            let hash = sha256_hex(json.as_bytes());
-            match stored_kev.get(&k.cve) {
-                Some(h) if *h == hash => {
-                    summary.kev.unchanged += 1;
-                    continue;
-                }
-                Some(_) => summary.kev.updated += 1,
-                None => summary.kev.new += 1,
-            }
-            kev_rows.push((k.cve.clone(), hash, json));
-        }
+        let mut kev_rows = kev_to_write(&kev, &stored_kev, &mut summary.kev)?;
         kev_rows.sort();
         for chunk in kev_rows.chunks(BULK_ROWS) {
             let cves: Vec<&str> = chunk.iter().map(|c| c.0.as_str()).collect();
@@ -198,26 +140,8 @@ impl PgStore {
             for r in rows {
                 stored_epss.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
             }
-            let mut epss_rows: Vec<&EpssScore> = Vec::new();
-            for e in &epss {
-                match stored_epss.get(&e.cve) {
-                    None => summary.epss.new += 1,
-                    Some((score, pct, stored_date)) => {
-                        if *score == e.epss && *pct == e.percentile && *stored_date == e.date {
-                            summary.epss.unchanged += 1;
-                            continue;
-                        }
-                        if let (Some(new), Some(old)) = (e.date, stored_date) {
-                            if new < *old {
-                                summary.epss.skipped_older += 1;
-                                continue;
-                            }
-                        }
-                        summary.epss.updated += 1;
-                    }
-                }
-                epss_rows.push(e);
-            }
+            let mut epss_rows: Vec<&EpssScore> =
+                epss_to_write(&epss, &stored_epss, |e| e.date, &mut summary.epss);
             epss_rows.sort_by(|a, b| a.cve.cmp(&b.cve));
             for chunk in epss_rows.chunks(BULK_ROWS * 4) {
                 let cves: Vec<&str> = chunk.iter().map(|e| e.cve.as_str()).collect();
@@ -252,12 +176,10 @@ impl PgStore {
             write_snapshot(&mut tx, &kb).await?;
         }
         summary.revision = revision;
-        let summary_json = serde_json::to_string(&summary)
-            .map_err(|e| StoreError::Other(format!("cannot encode import summary: {e}")))?;
         sqlx::query("INSERT INTO kb_imports (finished_at, origin, summary) VALUES ($1, $2, $3)")
             .bind(Utc::now())
-            .bind(&batch.origin)
-            .bind(summary_json)
+            .bind(&origin)
+            .bind(encode_summary(&summary)?)
             .execute(&mut *tx)
             .await?;
         // Keep the log short.
@@ -287,15 +209,12 @@ impl PgStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if let Some(row) = snapshot {
-            let snap_revision: i64 = row.try_get(0)?;
-            let format: i64 = row.try_get(1)?;
-            if snap_revision as u64 == revision && format == KNOWLEDGE_MODEL_VERSION {
-                let data: Vec<u8> = row.try_get(2)?;
-                // A snapshot that does not decode is only a cache: fall through to the rows.
-                if let Ok(kb) = postcard::from_bytes::<KnowledgeBase>(&data) {
-                    tx.commit().await?;
-                    return Ok(kb);
-                }
+            let data: &[u8] = row.try_get(2)?;
+            // A stale snapshot, or one that does not decode, is only a cache: fall through to
+            // the rows.
+            if let Some(kb) = usable_snapshot(row.try_get(0)?, row.try_get(1)?, data, revision) {
+                tx.commit().await?;
+                return Ok(kb);
             }
         }
         let kb = load_from_rows(&mut tx, revision).await?;
@@ -357,9 +276,7 @@ impl PgStore {
             status.recent_imports.push(ImportLogEntry {
                 finished_at: r.try_get(0)?,
                 origin: r.try_get(1)?,
-                summary: serde_json::from_str(&summary).map_err(|e| {
-                    StoreError::Corrupt(format!("import log entry is not a summary: {e}"))
-                })?,
+                summary: decode_summary(&summary)?,
             });
         }
         Ok(status)
@@ -450,32 +367,21 @@ async fn load_from_rows(tx: &mut Tx, revision: u64) -> Result<KnowledgeBase> {
     kb.advisories.reserve(rows.len());
     for r in rows {
         let record: &str = r.try_get(1)?;
-        let a: Advisory = serde_json::from_str(record).map_err(|e| {
-            let id: String = r.try_get(0).unwrap_or_default();
-            StoreError::Corrupt(format!("advisory {id} does not decode: {e}"))
-        })?;
-        kb.advisories.push(a);
+        kb.advisories.push(decode_advisory(record, || {
+            r.try_get(0).unwrap_or_default()
+        })?);
     }
     for r in sqlx::query("SELECT cve, record FROM kb_kev ORDER BY cve")
         .fetch_all(&mut **tx)
         .await?
     {
         let record: &str = r.try_get(1)?;
-        let k: KevEntry = serde_json::from_str(record).map_err(|e| {
-            let cve: String = r.try_get(0).unwrap_or_default();
-            StoreError::Corrupt(format!("KEV entry {cve} does not decode: {e}"))
-        })?;
-        kb.kev.push(k);
+        kb.kev
+            .push(decode_kev(record, || r.try_get(0).unwrap_or_default())?);
     }
-    // EPSS only for the CVEs the advisories name (see sqlite/knowledge.rs): filtered in SQL.
+    // EPSS only for the CVEs the advisories name (see `named_cves`): filtered in SQL.
     let named: Vec<&str> = {
-        let mut v: Vec<&str> = kb
-            .advisories
-            .iter()
-            .flat_map(|a| std::iter::once(&a.id).chain(&a.aliases).chain(&a.upstream))
-            .map(String::as_str)
-            .filter(|id| zt_advisory::is_cve_id(id))
-            .collect();
+        let mut v: Vec<&str> = named_cves(&kb).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -500,8 +406,7 @@ async fn load_from_rows(tx: &mut Tx, revision: u64) -> Result<KnowledgeBase> {
 }
 
 async fn write_snapshot(tx: &mut Tx, kb: &KnowledgeBase) -> Result<()> {
-    let data = postcard::to_stdvec(kb)
-        .map_err(|e| StoreError::Other(format!("cannot encode the knowledge snapshot: {e}")))?;
+    let data = encode_snapshot(kb)?;
     sqlx::query(
         "INSERT INTO kb_snapshot (id, revision, format_version, data) VALUES (1, $1, $2, $3)
          ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,

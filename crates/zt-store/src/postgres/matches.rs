@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
-use zt_inventory::{AppSource, Software, SoftwareKey};
+use zt_inventory::{Software, SoftwareKey};
 
 use super::process::{write_matches, COUNTERS_FROM_FINDINGS};
-use super::{key_uuid, severity_rank, to_u64, uuid_key, PgStore};
+use super::{key_uuid, to_u64, PgStore};
+use crate::common::matches::{diff_matches, pending_generation, PairState};
+use crate::common::reads::software_from_row;
 use crate::model::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 impl PgStore {
     pub(crate) async fn software_to_rematch_impl(
@@ -31,25 +33,7 @@ impl PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let source: &str = row.try_get(4)?;
-                let software = Software {
-                    ecosystem: row.try_get(1)?,
-                    name: row.try_get(2)?,
-                    version: row.try_get(3)?,
-                    source: AppSource::parse(source).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown app source {source}"))
-                    })?,
-                    source_name: row.try_get(5)?,
-                    source_version: row.try_get(6)?,
-                    vendor: row.try_get(7)?,
-                    purl: row.try_get(8)?,
-                    cpe: row.try_get(9)?,
-                };
-                Ok((uuid_key(row.try_get(0)?), software))
-            })
-            .collect()
+        rows.iter().map(software_from_row).collect()
     }
 
     pub(crate) async fn store_rematch_impl(
@@ -88,11 +72,15 @@ impl PgStore {
         .bind(&eligible)
         .fetch_all(&mut *tx)
         .await?;
-        let mut old: HashMap<Uuid, HashMap<String, (i16, bool, bool)>> = HashMap::new();
+        let mut old: HashMap<Uuid, HashMap<String, PairState>> = HashMap::new();
         for row in rows {
             old.entry(row.try_get(0)?).or_default().insert(
                 row.try_get(1)?,
-                (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?),
+                (
+                    i64::from(row.try_get::<i16, _>(2)?),
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                ),
             );
         }
         let eligible_set: std::collections::HashSet<Uuid> = eligible.iter().copied().collect();
@@ -103,22 +91,7 @@ impl PgStore {
             if !eligible_set.contains(&k) || !seen.insert(k) {
                 continue;
             }
-            let mut before = old.remove(&k).unwrap_or_default();
-            for x in &m.matches {
-                let now = (
-                    severity_rank(x.vulnerability.severity),
-                    x.vulnerability.kev,
-                    !x.fixed_versions.is_empty(),
-                );
-                match before.remove(&x.vulnerability.id) {
-                    None => delta.appeared.push((m.key, x.vulnerability.id.clone())),
-                    Some(b) if b != now => delta.changed.push((m.key, x.vulnerability.id.clone())),
-                    Some(_) => {}
-                }
-            }
-            delta
-                .disappeared
-                .extend(before.into_keys().map(|id| (m.key, id)));
+            diff_matches(&mut delta, m, old.remove(&k).unwrap_or_default());
             updated.push(m);
         }
         sqlx::query("DELETE FROM software_vulns WHERE software_key = ANY($1)")
@@ -150,12 +123,7 @@ impl PgStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        let changed: Option<i64> = row.try_get(0)?;
-        let done: Option<i64> = row.try_get(1)?;
-        Ok(match changed {
-            Some(g) if g > done.unwrap_or(0) => u64::try_from(g).ok(),
-            _ => None,
-        })
+        Ok(pending_generation(row.try_get(0)?, row.try_get(1)?))
     }
 
     pub(crate) async fn mark_reconciled_impl(&self, generation: u64) -> Result<()> {

@@ -33,16 +33,15 @@ mod tenants;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
-use zt_advisory::{KnowledgeBase, Severity};
-use zt_inventory::{Software, SoftwareKey};
+use zt_advisory::Severity;
+use zt_inventory::SoftwareKey;
 
+use crate::common::reads::Cols;
 use crate::model::*;
-use crate::storage::Storage;
 use crate::{Result, StoreError};
 
 /// The role the server's queries run as (created by the migrations when the migrating login may).
@@ -260,12 +259,13 @@ pub(crate) fn uuid_key(u: Uuid) -> SoftwareKey {
     SoftwareKey(*u.as_bytes())
 }
 
+/// The severity rank (`common::severity_rank`) as the `smallint` column holds it.
 pub(crate) fn severity_rank(s: Severity) -> i16 {
-    crate::sqlite::severity_rank(s) as i16
+    crate::common::severity_rank(s) as i16
 }
 
 pub(crate) fn severity_from_rank(r: i16) -> Severity {
-    crate::sqlite::severity_from_rank(i64::from(r))
+    crate::common::severity_from_rank(i64::from(r))
 }
 
 pub(crate) fn to_i32(n: u32) -> i32 {
@@ -284,15 +284,36 @@ pub(crate) fn digest_from(bytes: &[u8]) -> [u8; 32] {
     bytes.try_into().unwrap_or([0; 32])
 }
 
-#[async_trait]
-impl Storage for PgStore {
+/// Times are `timestamptz`, ids and keys `uuid`, severity ranks `smallint`, string lists
+/// `text[]`.
+impl Cols for PgRow {
+    plain_cols!();
+
+    fn rank(&self, i: usize) -> Result<i64> {
+        Ok(i64::from(self.try_get::<i16, _>(i)?))
+    }
+    fn time(&self, i: usize) -> Result<DateTime<Utc>> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.try_get(i)?)
+    }
+    fn uuid(&self, i: usize) -> Result<Uuid> {
+        Ok(self.try_get(i)?)
+    }
+    fn software_key(&self, i: usize) -> Result<SoftwareKey> {
+        Ok(uuid_key(self.try_get(i)?))
+    }
+    fn strings(&self, i: usize) -> Result<Vec<String>> {
+        Ok(self
+            .try_get::<Option<Vec<String>>, _>(i)?
+            .unwrap_or_default())
+    }
+}
+
+delegate_storage!(PgStore, retry_on_conflict, {
     fn backend(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 
     async fn housekeeping(&self) -> Result<()> {
@@ -300,173 +321,7 @@ impl Storage for PgStore {
         Ok(())
     }
 
-    async fn operator_token_hash(&self) -> Result<Option<TokenHash>> {
-        self.operator_token_hash_impl().await
-    }
-
-    async fn init_operator_token(&self, hash: TokenHash) -> Result<bool> {
-        self.init_operator_token_impl(hash).await
-    }
-
-    async fn create_company(&self, company: &Company, enroll_secret_hash: TokenHash) -> Result<()> {
-        self.create_company_impl(company, enroll_secret_hash).await
-    }
-
-    async fn list_companies(&self) -> Result<Vec<Company>> {
-        self.list_companies_impl().await
-    }
-
-    async fn get_company(&self, company_id: CompanyId) -> Result<Option<Company>> {
-        self.get_company_impl(company_id).await
-    }
-
-    async fn create_user_token(
-        &self,
-        company_id: CompanyId,
-        role: Role,
-        hash: TokenHash,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.create_user_token_impl(company_id, role, hash, now)
-            .await
-    }
-
-    async fn resolve_token(&self, hash: TokenHash) -> Result<Option<Principal>> {
-        self.resolve_token_impl(hash).await
-    }
-
-    async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool> {
-        self.enroll_agent_impl(agent).await
-    }
-
-    async fn accept_reports(
-        &self,
-        reports: &[IncomingReport],
-        queue_bound: u64,
-    ) -> Result<Vec<AcceptOutcome>> {
-        retry_on_conflict!(self.accept_reports_impl(reports, queue_bound))
-    }
-
-    async fn claim_batch(&self, request: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
-        retry_on_conflict!(self.claim_batch_impl(request))
-    }
-
-    async fn release(&self, leases: &[LeaseRef]) -> Result<()> {
-        retry_on_conflict!(self.release_impl(leases))
-    }
-
-    async fn fail(&self, failures: &[Failure], now: DateTime<Utc>) -> Result<()> {
-        retry_on_conflict!(self.fail_impl(failures, now))
-    }
-
-    async fn finish_batch(&self, batch: &ProcessedBatch) -> Result<Vec<ReportOutcome>> {
-        retry_on_conflict!(self.finish_batch_impl(batch))
-    }
-
-    async fn queue_stats(&self) -> Result<QueueStats> {
-        self.queue_stats_impl().await
-    }
-
     async fn queue_notifications(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
         Ok(Some(self.queue_notifications_impl().await?))
     }
-
-    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64> {
-        self.purge_finished_impl(before).await
-    }
-
-    async fn purge_history(&self, before: DateTime<Utc>) -> Result<u64> {
-        self.purge_history_impl(before).await
-    }
-
-    async fn report_status(
-        &self,
-        company_id: CompanyId,
-        agent_id: AgentId,
-        report_id: ReportId,
-    ) -> Result<Option<ReportStatus>> {
-        self.report_status_impl(company_id, agent_id, report_id)
-            .await
-    }
-
-    async fn unmatched_software(&self, keys: &[SoftwareKey]) -> Result<Vec<SoftwareKey>> {
-        self.unmatched_software_impl(keys).await
-    }
-
-    async fn software_to_rematch(
-        &self,
-        revision: u64,
-        after: Option<SoftwareKey>,
-        limit: u32,
-    ) -> Result<Vec<(SoftwareKey, Software)>> {
-        self.software_to_rematch_impl(revision, after, limit).await
-    }
-
-    async fn store_rematch(
-        &self,
-        results: &[MatchedSoftware],
-        revision: u64,
-    ) -> Result<MatchDelta> {
-        retry_on_conflict!(self.store_rematch_impl(results, revision))
-    }
-
-    async fn reconcile_pending(&self) -> Result<Option<u64>> {
-        self.reconcile_pending_impl().await
-    }
-
-    async fn reconcile_findings(
-        &self,
-        company_id: CompanyId,
-        after: Option<AgentId>,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AgentId>> {
-        retry_on_conflict!(self.reconcile_findings_impl(company_id, after, limit, now))
-    }
-
-    async fn mark_reconciled(&self, generation: u64) -> Result<()> {
-        self.mark_reconciled_impl(generation).await
-    }
-
-    async fn knowledge_revision(&self) -> Result<u64> {
-        self.knowledge_revision_impl().await
-    }
-
-    async fn load_knowledge(&self) -> Result<KnowledgeBase> {
-        self.load_knowledge_impl().await
-    }
-
-    async fn summary(&self, company_id: CompanyId) -> Result<Summary> {
-        self.summary_impl(company_id).await
-    }
-
-    async fn list_agents(&self, company_id: CompanyId, page: &PageRequest) -> Result<Page<Agent>> {
-        self.list_agents_impl(company_id, page).await
-    }
-
-    async fn get_agent(&self, company_id: CompanyId, agent_id: AgentId) -> Result<Option<Agent>> {
-        self.get_agent_impl(company_id, agent_id).await
-    }
-
-    async fn list_apps(
-        &self,
-        company_id: CompanyId,
-        agent_id: AgentId,
-        page: &PageRequest,
-    ) -> Result<Option<Page<AppRow>>> {
-        self.list_apps_impl(company_id, agent_id, page).await
-    }
-
-    async fn list_findings(
-        &self,
-        company_id: CompanyId,
-        filter: &FindingFilter,
-        page: &PageRequest,
-    ) -> Result<Page<FindingRow>> {
-        self.list_findings_impl(company_id, filter, page).await
-    }
-
-    async fn vulnerability(&self, company_id: CompanyId, id: &str) -> Result<Option<VulnDetail>> {
-        self.vulnerability_impl(company_id, id).await
-    }
-}
+});

@@ -4,14 +4,18 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 use zt_inventory::SoftwareKey;
 
 use super::queue::CompanyScope;
 use super::{key_uuid, severity_rank, to_i32, uuid_key, PgStore, Tx};
+use crate::common::inventory::{
+    decode_inventory, distinct_vulns, package_id, plan_carry_over, Inventory, InventoryDiff,
+};
+use crate::common::json_list;
 use crate::model::*;
-use crate::sqlite::process::{decode_inventory, encode_inventory, package_id, Inventory};
 use crate::Result;
 
 /// Recomputes the open-finding counters of the agent(s) the WHERE clause picks from their
@@ -268,7 +272,7 @@ pub(crate) async fn write_matches(
     // Arrays of arrays must be rectangular in PostgreSQL: fixed versions travel as JSON.
     let fixed: Vec<String> = pairs
         .iter()
-        .map(|p| serde_json::to_string(&p.1.fixed_versions).unwrap_or_else(|_| "[]".into()))
+        .map(|p| json_list(&p.1.fixed_versions))
         .collect();
     let sev: Vec<i16> = pairs
         .iter()
@@ -303,20 +307,12 @@ pub(crate) async fn write_matches(
     .execute(&mut **tx)
     .await?;
 
-    let mut vulns: Vec<&VulnInfo> = pairs.iter().map(|p| &p.1.vulnerability).collect();
+    let (mut vulns, mut aliases) = distinct_vulns(pairs.iter().map(|p| p.1));
     vulns.sort_by(|a, b| a.id.cmp(&b.id));
-    vulns.dedup_by(|a, b| a.id == b.id);
-    let mut aliases: Vec<(&str, &str)> = vulns
-        .iter()
-        .flat_map(|v| v.aliases.iter().map(move |a| (a.as_str(), v.id.as_str())))
-        .collect();
     aliases.sort();
     aliases.dedup();
     let v_ids: Vec<&str> = vulns.iter().map(|v| v.id.as_str()).collect();
-    let v_aliases: Vec<String> = vulns
-        .iter()
-        .map(|v| serde_json::to_string(&v.aliases).unwrap_or_else(|_| "[]".into()))
-        .collect();
+    let v_aliases: Vec<String> = vulns.iter().map(|v| json_list(&v.aliases)).collect();
     let v_summary: Vec<String> = vulns
         .iter()
         .map(|v| pg_text(&v.summary).into_owned())
@@ -393,49 +389,21 @@ async fn apply_report(
     now: DateTime<Utc>,
 ) -> Result<ReportOutcome> {
     // The stored inventory and the package of each stored software version.
-    let (old_apps, old_pkg) = match agent.inventory.as_deref().map(decode_inventory) {
+    let old = match agent.inventory.as_deref().map(decode_inventory) {
         Some(Ok(decoded)) => decoded,
         _ if agent.app_count == 0 => (HashSet::new(), HashMap::new()),
         _ => load_inventory(tx, r).await?,
     };
-    let new_apps: HashSet<(SoftwareKey, String)> = r
-        .apps
-        .iter()
-        .map(|a| (a.software_key, a.arch.clone()))
-        .collect();
-    let new_pkg: HashMap<SoftwareKey, u64> =
-        r.names.iter().map(|(k, n)| (*k, package_id(n))).collect();
-
-    let mut deleted: Vec<&(SoftwareKey, String)> = old_apps.difference(&new_apps).collect();
-    let mut inserted: Vec<&(SoftwareKey, String)> = new_apps.difference(&old_apps).collect();
-    deleted.sort();
-    inserted.sort();
-    let new_keys: HashSet<SoftwareKey> = new_apps.iter().map(|(k, _)| *k).collect();
-    let mut removed_sw: Vec<SoftwareKey> = old_pkg
-        .keys()
-        .filter(|k| !new_keys.contains(k))
-        .copied()
-        .collect();
-    let mut added_sw: Vec<SoftwareKey> = new_keys
-        .iter()
-        .filter(|k| !old_pkg.contains_key(k))
-        .copied()
-        .collect();
-    removed_sw.sort();
-    added_sw.sort();
-
-    // A package with one version gone and another come is a changed app (an upgrade or a
-    // downgrade), not a removal plus an addition.
-    let removed_pkgs: HashSet<u64> = removed_sw
-        .iter()
-        .filter_map(|k| old_pkg.get(k).copied())
-        .collect();
-    let added_pkgs: HashSet<u64> = added_sw
-        .iter()
-        .filter_map(|k| new_pkg.get(k).copied())
-        .collect();
-    let changed_pkgs: HashSet<u64> = removed_pkgs.intersection(&added_pkgs).copied().collect();
-    let changed = changed_pkgs.len();
+    let mut diff = InventoryDiff::new(old, r);
+    // Rows in key order: concurrent writers lock them in one order.
+    diff.sort();
+    let InventoryDiff {
+        deleted,
+        inserted,
+        removed_sw,
+        added_sw,
+        ..
+    } = &diff;
 
     if !deleted.is_empty() {
         let keys: Vec<Uuid> = deleted.iter().map(|(k, _)| key_uuid(k)).collect();
@@ -504,29 +472,18 @@ async fn apply_report(
         .execute(&mut **tx)
         .await?;
     }
-    if changed > 0 {
-        carry_over_findings(
-            tx,
-            r,
-            now,
-            &removed_sw,
-            &added_sw,
-            &old_pkg,
-            &new_pkg,
-            &changed_pkgs,
-        )
-        .await?;
+    if !diff.changed_pkgs.is_empty() {
+        carry_over_findings(tx, r, now, &diff).await?;
     }
 
-    let app_count = i32::try_from(new_apps.len()).unwrap_or(i32::MAX);
-    let inventory = encode_inventory(&new_apps, &new_pkg);
+    let app_count = i32::try_from(diff.new_apps.len()).unwrap_or(i32::MAX);
+    let inventory = diff.encoded();
     // The counters only move when findings did.
-    let findings_changed = !removed_sw.is_empty() || !added_sw.is_empty();
     let sql = format!(
         "UPDATE agents a SET hostname = $3, os_id = $4, os_version_id = $5, os_name = $6, arch = $7, \
          inventory_digest = $8, inventory_collected_at = $9, last_report_at = $10, app_count = $11, \
          inventory = $12{} WHERE a.company_id = $1 AND a.agent_id = $2",
-        if findings_changed {
+        if diff.findings_changed() {
             format!(", {COUNTERS_FROM_FINDINGS}")
         } else {
             String::new()
@@ -550,38 +507,18 @@ async fn apply_report(
     agent.stored_at = Some(r.collected_at);
     agent.app_count = app_count;
     agent.inventory = Some(inventory);
-
-    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-    Ok(ReportOutcome::Applied {
-        added: n(inserted.len().saturating_sub(changed)),
-        removed: n(deleted.len().saturating_sub(changed)),
-        changed: n(changed),
-    })
+    Ok(diff.outcome())
 }
 
-/// For packages whose version changed: a vulnerability the new version still has keeps its
-/// first_seen (the old row's resolution says `superseded`), one it no longer has is `fixed`.
-#[allow(clippy::too_many_arguments)]
+/// The findings of changed packages (see `plan_carry_over`), in bulk.
 async fn carry_over_findings(
     tx: &mut Tx,
     r: &ProcessedReport,
     now: DateTime<Utc>,
-    removed_sw: &[SoftwareKey],
-    added_sw: &[SoftwareKey],
-    old_pkg: &HashMap<SoftwareKey, u64>,
-    new_pkg: &HashMap<SoftwareKey, u64>,
-    changed_pkgs: &HashSet<u64>,
+    diff: &InventoryDiff,
 ) -> Result<()> {
-    let old_keys: Vec<Uuid> = removed_sw
-        .iter()
-        .filter(|k| old_pkg.get(k).is_some_and(|p| changed_pkgs.contains(p)))
-        .map(key_uuid)
-        .collect();
-    let new_keys: Vec<Uuid> = added_sw
-        .iter()
-        .filter(|k| new_pkg.get(k).is_some_and(|p| changed_pkgs.contains(p)))
-        .map(key_uuid)
-        .collect();
+    let old_keys: Vec<Uuid> = diff.changed_old_keys().map(key_uuid).collect();
+    let new_keys: Vec<Uuid> = diff.changed_new_keys().map(key_uuid).collect();
     let old_rows = sqlx::query(
         "SELECT software_key, vuln_id, first_seen FROM findings \
          WHERE company_id = $1 AND agent_id = $2 AND resolved_at = $3 AND resolution = 'removed' \
@@ -606,43 +543,15 @@ async fn carry_over_findings(
     .bind(&new_keys)
     .fetch_all(&mut **tx)
     .await?;
-    // (package, vulnerability) → the new rows carrying it.
-    type Successors = Vec<(Uuid, DateTime<Utc>)>;
-    let mut new_by_pkg_vuln: HashMap<(u64, String), Successors> = HashMap::new();
-    for row in &new_rows {
-        let key: Uuid = row.try_get(0)?;
-        if let Some(pkg) = new_pkg.get(&uuid_key(key)) {
-            new_by_pkg_vuln
-                .entry((*pkg, row.try_get::<String, _>(1)?))
-                .or_default()
-                .push((key, row.try_get(2)?));
-        }
-    }
-    // (software key, vuln, first_seen) updates and (software key, vuln, resolution) updates.
-    let mut first_seen_updates: Vec<(Uuid, String, DateTime<Utc>)> = Vec::new();
-    let mut resolutions: Vec<(Uuid, String, &str)> = Vec::new();
-    for row in &old_rows {
-        let old_key: Uuid = row.try_get(0)?;
-        let vuln: String = row.try_get(1)?;
-        let first_seen: DateTime<Utc> = row.try_get(2)?;
-        let Some(pkg) = old_pkg.get(&uuid_key(old_key)) else {
-            continue;
-        };
-        let resolution = match new_by_pkg_vuln.get(&(*pkg, vuln.clone())) {
-            Some(successors) => {
-                for (new_key, new_first_seen) in successors {
-                    if first_seen < *new_first_seen {
-                        first_seen_updates.push((*new_key, vuln.clone(), first_seen));
-                    }
-                }
-                "superseded"
-            }
-            None => "fixed",
-        };
-        resolutions.push((old_key, vuln, resolution));
-    }
+    let seen = |rows: Vec<PgRow>| -> Result<Vec<(SoftwareKey, String, DateTime<Utc>)>> {
+        rows.iter()
+            .map(|row| Ok((uuid_key(row.try_get(0)?), row.try_get(1)?, row.try_get(2)?)))
+            .collect()
+    };
+    let plan = plan_carry_over(diff, seen(old_rows)?, seen(new_rows)?);
+    let (first_seen_updates, resolutions) = (plan.first_seen, plan.resolutions);
     if !first_seen_updates.is_empty() {
-        let keys: Vec<Uuid> = first_seen_updates.iter().map(|u| u.0).collect();
+        let keys: Vec<Uuid> = first_seen_updates.iter().map(|u| key_uuid(&u.0)).collect();
         let vulns: Vec<&str> = first_seen_updates.iter().map(|u| u.1.as_str()).collect();
         let seen: Vec<DateTime<Utc>> = first_seen_updates.iter().map(|u| u.2).collect();
         sqlx::query(
@@ -659,7 +568,7 @@ async fn carry_over_findings(
         .execute(&mut **tx)
         .await?;
     }
-    let keys: Vec<Uuid> = resolutions.iter().map(|u| u.0).collect();
+    let keys: Vec<Uuid> = resolutions.iter().map(|u| key_uuid(&u.0)).collect();
     let vulns: Vec<&str> = resolutions.iter().map(|u| u.1.as_str()).collect();
     let how: Vec<&str> = resolutions.iter().map(|u| u.2).collect();
     sqlx::query(

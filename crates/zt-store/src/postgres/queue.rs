@@ -8,6 +8,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{digest_from, set_company, to_i32, to_u32, to_u64, PgStore, Tx, QUEUE_CHANNEL};
+use crate::common::queue::{poison_error, ClaimBudget};
 use crate::model::*;
 use crate::Result;
 
@@ -317,11 +318,10 @@ impl PgStore {
             HashMap::new();
         let mut claimed: Vec<ClaimedReport> = Vec::new();
         let mut stale: Vec<(i64, CompanyId, ReportId)> = Vec::new();
-        let mut apps: u64 = 0;
+        let mut budget = ClaimBudget::new(req.max_apps);
         for e in &entries {
             if e.leased && e.attempts >= to_i32(req.max_attempts) {
-                // Every worker that took it died (or hung) past its lease: a poison report.
-                let error = format!("lease expired {} times; dead-lettered", e.attempts);
+                let error = poison_error(e.attempts);
                 dead_letter(
                     &mut tx,
                     &mut scope,
@@ -367,11 +367,9 @@ impl PgStore {
                 stale.push((e.queue_id, e.company_id, e.report_id));
                 continue;
             }
-            let app_count = u64::try_from(e.app_count).unwrap_or(0);
-            if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
+            if !budget.take(u64::try_from(e.app_count).unwrap_or(0)) {
                 break;
             }
-            apps += app_count;
             claimed.push(ClaimedReport {
                 queue_id: e.queue_id,
                 company_id: e.company_id,
@@ -382,7 +380,7 @@ impl PgStore {
                 digest: [0; 32],
                 body: Vec::new(),
             });
-            if apps >= u64::from(req.max_apps) {
+            if budget.is_full() {
                 break;
             }
         }

@@ -1,12 +1,13 @@
 //! Companies, credentials and agent enrollment.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::{set_company, PgStore};
+use crate::common::reads::company_from_row;
+use crate::common::{principal_from, token_hash_from};
 use crate::model::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 impl PgStore {
     pub(crate) async fn operator_token_hash_impl(&self) -> Result<Option<TokenHash>> {
@@ -106,28 +107,13 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let kind: &str = row.try_get(0)?;
-        let company: Option<CompanyId> = row.try_get(1)?;
-        let agent: Option<AgentId> = row.try_get(2)?;
-        let role: Option<&str> = row.try_get(3)?;
-        let company = || company.ok_or_else(|| corrupt("credential without company"));
-        Ok(Some(match kind {
-            "operator" => Principal::Operator,
-            "enroll" => Principal::Enroll {
-                company_id: company()?,
-            },
-            "agent" => Principal::Agent {
-                company_id: company()?,
-                agent_id: agent.ok_or_else(|| corrupt("agent credential without agent"))?,
-            },
-            "user" => Principal::User {
-                company_id: company()?,
-                role: role
-                    .and_then(Role::parse)
-                    .ok_or_else(|| corrupt("user credential without role"))?,
-            },
-            other => return Err(corrupt(&format!("unknown credential kind {other}"))),
-        }))
+        principal_from(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        )
+        .map(Some)
     }
 
     pub(crate) async fn enroll_agent_impl(&self, agent: &NewAgent) -> Result<bool> {
@@ -170,23 +156,4 @@ impl PgStore {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn token_hash_from(bytes: &[u8]) -> Result<TokenHash> {
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| corrupt("token hash is not 32 bytes"))?;
-    Ok(TokenHash(arr))
-}
-
-fn company_from_row(row: &PgRow) -> Result<Company> {
-    Ok(Company {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        created_at: row.try_get(2)?,
-    })
 }

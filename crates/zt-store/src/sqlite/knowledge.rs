@@ -15,133 +15,37 @@
 use std::collections::HashMap;
 
 use chrono::{NaiveDate, Utc};
-use sha2::{Digest, Sha256};
 use sqlx::{Row, Sqlite, Transaction};
-use zt_advisory::{Advisory, EpssScore, KevEntry, KnowledgeBase};
+use zt_advisory::{EpssScore, KnowledgeBase};
 
-use super::{from_ms, ms, opt_ms, SqliteStore};
+use super::SqliteStore;
+use crate::common::knowledge::{
+    advisories_to_write, decode_advisory, decode_kev, decode_summary, encode_snapshot,
+    encode_summary, epss_to_write, kev_to_write, named_cves, prepare_import, usable_snapshot,
+    PreparedImport, StoredAdvisory,
+};
+use crate::common::{from_ms, ms, opt_ms};
 use crate::knowledge::{
-    FeedState, ImportCounts, ImportLogEntry, ImportSummary, KnowledgeImport, KnowledgeStatus,
+    FeedState, ImportLogEntry, ImportSummary, KnowledgeImport, KnowledgeStatus,
     KNOWLEDGE_MODEL_VERSION,
 };
-use crate::{Result, StoreError};
+use crate::Result;
 
 /// Rows per bulk statement: bounds the size of one JSON parameter.
 const BULK_ROWS: usize = 2_000;
-
-/// How an incoming record compares with the stored one.
-pub(crate) enum Verdict {
-    New,
-    Updated,
-    Unchanged,
-    Older,
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-pub(crate) struct StoredAdvisory {
-    pub(crate) modified: Option<i64>,
-    pub(crate) hash: String,
-    pub(crate) model_version: i64,
-}
-
-pub(crate) fn classify_advisory(
-    incoming_modified: Option<i64>,
-    hash: &str,
-    stored: Option<&StoredAdvisory>,
-) -> Verdict {
-    let Some(s) = stored else {
-        return Verdict::New;
-    };
-    if s.model_version != KNOWLEDGE_MODEL_VERSION {
-        return Verdict::Updated;
-    }
-    if s.hash == hash {
-        return Verdict::Unchanged;
-    }
-    match (incoming_modified, s.modified) {
-        (Some(new), Some(old)) if new < old => Verdict::Older,
-        // Same `modified`: the source says nothing changed (edited copies of one record, as in
-        // some test fixtures, do not overwrite each other back and forth).
-        (Some(new), Some(old)) if new == old => Verdict::Unchanged,
-        _ => Verdict::Updated,
-    }
-}
-
-/// Keeps one copy per key: the one with the newest `modified` (the first on ties).
-pub(crate) fn dedupe_by<T>(
-    items: Vec<T>,
-    key: impl Fn(&T) -> String,
-    modified: impl Fn(&T) -> Option<i64>,
-    counts: &mut ImportCounts,
-) -> Vec<T> {
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(items.len());
-    let mut out: Vec<T> = Vec::with_capacity(items.len());
-    for item in items {
-        let k = key(&item);
-        match index.get(&k) {
-            Some(&i) => {
-                counts.skipped_duplicate += 1;
-                if modified(&item) > modified(&out[i]) {
-                    out[i] = item;
-                }
-            }
-            None => {
-                index.insert(k, out.len());
-                out.push(item);
-            }
-        }
-    }
-    out
-}
 
 impl SqliteStore {
     /// Imports records in one transaction (see `crate::knowledge` for the rules).
     pub async fn import_knowledge(&self, batch: KnowledgeImport) -> Result<ImportSummary> {
         let now = Utc::now();
-        let mut summary = ImportSummary {
-            advisories: ImportCounts {
-                received: batch.advisories.len() as u64,
-                ..Default::default()
-            },
-            kev: ImportCounts {
-                received: batch.kev.len() as u64,
-                ..Default::default()
-            },
-            epss: ImportCounts {
-                received: batch.epss.len() as u64,
-                ..Default::default()
-            },
-            revision: 0,
-        };
-        let advisories = dedupe_by(
-            batch.advisories,
-            |a| a.id.clone(),
-            |a| a.modified.map(ms),
-            &mut summary.advisories,
-        );
-        let kev = dedupe_by(batch.kev, |k| k.cve.clone(), |_| None, &mut summary.kev);
-        let epss = dedupe_by(
-            batch.epss,
-            |e| e.cve.clone(),
-            |e| {
-                e.date
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|t| ms(t.and_utc()))
-            },
-            &mut summary.epss,
-        );
-
-        // Serialize and hash outside the transaction: it is the CPU-heavy part.
-        let mut encoded = Vec::with_capacity(advisories.len());
-        for a in &advisories {
-            let json = serde_json::to_string(a)
-                .map_err(|e| StoreError::Other(format!("cannot encode advisory {}: {e}", a.id)))?;
-            let hash = sha256_hex(json.as_bytes());
-            encoded.push((a, json, hash));
-        }
+        // Deduplicated, serialized and hashed outside the transaction: the CPU-heavy part.
+        let PreparedImport {
+            mut summary,
+            advisories,
+            kev,
+            epss,
+            origin,
+        } = prepare_import(batch)?;
 
         let mut w = self.begin_write().await?;
         let tx = &mut w.tx;
@@ -162,30 +66,21 @@ impl SqliteStore {
                 },
             );
         }
-        let mut to_write: Vec<serde_json::Value> = Vec::new();
-        for (a, json, hash) in encoded {
-            let modified = a.modified.map(ms);
-            match classify_advisory(modified, &hash, stored.get(&a.id)) {
-                Verdict::New => summary.advisories.new += 1,
-                Verdict::Updated => summary.advisories.updated += 1,
-                Verdict::Unchanged => {
-                    summary.advisories.unchanged += 1;
-                    continue;
-                }
-                Verdict::Older => {
-                    summary.advisories.skipped_older += 1;
-                    continue;
-                }
-            }
-            to_write.push(serde_json::json!([
-                a.id,
-                a.source.as_str(),
-                modified,
-                a.is_withdrawn() as i64,
-                hash,
-                json
-            ]));
-        }
+        let to_write: Vec<serde_json::Value> =
+            advisories_to_write(advisories, &stored, &mut summary.advisories)
+                .into_iter()
+                .map(|e| {
+                    let a = &e.advisory;
+                    serde_json::json!([
+                        a.id,
+                        a.source.as_str(),
+                        a.modified.map(ms),
+                        a.is_withdrawn() as i64,
+                        e.hash,
+                        e.json
+                    ])
+                })
+                .collect();
         for chunk in to_write.chunks(BULK_ROWS) {
             sqlx::query(
                 "INSERT INTO kb_advisories
@@ -216,21 +111,10 @@ impl SqliteStore {
                 .into_iter()
                 .map(|r| Ok((r.try_get("cve")?, r.try_get("content_hash")?)))
                 .collect::<Result<_>>()?;
-        let mut kev_rows = Vec::new();
-        for k in &kev {
-            let json = serde_json::to_string(k)
-                .map_err(|e| StoreError::Other(format!("cannot encode KEV {}: {e}", k.cve)))?;
-            let hash = sha256_hex(json.as_bytes());
-            match stored_kev.get(&k.cve) {
-                Some(h) if *h == hash => {
-                    summary.kev.unchanged += 1;
-                    continue;
-                }
-                Some(_) => summary.kev.updated += 1,
-                None => summary.kev.new += 1,
-            }
-            kev_rows.push(serde_json::json!([k.cve, hash, json]));
-        }
+        let kev_rows: Vec<serde_json::Value> = kev_to_write(&kev, &stored_kev, &mut summary.kev)?
+            .into_iter()
+            .map(|(cve, hash, json)| serde_json::json!([cve, hash, json]))
+            .collect();
         for chunk in kev_rows.chunks(BULK_ROWS) {
             sqlx::query(
                 "INSERT INTO kb_kev (cve, content_hash, record, imported_at)
@@ -264,28 +148,13 @@ impl SqliteStore {
                     ),
                 );
             }
-            let mut epss_rows = Vec::new();
-            for e in &epss {
-                let date = e.date.map(|d| d.to_string());
-                match stored_epss.get(&e.cve) {
-                    None => summary.epss.new += 1,
-                    Some((score, pct, stored_date)) => {
-                        if *score == e.epss && *pct == e.percentile && *stored_date == date {
-                            summary.epss.unchanged += 1;
-                            continue;
-                        }
-                        // ISO dates compare as strings.
-                        if let (Some(new), Some(old)) = (&date, stored_date) {
-                            if new < old {
-                                summary.epss.skipped_older += 1;
-                                continue;
-                            }
-                        }
-                        summary.epss.updated += 1;
-                    }
-                }
-                epss_rows.push(serde_json::json!([e.cve, e.epss, e.percentile, date]));
-            }
+            // ISO dates compare as strings.
+            let date_of = |e: &EpssScore| e.date.map(|d| d.to_string());
+            let epss_rows: Vec<serde_json::Value> =
+                epss_to_write(&epss, &stored_epss, date_of, &mut summary.epss)
+                    .into_iter()
+                    .map(|e| serde_json::json!([e.cve, e.epss, e.percentile, date_of(e)]))
+                    .collect();
             for chunk in epss_rows.chunks(BULK_ROWS * 5) {
                 sqlx::query(
                     "INSERT INTO kb_epss (cve, epss, percentile, score_date)
@@ -315,12 +184,10 @@ impl SqliteStore {
             write_snapshot(tx, &kb).await?;
         }
         summary.revision = revision;
-        let summary_json = serde_json::to_string(&summary)
-            .map_err(|e| StoreError::Other(format!("cannot encode import summary: {e}")))?;
         sqlx::query("INSERT INTO kb_imports (finished_at, origin, summary) VALUES (?1, ?2, ?3)")
             .bind(ms(Utc::now()))
-            .bind(&batch.origin)
-            .bind(summary_json)
+            .bind(&origin)
+            .bind(encode_summary(&summary)?)
             .execute(&mut **tx)
             .await?;
         // Keep the log short.
@@ -350,14 +217,16 @@ impl SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if let Some(row) = snapshot {
-            let snap_revision: i64 = row.try_get("revision")?;
-            let format: i64 = row.try_get("format_version")?;
-            if snap_revision as u64 == revision && format == KNOWLEDGE_MODEL_VERSION {
-                let data: Vec<u8> = row.try_get("data")?;
-                // A snapshot that does not decode is only a cache: fall through to the rows.
-                if let Ok(kb) = postcard::from_bytes::<KnowledgeBase>(&data) {
-                    return Ok(kb);
-                }
+            let data: &[u8] = row.try_get("data")?;
+            // A stale snapshot, or one that does not decode, is only a cache: fall through to
+            // the rows.
+            if let Some(kb) = usable_snapshot(
+                row.try_get("revision")?,
+                row.try_get("format_version")?,
+                data,
+                revision,
+            ) {
+                return Ok(kb);
             }
         }
         let kb = load_from_rows(&mut tx, revision).await?;
@@ -419,9 +288,7 @@ impl SqliteStore {
             status.recent_imports.push(ImportLogEntry {
                 finished_at: from_ms(r.try_get("finished_at")?),
                 origin: r.try_get("origin")?,
-                summary: serde_json::from_str(&summary).map_err(|e| {
-                    StoreError::Corrupt(format!("import log entry is not a summary: {e}"))
-                })?,
+                summary: decode_summary(&summary)?,
             });
         }
         Ok(status)
@@ -510,32 +377,21 @@ async fn load_from_rows(
     kb.advisories.reserve(rows.len());
     for r in rows {
         let record: String = r.try_get("record")?;
-        let a: Advisory = serde_json::from_str(&record).map_err(|e| {
-            let id: String = r.try_get("id").unwrap_or_default();
-            StoreError::Corrupt(format!("advisory {id} does not decode: {e}"))
-        })?;
-        kb.advisories.push(a);
+        kb.advisories.push(decode_advisory(&record, || {
+            r.try_get("id").unwrap_or_default()
+        })?);
     }
     for r in sqlx::query("SELECT cve, record FROM kb_kev ORDER BY cve")
         .fetch_all(&mut **tx)
         .await?
     {
         let record: String = r.try_get("record")?;
-        let k: KevEntry = serde_json::from_str(&record).map_err(|e| {
-            let cve: String = r.try_get("cve").unwrap_or_default();
-            StoreError::Corrupt(format!("KEV entry {cve} does not decode: {e}"))
-        })?;
-        kb.kev.push(k);
+        kb.kev.push(decode_kev(&record, || {
+            r.try_get("cve").unwrap_or_default()
+        })?);
     }
-    // EPSS only for the CVEs the advisories name: a finding can only be about those, and the
-    // other ~90 % of the 300k scores would cost load time on every scan.
-    let named: std::collections::HashSet<&str> = kb
-        .advisories
-        .iter()
-        .flat_map(|a| std::iter::once(&a.id).chain(&a.aliases).chain(&a.upstream))
-        .map(String::as_str)
-        .filter(|id| zt_advisory::is_cve_id(id))
-        .collect();
+    // EPSS only for the CVEs the advisories name (see `named_cves`).
+    let named: std::collections::HashSet<&str> = named_cves(&kb).collect();
     let rows = sqlx::query("SELECT cve, epss, percentile, score_date FROM kb_epss ORDER BY cve")
         .fetch_all(&mut **tx)
         .await?;
@@ -559,8 +415,7 @@ async fn load_from_rows(
 }
 
 async fn write_snapshot(tx: &mut Transaction<'static, Sqlite>, kb: &KnowledgeBase) -> Result<()> {
-    let data = postcard::to_stdvec(kb)
-        .map_err(|e| StoreError::Other(format!("cannot encode the knowledge snapshot: {e}")))?;
+    let data = encode_snapshot(kb)?;
     sqlx::query(
         "INSERT INTO kb_snapshot (id, revision, format_version, data) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,

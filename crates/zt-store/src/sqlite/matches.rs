@@ -4,12 +4,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use zt_inventory::{AppSource, Software, SoftwareKey};
+use zt_inventory::{Software, SoftwareKey};
 
 use super::process::write_matches;
-use super::{key_from, ms, severity_rank, uuid_from, SqliteStore};
+use super::SqliteStore;
+use crate::common::matches::{diff_matches, pending_generation, PairState};
+use crate::common::reads::software_from_row;
+use crate::common::{ms, uuid_from};
 use crate::model::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 impl SqliteStore {
     pub(crate) async fn software_to_rematch_impl(
@@ -30,25 +33,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let source: &str = row.get(4);
-                let software = Software {
-                    ecosystem: row.get(1),
-                    name: row.get(2),
-                    version: row.get(3),
-                    source: AppSource::parse(source).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown app source {source}"))
-                    })?,
-                    source_name: row.get(5),
-                    source_version: row.get(6),
-                    vendor: row.get(7),
-                    purl: row.get(8),
-                    cpe: row.get(9),
-                };
-                Ok((key_from(row.get::<&[u8], _>(0))?, software))
-            })
-            .collect()
+        rows.iter().map(software_from_row).collect()
     }
 
     pub(crate) async fn store_rematch_impl(
@@ -78,27 +63,11 @@ impl SqliteStore {
             .bind(&m.key.0[..])
             .fetch_all(&mut *w.tx)
             .await?;
-            let mut old: HashMap<String, (i64, bool, bool)> = rows
+            let before: HashMap<String, PairState> = rows
                 .iter()
                 .map(|r| (r.get::<String, _>(0), (r.get(1), r.get(2), r.get(3))))
                 .collect();
-            for x in &m.matches {
-                let now = (
-                    severity_rank(x.vulnerability.severity),
-                    x.vulnerability.kev,
-                    !x.fixed_versions.is_empty(),
-                );
-                match old.remove(&x.vulnerability.id) {
-                    None => delta.appeared.push((m.key, x.vulnerability.id.clone())),
-                    Some(before) if before != now => {
-                        delta.changed.push((m.key, x.vulnerability.id.clone()))
-                    }
-                    Some(_) => {}
-                }
-            }
-            delta
-                .disappeared
-                .extend(old.into_keys().map(|id| (m.key, id)));
+            diff_matches(&mut delta, m, before);
             sqlx::query("DELETE FROM software_vulns WHERE software_key = ?1")
                 .bind(&m.key.0[..])
                 .execute(&mut *w.tx)
@@ -130,12 +99,7 @@ impl SqliteStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        let changed: Option<i64> = row.get(0);
-        let done: Option<i64> = row.get(1);
-        Ok(match changed {
-            Some(g) if g > done.unwrap_or(0) => u64::try_from(g).ok(),
-            _ => None,
-        })
+        Ok(pending_generation(row.get(0), row.get(1)))
     }
 
     pub(crate) async fn mark_reconciled_impl(&self, generation: u64) -> Result<()> {

@@ -23,18 +23,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
-use uuid::Uuid;
-use zt_advisory::{KnowledgeBase, Severity};
-use zt_inventory::{Software, SoftwareKey};
+use zt_inventory::SoftwareKey;
 
-use crate::model::*;
-use crate::storage::Storage;
-use crate::{Result, StoreError};
+use crate::common::reads::Cols;
+use crate::common::{from_ms, key_from, opt_ms, uuid_from};
+use crate::Result;
 
 /// The SQLite store. Clone is cheap (a pool handle).
 #[derive(Debug, Clone)]
@@ -84,7 +83,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", "-4096")
             // Checkpoints run in the background (`housekeeping`); a committing writer only
             // checkpoints itself when the WAL grew past 64 MiB regardless.
             .pragma("wal_autocheckpoint", "16384");
@@ -142,63 +141,68 @@ impl SqliteStore {
     /// Like [`Self::begin_write`], for work nobody waits on interactively (see
     /// `background_gate`).
     pub(crate) async fn begin_background_write(&self) -> Result<WriteTx<'_>> {
+        self.background_turn().await.begin().await
+    }
+
+    /// The write lock for background work, before any transaction: a group commit checks
+    /// whether anything is left to write first, since an empty `BEGIN IMMEDIATE` … `ROLLBACK`
+    /// still costs the writer connection a round of work.
+    pub(crate) async fn background_turn(&self) -> WriteTurn<'_> {
         let gate = self.background_gate.lock().await;
         let guard = self.write_lock.lock().await;
+        WriteTurn {
+            writer: &self.writer,
+            guard,
+            gate,
+        }
+    }
+}
+
+/// This process's write lock, held by background work that has not begun its transaction.
+pub(crate) struct WriteTurn<'a> {
+    writer: &'a SqlitePool,
+    guard: MutexGuard<'a, ()>,
+    gate: MutexGuard<'a, ()>,
+}
+
+impl<'a> WriteTurn<'a> {
+    pub(crate) async fn begin(self) -> Result<WriteTx<'a>> {
         let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx {
             tx,
-            _guard: guard,
-            _gate: Some(gate),
+            _guard: self.guard,
+            _gate: Some(self.gate),
         })
     }
 }
 
 // --- conversions shared by the modules ---------------------------------------------------------
 
-pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
+/// Times are epoch milliseconds, ids and keys raw bytes, string lists JSON text (lenient:
+/// what does not parse reads as empty).
+impl Cols for SqliteRow {
+    plain_cols!();
 
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-}
-
-pub(crate) fn opt_ms(ms: Option<i64>) -> Option<DateTime<Utc>> {
-    ms.map(from_ms)
-}
-
-pub(crate) fn uuid_from(bytes: &[u8]) -> Result<Uuid> {
-    Uuid::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("bad uuid in database: {e}")))
-}
-
-pub(crate) fn key_from(bytes: &[u8]) -> Result<SoftwareKey> {
-    let arr: [u8; 16] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("bad software key in database".into()))?;
-    Ok(SoftwareKey(arr))
-}
-
-pub(crate) fn severity_rank(s: Severity) -> i64 {
-    match s {
-        Severity::Unknown => 0,
-        Severity::None => 1,
-        Severity::Low => 2,
-        Severity::Medium => 3,
-        Severity::High => 4,
-        Severity::Critical => 5,
+    fn rank(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
     }
-}
-
-pub(crate) fn severity_from_rank(r: i64) -> Severity {
-    match r {
-        1 => Severity::None,
-        2 => Severity::Low,
-        3 => Severity::Medium,
-        4 => Severity::High,
-        5 => Severity::Critical,
-        _ => Severity::Unknown,
+    fn time(&self, i: usize) -> Result<DateTime<Utc>> {
+        Ok(from_ms(self.try_get(i)?))
+    }
+    fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>> {
+        Ok(opt_ms(self.try_get(i)?))
+    }
+    fn uuid(&self, i: usize) -> Result<uuid::Uuid> {
+        uuid_from(self.try_get::<&[u8], _>(i)?)
+    }
+    fn software_key(&self, i: usize) -> Result<SoftwareKey> {
+        key_from(self.try_get::<&[u8], _>(i)?)
+    }
+    fn strings(&self, i: usize) -> Result<Vec<String>> {
+        let text: Option<&str> = self.try_get(i)?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default())
     }
 }
 
@@ -217,15 +221,16 @@ pub(crate) fn hex_list<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> String {
     out
 }
 
-#[async_trait]
-impl Storage for SqliteStore {
+/// SQLite writers take turns on the write lock (see `begin_write`): nothing to run again.
+macro_rules! once {
+    ($body:expr) => {
+        $body.await
+    };
+}
+
+delegate_storage!(SqliteStore, once, {
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 
     async fn housekeeping(&self) -> Result<()> {
@@ -236,171 +241,4 @@ impl Storage for SqliteStore {
             .await?;
         Ok(())
     }
-
-    async fn operator_token_hash(&self) -> Result<Option<TokenHash>> {
-        self.operator_token_hash_impl().await
-    }
-
-    async fn init_operator_token(&self, hash: TokenHash) -> Result<bool> {
-        self.init_operator_token_impl(hash).await
-    }
-
-    async fn create_company(&self, company: &Company, enroll_secret_hash: TokenHash) -> Result<()> {
-        self.create_company_impl(company, enroll_secret_hash).await
-    }
-
-    async fn list_companies(&self) -> Result<Vec<Company>> {
-        self.list_companies_impl().await
-    }
-
-    async fn get_company(&self, company_id: CompanyId) -> Result<Option<Company>> {
-        self.get_company_impl(company_id).await
-    }
-
-    async fn create_user_token(
-        &self,
-        company_id: CompanyId,
-        role: Role,
-        hash: TokenHash,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.create_user_token_impl(company_id, role, hash, now)
-            .await
-    }
-
-    async fn resolve_token(&self, hash: TokenHash) -> Result<Option<Principal>> {
-        self.resolve_token_impl(hash).await
-    }
-
-    async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool> {
-        self.enroll_agent_impl(agent).await
-    }
-
-    async fn accept_reports(
-        &self,
-        reports: &[IncomingReport],
-        queue_bound: u64,
-    ) -> Result<Vec<AcceptOutcome>> {
-        self.accept_reports_impl(reports, queue_bound).await
-    }
-
-    async fn claim_batch(&self, request: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
-        self.claim_batch_impl(request).await
-    }
-
-    async fn release(&self, leases: &[LeaseRef]) -> Result<()> {
-        self.release_impl(leases).await
-    }
-
-    async fn fail(&self, failures: &[Failure], now: DateTime<Utc>) -> Result<()> {
-        self.fail_impl(failures, now).await
-    }
-
-    async fn finish_batch(&self, batch: &ProcessedBatch) -> Result<Vec<ReportOutcome>> {
-        self.finish_batch_impl(batch).await
-    }
-
-    async fn queue_stats(&self) -> Result<QueueStats> {
-        self.queue_stats_impl().await
-    }
-
-    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64> {
-        self.purge_finished_impl(before).await
-    }
-
-    async fn purge_history(&self, before: DateTime<Utc>) -> Result<u64> {
-        self.purge_history_impl(before).await
-    }
-
-    async fn report_status(
-        &self,
-        company_id: CompanyId,
-        agent_id: AgentId,
-        report_id: ReportId,
-    ) -> Result<Option<ReportStatus>> {
-        self.report_status_impl(company_id, agent_id, report_id)
-            .await
-    }
-
-    async fn unmatched_software(&self, keys: &[SoftwareKey]) -> Result<Vec<SoftwareKey>> {
-        self.unmatched_software_impl(keys).await
-    }
-
-    async fn software_to_rematch(
-        &self,
-        revision: u64,
-        after: Option<SoftwareKey>,
-        limit: u32,
-    ) -> Result<Vec<(SoftwareKey, Software)>> {
-        self.software_to_rematch_impl(revision, after, limit).await
-    }
-
-    async fn store_rematch(
-        &self,
-        results: &[MatchedSoftware],
-        revision: u64,
-    ) -> Result<MatchDelta> {
-        self.store_rematch_impl(results, revision).await
-    }
-
-    async fn reconcile_pending(&self) -> Result<Option<u64>> {
-        self.reconcile_pending_impl().await
-    }
-
-    async fn reconcile_findings(
-        &self,
-        company_id: CompanyId,
-        after: Option<AgentId>,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AgentId>> {
-        self.reconcile_findings_impl(company_id, after, limit, now)
-            .await
-    }
-
-    async fn mark_reconciled(&self, generation: u64) -> Result<()> {
-        self.mark_reconciled_impl(generation).await
-    }
-
-    async fn knowledge_revision(&self) -> Result<u64> {
-        self.knowledge_revision_impl().await
-    }
-
-    async fn load_knowledge(&self) -> Result<KnowledgeBase> {
-        self.load_knowledge_impl().await
-    }
-
-    async fn summary(&self, company_id: CompanyId) -> Result<Summary> {
-        self.summary_impl(company_id).await
-    }
-
-    async fn list_agents(&self, company_id: CompanyId, page: &PageRequest) -> Result<Page<Agent>> {
-        self.list_agents_impl(company_id, page).await
-    }
-
-    async fn get_agent(&self, company_id: CompanyId, agent_id: AgentId) -> Result<Option<Agent>> {
-        self.get_agent_impl(company_id, agent_id).await
-    }
-
-    async fn list_apps(
-        &self,
-        company_id: CompanyId,
-        agent_id: AgentId,
-        page: &PageRequest,
-    ) -> Result<Option<Page<AppRow>>> {
-        self.list_apps_impl(company_id, agent_id, page).await
-    }
-
-    async fn list_findings(
-        &self,
-        company_id: CompanyId,
-        filter: &FindingFilter,
-        page: &PageRequest,
-    ) -> Result<Page<FindingRow>> {
-        self.list_findings_impl(company_id, filter, page).await
-    }
-
-    async fn vulnerability(&self, company_id: CompanyId, id: &str) -> Result<Option<VulnDetail>> {
-        self.vulnerability_impl(company_id, id).await
-    }
-}
+});

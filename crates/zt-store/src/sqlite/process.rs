@@ -3,10 +3,15 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 use zt_inventory::SoftwareKey;
 
-use super::{hex_list, key_from, ms, severity_rank, SqliteStore};
+use super::{hex_list, SqliteStore};
+use crate::common::inventory::{
+    decode_inventory, distinct_vulns, package_id, plan_carry_over, Inventory, InventoryDiff,
+};
+use crate::common::{json_list, key_from, ms, severity_rank};
 use crate::model::*;
 use crate::{Result, StoreError};
 
@@ -80,12 +85,15 @@ impl SqliteStore {
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
             }
-            let w = self.begin_background_write().await?;
+            let turn = self.background_turn().await;
             let group = take_group(&mut self.pending_batches.lock());
             if group.is_empty() {
                 // A writer before us took ours along (and is done: we hold the lock now).
                 break;
             }
+            // On failure the group's senders are dropped: their batches see "abandoned" and
+            // are retried through their leases.
+            let w = turn.begin().await?;
             // Ours may be beyond this group's size limit: then the loop writes the next one.
             self.write_group(w, group).await;
         }
@@ -162,7 +170,7 @@ pub(crate) struct PendingBatch {
 
 /// App records one group commit writes at most: the write lock is held for the whole
 /// transaction, and an accepted report's answer waits for it (about 15 µs per app record).
-const GROUP_COMMIT_APPS: usize = 3_000;
+const GROUP_COMMIT_APPS: usize = 6_000;
 
 /// The oldest waiting batches up to [`GROUP_COMMIT_APPS`] (always at least one); the rest
 /// wait for the next writer.
@@ -305,18 +313,12 @@ pub(crate) async fn write_matches(
     .execute(&mut **tx)
     .await?;
 
-    let mut seen = HashSet::new();
-    let mut vulns = Vec::new();
-    let mut aliases: Vec<(&str, &str)> = Vec::new();
-    for x in software.iter().flat_map(|m| m.matches.iter()) {
-        let v = &x.vulnerability;
-        if !seen.insert(v.id.as_str()) {
-            continue;
-        }
-        aliases.extend(v.aliases.iter().map(|a| (a.as_str(), v.id.as_str())));
-        vulns.push(VulnJson {
+    let (vulns, aliases) = distinct_vulns(software.iter().flat_map(|m| m.matches.iter()));
+    let vulns: Vec<VulnJson> = vulns
+        .into_iter()
+        .map(|v| VulnJson {
             id: &v.id,
-            aliases: serde_json::to_string(&v.aliases).unwrap_or_else(|_| "[]".into()),
+            aliases: json_list(&v.aliases),
             summary: &v.summary,
             sev: severity_rank(v.severity),
             cv: v.cvss.as_ref().map(|c| c.version.as_str()),
@@ -327,8 +329,8 @@ pub(crate) async fn write_matches(
             epss: v.epss,
             pct: v.epss_percentile,
             info: v.informational,
-        });
-    }
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO vulns (vuln_id, aliases, summary, severity, cvss_version, cvss_vector, cvss_score, \
          kev, kev_due_date, epss, epss_percentile, informational, revision) \
@@ -425,45 +427,19 @@ async fn apply_report(tx: &mut Tx, r: &ProcessedReport, now: i64) -> Result<Repo
     // The stored inventory and the package of each stored software version.
     let blob: Option<Vec<u8>> = agent.get(1);
     let stored_count: i64 = agent.get(2);
-    let (old_apps, old_pkg) = match blob.as_deref().map(decode_inventory) {
+    let old = match blob.as_deref().map(decode_inventory) {
         Some(Ok(decoded)) => decoded,
         _ if stored_count == 0 => (HashSet::new(), HashMap::new()),
         _ => load_inventory(tx, r).await?,
     };
-    let new_apps: HashSet<(SoftwareKey, String)> = r
-        .apps
-        .iter()
-        .map(|a| (a.software_key, a.arch.clone()))
-        .collect();
-    let new_pkg: HashMap<SoftwareKey, u64> =
-        r.names.iter().map(|(k, n)| (*k, package_id(n))).collect();
-
-    let deleted: Vec<&(SoftwareKey, String)> = old_apps.difference(&new_apps).collect();
-    let inserted: Vec<&(SoftwareKey, String)> = new_apps.difference(&old_apps).collect();
-    let new_keys: HashSet<SoftwareKey> = new_apps.iter().map(|(k, _)| *k).collect();
-    let removed_sw: Vec<SoftwareKey> = old_pkg
-        .keys()
-        .filter(|k| !new_keys.contains(k))
-        .copied()
-        .collect();
-    let added_sw: Vec<SoftwareKey> = new_keys
-        .iter()
-        .filter(|k| !old_pkg.contains_key(k))
-        .copied()
-        .collect();
-
-    // A package with one version gone and another come is a changed app (an upgrade or a
-    // downgrade), not a removal plus an addition.
-    let removed_pkgs: HashSet<u64> = removed_sw
-        .iter()
-        .filter_map(|k| old_pkg.get(k).copied())
-        .collect();
-    let added_pkgs: HashSet<u64> = added_sw
-        .iter()
-        .filter_map(|k| new_pkg.get(k).copied())
-        .collect();
-    let changed_pkgs: HashSet<u64> = removed_pkgs.intersection(&added_pkgs).copied().collect();
-    let changed = changed_pkgs.len();
+    let diff = InventoryDiff::new(old, r);
+    let InventoryDiff {
+        deleted,
+        inserted,
+        removed_sw,
+        added_sw,
+        ..
+    } = &diff;
 
     if !deleted.is_empty() {
         let list: Vec<(String, &str)> = deleted
@@ -526,18 +502,8 @@ async fn apply_report(tx: &mut Tx, r: &ProcessedReport, now: i64) -> Result<Repo
         .execute(&mut **tx)
         .await?;
     }
-    if changed > 0 {
-        carry_over_findings(
-            tx,
-            r,
-            now,
-            &removed_sw,
-            &added_sw,
-            &old_pkg,
-            &new_pkg,
-            &changed_pkgs,
-        )
-        .await?;
+    if !diff.changed_pkgs.is_empty() {
+        carry_over_findings(tx, r, now, &diff).await?;
     }
 
     sqlx::query(
@@ -555,41 +521,21 @@ async fn apply_report(tx: &mut Tx, r: &ProcessedReport, now: i64) -> Result<Repo
     .bind(&r.digest[..])
     .bind(collected)
     .bind(now)
-    .bind(i64::try_from(new_apps.len()).unwrap_or(i64::MAX))
-    .bind(encode_inventory(&new_apps, &new_pkg))
+    .bind(i64::try_from(diff.new_apps.len()).unwrap_or(i64::MAX))
+    .bind(diff.encoded())
     .execute(&mut **tx)
     .await?;
     mark_done(tx, r, "applied", now).await?;
-
-    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-    Ok(ReportOutcome::Applied {
-        added: n(inserted.len().saturating_sub(changed)),
-        removed: n(deleted.len().saturating_sub(changed)),
-        changed: n(changed),
-    })
+    Ok(diff.outcome())
 }
 
-/// For packages whose version changed: a vulnerability the new version still has keeps its
-/// first_seen (the old row's resolution says `superseded`), one it no longer has is `fixed`.
-#[allow(clippy::too_many_arguments)]
+/// The findings of changed packages (see `plan_carry_over`).
 async fn carry_over_findings(
     tx: &mut Tx,
     r: &ProcessedReport,
     now: i64,
-    removed_sw: &[SoftwareKey],
-    added_sw: &[SoftwareKey],
-    old_pkg: &HashMap<SoftwareKey, u64>,
-    new_pkg: &HashMap<SoftwareKey, u64>,
-    changed_pkgs: &HashSet<u64>,
+    diff: &InventoryDiff,
 ) -> Result<()> {
-    let old_keys: Vec<&SoftwareKey> = removed_sw
-        .iter()
-        .filter(|k| old_pkg.get(k).is_some_and(|p| changed_pkgs.contains(p)))
-        .collect();
-    let new_keys: Vec<&SoftwareKey> = added_sw
-        .iter()
-        .filter(|k| new_pkg.get(k).is_some_and(|p| changed_pkgs.contains(p)))
-        .collect();
     let old_rows = sqlx::query(
         "SELECT software_key, vuln_id, first_seen FROM findings \
          WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at = ?3 AND resolution = 'removed' \
@@ -598,7 +544,7 @@ async fn carry_over_findings(
     .bind(r.company_id)
     .bind(r.agent_id)
     .bind(now)
-    .bind(hex_list(old_keys.iter().map(|k| &k.0[..])))
+    .bind(hex_list(diff.changed_old_keys().map(|k| &k.0[..])))
     .fetch_all(&mut **tx)
     .await?;
     if old_rows.is_empty() {
@@ -611,48 +557,29 @@ async fn carry_over_findings(
     )
     .bind(r.company_id)
     .bind(r.agent_id)
-    .bind(hex_list(new_keys.iter().map(|k| &k.0[..])))
+    .bind(hex_list(diff.changed_new_keys().map(|k| &k.0[..])))
     .fetch_all(&mut **tx)
     .await?;
-    // (package, vulnerability) → the new rows carrying it.
-    let mut new_by_pkg_vuln: HashMap<(u64, String), Vec<(SoftwareKey, i64)>> = HashMap::new();
-    for row in &new_rows {
-        let key = key_from(row.get::<&[u8], _>(0))?;
-        if let Some(pkg) = new_pkg.get(&key) {
-            new_by_pkg_vuln
-                .entry((*pkg, row.get::<String, _>(1)))
-                .or_default()
-                .push((key, row.get::<i64, _>(2)));
-        }
+    let seen = |rows: Vec<SqliteRow>| -> Result<Vec<(SoftwareKey, String, i64)>> {
+        rows.iter()
+            .map(|row| Ok((key_from(row.get::<&[u8], _>(0))?, row.get(1), row.get(2))))
+            .collect()
+    };
+    let plan = plan_carry_over(diff, seen(old_rows)?, seen(new_rows)?);
+    for (new_key, vuln, first_seen) in &plan.first_seen {
+        sqlx::query(
+            "UPDATE findings SET first_seen = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
+             AND software_key = ?3 AND vuln_id = ?4",
+        )
+        .bind(r.company_id)
+        .bind(r.agent_id)
+        .bind(&new_key.0[..])
+        .bind(vuln)
+        .bind(first_seen)
+        .execute(&mut **tx)
+        .await?;
     }
-    for row in &old_rows {
-        let old_key = key_from(row.get::<&[u8], _>(0))?;
-        let vuln: String = row.get(1);
-        let first_seen: i64 = row.get(2);
-        let Some(pkg) = old_pkg.get(&old_key) else {
-            continue;
-        };
-        let resolution = match new_by_pkg_vuln.get(&(*pkg, vuln.clone())) {
-            Some(successors) => {
-                for (new_key, new_first_seen) in successors {
-                    if first_seen < *new_first_seen {
-                        sqlx::query(
-                            "UPDATE findings SET first_seen = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
-                             AND software_key = ?3 AND vuln_id = ?4",
-                        )
-                        .bind(r.company_id)
-                        .bind(r.agent_id)
-                        .bind(&new_key.0[..])
-                        .bind(&vuln)
-                        .bind(first_seen)
-                        .execute(&mut **tx)
-                        .await?;
-                    }
-                }
-                "superseded"
-            }
-            None => "fixed",
-        };
+    for (old_key, vuln, resolution) in &plan.resolutions {
         sqlx::query(
             "UPDATE findings SET resolution = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
              AND software_key = ?3 AND vuln_id = ?4",
@@ -660,60 +587,12 @@ async fn carry_over_findings(
         .bind(r.company_id)
         .bind(r.agent_id)
         .bind(&old_key.0[..])
-        .bind(&vuln)
-        .bind(resolution)
+        .bind(vuln)
+        .bind(*resolution)
         .execute(&mut **tx)
         .await?;
     }
     Ok(())
-}
-
-pub(crate) type Inventory = (HashSet<(SoftwareKey, String)>, HashMap<SoftwareKey, u64>);
-
-/// A stable 64-bit id of a package (`ecosystem\0name`): equal across versions of the package.
-pub(crate) fn package_id(package: &str) -> u64 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(package.as_bytes());
-    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
-
-/// The compact stored inventory: per app the 16-byte software key, the 8-byte package id,
-/// the arch length (u16 LE) and the arch bytes.
-pub(crate) fn encode_inventory(
-    apps: &HashSet<(SoftwareKey, String)>,
-    pkg: &HashMap<SoftwareKey, u64>,
-) -> Vec<u8> {
-    let mut sorted: Vec<&(SoftwareKey, String)> = apps.iter().collect();
-    sorted.sort();
-    let mut out = Vec::with_capacity(sorted.len() * 28);
-    for (key, arch) in sorted {
-        let arch = &arch.as_bytes()[..arch.len().min(u16::MAX as usize)];
-        out.extend_from_slice(&key.0);
-        out.extend_from_slice(&pkg.get(key).copied().unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&(arch.len() as u16).to_le_bytes());
-        out.extend_from_slice(arch);
-    }
-    out
-}
-
-pub(crate) fn decode_inventory(mut bytes: &[u8]) -> Result<Inventory> {
-    let corrupt = || crate::StoreError::Corrupt("stored agent inventory is truncated".into());
-    let mut apps = HashSet::new();
-    let mut pkg = HashMap::new();
-    while !bytes.is_empty() {
-        if bytes.len() < 26 {
-            return Err(corrupt());
-        }
-        let key = key_from(&bytes[..16])?;
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&bytes[16..24]);
-        let len = usize::from(u16::from_le_bytes([bytes[24], bytes[25]]));
-        let arch = bytes.get(26..26 + len).ok_or_else(corrupt)?;
-        apps.insert((key, String::from_utf8_lossy(arch).into_owned()));
-        pkg.insert(key, u64::from_le_bytes(id));
-        bytes = &bytes[26 + len..];
-    }
-    Ok((apps, pkg))
 }
 
 /// The stored inventory from the app rows (when the compact form is missing or damaged).
@@ -735,35 +614,4 @@ async fn load_inventory(tx: &mut Tx, r: &ProcessedReport) -> Result<Inventory> {
         pkg.insert(key, package_id(row.get::<&str, _>(2)));
     }
     Ok((apps, pkg))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compact_inventory_round_trips_and_rejects_truncation() {
-        let mut apps = HashSet::new();
-        let mut pkg = HashMap::new();
-        for i in 0..50u8 {
-            let key = SoftwareKey([i; 16]);
-            apps.insert((
-                key,
-                if i % 3 == 0 {
-                    String::new()
-                } else {
-                    format!("arch{i}")
-                },
-            ));
-            pkg.insert(key, package_id(&format!("npm\0p{}", i / 2)));
-        }
-        let bytes = encode_inventory(&apps, &pkg);
-        let (a, p) = decode_inventory(&bytes).unwrap();
-        assert_eq!((a, p), (apps, pkg));
-        assert!(decode_inventory(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode_inventory(&bytes[..10]).is_err());
-        assert_eq!(decode_inventory(&[]).unwrap().0.len(), 0);
-        assert_eq!(package_id("npm\0a"), package_id("npm\0a"));
-        assert_ne!(package_id("npm\0a"), package_id("npm\0b"));
-    }
 }

@@ -6,7 +6,9 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use super::process::json;
-use super::{from_ms, ms, opt_ms, uuid_from, SqliteStore};
+use super::SqliteStore;
+use crate::common::queue::{poison_error, ClaimBudget};
+use crate::common::{from_ms, ms, opt_ms, uuid_from};
 use crate::model::*;
 use crate::{Result, StoreError};
 
@@ -235,10 +237,11 @@ impl SqliteStore {
             done,
         });
         {
-            let mut w = self.begin_background_write().await?;
+            let turn = self.background_turn().await;
             let group = std::mem::take(&mut *self.pending_claims.lock());
             // Empty when the claimer before us served ours too.
             if !group.is_empty() {
+                let mut w = turn.begin().await?;
                 tracing::debug!(claims = group.len(), "group claim");
                 let mut results = Vec::with_capacity(group.len());
                 for pending in &group {
@@ -501,7 +504,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
     let lease_until = now + i64::try_from(req.lease.as_millis()).unwrap_or(i64::MAX / 2);
     let mut claimed: Vec<ClaimedReport> = Vec::new();
     let mut stale: Vec<(i64, String, String)> = Vec::new();
-    let mut apps: u64 = 0;
+    let mut budget = ClaimBudget::new(req.max_apps);
     // Small pages, newest first: a batch usually needs one or two reports, and each row
     // looked at costs two look-ups for the staleness check.
     let mut before = i64::MAX;
@@ -533,8 +536,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
             let attempts: i64 = row.get(5);
             let state: &str = row.get(6);
             if state == "leased" && attempts >= i64::from(req.max_attempts) {
-                // Every worker that took it died (or hung) past its lease: a poison report.
-                let error = format!("lease expired {attempts} times; dead-lettered");
+                let error = poison_error(attempts);
                 dead_letter(tx, queue_id, company_id, report_id, agent_id, &error, now).await?;
                 continue;
             }
@@ -549,10 +551,9 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
                 continue;
             }
             let app_count = u64::try_from(app_count).unwrap_or(0);
-            if !claimed.is_empty() && apps + app_count > u64::from(req.max_apps) {
+            if !budget.take(app_count) {
                 break 'pages;
             }
-            apps += app_count;
             claimed.push(ClaimedReport {
                 queue_id,
                 company_id,
@@ -563,7 +564,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
                 digest: [0; 32],
                 body: Vec::new(),
             });
-            if apps >= u64::from(req.max_apps) {
+            if budget.is_full() {
                 break 'pages;
             }
         }

@@ -2,75 +2,18 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
-use zt_advisory::{Cvss, CvssVersion};
-use zt_inventory::OsInfo;
 
-use super::{from_ms, hex_list, opt_ms, severity_from_rank, severity_rank, uuid_from, SqliteStore};
+use super::{hex_list, SqliteStore};
+use crate::common::reads::{
+    affected_host_from_row, agent_from_row, agent_key, app_from_row, contains_pattern,
+    decode_cursor, finding_from_row, hex_bytes, limit_of, page_of, severity_filter_ranks,
+    unknown_vuln, vuln_from_row, Cols, FINDING_COLUMNS,
+};
+use crate::common::{severity_from_rank, uuid_from};
 use crate::model::*;
-use crate::{Result, StoreError};
-
-pub(crate) const DEFAULT_LIMIT: u32 = 100;
-pub(crate) const MAX_LIMIT: u32 = 1000;
-
-pub(crate) fn limit_of(page: &PageRequest) -> i64 {
-    let l = if page.limit == 0 {
-        DEFAULT_LIMIT
-    } else {
-        page.limit.min(MAX_LIMIT)
-    };
-    i64::from(l)
-}
-
-/// Cursors are the sort key of the last row, as base64url JSON: opaque to clients.
-pub(crate) fn encode_cursor<T: serde::Serialize>(key: &T) -> String {
-    let json = serde_json::to_vec(key).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-}
-
-pub(crate) fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> Result<T> {
-    let invalid = |m: String| StoreError::Invalid {
-        field: "cursor",
-        message: m,
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|e| invalid(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))
-}
-
-pub(crate) fn hex_bytes(s: &str) -> Result<Vec<u8>> {
-    hex::decode(s).map_err(|e| StoreError::Invalid {
-        field: "cursor",
-        message: e.to_string(),
-    })
-}
-
-pub(crate) fn cvss_of(
-    version: Option<String>,
-    vector: Option<String>,
-    score: Option<f64>,
-) -> Option<Cvss> {
-    let version = match version.as_deref()? {
-        "2.0" => CvssVersion::V2,
-        "3.0" => CvssVersion::V30,
-        "3.1" => CvssVersion::V31,
-        "4.0" => CvssVersion::V40,
-        _ => return None,
-    };
-    Some(Cvss {
-        version,
-        vector: vector?,
-        score: score?,
-    })
-}
-
-fn json_strings(text: Option<&str>) -> Vec<String> {
-    text.and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default()
-}
+use crate::Result;
 
 impl SqliteStore {
     pub(crate) async fn summary_impl(&self, company_id: CompanyId) -> Result<Summary> {
@@ -128,20 +71,14 @@ impl SqliteStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut agents: Vec<Agent> = rows.iter().map(agent_from_row).collect::<Result<_>>()?;
-        let next_cursor = if agents.len() as i64 > limit {
-            agents.truncate(limit as usize);
-            agents
-                .last()
-                .map(|a| encode_cursor(&(&a.hostname, hex::encode(a.agent_id.as_bytes()))))
-        } else {
-            None
-        };
-        self.fill_agent_findings(company_id, &mut agents).await?;
-        Ok(Page {
-            items: agents,
-            next_cursor,
-        })
+        let mut page = page_of(&rows, limit, |row| {
+            let agent = sqlite_agent(row)?;
+            let key = agent_key(&agent);
+            Ok((agent, key))
+        })?;
+        self.fill_agent_findings(company_id, &mut page.items)
+            .await?;
+        Ok(page)
     }
 
     pub(crate) async fn get_agent_impl(
@@ -158,7 +95,7 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut agents = vec![agent_from_row(&row)?];
+        let mut agents = vec![sqlite_agent(&row)?];
         self.fill_agent_findings(company_id, &mut agents).await?;
         Ok(agents.pop())
     }
@@ -233,37 +170,7 @@ impl SqliteStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last_key = None;
-        for row in rows.iter().take(limit as usize) {
-            let arch: String = row.get(4);
-            last_key = Some((
-                row.get::<String, _>(0),
-                row.get::<String, _>(1),
-                hex::encode(row.get::<&[u8], _>(11)),
-                arch.clone(),
-            ));
-            items.push(AppRow {
-                name: row.get(0),
-                version: row.get(1),
-                ecosystem: row.get(2),
-                source: row.get(3),
-                arch: (!arch.is_empty()).then_some(arch),
-                vendor: row.get(5),
-                source_name: row.get(6),
-                source_version: row.get(7),
-                purl: row.get(8),
-                cpe: row.get(9),
-                first_seen: from_ms(row.get(10)),
-                findings: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
-            });
-        }
-        let next_cursor = if rows.len() as i64 > limit {
-            last_key.map(|k| encode_cursor(&k))
-        } else {
-            None
-        };
-        Ok(Some(Page { items, next_cursor }))
+        Ok(Some(page_of(&rows, limit, app_from_row)?))
     }
 
     pub(crate) async fn list_findings_impl(
@@ -287,12 +194,8 @@ impl SqliteStore {
         if !filter.severities.is_empty() {
             qb.push(" AND f.severity IN (");
             let mut sep = qb.separated(", ");
-            for s in &filter.severities {
-                sep.push_bind(severity_rank(*s));
-                // `none` and `unknown` are one bucket in the counts; filter them alike.
-                if *s == zt_advisory::Severity::Unknown {
-                    sep.push_bind(severity_rank(zt_advisory::Severity::None));
-                }
+            for rank in severity_filter_ranks(&filter.severities) {
+                sep.push_bind(rank);
             }
             qb.push(")");
         }
@@ -309,7 +212,7 @@ impl SqliteStore {
             qb.push(" AND f.vuln_id = ").push_bind(v.clone());
         }
         if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
-            let pattern = format!("%{}%", escape_like(q));
+            let pattern = contains_pattern(q);
             qb.push(" AND (s.name LIKE ")
                 .push_bind(pattern.clone())
                 .push(" ESCAPE '\\' OR f.vuln_id LIKE ")
@@ -337,19 +240,7 @@ impl SqliteStore {
         qb.push(" ORDER BY f.severity DESC, f.vuln_id, f.agent_id, f.software_key LIMIT ")
             .push_bind(limit + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in rows.iter().take(limit as usize) {
-            let (item, key) = finding_from_row(row)?;
-            items.push(item);
-            last = Some(key);
-        }
-        let next_cursor = if rows.len() as i64 > limit {
-            last.map(|k| encode_cursor(&k))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        page_of(&rows, limit, finding_from_row)
     }
 
     pub(crate) async fn vulnerability_impl(
@@ -379,18 +270,7 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let vulnerability = match row {
-            Some(row) => VulnInfo {
-                id: row.get(0),
-                aliases: json_strings(row.get::<Option<&str>, _>(1)),
-                summary: row.get(2),
-                severity: severity_from_rank(row.get(3)),
-                cvss: cvss_of(row.get(4), row.get(5), row.get(6)),
-                kev: row.get(7),
-                kev_due_date: row.get(8),
-                epss: row.get(9),
-                epss_percentile: row.get(10),
-                informational: row.get(11),
-            },
+            Some(row) => vuln_from_row(&row)?,
             None => unknown_vuln(&vuln_id),
         };
         let rows = sqlx::query(
@@ -409,21 +289,7 @@ impl SqliteStore {
         .await?;
         let affected = rows
             .iter()
-            .map(|row| {
-                Ok(AffectedHost {
-                    agent_id: uuid_from(row.get::<&[u8], _>(0))?,
-                    hostname: row.get(1),
-                    package: PackageRef {
-                        name: row.get(2),
-                        version: row.get(3),
-                        ecosystem: row.get(4),
-                        source: row.get(5),
-                    },
-                    fixed_versions: json_strings(row.get::<Option<&str>, _>(6)),
-                    first_seen: from_ms(row.get(7)),
-                    resolved_at: opt_ms(row.get(8)),
-                })
-            })
+            .map(affected_host_from_row)
             .collect::<Result<_>>()?;
         Ok(Some(VulnDetail {
             vulnerability,
@@ -432,103 +298,7 @@ impl SqliteStore {
     }
 }
 
-const FINDING_COLUMNS: &str = "SELECT f.agent_id, ag.hostname, s.name, s.version, s.ecosystem, s.source, \
-     f.vuln_id, v.aliases, v.summary, f.severity, v.cvss_version, v.cvss_vector, v.cvss_score, f.kev, \
-     v.kev_due_date, v.epss, v.epss_percentile, v.informational, sv.fixed_versions, sv.method, \
-     sv.confidence, f.first_seen, f.resolved_at, f.resolution, f.software_key \
-     FROM findings f \
-     JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
-     JOIN software s ON s.software_key = f.software_key \
-     LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
-     LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id";
-
-type FindingKey = (i64, String, String, String);
-
-fn finding_from_row(row: &SqliteRow) -> Result<(FindingRow, FindingKey)> {
-    let agent_bytes: &[u8] = row.get(0);
-    let vuln_id: String = row.get(6);
-    let severity_rank: i64 = row.get(9);
-    let key = (
-        severity_rank,
-        vuln_id.clone(),
-        hex::encode(agent_bytes),
-        hex::encode(row.get::<&[u8], _>(24)),
-    );
-    let summary: Option<String> = row.get(8);
-    let item = FindingRow {
-        agent_id: uuid_from(agent_bytes)?,
-        hostname: row.get(1),
-        package: PackageRef {
-            name: row.get(2),
-            version: row.get(3),
-            ecosystem: row.get(4),
-            source: row.get(5),
-        },
-        vulnerability: VulnInfo {
-            id: vuln_id,
-            aliases: json_strings(row.get::<Option<&str>, _>(7)),
-            summary: summary.unwrap_or_default(),
-            severity: severity_from_rank(severity_rank),
-            cvss: cvss_of(row.get(10), row.get(11), row.get(12)),
-            kev: row.get(13),
-            kev_due_date: row.get(14),
-            epss: row.get(15),
-            epss_percentile: row.get(16),
-            informational: row.get::<Option<bool>, _>(17).unwrap_or(false),
-        },
-        fixed_versions: json_strings(row.get::<Option<&str>, _>(18)),
-        match_info: MatchInfo {
-            method: row.get::<Option<String>, _>(19).unwrap_or_default(),
-            confidence: row.get::<Option<String>, _>(20).unwrap_or_default(),
-        },
-        first_seen: from_ms(row.get(21)),
-        resolved_at: opt_ms(row.get(22)),
-        resolution: row.get(23),
-    };
-    Ok((item, key))
-}
-
-pub(crate) fn unknown_vuln(id: &str) -> VulnInfo {
-    VulnInfo {
-        id: id.to_string(),
-        aliases: Vec::new(),
-        summary: String::new(),
-        severity: zt_advisory::Severity::Unknown,
-        cvss: None,
-        kev: false,
-        kev_due_date: None,
-        epss: None,
-        epss_percentile: None,
-        informational: false,
-    }
-}
-
-pub(crate) fn escape_like(q: &str) -> String {
-    let mut out = String::with_capacity(q.len());
-    for c in q.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn agent_from_row(row: &SqliteRow) -> Result<Agent> {
-    Ok(Agent {
-        agent_id: uuid_from(row.get::<&[u8], _>(0))?,
-        hostname: row.get(1),
-        os: OsInfo {
-            id: row.get(2),
-            version_id: row.get(3),
-            name: row.get(4),
-        },
-        arch: row.get(5),
-        agent_version: row.get(6),
-        enrolled_at: from_ms(row.get(7)),
-        last_seen_at: opt_ms(row.get(8)),
-        last_report_at: opt_ms(row.get(9)),
-        apps: u64::try_from(row.get::<i64, _>(10)).unwrap_or(0),
-        findings: SeverityCounts::default(),
-    })
+/// An agent row; its findings are counted separately (`fill_agent_findings`).
+fn sqlite_agent(row: &SqliteRow) -> Result<Agent> {
+    agent_from_row(row, row.count(10)?, SeverityCounts::default())
 }

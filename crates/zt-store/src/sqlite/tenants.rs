@@ -3,9 +3,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{from_ms, ms, uuid_from, SqliteStore};
+use super::SqliteStore;
+use crate::common::reads::company_from_row;
+use crate::common::{ms, principal_from, token_hash_from, uuid_from};
 use crate::model::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 impl SqliteStore {
     pub(crate) async fn operator_token_hash_impl(&self) -> Result<Option<TokenHash>> {
@@ -109,36 +111,8 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let kind: &str = row.get(0);
-        let company = || -> Result<CompanyId> {
-            let bytes: Option<&[u8]> = row.get(1);
-            uuid_from(bytes.ok_or_else(|| corrupt("credential without company"))?)
-        };
-        Ok(Some(match kind {
-            "operator" => Principal::Operator,
-            "enroll" => Principal::Enroll {
-                company_id: company()?,
-            },
-            "agent" => {
-                let agent: Option<&[u8]> = row.get(2);
-                Principal::Agent {
-                    company_id: company()?,
-                    agent_id: uuid_from(
-                        agent.ok_or_else(|| corrupt("agent credential without agent"))?,
-                    )?,
-                }
-            }
-            "user" => {
-                let role: Option<&str> = row.get(3);
-                Principal::User {
-                    company_id: company()?,
-                    role: role
-                        .and_then(Role::parse)
-                        .ok_or_else(|| corrupt("user credential without role"))?,
-                }
-            }
-            other => return Err(corrupt(&format!("unknown credential kind {other}"))),
-        }))
+        let id = |i: usize| row.get::<Option<&[u8]>, _>(i).map(uuid_from).transpose();
+        principal_from(row.get(0), id(1)?, id(2)?, row.get(3)).map(Some)
     }
 
     pub(crate) async fn enroll_agent_impl(&self, agent: &NewAgent) -> Result<bool> {
@@ -177,23 +151,4 @@ impl SqliteStore {
         w.commit().await?;
         Ok(true)
     }
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn token_hash_from(bytes: &[u8]) -> Result<TokenHash> {
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| corrupt("token hash is not 32 bytes"))?;
-    Ok(TokenHash(arr))
-}
-
-fn company_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Company> {
-    Ok(Company {
-        id: uuid_from(row.get::<&[u8], _>(0))?,
-        name: row.get(1),
-        created_at: from_ms(row.get(2)),
-    })
 }

@@ -6,30 +6,44 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zt_advisory::Severity;
-use zt_inventory::{App, AppSource, OsInfo, Software, SoftwareKey};
+use zt_inventory::{App, Software};
 use zt_store::model::*;
 use zt_store::Storage;
+
+use super::common::{agent_with, company_with, npm as app, process};
+
+/// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
+/// guard that keeps the store's database, and the store).
+macro_rules! conformance_tests {
+    ($fresh:expr) => {
+        conformance_tests!(
+            $fresh;
+            tokens_and_companies,
+            accept_is_idempotent_bounded_and_skips_unchanged,
+            claims_newest_first_in_app_sized_batches,
+            expired_leases_retry_then_dead_letter,
+            failures_back_off_then_dead_letter,
+            findings_follow_inventories_and_stay_in_their_company,
+            rematch_updates_every_company_after_a_reconcile,
+            purge_keeps_recent_and_pending,
+        );
+    };
+    ($fresh:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_guard, store) = $fresh.await;
+            conformance::$name(&store).await;
+            store.pool().close().await;
+        }
+    )*};
+}
 
 pub fn hash(n: u8) -> TokenHash {
     TokenHash([n; 32])
 }
 
-fn os() -> OsInfo {
-    OsInfo {
-        id: "debian".into(),
-        version_id: "12".into(),
-        name: String::new(),
-    }
-}
-
 pub async fn company(store: &dyn Storage, name: &str, secret: u8) -> CompanyId {
-    let c = Company {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        created_at: Utc::now(),
-    };
-    store.create_company(&c, hash(secret)).await.unwrap();
-    c.id
+    company_with(store, name, hash(secret)).await
 }
 
 pub async fn agent(
@@ -38,31 +52,12 @@ pub async fn agent(
     hostname: &str,
     token: u8,
 ) -> AgentId {
-    let a = NewAgent {
-        company_id,
-        agent_id: Uuid::new_v4(),
-        hostname: hostname.into(),
-        os: os(),
-        arch: "x86_64".into(),
-        agent_version: "1".into(),
-        token_hash: hash(token),
-        enrolled_at: Utc::now(),
-    };
-    assert!(store.enroll_agent(&a).await.unwrap());
-    a.agent_id
+    agent_with(store, company_id, hostname, hash(token)).await
 }
 
 fn incoming(c: CompanyId, a: AgentId, apps: &[App], at: DateTime<Utc>) -> IncomingReport {
-    IncomingReport {
-        company_id: c,
-        agent_id: a,
-        report_id: Uuid::new_v4(),
-        collected_at: at,
-        accepted_at: Utc::now(),
-        digest: zt_inventory::inventory_digest(apps),
-        app_count: apps.len() as u32,
-        body: format!("apps:{}", apps.len()).into_bytes(),
-    }
+    let body = format!("apps:{}", apps.len()).into_bytes();
+    super::common::incoming(c, a, apps, at, body)
 }
 
 fn claim(
@@ -89,10 +84,6 @@ fn lease_of(c: &ClaimedReport, owner: &str) -> LeaseRef {
     }
 }
 
-fn app(name: &str, version: &str) -> App {
-    App::new(name, version, AppSource::Npm)
-}
-
 fn vuln(id: &str, severity: Severity, fixed: &[&str]) -> StoredMatch {
     StoredMatch {
         vulnerability: VulnInfo {
@@ -111,68 +102,6 @@ fn vuln(id: &str, severity: Severity, fixed: &[&str]) -> StoredMatch {
         method: "osv-range".into(),
         confidence: "high".into(),
     }
-}
-
-/// Processes one claimed report of `apps` with the given matches for software never seen.
-async fn process(
-    store: &dyn Storage,
-    claimed: &ClaimedReport,
-    owner: &str,
-    apps: &[App],
-    collected_at: DateTime<Utc>,
-    matcher: &dyn Fn(&Software) -> Vec<StoredMatch>,
-) -> ReportOutcome {
-    let o = os();
-    let software: Vec<(SoftwareKey, Software)> = apps
-        .iter()
-        .map(|a| {
-            let s = Software::from_app(a, &o);
-            (s.key(), s)
-        })
-        .collect();
-    let keys: Vec<SoftwareKey> = software.iter().map(|(k, _)| *k).collect();
-    let unknown = store.unmatched_software(&keys).await.unwrap();
-    let matched: Vec<MatchedSoftware> = software
-        .iter()
-        .filter(|(k, _)| unknown.contains(k))
-        .map(|(k, s)| MatchedSoftware {
-            key: *k,
-            software: s.clone(),
-            matches: matcher(s),
-        })
-        .collect();
-    let report = ProcessedReport {
-        lease: lease_of(claimed, owner),
-        company_id: claimed.company_id,
-        agent_id: claimed.agent_id,
-        report_id: claimed.report_id,
-        collected_at,
-        digest: zt_inventory::inventory_digest(apps),
-        hostname: "host".into(),
-        os: o.clone(),
-        arch: "x86_64".into(),
-        apps: software
-            .iter()
-            .map(|(k, _)| StoredApp {
-                software_key: *k,
-                arch: String::new(),
-            })
-            .collect(),
-        names: software
-            .iter()
-            .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
-            .collect(),
-    };
-    let out = store
-        .finish_batch(&ProcessedBatch {
-            revision: 1,
-            software: matched,
-            reports: vec![report],
-            now: Utc::now(),
-        })
-        .await
-        .unwrap();
-    out[0]
 }
 
 fn lodash_matcher(s: &Software) -> Vec<StoredMatch> {

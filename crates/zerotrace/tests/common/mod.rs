@@ -1,0 +1,98 @@
+//! Helpers the end-to-end test files share: the binary under test, JSON requests to a running
+//! server, companies and enrolled agents, report bodies. Each test file uses some of them.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use zt_inventory::{App, Host, InventoryReport, OsInfo};
+
+/// The `zerotrace` binary cargo built for these tests.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zerotrace"))
+}
+
+/// The JSON answer to a GET with a bearer token.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The JSON answer to a POST of `body`, with a bearer token when given.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Value {
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Creates a company through the API at `api`; the answer carries `id` and `enroll_secret`.
+pub async fn create_company(http: &reqwest::Client, api: &str, admin: &str, name: &str) -> Value {
+    post_json(
+        http,
+        &format!("{api}/api/v1/companies"),
+        Some(admin),
+        &json!({ "name": name }),
+    )
+    .await
+}
+
+/// Enrolls a Debian 12 x86_64 agent named `hostname`; returns its agent token.
+pub async fn enroll(http: &reqwest::Client, api: &str, secret: &str, hostname: &str) -> String {
+    let enrolled = post_json(
+        http,
+        &format!("{api}/api/v1/enroll"),
+        None,
+        &json!({"enroll_secret": secret, "hostname": hostname,
+            "os": {"id": "debian", "version_id": "12", "name": ""},
+            "arch": "x86_64", "agent_version": "test"}),
+    )
+    .await;
+    enrolled["agent_token"].as_str().unwrap().to_string()
+}
+
+/// A report collected now from a Debian 12 x86_64 host (`os_name` as its os-release says).
+pub fn debian_report(hostname: &str, os_name: &str, apps: Vec<App>) -> InventoryReport {
+    InventoryReport {
+        report_id: uuid::Uuid::new_v4(),
+        collected_at: chrono::Utc::now(),
+        host: Host {
+            hostname: hostname.into(),
+            os: OsInfo {
+                id: "debian".into(),
+                version_id: "12".into(),
+                name: os_name.into(),
+            },
+            arch: "x86_64".into(),
+        },
+        apps,
+    }
+}
+
+/// Posts an agent's report to the API at `api`; returns the answer's status.
+pub async fn post_inventory(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    report: &InventoryReport,
+) -> reqwest::StatusCode {
+    http.post(format!("{api}/api/v1/inventory"))
+        .bearer_auth(token)
+        .json(report)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}

@@ -1,0 +1,211 @@
+//! The `Storage` implementation both backends share: every trait method calls the backend's
+//! inherent `<method>_impl` of the same signature.
+
+/// Implements `Storage` for `$store`, whose inherent methods `<method>_impl` carry the trait's
+/// signatures. `$write` wraps the calls of the writing methods that may have to run again
+/// (PostgreSQL: `retry_on_conflict!`; SQLite, whose writers take turns: `once!`). `$extra` are
+/// the methods the backend implements itself (`backend`, `housekeeping`, ...).
+macro_rules! delegate_storage {
+    ($store:ty, $write:ident, { $($extra:tt)* }) => {
+        const _: () = {
+            use chrono::{DateTime, Utc};
+            use zt_advisory::KnowledgeBase;
+            use zt_inventory::{Software, SoftwareKey};
+            use $crate::model::*;
+            use $crate::Result;
+
+            #[async_trait::async_trait]
+            impl $crate::storage::Storage for $store {
+                $($extra)*
+
+                async fn ping(&self) -> Result<()> {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                }
+
+                async fn operator_token_hash(&self) -> Result<Option<TokenHash>> {
+                    self.operator_token_hash_impl().await
+                }
+
+                async fn init_operator_token(&self, hash: TokenHash) -> Result<bool> {
+                    self.init_operator_token_impl(hash).await
+                }
+
+                async fn create_company(
+                    &self,
+                    company: &Company,
+                    enroll_secret_hash: TokenHash,
+                ) -> Result<()> {
+                    self.create_company_impl(company, enroll_secret_hash).await
+                }
+
+                async fn list_companies(&self) -> Result<Vec<Company>> {
+                    self.list_companies_impl().await
+                }
+
+                async fn get_company(&self, company_id: CompanyId) -> Result<Option<Company>> {
+                    self.get_company_impl(company_id).await
+                }
+
+                async fn create_user_token(
+                    &self,
+                    company_id: CompanyId,
+                    role: Role,
+                    hash: TokenHash,
+                    now: DateTime<Utc>,
+                ) -> Result<bool> {
+                    self.create_user_token_impl(company_id, role, hash, now).await
+                }
+
+                async fn resolve_token(&self, hash: TokenHash) -> Result<Option<Principal>> {
+                    self.resolve_token_impl(hash).await
+                }
+
+                async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool> {
+                    self.enroll_agent_impl(agent).await
+                }
+
+                async fn accept_reports(
+                    &self,
+                    reports: &[IncomingReport],
+                    queue_bound: u64,
+                ) -> Result<Vec<AcceptOutcome>> {
+                    $write!(self.accept_reports_impl(reports, queue_bound))
+                }
+
+                async fn claim_batch(&self, request: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
+                    $write!(self.claim_batch_impl(request))
+                }
+
+                async fn release(&self, leases: &[LeaseRef]) -> Result<()> {
+                    $write!(self.release_impl(leases))
+                }
+
+                async fn fail(&self, failures: &[Failure], now: DateTime<Utc>) -> Result<()> {
+                    $write!(self.fail_impl(failures, now))
+                }
+
+                async fn finish_batch(&self, batch: &ProcessedBatch) -> Result<Vec<ReportOutcome>> {
+                    $write!(self.finish_batch_impl(batch))
+                }
+
+                async fn queue_stats(&self) -> Result<QueueStats> {
+                    self.queue_stats_impl().await
+                }
+
+                async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64> {
+                    self.purge_finished_impl(before).await
+                }
+
+                async fn purge_history(&self, before: DateTime<Utc>) -> Result<u64> {
+                    self.purge_history_impl(before).await
+                }
+
+                async fn report_status(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    report_id: ReportId,
+                ) -> Result<Option<ReportStatus>> {
+                    self.report_status_impl(company_id, agent_id, report_id).await
+                }
+
+                async fn unmatched_software(
+                    &self,
+                    keys: &[SoftwareKey],
+                ) -> Result<Vec<SoftwareKey>> {
+                    self.unmatched_software_impl(keys).await
+                }
+
+                async fn software_to_rematch(
+                    &self,
+                    revision: u64,
+                    after: Option<SoftwareKey>,
+                    limit: u32,
+                ) -> Result<Vec<(SoftwareKey, Software)>> {
+                    self.software_to_rematch_impl(revision, after, limit).await
+                }
+
+                async fn store_rematch(
+                    &self,
+                    results: &[MatchedSoftware],
+                    revision: u64,
+                ) -> Result<MatchDelta> {
+                    $write!(self.store_rematch_impl(results, revision))
+                }
+
+                async fn reconcile_pending(&self) -> Result<Option<u64>> {
+                    self.reconcile_pending_impl().await
+                }
+
+                async fn reconcile_findings(
+                    &self,
+                    company_id: CompanyId,
+                    after: Option<AgentId>,
+                    limit: u32,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<AgentId>> {
+                    $write!(self.reconcile_findings_impl(company_id, after, limit, now))
+                }
+
+                async fn mark_reconciled(&self, generation: u64) -> Result<()> {
+                    self.mark_reconciled_impl(generation).await
+                }
+
+                async fn knowledge_revision(&self) -> Result<u64> {
+                    self.knowledge_revision_impl().await
+                }
+
+                async fn load_knowledge(&self) -> Result<KnowledgeBase> {
+                    self.load_knowledge_impl().await
+                }
+
+                async fn summary(&self, company_id: CompanyId) -> Result<Summary> {
+                    self.summary_impl(company_id).await
+                }
+
+                async fn list_agents(
+                    &self,
+                    company_id: CompanyId,
+                    page: &PageRequest,
+                ) -> Result<Page<Agent>> {
+                    self.list_agents_impl(company_id, page).await
+                }
+
+                async fn get_agent(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                ) -> Result<Option<Agent>> {
+                    self.get_agent_impl(company_id, agent_id).await
+                }
+
+                async fn list_apps(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    page: &PageRequest,
+                ) -> Result<Option<Page<AppRow>>> {
+                    self.list_apps_impl(company_id, agent_id, page).await
+                }
+
+                async fn list_findings(
+                    &self,
+                    company_id: CompanyId,
+                    filter: &FindingFilter,
+                    page: &PageRequest,
+                ) -> Result<Page<FindingRow>> {
+                    self.list_findings_impl(company_id, filter, page).await
+                }
+
+                async fn vulnerability(
+                    &self,
+                    company_id: CompanyId,
+                    id: &str,
+                ) -> Result<Option<VulnDetail>> {
+                    self.vulnerability_impl(company_id, id).await
+                }
+            }
+        };
+    };
+}
