@@ -30,7 +30,7 @@ fn zerotrace_bin() -> Option<PathBuf> {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "zerotrace"])
             .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+            .current_dir(zt_testkit::workspace_root());
         if profile != "debug" {
             cmd.args(["--profile", &profile]);
         }

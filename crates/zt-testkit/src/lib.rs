@@ -9,10 +9,22 @@ pub mod redis;
 pub use postgres::TestDatabase;
 
 /// The workspace root (the directory holding the top-level Cargo.toml).
+///
+/// Found at run time from the running test's crate (cargo sets `CARGO_MANIFEST_DIR` for
+/// `cargo test`): this crate's compile-time directory can name another checkout, because
+/// cargo shares a build of an unchanged path crate between checkouts that use one target dir.
 pub fn workspace_root() -> PathBuf {
-    // This crate lives at <root>/crates/zt-testkit.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.contains("[workspace]"))
+        })
+        .unwrap_or_else(|| panic!("no workspace Cargo.toml above {}", start.display()))
         .canonicalize()
         .expect("workspace root exists")
 }

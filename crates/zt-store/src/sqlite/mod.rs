@@ -83,6 +83,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
+            // Readers keep a small cache: in WAL mode a reader drops its whole cache whenever
+            // another connection (the writer) committed, so a large one is only freed and
+            // refilled (measured: 64 MiB cost ~7% more server CPU on 1 M first-time apps).
             .pragma("cache_size", "-4096")
             // Checkpoints run in the background (`housekeeping`); a committing writer only
             // checkpoints itself when the WAL grew past 64 MiB regardless.
