@@ -13,7 +13,8 @@ pub async fn create_company(
     name: &str,
 ) -> Result<(Company, String), StoreError> {
     let company = Company {
-        id: uuid::Uuid::new_v4(),
+        // Time-ordered like agent ids (see routes/agent.rs).
+        id: uuid::Uuid::now_v7(),
         name: name.to_string(),
         created_at: Utc::now(),
     };

@@ -1,17 +1,15 @@
 //! Applying processed reports: new software with its matches, the inventory diff, findings.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use zt_inventory::SoftwareKey;
 
+use super::apply::write_batches;
 use super::{hex_list, SqliteStore};
-use crate::common::inventory::{
-    decode_inventory, distinct_vulns, package_id, plan_carry_over, Inventory, InventoryDiff,
-};
-use crate::common::{json_list, key_from, ms, severity_rank};
+use crate::common::inventory::distinct_vulns;
+use crate::common::{json_list, key_from, severity_rank};
 use crate::model::*;
 use crate::{Result, StoreError};
 
@@ -191,35 +189,6 @@ fn take_group(pending: &mut Vec<PendingBatch>) -> Vec<PendingBatch> {
 /// Batches waiting for the writer; shared by the clones of one store.
 pub(crate) type PendingBatches = std::sync::Arc<parking_lot::Mutex<Vec<PendingBatch>>>;
 
-/// Applies batches inside one transaction; one outcome list per batch, in order.
-async fn write_batches(
-    tx: &mut Tx,
-    batches: &[&ProcessedBatch],
-) -> Result<Vec<Vec<ReportOutcome>>> {
-    for batch in batches {
-        insert_new_software(tx, &batch.software, batch.revision, ms(batch.now)).await?;
-    }
-    // One agent's reports oldest first across the whole group, so that the newest inventory
-    // is the one left stored.
-    let mut order: Vec<(usize, usize)> = batches
-        .iter()
-        .enumerate()
-        .flat_map(|(b, batch)| (0..batch.reports.len()).map(move |i| (b, i)))
-        .collect();
-    order.sort_by_key(|&(b, i)| {
-        let r = &batches[b].reports[i];
-        (r.company_id, r.agent_id, r.collected_at)
-    });
-    let mut outcomes: Vec<Vec<ReportOutcome>> = batches
-        .iter()
-        .map(|b| vec![ReportOutcome::LeaseLost; b.reports.len()])
-        .collect();
-    for (b, i) in order {
-        outcomes[b][i] = apply_report(tx, &batches[b].reports[i], ms(batches[b].now)).await?;
-    }
-    Ok(outcomes)
-}
-
 /// Inserts software never seen before with its match results. Software another worker inserted
 /// meanwhile keeps that worker's results (both came from a current index; any older revision
 /// is brought up to date by the rematch).
@@ -252,7 +221,7 @@ pub(crate) async fn insert_new_software(
         })
         .collect();
     let inserted: Vec<Vec<u8>> = sqlx::query_scalar(
-        "INSERT INTO software (software_key, ecosystem, name, version, source, source_name, \
+        "INSERT OR FAIL INTO software (software_key, ecosystem, name, version, source, source_name, \
          source_version, vendor, purl, cpe, matched_revision, created_at) \
          SELECT unhex(j.value->>'$.k'), j.value->>'$.e', j.value->>'$.n', j.value->>'$.v', \
          j.value->>'$.s', j.value->>'$.sn', j.value->>'$.sv', j.value->>'$.vd', j.value->>'$.p', \
@@ -300,7 +269,7 @@ pub(crate) async fn write_matches(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO software_vulns (software_key, vuln_id, fixed_versions, severity, kev, fixable, \
+        "INSERT OR FAIL INTO software_vulns (software_key, vuln_id, fixed_versions, severity, kev, fixable, \
          method, confidence) \
          SELECT unhex(j.value->>'$.k'), j.value->>'$.id', j.value->'$.fx', j.value->>'$.sev', \
          j.value->>'$.kev', j.value->>'$.fixable', j.value->>'$.m', j.value->>'$.c' \
@@ -332,7 +301,7 @@ pub(crate) async fn write_matches(
         })
         .collect();
     sqlx::query(
-        "INSERT INTO vulns (vuln_id, aliases, summary, severity, cvss_version, cvss_vector, cvss_score, \
+        "INSERT OR FAIL INTO vulns (vuln_id, aliases, summary, severity, cvss_version, cvss_vector, cvss_score, \
          kev, kev_due_date, epss, epss_percentile, informational, revision) \
          SELECT j.value->>'$.id', j.value->>'$.aliases', j.value->>'$.summary', j.value->>'$.sev', \
          j.value->>'$.cv', j.value->>'$.cvec', j.value->>'$.cs', j.value->>'$.kev', j.value->>'$.due', \
@@ -363,255 +332,4 @@ pub(crate) async fn write_matches(
 pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| crate::StoreError::Other(format!("encoding rows: {e}")))
-}
-
-async fn lease_is_ours(tx: &mut Tx, lease: &LeaseRef) -> Result<bool> {
-    let row: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM queue WHERE queue_id = ?1 AND state = 'leased' AND lease_owner = ?2 AND attempts = ?3",
-    )
-    .bind(lease.queue_id)
-    .bind(&lease.owner)
-    .bind(lease.attempts)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.is_some())
-}
-
-async fn mark_done(tx: &mut Tx, r: &ProcessedReport, outcome: &str, now: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE reports SET status = 'done', outcome = ?3, processed_at = ?4, body = NULL, error = NULL \
-         WHERE company_id = ?1 AND report_id = ?2",
-    )
-    .bind(r.company_id)
-    .bind(r.report_id)
-    .bind(outcome)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE queue SET state = 'done', finished_at = ?2, lease_owner = NULL WHERE queue_id = ?1",
-    )
-    .bind(r.lease.queue_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn apply_report(tx: &mut Tx, r: &ProcessedReport, now: i64) -> Result<ReportOutcome> {
-    if !lease_is_ours(tx, &r.lease).await? {
-        return Ok(ReportOutcome::LeaseLost);
-    }
-    let agent = sqlx::query(
-        "SELECT inventory_collected_at, inventory, app_count FROM agents \
-         WHERE company_id = ?1 AND agent_id = ?2",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let collected = ms(r.collected_at);
-    let Some(agent) = agent else {
-        // The agent is gone: nothing to apply the report to.
-        mark_done(tx, r, "stale", now).await?;
-        return Ok(ReportOutcome::Stale);
-    };
-    if agent
-        .get::<Option<i64>, _>(0)
-        .is_some_and(|stored_at| stored_at > collected)
-    {
-        mark_done(tx, r, "stale", now).await?;
-        return Ok(ReportOutcome::Stale);
-    }
-
-    // The stored inventory and the package of each stored software version.
-    let blob: Option<Vec<u8>> = agent.get(1);
-    let stored_count: i64 = agent.get(2);
-    let old = match blob.as_deref().map(decode_inventory) {
-        Some(Ok(decoded)) => decoded,
-        _ if stored_count == 0 => (HashSet::new(), HashMap::new()),
-        _ => load_inventory(tx, r).await?,
-    };
-    let diff = InventoryDiff::new(old, r);
-    let InventoryDiff {
-        deleted,
-        inserted,
-        removed_sw,
-        added_sw,
-        ..
-    } = &diff;
-
-    if !deleted.is_empty() {
-        let list: Vec<(String, &str)> = deleted
-            .iter()
-            .map(|(k, a)| (k.to_hex(), a.as_str()))
-            .collect();
-        sqlx::query(
-            "DELETE FROM apps WHERE company_id = ?1 AND agent_id = ?2 AND (software_key, arch) IN \
-             (SELECT unhex(j.value->>0), j.value->>1 FROM json_each(?3) j)",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(json(&list)?)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !inserted.is_empty() {
-        let list: Vec<(String, &str)> = inserted
-            .iter()
-            .map(|(k, a)| (k.to_hex(), a.as_str()))
-            .collect();
-        sqlx::query(
-            "INSERT INTO apps (company_id, agent_id, software_key, arch, first_seen) \
-             SELECT ?1, ?2, unhex(j.value->>0), j.value->>1, ?3 FROM json_each(?4) j WHERE true \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(json(&list)?)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !removed_sw.is_empty() {
-        sqlx::query(
-            "UPDATE findings SET resolved_at = ?3, resolution = 'removed' \
-             WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at IS NULL \
-             AND software_key IN (SELECT unhex(j.value) FROM json_each(?4) j)",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(hex_list(removed_sw.iter().map(|k| &k.0[..])))
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !added_sw.is_empty() {
-        sqlx::query(
-            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, fixable, first_seen) \
-             SELECT ?1, ?2, sv.software_key, sv.vuln_id, sv.severity, sv.kev, sv.fixable, ?3 \
-             FROM json_each(?4) j JOIN software_vulns sv ON sv.software_key = unhex(j.value) WHERE true \
-             ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
-             resolved_at = NULL, resolution = NULL, severity = excluded.severity, kev = excluded.kev, \
-             fixable = excluded.fixable",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(hex_list(added_sw.iter().map(|k| &k.0[..])))
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !diff.changed_pkgs.is_empty() {
-        carry_over_findings(tx, r, now, &diff).await?;
-    }
-
-    sqlx::query(
-        "UPDATE agents SET hostname = ?3, os_id = ?4, os_version_id = ?5, os_name = ?6, arch = ?7, \
-         inventory_digest = ?8, inventory_collected_at = ?9, last_report_at = ?10, app_count = ?11, \
-         inventory = ?12 WHERE company_id = ?1 AND agent_id = ?2",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .bind(&r.hostname)
-    .bind(&r.os.id)
-    .bind(&r.os.version_id)
-    .bind(&r.os.name)
-    .bind(&r.arch)
-    .bind(&r.digest[..])
-    .bind(collected)
-    .bind(now)
-    .bind(i64::try_from(diff.new_apps.len()).unwrap_or(i64::MAX))
-    .bind(diff.encoded())
-    .execute(&mut **tx)
-    .await?;
-    mark_done(tx, r, "applied", now).await?;
-    Ok(diff.outcome())
-}
-
-/// The findings of changed packages (see `plan_carry_over`).
-async fn carry_over_findings(
-    tx: &mut Tx,
-    r: &ProcessedReport,
-    now: i64,
-    diff: &InventoryDiff,
-) -> Result<()> {
-    let old_rows = sqlx::query(
-        "SELECT software_key, vuln_id, first_seen FROM findings \
-         WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at = ?3 AND resolution = 'removed' \
-         AND software_key IN (SELECT unhex(j.value) FROM json_each(?4) j)",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .bind(now)
-    .bind(hex_list(diff.changed_old_keys().map(|k| &k.0[..])))
-    .fetch_all(&mut **tx)
-    .await?;
-    if old_rows.is_empty() {
-        return Ok(());
-    }
-    let new_rows = sqlx::query(
-        "SELECT software_key, vuln_id, first_seen FROM findings \
-         WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at IS NULL \
-         AND software_key IN (SELECT unhex(j.value) FROM json_each(?3) j)",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .bind(hex_list(diff.changed_new_keys().map(|k| &k.0[..])))
-    .fetch_all(&mut **tx)
-    .await?;
-    let seen = |rows: Vec<SqliteRow>| -> Result<Vec<(SoftwareKey, String, i64)>> {
-        rows.iter()
-            .map(|row| Ok((key_from(row.get::<&[u8], _>(0))?, row.get(1), row.get(2))))
-            .collect()
-    };
-    let plan = plan_carry_over(diff, seen(old_rows)?, seen(new_rows)?);
-    for (new_key, vuln, first_seen) in &plan.first_seen {
-        sqlx::query(
-            "UPDATE findings SET first_seen = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
-             AND software_key = ?3 AND vuln_id = ?4",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(&new_key.0[..])
-        .bind(vuln)
-        .bind(first_seen)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (old_key, vuln, resolution) in &plan.resolutions {
-        sqlx::query(
-            "UPDATE findings SET resolution = ?5 WHERE company_id = ?1 AND agent_id = ?2 \
-             AND software_key = ?3 AND vuln_id = ?4",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(&old_key.0[..])
-        .bind(vuln)
-        .bind(*resolution)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// The stored inventory from the app rows (when the compact form is missing or damaged).
-async fn load_inventory(tx: &mut Tx, r: &ProcessedReport) -> Result<Inventory> {
-    let rows = sqlx::query(
-        "SELECT a.software_key, a.arch, s.ecosystem || char(0) || s.name FROM apps a \
-         JOIN software s ON s.software_key = a.software_key \
-         WHERE a.company_id = ?1 AND a.agent_id = ?2",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut apps = HashSet::with_capacity(rows.len());
-    let mut pkg = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let key = key_from(row.get::<&[u8], _>(0))?;
-        apps.insert((key, row.get::<String, _>(1)));
-        pkg.insert(key, package_id(row.get::<&str, _>(2)));
-    }
-    Ok((apps, pkg))
 }

@@ -6,6 +6,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use super::process::json;
+use super::rows::{padded_chunks, values};
 use super::SqliteStore;
 use crate::common::queue::{poison_error, ClaimBudget};
 use crate::common::{from_ms, ms, opt_ms, uuid_from};
@@ -18,10 +19,19 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 type AgentKey = (CompanyId, AgentId);
 /// The digest and collection time of an agent's newest accepted inventory.
 type NewestAccepted = (Option<Vec<u8>>, Option<i64>);
-/// Newest accepted time, and (digest hex, collected_at) when a newer inventory was queued.
-type AgentUpdate = (i64, Option<(String, i64)>);
-/// (company hex, agent hex, last seen, digest hex, collected at) for `json_each`.
-type AgentUpdateRow = (String, String, i64, Option<String>, Option<i64>);
+/// Newest accepted time, and (digest, collected_at) when a newer inventory was queued.
+type AgentUpdate = (i64, Option<([u8; 32], i64)>);
+
+/// An unchanged re-report, stored as done at once.
+struct UnchangedReport {
+    company_id: CompanyId,
+    report_id: ReportId,
+    agent_id: AgentId,
+    collected: i64,
+    accepted: i64,
+    app_count: u32,
+    digest: [u8; 32],
+}
 
 /// Reports looked at per claim, whatever their app counts (reports may list no apps).
 const CLAIM_SCAN_LIMIT: i64 = 256;
@@ -92,21 +102,10 @@ impl SqliteStore {
             );
         }
 
-        #[derive(serde::Serialize)]
-        struct Row<'a> {
-            c: &'a str,
-            r: &'a str,
-            a: &'a str,
-            col: i64,
-            acc: i64,
-            n: u32,
-            d: String,
-        }
-        let mut unchanged: Vec<Row> = Vec::new();
-        let mut queued: Vec<Row> = Vec::new();
+        let mut unchanged: Vec<UnchangedReport> = Vec::new();
         // Per agent: newest accepted time, and the digest of its last queued report.
         let mut agent_updates: HashMap<AgentKey, AgentUpdate> = HashMap::new();
-        for (r, (c, rid, a)) in reports.iter().zip(&ids) {
+        for r in reports {
             if let Some(owner) = existing.get(&(r.company_id, r.report_id)) {
                 out.push(if *owner == r.agent_id {
                     AcceptOutcome::Duplicate
@@ -123,17 +122,17 @@ impl SqliteStore {
                 continue;
             };
             let accepted = ms(r.accepted_at);
-            let row = Row {
-                c,
-                r: rid,
-                a,
-                col: ms(r.collected_at),
-                acc: accepted,
-                n: r.app_count,
-                d: hex::encode(r.digest),
-            };
+            let collected = ms(r.collected_at);
             if accepted_digest.as_deref() == Some(&r.digest[..]) {
-                unchanged.push(row);
+                unchanged.push(UnchangedReport {
+                    company_id: r.company_id,
+                    report_id: r.report_id,
+                    agent_id: r.agent_id,
+                    collected,
+                    accepted,
+                    app_count: r.app_count,
+                    digest: r.digest,
+                });
                 agent_updates
                     .entry((r.company_id, r.agent_id))
                     .or_insert((accepted, None))
@@ -149,10 +148,10 @@ impl SqliteStore {
                 entry.0 = accepted;
                 // A late report (collected before the newest accepted one) will be found
                 // stale; it must not become the reference for "unchanged".
-                if accepted_collected.is_none_or(|at| row.col >= at) {
+                if accepted_collected.is_none_or(|at| collected >= at) {
                     *accepted_digest = Some(r.digest.to_vec());
-                    *accepted_collected = Some(row.col);
-                    entry.1 = Some((row.d.clone(), row.col));
+                    *accepted_collected = Some(collected);
+                    entry.1 = Some((r.digest, collected));
                 }
                 sqlx::query(
                     "INSERT INTO reports (company_id, report_id, agent_id, collected_at, accepted_at, \
@@ -162,69 +161,78 @@ impl SqliteStore {
                 .bind(r.company_id)
                 .bind(r.report_id)
                 .bind(r.agent_id)
-                .bind(row.col)
+                .bind(collected)
                 .bind(accepted)
                 .bind(r.app_count)
                 .bind(&r.digest[..])
                 .bind(&r.body[..])
                 .execute(&mut *w.tx)
                 .await?;
+                // One row per statement, in accept order (queue ids order the claims); a
+                // multi-row insert would need the statement journal (`rows.rs`).
+                sqlx::query(
+                    "INSERT INTO queue (company_id, report_id, agent_id, app_count, state, \
+                     visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
+                )
+                .bind(r.company_id)
+                .bind(r.report_id)
+                .bind(r.agent_id)
+                .bind(r.app_count)
+                .bind(accepted)
+                .execute(&mut *w.tx)
+                .await?;
                 // Two reports with the same id in one group: the second is a duplicate.
                 existing.insert((r.company_id, r.report_id), r.agent_id);
-                queued.push(row);
                 pending += 1;
                 out.push(AcceptOutcome::Queued);
             }
         }
-        if !unchanged.is_empty() {
-            sqlx::query(
-                "INSERT INTO reports (company_id, report_id, agent_id, collected_at, accepted_at, \
-                 processed_at, status, outcome, app_count, digest) \
-                 SELECT unhex(j.value->>'$.c'), unhex(j.value->>'$.r'), unhex(j.value->>'$.a'), \
-                 j.value->>'$.col', j.value->>'$.acc', j.value->>'$.acc', 'done', 'unchanged', \
-                 j.value->>'$.n', unhex(j.value->>'$.d') FROM json_each(?1) j WHERE true \
+        // Rows go in as parameters, not JSON (see `rows.rs`); a repeated row changes nothing.
+        for chunk in padded_chunks(&unchanged) {
+            let sql = format!(
+                "INSERT OR FAIL INTO reports (company_id, report_id, agent_id, collected_at, \
+                 accepted_at, processed_at, status, outcome, app_count, digest) VALUES {} \
                  ON CONFLICT DO NOTHING",
-            )
-            .bind(json(&unchanged)?)
-            .execute(&mut *w.tx)
-            .await?;
+                values(chunk.len(), "(?, ?, ?, ?, ?, ?, 'done', 'unchanged', ?, ?)")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for u in chunk {
+                q = q
+                    .bind(u.company_id)
+                    .bind(u.report_id)
+                    .bind(u.agent_id)
+                    .bind(u.collected)
+                    .bind(u.accepted)
+                    .bind(u.accepted)
+                    .bind(u.app_count)
+                    .bind(&u.digest[..]);
+            }
+            q.execute(&mut *w.tx).await?;
         }
-        if !queued.is_empty() {
-            sqlx::query(
-                "INSERT INTO queue (company_id, report_id, agent_id, app_count, state, visible_at, enqueued_at) \
-                 SELECT unhex(j.value->>'$.c'), unhex(j.value->>'$.r'), unhex(j.value->>'$.a'), \
-                 j.value->>'$.n', 'queued', j.value->>'$.acc', j.value->>'$.acc' \
-                 FROM json_each(?1) j ORDER BY j.key",
-            )
-            .bind(json(&queued)?)
-            .execute(&mut *w.tx)
-            .await?;
-        }
-        if !agent_updates.is_empty() {
-            let updates: Vec<AgentUpdateRow> = agent_updates
-                .into_iter()
-                .map(|((c, a), (seen, newest))| {
-                    let (digest, collected) = newest.unzip();
-                    (
-                        hex::encode(c.as_bytes()),
-                        hex::encode(a.as_bytes()),
-                        seen,
-                        digest,
-                        collected,
-                    )
-                })
-                .collect();
-            sqlx::query(
-                "UPDATE agents SET last_seen_at = u.seen, \
-                 accepted_digest = coalesce(u.digest, agents.accepted_digest), \
-                 accepted_collected_at = coalesce(u.collected, agents.accepted_collected_at) \
-                 FROM (SELECT unhex(j.value->>0) AS c, unhex(j.value->>1) AS a, j.value->>2 AS seen, \
-                       unhex(j.value->>3) AS digest, j.value->>4 AS collected FROM json_each(?1) j) AS u \
-                 WHERE agents.company_id = u.c AND agents.agent_id = u.a",
-            )
-            .bind(json(&updates)?)
-            .execute(&mut *w.tx)
-            .await?;
+        let updates: Vec<_> = agent_updates.into_iter().collect();
+        for chunk in padded_chunks(&updates) {
+            let sql = format!(
+                "UPDATE OR FAIL agents SET last_seen_at = u.column3, \
+                 accepted_digest = coalesce(u.column4, agents.accepted_digest), \
+                 accepted_collected_at = coalesce(u.column5, agents.accepted_collected_at) \
+                 FROM (VALUES {}) AS u \
+                 WHERE agents.company_id = u.column1 AND agents.agent_id = u.column2",
+                values(chunk.len(), "(?, ?, ?, ?, ?)")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((company_id, agent_id), (seen, newest)) in chunk {
+                let (digest, collected) = match newest {
+                    Some((digest, collected)) => (Some(&digest[..]), Some(*collected)),
+                    None => (None, None),
+                };
+                q = q
+                    .bind(company_id)
+                    .bind(agent_id)
+                    .bind(*seen)
+                    .bind(digest)
+                    .bind(collected);
+            }
+            q.execute(&mut *w.tx).await?;
         }
         w.commit().await?;
         Ok(out)
@@ -575,7 +583,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
     if !stale.is_empty() {
         let queue_ids: Vec<i64> = stale.iter().map(|(q, _, _)| *q).collect();
         sqlx::query(
-            "UPDATE queue SET state = 'done', finished_at = ?2, lease_owner = NULL \
+            "UPDATE OR FAIL queue SET state = 'done', finished_at = ?2, lease_owner = NULL \
              WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
         )
         .bind(json(&queue_ids)?)
@@ -587,7 +595,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
             .map(|(_, c, r)| (c.as_str(), r.as_str()))
             .collect();
         sqlx::query(
-            "UPDATE reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
+            "UPDATE OR FAIL reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
              WHERE (company_id, report_id) IN \
              (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
         )
@@ -599,7 +607,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
     if !claimed.is_empty() {
         let queue_ids: Vec<i64> = claimed.iter().map(|c| c.queue_id).collect();
         sqlx::query(
-            "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_owner = ?2, \
+            "UPDATE OR FAIL queue SET state = 'leased', attempts = attempts + 1, lease_owner = ?2, \
              visible_at = ?3 WHERE queue_id IN (SELECT j.value FROM json_each(?1) j)",
         )
         .bind(json(&queue_ids)?)
@@ -607,23 +615,18 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
         .bind(lease_until)
         .execute(&mut **tx)
         .await?;
-        let keys: Vec<(String, String)> = claimed
-            .iter()
-            .map(|c| {
-                (
-                    hex::encode(c.company_id.as_bytes()),
-                    hex::encode(c.report_id.as_bytes()),
-                )
-            })
-            .collect();
-        sqlx::query(
-            "UPDATE reports SET status = 'processing', attempts = attempts + 1 \
-             WHERE (company_id, report_id) IN \
-             (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
-        )
-        .bind(json(&keys)?)
-        .execute(&mut **tx)
-        .await?;
+        for chunk in padded_chunks(&claimed) {
+            let sql = format!(
+                "UPDATE OR FAIL reports SET status = 'processing', attempts = attempts + 1 \
+                 WHERE (company_id, report_id) IN (SELECT column1, column2 FROM (VALUES {}))",
+                values(chunk.len(), "(?, ?)")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = q.bind(c.company_id).bind(c.report_id);
+            }
+            q.execute(&mut **tx).await?;
+        }
     }
     Ok(claimed)
 }
