@@ -20,7 +20,7 @@ use zt_inventory::SoftwareKey;
 use super::process::insert_new_software;
 use super::rows::{padded_chunks, values};
 use crate::common::inventory::{
-    decode_inventory, package_id, plan_carry_over, Inventory, InventoryDiff,
+    decode_inventory, encode_inventory, package_id, plan_carry_over, Inventory, InventoryDiff,
 };
 use crate::common::{key_from, ms, uuid_from};
 use crate::model::*;
@@ -37,21 +37,9 @@ struct AgentState {
     app_count: i64,
     /// The inventory after a report of this group, for the agent's next one.
     current: Option<Inventory>,
-    /// The agents row to write at the end (set by an applied report).
-    update: Option<AgentUpdate>,
-}
-
-struct AgentUpdate {
-    hostname: String,
-    os_id: String,
-    os_version_id: String,
-    os_name: String,
-    arch: String,
-    digest: [u8; 32],
-    collected: i64,
-    processed: i64,
-    app_count: i64,
-    inventory: Vec<u8>,
+    /// The last report of this group applied to the agent: its agents row is written from it
+    /// and `current` at the end.
+    last_applied: Option<At>,
 }
 
 /// A report's final state, for the reports and queue rows.
@@ -98,10 +86,11 @@ pub(crate) async fn write_batches(
         let r = report(at);
         (r.company_id, r.agent_id, r.collected_at)
     });
-    let keys: Vec<AgentKey> = todo
+    let mut keys: Vec<AgentKey> = todo
         .iter()
         .map(|&at| (report(at).company_id, report(at).agent_id))
         .collect();
+    keys.dedup();
     let mut agents = load_agents(tx, &keys).await?;
 
     let mut done: Vec<Done> = Vec::with_capacity(todo.len());
@@ -133,19 +122,9 @@ pub(crate) async fn write_batches(
             let diff = InventoryDiff::new(old, r);
             outcomes[at.0][at.1] = diff.outcome();
             done.push(Done::of(r, "applied", now));
-            agent.update = Some(AgentUpdate {
-                hostname: r.hostname.clone(),
-                os_id: r.os.id.clone(),
-                os_version_id: r.os.version_id.clone(),
-                os_name: r.os.name.clone(),
-                arch: r.arch.clone(),
-                digest: r.digest,
-                collected,
-                processed: now,
-                app_count: i64::try_from(diff.new_apps.len()).unwrap_or(i64::MAX),
-                inventory: diff.encoded(),
-            });
-            // `first` below reads the state before this report.
+            agent.last_applied = Some(at);
+            // `stored_at` and `current` move on after the round is written: `write_round`
+            // tells an agent's first inventory by the state before it.
             applied.push((at, diff));
         }
         write_round(tx, batches, &applied, &agents).await?;
@@ -159,7 +138,7 @@ pub(crate) async fn write_batches(
         todo = later;
     }
 
-    write_agents(tx, &agents).await?;
+    write_agents(tx, batches, &agents).await?;
     mark_done(tx, &done).await?;
     Ok(outcomes)
 }
@@ -214,7 +193,7 @@ async fn load_agents(tx: &mut Tx, keys: &[AgentKey]) -> Result<HashMap<AgentKey,
                     blob: row.get(3),
                     app_count: row.get(4),
                     current: None,
-                    update: None,
+                    last_applied: None,
                 },
             );
         }
@@ -411,26 +390,24 @@ async fn carry_over_findings(
                 .map(|(k, v, res)| (r.company_id, r.agent_id, k, v, res)),
         );
     }
-    for (at, rows) in by_value(
-        first_seen
-            .into_iter()
-            .map(|(c, a, k, v, at)| (at, (c, a, k, v))),
-    ) {
-        for chunk in padded_chunks(&rows) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(first_seen_sql(chunk.len()))).bind(at);
-            for (c, a, k, v) in chunk {
-                q = q.bind(c).bind(a).bind(&k.0[..]).bind(v.as_str());
-            }
-            q.execute(&mut **tx).await?;
-        }
-    }
-    for (res, rows) in by_value(
-        resolutions
-            .into_iter()
-            .map(|(c, a, k, v, res)| (res, (c, a, k, v))),
-    ) {
-        for chunk in padded_chunks(&rows) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(resolution_sql(chunk.len()))).bind(res);
+    set_finding_column(tx, "first_seen", first_seen).await?;
+    set_finding_column(tx, "resolution", resolutions).await
+}
+
+/// Sets one column of these findings ((company, agent, software, vuln, value) rows), one
+/// statement per distinct value.
+async fn set_finding_column<V>(
+    tx: &mut Tx,
+    column: &str,
+    rows: Vec<(CompanyId, AgentId, SoftwareKey, String, V)>,
+) -> Result<()>
+where
+    V: Ord + Copy + Send + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + 'static,
+{
+    for (value, keys) in by_value(rows.into_iter().map(|(c, a, k, v, x)| (x, (c, a, k, v)))) {
+        for chunk in padded_chunks(&keys) {
+            let sql = set_finding_column_sql(column, chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value);
             for (c, a, k, v) in chunk {
                 q = q.bind(c).bind(a).bind(&k.0[..]).bind(v.as_str());
             }
@@ -487,30 +464,42 @@ fn seen_row(row: &SqliteRow) -> Result<SeenRow> {
     ))
 }
 
-/// The agents rows of every agent a report was applied to.
-async fn write_agents(tx: &mut Tx, agents: &HashMap<AgentKey, AgentState>) -> Result<()> {
-    let mut updates: Vec<(&AgentKey, &AgentUpdate)> = agents
-        .iter()
-        .filter_map(|(k, a)| a.update.as_ref().map(|u| (k, u)))
+/// The agents rows of every agent a report was applied to: its last report and the
+/// inventory it left.
+async fn write_agents(
+    tx: &mut Tx,
+    batches: &[&ProcessedBatch],
+    agents: &HashMap<AgentKey, AgentState>,
+) -> Result<()> {
+    let mut updates: Vec<(&ProcessedReport, i64, &Inventory)> = agents
+        .values()
+        .filter_map(|a| {
+            let (b, i) = a.last_applied?;
+            Some((
+                &batches[b].reports[i],
+                ms(batches[b].now),
+                a.current.as_ref()?,
+            ))
+        })
         .collect();
-    updates.sort_by_key(|(k, _)| **k);
+    updates.sort_by_key(|(r, _, _)| (r.company_id, r.agent_id));
     for chunk in padded_chunks(&updates) {
         let sql = agents_sql(chunk.len());
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((company_id, agent_id), u) in chunk {
+        for (r, now, (apps, pkg)) in chunk {
             q = q
-                .bind(company_id)
-                .bind(agent_id)
-                .bind(u.hostname.as_str())
-                .bind(u.os_id.as_str())
-                .bind(u.os_version_id.as_str())
-                .bind(u.os_name.as_str())
-                .bind(u.arch.as_str())
-                .bind(&u.digest[..])
-                .bind(u.collected)
-                .bind(u.processed)
-                .bind(u.app_count)
-                .bind(u.inventory.as_slice());
+                .bind(r.company_id)
+                .bind(r.agent_id)
+                .bind(r.hostname.as_str())
+                .bind(r.os.id.as_str())
+                .bind(r.os.version_id.as_str())
+                .bind(r.os.name.as_str())
+                .bind(r.arch.as_str())
+                .bind(&r.digest[..])
+                .bind(ms(r.collected_at))
+                .bind(*now)
+                .bind(i64::try_from(apps.len()).unwrap_or(i64::MAX))
+                .bind(encode_inventory(apps, pkg));
         }
         q.execute(&mut **tx).await?;
     }
@@ -638,18 +627,9 @@ fn insert_findings_sql(n: usize) -> String {
     )
 }
 
-fn first_seen_sql(n: usize) -> String {
+fn set_finding_column_sql(column: &str, n: usize) -> String {
     format!(
-        "UPDATE OR FAIL findings SET first_seen = ? \
-         WHERE (company_id, agent_id, software_key, vuln_id) IN \
-         (SELECT column1, column2, column3, column4 FROM (VALUES {}))",
-        values(n, "(?, ?, ?, ?)")
-    )
-}
-
-fn resolution_sql(n: usize) -> String {
-    format!(
-        "UPDATE OR FAIL findings SET resolution = ? \
+        "UPDATE OR FAIL findings SET {column} = ? \
          WHERE (company_id, agent_id, software_key, vuln_id) IN \
          (SELECT column1, column2, column3, column4 FROM (VALUES {}))",
         values(n, "(?, ?, ?, ?)")
@@ -719,13 +699,15 @@ mod tests {
             resolve_removed_sql(4),
             reopen_sql(4),
             insert_findings_sql(4),
-            first_seen_sql(4),
-            resolution_sql(4),
+            set_finding_column_sql("first_seen", 4),
+            set_finding_column_sql("resolution", 4),
             read_seen_sql(4, false),
             read_seen_sql(4, true),
             agents_sql(4),
             reports_done_sql(4),
             queue_done_sql(4),
+            super::super::queue::accepted_agents_sql(4),
+            super::super::queue::claimed_reports_sql(4),
         ];
         let mut bad = Vec::new();
         for sql in statements {

@@ -141,7 +141,7 @@ impl SqliteStore {
         let mut w = self.begin_background_write().await?;
         // Every app × cached match has an open finding with current columns.
         sqlx::query(
-            "INSERT OR FAIL INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
+            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
              fixable, first_seen) \
              SELECT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev, \
              sv.fixable, ?4 \

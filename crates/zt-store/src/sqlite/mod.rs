@@ -7,16 +7,17 @@
 //! `BEGIN IMMEDIATE`, so it holds the write lock from its first statement and never has to
 //! upgrade a read lock (which could fail with SQLITE_BUSY mid-transaction).
 //!
-//! Bulk rows travel as one JSON parameter expanded by `json_each` inside SQLite: one statement
-//! per table instead of one per row, which matters because every statement costs a round trip
-//! to the connection's worker thread.
+//! Many values go in one statement, never one statement per row: every statement costs a round
+//! trip to the connection's worker thread. Reads and the cold write paths take them as one JSON
+//! parameter expanded by `json_each`.
 //!
-//! Statements that write many rows inside the big write transactions say `INSERT OR FAIL` /
-//! `UPDATE OR FAIL`. Under the default conflict mode (ABORT) SQLite must be able to undo one
-//! statement halfway, so it copies every page the statement touches into a statement journal
-//! first; FAIL needs no undo, and our transactions roll back as a whole on any error anyway.
-//! `ON CONFLICT DO UPDATE` always implies ABORT, so the hot paths avoid it where they can
-//! (measured: the statement journal was ~15% of server CPU on first-time inventories).
+//! The hot multi-row writes (accepting reports, claims, `apply.rs`) bind their rows as plain
+//! parameters instead (`rows.rs`) and say `INSERT OR FAIL` / `UPDATE OR FAIL`. A statement that
+//! may abort halfway — default conflict mode ABORT, `ON CONFLICT DO UPDATE`, or any SQL
+//! function call such as `unhex` or `->>` — makes SQLite copy every page it touches into a
+//! statement journal first; FAIL needs no undo, and our transactions roll back as a whole on any
+//! error anyway (measured: the statement journal was ~15% of server CPU on first-time
+//! inventories).
 
 mod apply;
 pub(crate) mod knowledge;

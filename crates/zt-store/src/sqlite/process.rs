@@ -221,7 +221,7 @@ pub(crate) async fn insert_new_software(
         })
         .collect();
     let inserted: Vec<Vec<u8>> = sqlx::query_scalar(
-        "INSERT OR FAIL INTO software (software_key, ecosystem, name, version, source, source_name, \
+        "INSERT INTO software (software_key, ecosystem, name, version, source, source_name, \
          source_version, vendor, purl, cpe, matched_revision, created_at) \
          SELECT unhex(j.value->>'$.k'), j.value->>'$.e', j.value->>'$.n', j.value->>'$.v', \
          j.value->>'$.s', j.value->>'$.sn', j.value->>'$.sv', j.value->>'$.vd', j.value->>'$.p', \
@@ -269,7 +269,7 @@ pub(crate) async fn write_matches(
         return Ok(());
     }
     sqlx::query(
-        "INSERT OR FAIL INTO software_vulns (software_key, vuln_id, fixed_versions, severity, kev, fixable, \
+        "INSERT INTO software_vulns (software_key, vuln_id, fixed_versions, severity, kev, fixable, \
          method, confidence) \
          SELECT unhex(j.value->>'$.k'), j.value->>'$.id', j.value->'$.fx', j.value->>'$.sev', \
          j.value->>'$.kev', j.value->>'$.fixable', j.value->>'$.m', j.value->>'$.c' \
@@ -301,7 +301,7 @@ pub(crate) async fn write_matches(
         })
         .collect();
     sqlx::query(
-        "INSERT OR FAIL INTO vulns (vuln_id, aliases, summary, severity, cvss_version, cvss_vector, cvss_score, \
+        "INSERT INTO vulns (vuln_id, aliases, summary, severity, cvss_version, cvss_vector, cvss_score, \
          kev, kev_due_date, epss, epss_percentile, informational, revision) \
          SELECT j.value->>'$.id', j.value->>'$.aliases', j.value->>'$.summary', j.value->>'$.sev', \
          j.value->>'$.cv', j.value->>'$.cvec', j.value->>'$.cs', j.value->>'$.kev', j.value->>'$.due', \

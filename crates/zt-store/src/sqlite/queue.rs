@@ -211,15 +211,7 @@ impl SqliteStore {
         }
         let updates: Vec<_> = agent_updates.into_iter().collect();
         for chunk in padded_chunks(&updates) {
-            let sql = format!(
-                "UPDATE OR FAIL agents SET last_seen_at = u.column3, \
-                 accepted_digest = coalesce(u.column4, agents.accepted_digest), \
-                 accepted_collected_at = coalesce(u.column5, agents.accepted_collected_at) \
-                 FROM (VALUES {}) AS u \
-                 WHERE agents.company_id = u.column1 AND agents.agent_id = u.column2",
-                values(chunk.len(), "(?, ?, ?, ?, ?)")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(accepted_agents_sql(chunk.len())));
             for ((company_id, agent_id), (seen, newest)) in chunk {
                 let (digest, collected) = match newest {
                     Some((digest, collected)) => (Some(&digest[..]), Some(*collected)),
@@ -595,7 +587,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
             .map(|(_, c, r)| (c.as_str(), r.as_str()))
             .collect();
         sqlx::query(
-            "UPDATE OR FAIL reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
+            "UPDATE reports SET status = 'done', outcome = 'stale', processed_at = ?2, body = NULL \
              WHERE (company_id, report_id) IN \
              (SELECT unhex(j.value->>0), unhex(j.value->>1) FROM json_each(?1) j)",
         )
@@ -616,12 +608,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
         .execute(&mut **tx)
         .await?;
         for chunk in padded_chunks(&claimed) {
-            let sql = format!(
-                "UPDATE OR FAIL reports SET status = 'processing', attempts = attempts + 1 \
-                 WHERE (company_id, report_id) IN (SELECT column1, column2 FROM (VALUES {}))",
-                values(chunk.len(), "(?, ?)")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(claimed_reports_sql(chunk.len())));
             for c in chunk {
                 q = q.bind(c.company_id).bind(c.report_id);
             }
@@ -640,3 +627,25 @@ pub(crate) struct PendingClaim {
 
 /// Claims waiting for the writer; shared by the clones of one store.
 pub(crate) type PendingClaims = std::sync::Arc<parking_lot::Mutex<Vec<PendingClaim>>>;
+
+/// The accept path's agents rows: last seen, and the newest accepted inventory when a report
+/// was queued. (Also EXPLAINed by the plan test in `apply.rs`.)
+pub(super) fn accepted_agents_sql(n: usize) -> String {
+    format!(
+        "UPDATE OR FAIL agents SET last_seen_at = u.column3, \
+         accepted_digest = coalesce(u.column4, agents.accepted_digest), \
+         accepted_collected_at = coalesce(u.column5, agents.accepted_collected_at) \
+         FROM (VALUES {}) AS u \
+         WHERE agents.company_id = u.column1 AND agents.agent_id = u.column2",
+        values(n, "(?, ?, ?, ?, ?)")
+    )
+}
+
+/// Claimed reports marked as processing.
+pub(super) fn claimed_reports_sql(n: usize) -> String {
+    format!(
+        "UPDATE OR FAIL reports SET status = 'processing', attempts = attempts + 1 \
+         WHERE (company_id, report_id) IN (SELECT column1, column2 FROM (VALUES {}))",
+        values(n, "(?, ?)")
+    )
+}
