@@ -8,7 +8,8 @@ use tokio::sync::watch;
 
 use crate::state::AppState;
 
-/// Backend upkeep (SQLite WAL checkpoints) off the request and worker paths.
+/// Backend upkeep (SQLite WAL checkpoints, PostgreSQL statistics) off the request and worker
+/// paths.
 pub async fn checkpoints(state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {

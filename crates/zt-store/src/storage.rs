@@ -33,7 +33,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     /// Periodic backend upkeep, called by the server about four times a second (SQLite: a
-    /// passive WAL checkpoint, so that committing writers do not pay for it).
+    /// passive WAL checkpoint, so that committing writers do not pay for it; PostgreSQL with
+    /// autovacuum off: table statistics, every 10 s at most).
     async fn housekeeping(&self) -> Result<()>;
 
     // --- operator token and settings -------------------------------------------------------

@@ -134,11 +134,6 @@ impl InventoryDiff {
         !self.removed_sw.is_empty() || !self.added_sw.is_empty()
     }
 
-    /// The compact form of the new inventory.
-    pub(crate) fn encoded(&self) -> Vec<u8> {
-        encode_inventory(&self.new_apps, &self.new_pkg)
-    }
-
     /// The removed versions of changed packages.
     pub(crate) fn changed_old_keys(&self) -> impl Iterator<Item = &SoftwareKey> {
         let (pkg, changed) = (&self.old_pkg, &self.changed_pkgs);

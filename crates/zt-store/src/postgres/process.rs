@@ -1,19 +1,16 @@
-//! Applying processed reports: new software with its matches, the inventory diff, findings and
-//! the agents' finding counters, all in the batch's one transaction.
+//! Writing a processed batch: new software with its matches, then each company's reports
+//! (see `apply.rs`), the report rows and queue entries, all in the batch's one transaction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 use uuid::Uuid;
 use zt_inventory::SoftwareKey;
 
+use super::apply::apply_company;
 use super::queue::CompanyScope;
-use super::{key_uuid, severity_rank, to_i32, uuid_key, PgStore, Tx};
-use crate::common::inventory::{
-    decode_inventory, distinct_vulns, package_id, plan_carry_over, Inventory, InventoryDiff,
-};
+use super::{key_uuid, severity_rank, to_i32, PgStore, Tx};
+use crate::common::inventory::distinct_vulns;
 use crate::common::json_list;
 use crate::model::*;
 use crate::Result;
@@ -45,13 +42,6 @@ pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(s)
     }
-}
-
-/// The agent row as the batch found (and then changed) it.
-struct AgentState {
-    stored_at: Option<DateTime<Utc>>,
-    inventory: Option<Vec<u8>>,
-    app_count: i32,
 }
 
 impl PgStore {
@@ -90,8 +80,7 @@ impl PgStore {
 
         insert_new_software(&mut tx, &batch.software, batch.revision, now).await?;
 
-        // Per company (in id order), its agents locked in id order, each agent's reports
-        // oldest first so that the newest inventory is the one left stored.
+        // Per company, in id order (the lock order every writer uses).
         let mut by_company: BTreeMap<CompanyId, Vec<usize>> = BTreeMap::new();
         for (i, r) in batch.reports.iter().enumerate() {
             by_company.entry(r.company_id).or_default().push(i);
@@ -104,64 +93,12 @@ impl PgStore {
             if idx.is_empty() {
                 continue;
             }
-            idx.sort_by_key(|&i| {
-                let r = &batch.reports[i];
-                (r.agent_id, r.collected_at)
-            });
             scope.enter(&mut tx, company_id).await?;
-            let mut agent_ids: Vec<Uuid> = idx.iter().map(|&i| batch.reports[i].agent_id).collect();
-            agent_ids.dedup();
-            let rows = sqlx::query(
-                "SELECT agent_id, inventory_collected_at, inventory, app_count FROM agents \
-                 WHERE company_id = $1 AND agent_id = ANY($2) ORDER BY agent_id FOR UPDATE",
-            )
-            .bind(company_id)
-            .bind(&agent_ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut agents: HashMap<AgentId, AgentState> = HashMap::with_capacity(rows.len());
-            for row in rows {
-                agents.insert(
-                    row.try_get(0)?,
-                    AgentState {
-                        stored_at: row.try_get(1)?,
-                        inventory: row.try_get(2)?,
-                        app_count: row.try_get(3)?,
-                    },
-                );
-            }
-            let mut report_ids: Vec<Uuid> = Vec::with_capacity(idx.len());
-            let mut report_outcomes: Vec<&str> = Vec::with_capacity(idx.len());
-            for i in idx {
-                let r = &batch.reports[i];
-                let outcome = match agents.get_mut(&r.agent_id) {
-                    // The agent is gone: nothing to apply the report to.
-                    None => ReportOutcome::Stale,
-                    Some(agent) if agent.stored_at.is_some_and(|at| at > r.collected_at) => {
-                        ReportOutcome::Stale
-                    }
-                    Some(agent) => apply_report(&mut tx, r, agent, now).await?,
-                };
+            let applied = apply_company(&mut tx, company_id, batch, &idx).await?;
+            for (&i, outcome) in idx.iter().zip(applied) {
                 outcomes[i] = outcome;
-                done_queue.push(r.lease.queue_id);
-                report_ids.push(r.report_id);
-                report_outcomes.push(match outcome {
-                    ReportOutcome::Applied { .. } => "applied",
-                    _ => "stale",
-                });
+                done_queue.push(batch.reports[i].lease.queue_id);
             }
-            sqlx::query(
-                "UPDATE reports r SET status = 'done', outcome = u.outcome, processed_at = $2, \
-                 body = NULL, error = NULL \
-                 FROM unnest($3::uuid[], $4::text[]) AS u(report_id, outcome) \
-                 WHERE r.company_id = $1 AND r.report_id = u.report_id",
-            )
-            .bind(company_id)
-            .bind(now)
-            .bind(&report_ids)
-            .bind(&report_outcomes)
-            .execute(&mut *tx)
-            .await?;
         }
         if !done_queue.is_empty() {
             sqlx::query(
@@ -389,235 +326,4 @@ pub(crate) async fn write_matches(
         .await?;
     }
     Ok(())
-}
-
-async fn apply_report(
-    tx: &mut Tx,
-    r: &ProcessedReport,
-    agent: &mut AgentState,
-    now: DateTime<Utc>,
-) -> Result<ReportOutcome> {
-    // The stored inventory and the package of each stored software version.
-    let old = match agent.inventory.as_deref().map(decode_inventory) {
-        Some(Ok(decoded)) => decoded,
-        _ if agent.app_count == 0 => (HashSet::new(), HashMap::new()),
-        _ => load_inventory(tx, r).await?,
-    };
-    let mut diff = InventoryDiff::new(old, r);
-    // Rows in key order: concurrent writers lock them in one order.
-    diff.sort();
-    let InventoryDiff {
-        deleted,
-        inserted,
-        removed_sw,
-        added_sw,
-        ..
-    } = &diff;
-
-    if !deleted.is_empty() {
-        let keys: Vec<Uuid> = deleted.iter().map(|(k, _)| key_uuid(k)).collect();
-        let arch: Vec<&str> = deleted.iter().map(|(_, a)| a.as_str()).collect();
-        // Kept as removed for the retention period (history of what was installed).
-        sqlx::query(
-            "UPDATE apps SET removed_at = $3 \
-             FROM unnest($4::uuid[], $5::text[]) AS d(software_key, arch) \
-             WHERE apps.company_id = $1 AND apps.agent_id = $2 AND apps.software_key = d.software_key \
-             AND apps.arch = d.arch AND apps.removed_at IS NULL",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(&keys)
-        .bind(&arch)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !inserted.is_empty() {
-        let keys: Vec<Uuid> = inserted.iter().map(|(k, _)| key_uuid(k)).collect();
-        let arch: Vec<&str> = inserted.iter().map(|(_, a)| a.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO apps (company_id, agent_id, software_key, arch, first_seen) \
-             SELECT $1, $2, k, a, $3 FROM unnest($4::uuid[], $5::text[]) AS t(k, a) \
-             ON CONFLICT (company_id, agent_id, software_key, arch) DO UPDATE SET \
-             removed_at = NULL, first_seen = excluded.first_seen WHERE apps.removed_at IS NOT NULL",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(&keys)
-        .bind(&arch)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !removed_sw.is_empty() {
-        let keys: Vec<Uuid> = removed_sw.iter().map(key_uuid).collect();
-        sqlx::query(
-            "UPDATE findings SET resolved_at = $3, resolution = 'removed' \
-             WHERE company_id = $1 AND agent_id = $2 AND resolved_at IS NULL \
-             AND software_key = ANY($4)",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(&keys)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !added_sw.is_empty() {
-        let keys: Vec<Uuid> = added_sw.iter().map(key_uuid).collect();
-        sqlx::query(
-            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, fixable, first_seen) \
-             SELECT $1, $2, sv.software_key, sv.vuln_id, sv.severity, sv.kev, sv.fixable, $3 \
-             FROM software_vulns sv WHERE sv.software_key = ANY($4) \
-             ORDER BY sv.software_key, sv.vuln_id \
-             ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
-             resolved_at = NULL, resolution = NULL, severity = excluded.severity, kev = excluded.kev, \
-             fixable = excluded.fixable",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(now)
-        .bind(&keys)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !diff.changed_pkgs.is_empty() {
-        carry_over_findings(tx, r, now, &diff).await?;
-    }
-
-    let app_count = i32::try_from(diff.new_apps.len()).unwrap_or(i32::MAX);
-    let inventory = diff.encoded();
-    // The counters only move when findings did.
-    let sql = format!(
-        "UPDATE agents a SET hostname = $3, os_id = $4, os_version_id = $5, os_name = $6, arch = $7, \
-         inventory_digest = $8, inventory_collected_at = $9, last_report_at = $10, app_count = $11, \
-         inventory = $12{} WHERE a.company_id = $1 AND a.agent_id = $2",
-        if diff.findings_changed() {
-            format!(", {COUNTERS_FROM_FINDINGS}")
-        } else {
-            String::new()
-        }
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(&r.hostname)
-        .bind(&r.os.id)
-        .bind(&r.os.version_id)
-        .bind(&r.os.name)
-        .bind(&r.arch)
-        .bind(&r.digest[..])
-        .bind(r.collected_at)
-        .bind(now)
-        .bind(app_count)
-        .bind(&inventory)
-        .execute(&mut **tx)
-        .await?;
-    agent.stored_at = Some(r.collected_at);
-    agent.app_count = app_count;
-    agent.inventory = Some(inventory);
-    Ok(diff.outcome())
-}
-
-/// The findings of changed packages (see `plan_carry_over`), in bulk.
-async fn carry_over_findings(
-    tx: &mut Tx,
-    r: &ProcessedReport,
-    now: DateTime<Utc>,
-    diff: &InventoryDiff,
-) -> Result<()> {
-    let old_keys: Vec<Uuid> = diff.changed_old_keys().map(key_uuid).collect();
-    let new_keys: Vec<Uuid> = diff.changed_new_keys().map(key_uuid).collect();
-    let old_rows = sqlx::query(
-        "SELECT software_key, vuln_id, first_seen FROM findings \
-         WHERE company_id = $1 AND agent_id = $2 AND resolved_at = $3 AND resolution = 'removed' \
-         AND software_key = ANY($4)",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .bind(now)
-    .bind(&old_keys)
-    .fetch_all(&mut **tx)
-    .await?;
-    if old_rows.is_empty() {
-        return Ok(());
-    }
-    let new_rows = sqlx::query(
-        "SELECT software_key, vuln_id, first_seen FROM findings \
-         WHERE company_id = $1 AND agent_id = $2 AND resolved_at IS NULL \
-         AND software_key = ANY($3)",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .bind(&new_keys)
-    .fetch_all(&mut **tx)
-    .await?;
-    let seen = |rows: Vec<PgRow>| -> Result<Vec<(SoftwareKey, String, DateTime<Utc>)>> {
-        rows.iter()
-            .map(|row| Ok((uuid_key(row.try_get(0)?), row.try_get(1)?, row.try_get(2)?)))
-            .collect()
-    };
-    let plan = plan_carry_over(diff, seen(old_rows)?, seen(new_rows)?);
-    let (first_seen_updates, resolutions) = (plan.first_seen, plan.resolutions);
-    if !first_seen_updates.is_empty() {
-        let keys: Vec<Uuid> = first_seen_updates.iter().map(|u| key_uuid(&u.0)).collect();
-        let vulns: Vec<&str> = first_seen_updates.iter().map(|u| u.1.as_str()).collect();
-        let seen: Vec<DateTime<Utc>> = first_seen_updates.iter().map(|u| u.2).collect();
-        sqlx::query(
-            "UPDATE findings f SET first_seen = least(f.first_seen, u.first_seen) \
-             FROM unnest($3::uuid[], $4::text[], $5::timestamptz[]) AS u(software_key, vuln_id, first_seen) \
-             WHERE f.company_id = $1 AND f.agent_id = $2 AND f.software_key = u.software_key \
-             AND f.vuln_id = u.vuln_id",
-        )
-        .bind(r.company_id)
-        .bind(r.agent_id)
-        .bind(&keys)
-        .bind(&vulns)
-        .bind(&seen)
-        .execute(&mut **tx)
-        .await?;
-    }
-    let keys: Vec<Uuid> = resolutions.iter().map(|u| key_uuid(&u.0)).collect();
-    let vulns: Vec<&str> = resolutions.iter().map(|u| u.1.as_str()).collect();
-    let how: Vec<&str> = resolutions.iter().map(|u| u.2).collect();
-    sqlx::query(
-        "UPDATE findings f SET resolution = u.resolution \
-         FROM unnest($3::uuid[], $4::text[], $5::text[]) AS u(software_key, vuln_id, resolution) \
-         WHERE f.company_id = $1 AND f.agent_id = $2 AND f.software_key = u.software_key \
-         AND f.vuln_id = u.vuln_id",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .bind(&keys)
-    .bind(&vulns)
-    .bind(&how)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The stored inventory from the app rows (when the compact form is missing or damaged).
-async fn load_inventory(tx: &mut Tx, r: &ProcessedReport) -> Result<Inventory> {
-    let rows = sqlx::query(
-        "SELECT a.software_key, a.arch, s.ecosystem, s.name FROM apps a \
-         JOIN software s ON s.software_key = a.software_key \
-         WHERE a.company_id = $1 AND a.agent_id = $2 AND a.removed_at IS NULL",
-    )
-    .bind(r.company_id)
-    .bind(r.agent_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut apps = HashSet::with_capacity(rows.len());
-    let mut pkg = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let key = uuid_key(row.try_get(0)?);
-        apps.insert((key, row.try_get::<String, _>(1)?));
-        let package = format!(
-            "{}\u{0}{}",
-            row.try_get::<&str, _>(2)?,
-            row.try_get::<&str, _>(3)?
-        );
-        pkg.insert(key, package_id(&package));
-    }
-    Ok((apps, pkg))
 }

@@ -93,17 +93,61 @@ pub async fn process(
     collected_at: DateTime<Utc>,
     matcher: &(dyn Fn(&Software) -> Vec<StoredMatch> + Sync),
 ) -> ReportOutcome {
+    process_together(store, &[(claimed, apps, collected_at)], owner, matcher).await[0]
+}
+
+/// Processes claimed reports (each with its apps and collection time) in one batch, as a
+/// worker whose claim returned them all; returns their outcomes in order.
+pub async fn process_together(
+    store: &dyn Storage,
+    reports: &[(&ClaimedReport, &[App], DateTime<Utc>)],
+    owner: &str,
+    matcher: &(dyn Fn(&Software) -> Vec<StoredMatch> + Sync),
+) -> Vec<ReportOutcome> {
     let o = os();
-    let software: Vec<(SoftwareKey, Software)> = apps
-        .iter()
-        .map(|a| {
-            let s = Software::from_app(a, &o);
-            (s.key(), s)
-        })
-        .collect();
-    let keys: Vec<SoftwareKey> = software.iter().map(|(k, _)| *k).collect();
+    let mut all: Vec<(SoftwareKey, Software)> = Vec::new();
+    let mut processed = Vec::new();
+    for (claimed, apps, collected_at) in reports {
+        let software: Vec<(SoftwareKey, Software)> = apps
+            .iter()
+            .map(|a| {
+                let s = Software::from_app(a, &o);
+                (s.key(), s)
+            })
+            .collect();
+        processed.push(ProcessedReport {
+            lease: LeaseRef {
+                queue_id: claimed.queue_id,
+                owner: owner.into(),
+                attempts: claimed.attempts,
+            },
+            company_id: claimed.company_id,
+            agent_id: claimed.agent_id,
+            report_id: claimed.report_id,
+            collected_at: *collected_at,
+            digest: zt_inventory::inventory_digest(apps),
+            hostname: "host".into(),
+            os: o.clone(),
+            arch: "x86_64".into(),
+            apps: software
+                .iter()
+                .map(|(k, _)| StoredApp {
+                    software_key: *k,
+                    arch: String::new(),
+                })
+                .collect(),
+            names: software
+                .iter()
+                .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
+                .collect(),
+        });
+        all.extend(software);
+    }
+    all.sort_by_key(|(k, _)| *k);
+    all.dedup_by_key(|(k, _)| *k);
+    let keys: Vec<SoftwareKey> = all.iter().map(|(k, _)| *k).collect();
     let unknown = store.unmatched_software(&keys).await.unwrap();
-    let matched: Vec<MatchedSoftware> = software
+    let matched: Vec<MatchedSoftware> = all
         .iter()
         .filter(|(k, _)| unknown.contains(k))
         .map(|(k, s)| MatchedSoftware {
@@ -112,42 +156,15 @@ pub async fn process(
             matches: matcher(s),
         })
         .collect();
-    let report = ProcessedReport {
-        lease: LeaseRef {
-            queue_id: claimed.queue_id,
-            owner: owner.into(),
-            attempts: claimed.attempts,
-        },
-        company_id: claimed.company_id,
-        agent_id: claimed.agent_id,
-        report_id: claimed.report_id,
-        collected_at,
-        digest: zt_inventory::inventory_digest(apps),
-        hostname: "host".into(),
-        os: o.clone(),
-        arch: "x86_64".into(),
-        apps: software
-            .iter()
-            .map(|(k, _)| StoredApp {
-                software_key: *k,
-                arch: String::new(),
-            })
-            .collect(),
-        names: software
-            .iter()
-            .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
-            .collect(),
-    };
-    let out = store
+    store
         .finish_batch(&ProcessedBatch {
             revision: 1,
             software: matched,
-            reports: vec![report],
+            reports: processed,
             now: Utc::now(),
         })
         .await
-        .unwrap();
-    out[0]
+        .unwrap()
 }
 
 /// The records read from `paths` as one import (origin "test"); no file may have errors.

@@ -10,7 +10,7 @@ use zt_inventory::{App, Software};
 use zt_store::model::*;
 use zt_store::Storage;
 
-use super::common::{agent_with, company_with, npm as app, process};
+use super::common::{agent_with, company_with, npm as app, process, process_together};
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
 /// guard that keeps the store's database, and the store).
@@ -24,6 +24,7 @@ macro_rules! conformance_tests {
             expired_leases_retry_then_dead_letter,
             failures_back_off_then_dead_letter,
             findings_follow_inventories_and_stay_in_their_company,
+            one_batch_applies_each_agents_reports_oldest_first,
             rematch_updates_every_company_after_a_reconcile,
             purge_keeps_recent_and_pending,
         );
@@ -716,6 +717,145 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
     assert_eq!(store.summary(acme).await.unwrap().apps, 2);
     // Beta never changed.
     assert_eq!(store.summary(beta).await.unwrap().findings.total(), 3);
+}
+
+/// A batch holding several reports of one agent (and another agent's) applies them oldest
+/// first, each against the inventory the previous one left, exactly as one by one would.
+pub async fn one_batch_applies_each_agents_reports_oldest_first(store: &dyn Storage) {
+    let acme = company(store, "Acme", 70).await;
+    let a = agent(store, acme, "web-1", 71).await;
+    let b = agent(store, acme, "web-2", 72).await;
+    let t = Utc::now() - chrono::Duration::seconds(600);
+    let v1 = vec![
+        app("lodash", "4.17.15"),
+        app("minimist", "0.0.8"),
+        app("left-pad", "1.0.0"),
+    ];
+    // Upgrade lodash (one of its two vulnerabilities stays), remove minimist; then upgrade
+    // lodash past every fix.
+    let v2 = vec![app("lodash", "4.17.19"), app("left-pad", "1.0.0")];
+    let v3 = vec![app("lodash", "4.17.21"), app("left-pad", "1.0.0")];
+    let sent = [
+        (a, &v1, t),
+        (a, &v2, t + chrono::Duration::seconds(60)),
+        (a, &v3, t + chrono::Duration::seconds(120)),
+        (b, &v1, t),
+    ];
+    let mut ids = Vec::new();
+    for (agent_id, apps, at) in sent {
+        let r = incoming(acme, agent_id, apps, at);
+        ids.push(r.report_id);
+        let out = store.accept_reports(&[r], 100).await.unwrap();
+        assert_eq!(out, vec![AcceptOutcome::Queued]);
+    }
+    let got = store
+        .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4, "one claim takes all four");
+    let of = |c: &ClaimedReport| {
+        let i = ids.iter().position(|id| *id == c.report_id).unwrap();
+        (i, sent[i].1.as_slice(), sent[i].2)
+    };
+    let together: Vec<(&ClaimedReport, &[App], DateTime<Utc>)> = got
+        .iter()
+        .map(|c| {
+            let (_, apps, at) = of(c);
+            (c, apps, at)
+        })
+        .collect();
+    let outcomes = process_together(store, &together, "w", &lodash_matcher).await;
+    let mut by_sent = vec![None; 4];
+    for (c, out) in got.iter().zip(outcomes) {
+        by_sent[of(c).0] = Some(out);
+    }
+    let applied = |added, removed, changed| {
+        Some(ReportOutcome::Applied {
+            added,
+            removed,
+            changed,
+        })
+    };
+    assert_eq!(
+        by_sent,
+        vec![
+            applied(3, 0, 0),
+            applied(0, 1, 1),
+            applied(0, 0, 1),
+            applied(3, 0, 0)
+        ]
+    );
+
+    // a ends with v3 and no open finding; b has v1's three.
+    let s = store.summary(acme).await.unwrap();
+    assert_eq!(
+        (
+            s.agents,
+            s.apps,
+            s.findings.high,
+            s.findings.medium,
+            s.fixable
+        ),
+        (2, 5, 2, 1, 2)
+    );
+    let agent_a = store.get_agent(acme, a).await.unwrap().unwrap();
+    assert_eq!(agent_a.apps, 2);
+    assert_eq!(agent_a.findings, SeverityCounts::default(), "a's counters");
+    let agent_b = store.get_agent(acme, b).await.unwrap().unwrap();
+    assert_eq!((agent_b.findings.high, agent_b.findings.medium), (2, 1));
+    let open = store
+        .list_findings(acme, &FindingFilter::default(), &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(open.len(), 3);
+    assert!(open.iter().all(|f| f.agent_id == b));
+    let resolved = store
+        .list_findings(
+            acme,
+            &FindingFilter {
+                status: FindingStatus::Resolved,
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    let mut why: Vec<(String, String, Option<String>)> = resolved
+        .iter()
+        .map(|f| {
+            assert_eq!(f.agent_id, a);
+            (
+                f.vulnerability.id.clone(),
+                f.package.version.clone(),
+                f.resolution.clone(),
+            )
+        })
+        .collect();
+    why.sort();
+    let row = |v: &str, ver: &str, res: &str| (v.to_string(), ver.to_string(), Some(res.into()));
+    assert_eq!(
+        why,
+        vec![
+            row("CVE-2020-7598", "0.0.8", "removed"),
+            row("CVE-2020-8203", "4.17.15", "fixed"),
+            row("CVE-2021-23337", "4.17.15", "superseded"),
+            row("CVE-2021-23337", "4.17.19", "fixed"),
+        ]
+    );
+    let apps = store
+        .list_apps(acme, a, &PageRequest::default())
+        .await
+        .unwrap()
+        .unwrap()
+        .items;
+    let mut installed: Vec<String> = apps
+        .iter()
+        .map(|x| format!("{}@{}", x.name, x.version))
+        .collect();
+    installed.sort();
+    assert_eq!(installed, vec!["left-pad@1.0.0", "lodash@4.17.21"]);
 }
 
 pub async fn rematch_updates_every_company_after_a_reconcile(store: &dyn Storage) {
