@@ -162,7 +162,8 @@ impl InventoryDiff {
     }
 }
 
-/// A finding row: software key, vulnerability, first seen (as the backend stores times).
+/// A finding row: software key, vulnerability and a value of it (first seen, as the backend
+/// stores times, or a resolution).
 pub(crate) type FindingSeen<T> = (SoftwareKey, String, T);
 
 /// What becomes of the findings of changed packages.
@@ -214,6 +215,78 @@ pub(crate) fn plan_carry_over<T: PartialOrd + Copy>(
         plan.resolutions.push((old_key, vuln, resolution));
     }
     plan
+}
+
+/// The inventory an agent's next report is diffed against when it is known without reading
+/// the app rows: the one an earlier report of this batch left, the stored compact form, or
+/// nothing for an agent without apps. None: the compact form is missing or damaged and the
+/// caller reads the app rows.
+pub(crate) fn known_inventory(
+    current: Option<Inventory>,
+    blob: Option<&[u8]>,
+    app_count: i64,
+) -> Option<Inventory> {
+    if current.is_some() {
+        return current;
+    }
+    match blob.map(decode_inventory) {
+        Some(Ok(decoded)) => Some(decoded),
+        _ if app_count == 0 => Some((HashSet::new(), HashMap::new())),
+        _ => None,
+    }
+}
+
+/// Splits a writer's reports (sorted oldest first per agent) into the next round, every
+/// agent's first report, and the rest: a round's writes finish before the next round is
+/// diffed, so a later report of an agent sees what the earlier one stored.
+pub(crate) fn next_round<T: Copy, A: std::hash::Hash + Eq>(
+    todo: Vec<T>,
+    agent: impl Fn(T) -> A,
+) -> (Vec<T>, Vec<T>) {
+    let mut seen: HashSet<A> = HashSet::new();
+    todo.into_iter().partition(|&r| seen.insert(agent(r)))
+}
+
+/// A row of some agent (`A`, however the backend keys agents).
+pub(crate) type OfAgent<A, R> = (A, R);
+
+/// The carry-over plans of a round's agents, each row tagged with its agent.
+pub(crate) struct RoundCarryOver<A, T> {
+    pub(crate) first_seen: Vec<OfAgent<A, FindingSeen<T>>>,
+    pub(crate) resolutions: Vec<OfAgent<A, FindingSeen<&'static str>>>,
+}
+
+/// [`plan_carry_over`] for a round of several agents: finding rows in, tagged with their agent.
+pub(crate) fn plan_round_carry_over<A: std::hash::Hash + Eq + Copy, T: PartialOrd + Copy>(
+    changed: &[(A, &InventoryDiff)],
+    old_rows: Vec<OfAgent<A, FindingSeen<T>>>,
+    new_rows: Vec<OfAgent<A, FindingSeen<T>>>,
+) -> RoundCarryOver<A, T> {
+    let by_agent = |rows: Vec<OfAgent<A, FindingSeen<T>>>| {
+        let mut map: HashMap<A, Vec<FindingSeen<T>>> = HashMap::new();
+        for (agent, row) in rows {
+            map.entry(agent).or_default().push(row);
+        }
+        map
+    };
+    let (mut old_by_agent, mut new_by_agent) = (by_agent(old_rows), by_agent(new_rows));
+    let mut round = RoundCarryOver {
+        first_seen: Vec::new(),
+        resolutions: Vec::new(),
+    };
+    for (agent, diff) in changed {
+        let Some(old) = old_by_agent.remove(agent) else {
+            continue;
+        };
+        let new = new_by_agent.remove(agent).unwrap_or_default();
+        let plan = plan_carry_over(diff, old, new);
+        let agent = *agent;
+        let first_seen = plan.first_seen.into_iter().map(|row| (agent, row));
+        round.first_seen.extend(first_seen);
+        let resolutions = plan.resolutions.into_iter().map(|row| (agent, row));
+        round.resolutions.extend(resolutions);
+    }
+    round
 }
 
 /// The vulnerabilities of these matches, each once (the first occurrence), and their

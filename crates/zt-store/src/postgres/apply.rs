@@ -23,7 +23,8 @@ use zt_inventory::SoftwareKey;
 use super::process::COUNTERS_FROM_FINDINGS;
 use super::{key_uuid, uuid_key, Tx};
 use crate::common::inventory::{
-    decode_inventory, encode_inventory, package_id, plan_carry_over, Inventory, InventoryDiff,
+    encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
+    Inventory, InventoryDiff,
 };
 use crate::model::*;
 use crate::Result;
@@ -85,10 +86,7 @@ pub(crate) async fn apply_company(
     todo.sort_by_key(|&i| (report(i).agent_id, report(i).collected_at));
     let mut outcomes: HashMap<usize, ReportOutcome> = HashMap::with_capacity(reports.len());
     while !todo.is_empty() {
-        let mut seen: HashSet<AgentId> = HashSet::new();
-        let (round, later): (Vec<usize>, Vec<usize>) = todo
-            .into_iter()
-            .partition(|&i| seen.insert(report(i).agent_id));
+        let (round, later) = next_round(todo, |i| report(i).agent_id);
         let mut applied: Vec<(usize, InventoryDiff, bool)> = Vec::with_capacity(round.len());
         for i in round {
             let r = report(i);
@@ -99,13 +97,14 @@ pub(crate) async fn apply_company(
                 outcomes.insert(i, ReportOutcome::Stale);
                 continue;
             };
-            let old = match agent.current.take() {
+            let known = known_inventory(
+                agent.current.take(),
+                agent.blob.as_deref(),
+                i64::from(agent.app_count),
+            );
+            let old = match known {
                 Some(inventory) => inventory,
-                None => match agent.blob.as_deref().map(decode_inventory) {
-                    Some(Ok(decoded)) => decoded,
-                    _ if agent.app_count == 0 => (HashSet::new(), HashMap::new()),
-                    _ => load_inventory(tx, company_id, r.agent_id).await?,
-                },
+                None => load_inventory(tx, company_id, r.agent_id).await?,
             };
             let mut diff = InventoryDiff::new(old, r);
             diff.sort();
@@ -295,8 +294,8 @@ async fn write_round(
     carry_over_findings(tx, company_id, now, batch, applied).await
 }
 
-/// A finding row read back for the carry-over: (agent, software, vuln, first_seen).
-type SeenRow = (AgentId, SoftwareKey, String, DateTime<Utc>);
+/// A finding row read back for the carry-over: agent, (software, vuln, first_seen).
+type SeenRow = (AgentId, FindingSeen<DateTime<Utc>>);
 
 /// The findings of changed packages (see `plan_carry_over`), for the whole round at once.
 async fn carry_over_findings(
@@ -330,38 +329,9 @@ async fn carry_over_findings(
         return Ok(());
     }
     let new_rows = read_seen(tx, company_id, &new_keys, None).await?;
-    let mut old_by_agent: HashMap<AgentId, Vec<(SoftwareKey, String, DateTime<Utc>)>> =
-        HashMap::new();
-    for (a, k, v, s) in old_rows {
-        old_by_agent.entry(a).or_default().push((k, v, s));
-    }
-    let mut new_by_agent: HashMap<AgentId, Vec<(SoftwareKey, String, DateTime<Utc>)>> =
-        HashMap::new();
-    for (a, k, v, s) in new_rows {
-        new_by_agent.entry(a).or_default().push((k, v, s));
-    }
-
-    let mut first_seen: Vec<(AgentId, SoftwareKey, String, DateTime<Utc>)> = Vec::new();
-    let mut resolutions: Vec<(AgentId, SoftwareKey, String, &'static str)> = Vec::new();
-    for (agent, diff) in &changed {
-        let Some(old) = old_by_agent.remove(agent) else {
-            continue;
-        };
-        let new = new_by_agent.remove(agent).unwrap_or_default();
-        let plan = plan_carry_over(diff, old, new);
-        first_seen.extend(
-            plan.first_seen
-                .into_iter()
-                .map(|(k, v, s)| (*agent, k, v, s)),
-        );
-        resolutions.extend(
-            plan.resolutions
-                .into_iter()
-                .map(|(k, v, res)| (*agent, k, v, res)),
-        );
-    }
-    set_finding_column(tx, company_id, "first_seen", "timestamptz", first_seen).await?;
-    set_finding_column(tx, company_id, "resolution", "text", resolutions).await
+    let plan = plan_round_carry_over(&changed, old_rows, new_rows);
+    set_finding_column(tx, company_id, "first_seen", "timestamptz", plan.first_seen).await?;
+    set_finding_column(tx, company_id, "resolution", "text", plan.resolutions).await
 }
 
 /// Findings of these (agent, software) rows: open ones, or (with a time) the ones resolved as
@@ -393,9 +363,7 @@ async fn read_seen(
         .map(|row| {
             Ok((
                 row.try_get(0)?,
-                uuid_key(row.try_get(1)?),
-                row.try_get(2)?,
-                row.try_get(3)?,
+                (uuid_key(row.try_get(1)?), row.try_get(2)?, row.try_get(3)?),
             ))
         })
         .collect()
@@ -407,7 +375,7 @@ async fn set_finding_column<V>(
     company_id: CompanyId,
     column: &str,
     sql_type: &str,
-    mut rows: Vec<(AgentId, SoftwareKey, String, V)>,
+    mut rows: Vec<(AgentId, (SoftwareKey, String, V))>,
 ) -> Result<()>
 where
     V: Copy + Send + sqlx::postgres::PgHasArrayType + for<'q> sqlx::Encode<'q, sqlx::Postgres>,
@@ -416,11 +384,11 @@ where
     if rows.is_empty() {
         return Ok(());
     }
-    rows.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-    let agents: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-    let keys: Vec<Uuid> = rows.iter().map(|r| key_uuid(&r.1)).collect();
-    let vulns: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
-    let values: Vec<V> = rows.iter().map(|r| r.3).collect();
+    rows.sort_by(|(a, x), (b, y)| (a, x.0, &x.1).cmp(&(b, y.0, &y.1)));
+    let agents: Vec<Uuid> = rows.iter().map(|(a, _)| *a).collect();
+    let keys: Vec<Uuid> = rows.iter().map(|(_, r)| key_uuid(&r.0)).collect();
+    let vulns: Vec<&str> = rows.iter().map(|(_, r)| r.1.as_str()).collect();
+    let values: Vec<V> = rows.iter().map(|(_, r)| r.2).collect();
     // `first_seen` only ever moves earlier (an older row of the package saw it first).
     let set = if column == "first_seen" {
         "least(f.first_seen, u.value)"

@@ -35,6 +35,13 @@ impl PgStore {
             }
             *due = now + UPKEEP_EVERY;
         }
+        // Asked on the pool: a server with autovacuum on (the usual case) costs no connection.
+        let autovacuum: bool = sqlx::query_scalar("SELECT current_setting('autovacuum')::boolean")
+            .fetch_one(&self.pool)
+            .await?;
+        if autovacuum {
+            return Ok(());
+        }
         let mut conn = PgConnection::connect_with(&self.connect_options).await?;
         let result = upkeep(&mut conn).await;
         conn.close().await?;
@@ -43,12 +50,6 @@ impl PgStore {
 }
 
 async fn upkeep(conn: &mut PgConnection) -> Result<()> {
-    let autovacuum: bool = sqlx::query_scalar("SELECT current_setting('autovacuum')::boolean")
-        .fetch_one(&mut *conn)
-        .await?;
-    if autovacuum {
-        return Ok(());
-    }
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(UPKEEP_LOCK)
         .fetch_one(&mut *conn)

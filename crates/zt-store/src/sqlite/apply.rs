@@ -20,7 +20,8 @@ use zt_inventory::SoftwareKey;
 use super::process::insert_new_software;
 use super::rows::{padded_chunks, values};
 use crate::common::inventory::{
-    decode_inventory, encode_inventory, package_id, plan_carry_over, Inventory, InventoryDiff,
+    encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
+    Inventory, InventoryDiff,
 };
 use crate::common::{key_from, ms, uuid_from};
 use crate::model::*;
@@ -95,10 +96,7 @@ pub(crate) async fn write_batches(
 
     let mut done: Vec<Done> = Vec::with_capacity(todo.len());
     while !todo.is_empty() {
-        let mut seen: HashSet<AgentKey> = HashSet::new();
-        let (round, later): (Vec<At>, Vec<At>) = todo
-            .into_iter()
-            .partition(|&at| seen.insert((report(at).company_id, report(at).agent_id)));
+        let (round, later) = next_round(todo, |at| (report(at).company_id, report(at).agent_id));
         let mut applied: Vec<(At, InventoryDiff)> = Vec::with_capacity(round.len());
         for at in round {
             let r = report(at);
@@ -111,13 +109,11 @@ pub(crate) async fn write_batches(
                 done.push(Done::of(r, "stale", now));
                 continue;
             };
-            let old = match agent.current.take() {
+            let known =
+                known_inventory(agent.current.take(), agent.blob.as_deref(), agent.app_count);
+            let old = match known {
                 Some(inventory) => inventory,
-                None => match agent.blob.as_deref().map(decode_inventory) {
-                    Some(Ok(decoded)) => decoded,
-                    _ if agent.app_count == 0 => (HashSet::new(), HashMap::new()),
-                    _ => load_inventory(tx, r.company_id, r.agent_id).await?,
-                },
+                None => load_inventory(tx, r.company_id, r.agent_id).await?,
             };
             let diff = InventoryDiff::new(old, r);
             outcomes[at.0][at.1] = diff.outcome();
@@ -362,49 +358,34 @@ async fn carry_over_findings(
         new_keys.iter().map(|&(c, a, k, _)| (c, a, k)).collect();
     let new_rows = read_seen(tx, &new_keys, None).await?;
 
-    let mut old_by_agent: HashMap<AgentKey, Vec<(SoftwareKey, String, i64)>> = HashMap::new();
-    for (c, a, k, v, s) in old_rows {
-        old_by_agent.entry((c, a)).or_default().push((k, v, s));
-    }
-    let mut new_by_agent: HashMap<AgentKey, Vec<(SoftwareKey, String, i64)>> = HashMap::new();
-    for (c, a, k, v, s) in new_rows {
-        new_by_agent.entry((c, a)).or_default().push((k, v, s));
-    }
-    let mut first_seen: Vec<(CompanyId, AgentId, SoftwareKey, String, i64)> = Vec::new();
-    let mut resolutions: Vec<(CompanyId, AgentId, SoftwareKey, String, &'static str)> = Vec::new();
-    for (r, _, diff) in &changed {
-        let agent = (r.company_id, r.agent_id);
-        let Some(old) = old_by_agent.remove(&agent) else {
-            continue;
-        };
-        let new = new_by_agent.remove(&agent).unwrap_or_default();
-        let plan = plan_carry_over(diff, old, new);
-        first_seen.extend(
-            plan.first_seen
-                .into_iter()
-                .map(|(k, v, s)| (r.company_id, r.agent_id, k, v, s)),
-        );
-        resolutions.extend(
-            plan.resolutions
-                .into_iter()
-                .map(|(k, v, res)| (r.company_id, r.agent_id, k, v, res)),
-        );
-    }
-    set_finding_column(tx, "first_seen", first_seen).await?;
-    set_finding_column(tx, "resolution", resolutions).await
+    let tagged = |rows: Vec<SeenRow>| -> Vec<(AgentKey, FindingSeen<i64>)> {
+        rows.into_iter()
+            .map(|(c, a, k, v, s)| ((c, a), (k, v, s)))
+            .collect()
+    };
+    let changed: Vec<(AgentKey, &InventoryDiff)> = changed
+        .iter()
+        .map(|(r, _, diff)| ((r.company_id, r.agent_id), *diff))
+        .collect();
+    let plan = plan_round_carry_over(&changed, tagged(old_rows), tagged(new_rows));
+    set_finding_column(tx, "first_seen", plan.first_seen).await?;
+    set_finding_column(tx, "resolution", plan.resolutions).await
 }
 
-/// Sets one column of these findings ((company, agent, software, vuln, value) rows), one
+/// Sets one column of these findings ((company, agent), (software, vuln, value) rows), one
 /// statement per distinct value.
 async fn set_finding_column<V>(
     tx: &mut Tx,
     column: &str,
-    rows: Vec<(CompanyId, AgentId, SoftwareKey, String, V)>,
+    rows: Vec<(AgentKey, FindingSeen<V>)>,
 ) -> Result<()>
 where
     V: Ord + Copy + Send + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + 'static,
 {
-    for (value, keys) in by_value(rows.into_iter().map(|(c, a, k, v, x)| (x, (c, a, k, v)))) {
+    for (value, keys) in by_value(
+        rows.into_iter()
+            .map(|((c, a), (k, v, x))| (x, (c, a, k, v))),
+    ) {
         for chunk in padded_chunks(&keys) {
             let sql = set_finding_column_sql(column, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value);
