@@ -168,7 +168,8 @@ pub(crate) type FindingSeen<T> = (SoftwareKey, String, T);
 
 /// What becomes of the findings of changed packages.
 pub(crate) struct CarryOver<T> {
-    /// New rows that take over an older `first_seen`, in the order of the old rows.
+    /// New rows that take over an older `first_seen` (the earliest of their old rows'), each
+    /// once, in the order of the old rows.
     pub(crate) first_seen: Vec<FindingSeen<T>>,
     /// The old rows' resolution: `superseded` or `fixed`.
     pub(crate) resolutions: Vec<(SoftwareKey, String, &'static str)>,
@@ -183,14 +184,17 @@ pub(crate) fn plan_carry_over<T: PartialOrd + Copy>(
     old_rows: Vec<FindingSeen<T>>,
     new_rows: Vec<FindingSeen<T>>,
 ) -> CarryOver<T> {
-    // (package, vulnerability) → the new rows carrying it.
-    let mut new_by_pkg_vuln: HashMap<(u64, String), Vec<(SoftwareKey, T)>> = HashMap::new();
+    // (package, vulnerability) → the new rows carrying it: key, first seen as it will be, and
+    // where its update is in the plan (one per row, with the earliest of the old rows' times:
+    // a package may have had several versions installed).
+    type Successor<T> = (SoftwareKey, T, Option<usize>);
+    let mut new_by_pkg_vuln: HashMap<(u64, String), Vec<Successor<T>>> = HashMap::new();
     for (key, vuln, first_seen) in new_rows {
         if let Some(pkg) = diff.new_pkg.get(&key) {
             new_by_pkg_vuln
                 .entry((*pkg, vuln))
                 .or_default()
-                .push((key, first_seen));
+                .push((key, first_seen, None));
         }
     }
     let mut plan = CarryOver {
@@ -201,11 +205,18 @@ pub(crate) fn plan_carry_over<T: PartialOrd + Copy>(
         let Some(pkg) = diff.old_pkg.get(&old_key) else {
             continue;
         };
-        let resolution = match new_by_pkg_vuln.get(&(*pkg, vuln.clone())) {
+        let resolution = match new_by_pkg_vuln.get_mut(&(*pkg, vuln.clone())) {
             Some(successors) => {
-                for (new_key, new_first_seen) in successors {
+                for (new_key, new_first_seen, update) in successors {
                     if first_seen < *new_first_seen {
-                        plan.first_seen.push((*new_key, vuln.clone(), first_seen));
+                        *new_first_seen = first_seen;
+                        match update {
+                            Some(at) => plan.first_seen[*at].2 = first_seen,
+                            None => {
+                                *update = Some(plan.first_seen.len());
+                                plan.first_seen.push((*new_key, vuln.clone(), first_seen));
+                            }
+                        }
                     }
                 }
                 "superseded"
@@ -336,5 +347,51 @@ mod tests {
         assert_eq!(decode_inventory(&[]).unwrap().0.len(), 0);
         assert_eq!(package_id("npm\0a"), package_id("npm\0a"));
         assert_ne!(package_id("npm\0a"), package_id("npm\0b"));
+    }
+
+    /// Two installed versions of a package, both with a vulnerability, replaced by one new
+    /// version that still has it: the new row takes the earlier first_seen, in one update.
+    #[test]
+    fn carry_over_takes_the_earliest_of_several_old_versions() {
+        let (v1, v2, v3) = (
+            SoftwareKey([1; 16]),
+            SoftwareKey([2; 16]),
+            SoftwareKey([3; 16]),
+        );
+        let pkg = package_id("npm\0lodash");
+        let old: Inventory = (
+            [(v1, String::new()), (v2, String::new())].into(),
+            [(v1, pkg), (v2, pkg)].into(),
+        );
+        let report = ProcessedReport {
+            lease: LeaseRef {
+                queue_id: 1,
+                owner: "w".into(),
+                attempts: 1,
+            },
+            company_id: Default::default(),
+            agent_id: Default::default(),
+            report_id: Default::default(),
+            collected_at: Default::default(),
+            digest: [0; 32],
+            hostname: String::new(),
+            os: Default::default(),
+            arch: String::new(),
+            apps: vec![StoredApp {
+                software_key: v3,
+                arch: String::new(),
+            }],
+            names: vec![(v3, "npm\0lodash".into())],
+        };
+        let diff = InventoryDiff::new(old, &report);
+        let cve = || "CVE-1".to_string();
+        let plan = plan_carry_over(
+            &diff,
+            vec![(v1, cve(), 20), (v2, cve(), 10)],
+            vec![(v3, cve(), 30)],
+        );
+        assert_eq!(plan.first_seen, vec![(v3, cve(), 10)]);
+        assert_eq!(plan.resolutions.len(), 2);
+        assert!(plan.resolutions.iter().all(|r| r.2 == "superseded"));
     }
 }

@@ -389,14 +389,10 @@ where
     let keys: Vec<Uuid> = rows.iter().map(|(_, r)| key_uuid(&r.0)).collect();
     let vulns: Vec<&str> = rows.iter().map(|(_, r)| r.1.as_str()).collect();
     let values: Vec<V> = rows.iter().map(|(_, r)| r.2).collect();
-    // `first_seen` only ever moves earlier (an older row of the package saw it first).
-    let set = if column == "first_seen" {
-        "least(f.first_seen, u.value)"
-    } else {
-        "u.value"
-    };
+    // One row per finding (`plan_carry_over` says so): `UPDATE … FROM` would apply only one of
+    // several.
     let sql = format!(
-        "UPDATE findings f SET {column} = {set} \
+        "UPDATE findings f SET {column} = u.value \
          FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::{sql_type}[]) \
            AS u(agent_id, software_key, vuln_id, value) \
          WHERE f.company_id = $1 AND f.agent_id = u.agent_id \
