@@ -65,6 +65,10 @@ pub struct ServerConfig {
     pub redis_prefix: String,
     /// How long findings resolved and apps removed are kept.
     pub history_retention: Duration,
+    /// How long an idle live-event stream waits before a comment line keeps it open.
+    pub sse_heartbeat: Duration,
+    /// How long the event log keeps events (a client disconnected longer must resync).
+    pub event_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +94,8 @@ impl Default for ServerConfig {
             redis_url: None,
             redis_prefix: "zerotrace:".into(),
             history_retention: Duration::from_secs(90 * 24 * 3600),
+            sse_heartbeat: Duration::from_secs(15),
+            event_retention: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -60,6 +60,18 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
+        // The event log past its retention, every minute (or twice per retention period
+        // when that is shorter); pruners of several processes take turns on its watermark.
+        let prune_every = (state.config.event_retention.as_secs() / 2).clamp(1, 60);
+        if tick % prune_every == 0 && state.config.role.runs_workers() {
+            let keep = chrono::Duration::from_std(state.config.event_retention)
+                .unwrap_or(chrono::Duration::hours(24));
+            match state.store.prune_events(Utc::now() - keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "pruned the event log"),
+                Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
+            }
+        }
         // Resolved findings and removed apps: every ten minutes, by the worker processes.
         if tick % 600 == 300 && state.config.role.runs_workers() {
             let keep = chrono::Duration::from_std(state.config.history_retention)

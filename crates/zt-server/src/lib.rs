@@ -12,6 +12,7 @@ mod dashboard;
 pub mod error;
 mod ingest;
 mod janitor;
+pub mod live;
 pub mod matching;
 mod ratelimit;
 pub mod routes;
@@ -83,6 +84,13 @@ where
     } else {
         state.ready.store(true, Ordering::Relaxed);
     }
+    if config.role.runs_api() {
+        background.push(tokio::spawn(live::tail(state.clone(), stop_rx.clone())));
+        background.push(tokio::spawn(live::summaries(
+            state.clone(),
+            stop_rx.clone(),
+        )));
+    }
     background.push(tokio::spawn(janitor::run(state.clone(), stop_rx.clone())));
     background.push(tokio::spawn(janitor::checkpoints(
         state.clone(),
@@ -91,11 +99,14 @@ where
 
     let app = routes::router(state.clone());
     let stop = stop_tx.clone();
+    let hub = state.events.clone();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new requests; finishing in-flight work");
             stop.send_replace(true);
+            // Live-event streams never finish by themselves.
+            hub.close();
         })
         .await;
     stop_tx.send_replace(true);

@@ -30,6 +30,8 @@ pub struct Inner {
     pub matcher: Matcher,
     /// Wakes idle workers of this process when reports were queued.
     pub work_available: Arc<Notify>,
+    /// The live events' fan-out to this process's SSE streams.
+    pub events: Arc<crate::live::EventHub>,
     pub metrics: PrometheusHandle,
     /// Set once the match index is loaded (see `/readyz`).
     pub ready: AtomicBool,
@@ -71,6 +73,7 @@ impl AppState {
             ingest,
             matcher: Matcher::empty(),
             work_available,
+            events: Arc::new(crate::live::EventHub::default()),
             metrics: crate::telemetry::prometheus(),
             ready: AtomicBool::new(false),
             known_software: parking_lot::RwLock::new(std::collections::HashSet::new()),

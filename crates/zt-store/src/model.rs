@@ -488,3 +488,75 @@ pub struct ReportStatus {
     pub attempts: u32,
     pub error: Option<String>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live events (issue 12): the durable event log behind the SSE streams
+
+/// What an event reports. The names are the SSE `event:` types of DESIGN.md "Live events".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// `report.processed` {report_id, agent_id, hostname, outcome, opened, resolved}
+    #[serde(rename = "report.processed")]
+    ReportProcessed,
+    /// `findings.changed` {agent_id, hostname, opened:[…], resolved:[…], opened_total,
+    /// resolved_total}
+    #[serde(rename = "findings.changed")]
+    FindingsChanged,
+    /// `agent.enrolled` {agent_id, hostname}
+    #[serde(rename = "agent.enrolled")]
+    AgentEnrolled,
+    /// `knowledge.updated` {revision}: about every company.
+    #[serde(rename = "knowledge.updated")]
+    KnowledgeUpdated,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 4] = [
+        EventKind::ReportProcessed,
+        EventKind::FindingsChanged,
+        EventKind::AgentEnrolled,
+        EventKind::KnowledgeUpdated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ReportProcessed => "report.processed",
+            EventKind::FindingsChanged => "findings.changed",
+            EventKind::AgentEnrolled => "agent.enrolled",
+            EventKind::KnowledgeUpdated => "knowledge.updated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An event to append to the log. `data` is the event's JSON object; the log adds
+/// `company_id` to it when the event belongs to a company.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// None: about every company (every stream gets it).
+    pub company_id: Option<CompanyId>,
+    pub kind: EventKind,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An event as the log keeps it. Ids increase in commit order without gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: u64,
+    pub company_id: Option<CompanyId>,
+    pub kind: EventKind,
+    pub created_at: DateTime<Utc>,
+    /// The JSON object as streamed (`data:` of the SSE message).
+    pub data: String,
+}
+
+/// Where the log stands: ids up to `pruned_through` are gone (a reader behind it must
+/// resync), `head` is the newest id handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogBounds {
+    pub pruned_through: u64,
+    pub head: u64,
+}

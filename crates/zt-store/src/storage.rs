@@ -194,4 +194,35 @@ pub trait Storage: Send + Sync + 'static {
     /// A vulnerability (by id or alias) with the company's hosts it hits; None unless the
     /// company has (or had) a finding of it, so that existence elsewhere never shows.
     async fn vulnerability(&self, company_id: CompanyId, id: &str) -> Result<Option<VulnDetail>>;
+
+    // --- live events (issue 12): the durable event log behind the SSE streams ---------------
+    //
+    // Events are appended in the same transaction as the change they report (a processed
+    // batch, an enrollment), as its last statement: ids increase in commit order without
+    // gaps, so a reader that has seen id N has seen everything before it, on any process.
+
+    /// Events with ids above `after`, in id order, at most `limit`: those of `company` and
+    /// the ones about every company, or with None every company's.
+    async fn events_after(
+        &self,
+        company: Option<CompanyId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// The newest id handed out and the newest id pruned.
+    async fn event_log_bounds(&self) -> Result<EventLogBounds>;
+
+    /// Appends events in a transaction of their own, for changes that have none in the
+    /// store (e.g. a knowledge revision a server finished re-matching); returns the head.
+    async fn append_events(&self, events: &[NewEvent], now: DateTime<Utc>) -> Result<u64>;
+
+    /// Deletes the events created before `before`, oldest first in short transactions (the
+    /// log stays one contiguous range); returns how many went.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// A receiver that gets `()` after a transaction that appended events committed (SQLite:
+    /// in this process; PostgreSQL: in any process, through LISTEN/NOTIFY). Readers still
+    /// poll now and then: a wake-up may be coalesced, or lost while a connection reconnects.
+    async fn event_notifications(&self) -> Result<tokio::sync::mpsc::Receiver<()>>;
 }

@@ -69,6 +69,12 @@ pub struct Args {
     /// Prefix of the Redis keys (several deployments may share one Redis).
     #[arg(long, default_value = "zerotrace:", env = "ZEROTRACE_REDIS_PREFIX")]
     pub redis_prefix: String,
+    /// Seconds an idle live-event stream (SSE) waits before a comment line keeps it open.
+    #[arg(long, default_value_t = 15.0)]
+    pub sse_heartbeat_secs: f64,
+    /// Hours the event log keeps events: a client away longer reloads (`resync`).
+    #[arg(long, default_value_t = 24.0)]
+    pub event_retention_hours: f64,
     /// Fault injection for tests: workers hold each claimed batch this long first.
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
@@ -125,6 +131,10 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         hold_after_claim: args.hold_after_claim_ms.map(Duration::from_millis),
         redis_url: args.redis_url.clone(),
         redis_prefix: args.redis_prefix.clone(),
+        sse_heartbeat: Duration::from_secs_f64(args.sse_heartbeat_secs.clamp(0.05, 3600.0)),
+        event_retention: Duration::from_secs_f64(
+            (args.event_retention_hours * 3600.0).clamp(1.0, 400.0 * 86400.0),
+        ),
         ..ServerConfig::default()
     };
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent;
+mod events;
 mod reads;
 mod system;
 
@@ -40,6 +41,8 @@ pub const API_ROUTES: &[(&str, &str)] = &[
         "get",
         "/api/v1/companies/{company_id}/vulnerabilities/{vuln_id}",
     ),
+    ("get", "/api/v1/companies/{company_id}/events"),
+    ("get", "/api/v1/events"),
     ("get", "/metrics"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -82,6 +85,11 @@ pub fn router(state: AppState) -> Router {
                 "/api/v1/companies/{company_id}/vulnerabilities/{vuln_id}",
                 get(reads::vulnerability),
             )
+            .route(
+                "/api/v1/companies/{company_id}/events",
+                get(events::company_events),
+            )
+            .route("/api/v1/events", get(events::all_events))
             .route("/api/openapi.json", get(system::openapi))
             .route("/", get(crate::dashboard::page))
             .route("/assets/dashboard.js", get(crate::dashboard::script))

@@ -205,6 +205,37 @@ macro_rules! delegate_storage {
                 ) -> Result<Option<VulnDetail>> {
                     self.vulnerability_impl(company_id, id).await
                 }
+
+                async fn events_after(
+                    &self,
+                    company: Option<CompanyId>,
+                    after: u64,
+                    limit: u32,
+                ) -> Result<Vec<StoredEvent>> {
+                    self.events_after_impl(company, after, limit).await
+                }
+
+                async fn event_log_bounds(&self) -> Result<EventLogBounds> {
+                    self.event_log_bounds_impl().await
+                }
+
+                async fn append_events(
+                    &self,
+                    events: &[NewEvent],
+                    now: DateTime<Utc>,
+                ) -> Result<u64> {
+                    $write!(self.append_events_impl(events, now))
+                }
+
+                async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64> {
+                    self.prune_events_impl(before).await
+                }
+
+                async fn event_notifications(
+                    &self,
+                ) -> Result<tokio::sync::mpsc::Receiver<()>> {
+                    self.event_notifications_impl().await
+                }
             }
         };
     };

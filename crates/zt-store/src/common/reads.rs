@@ -151,6 +151,7 @@ pub(crate) trait Cols {
     fn time(&self, i: usize) -> Result<DateTime<Utc>>;
     fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>>;
     fn uuid(&self, i: usize) -> Result<Uuid>;
+    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>>;
     fn software_key(&self, i: usize) -> Result<SoftwareKey>;
     /// A list of strings (NULL: empty).
     fn strings(&self, i: usize) -> Result<Vec<String>>;
@@ -356,4 +357,15 @@ pub(crate) fn software_from_row(c: &impl Cols) -> Result<(SoftwareKey, Software)
         cpe: c.opt_text(9)?,
     };
     Ok((c.software_key(0)?, software))
+}
+
+/// Columns `event_id, company_id, kind, created_at, data` (0-4) of the event log.
+pub(crate) fn event_from_row(c: &impl Cols) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: c.count(0)?,
+        company_id: c.opt_uuid(1)?,
+        kind: super::events::stored_kind(&c.text(2)?)?,
+        created_at: c.time(3)?,
+        data: c.text(4)?,
+    })
 }

@@ -22,6 +22,7 @@ use zt_inventory::SoftwareKey;
 
 use super::process::COUNTERS_FROM_FINDINGS;
 use super::{key_uuid, uuid_key, Tx};
+use crate::common::events::{net_changes, ChangedFinding, NetChanges, RowChanges};
 use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
@@ -44,14 +45,22 @@ struct AgentState {
     findings_changed: bool,
 }
 
+/// What applying one company's reports did.
+pub(crate) struct CompanyApplied {
+    /// Each report's outcome, in the order given.
+    pub(crate) outcomes: Vec<ReportOutcome>,
+    /// What each applied report (index into `batch.reports`) changed, for its events.
+    pub(crate) changes: HashMap<usize, NetChanges>,
+}
+
 /// Applies `reports` (indexes into `batch.reports`, all of `company_id`, the transaction
-/// scoped to it) and returns each one's outcome, in the order given.
+/// scoped to it).
 pub(crate) async fn apply_company(
     tx: &mut Tx,
     company_id: CompanyId,
     batch: &ProcessedBatch,
     reports: &[usize],
-) -> Result<Vec<ReportOutcome>> {
+) -> Result<CompanyApplied> {
     let now = batch.now;
     let report = |i: usize| &batch.reports[i];
     let mut agent_ids: Vec<Uuid> = reports.iter().map(|&i| report(i).agent_id).collect();
@@ -85,6 +94,7 @@ pub(crate) async fn apply_company(
     let mut todo: Vec<usize> = reports.to_vec();
     todo.sort_by_key(|&i| (report(i).agent_id, report(i).collected_at));
     let mut outcomes: HashMap<usize, ReportOutcome> = HashMap::with_capacity(reports.len());
+    let mut changes: HashMap<usize, NetChanges> = HashMap::new();
     while !todo.is_empty() {
         let (round, later) = next_round(todo, |i| report(i).agent_id);
         let mut applied: Vec<(usize, InventoryDiff, bool)> = Vec::with_capacity(round.len());
@@ -114,9 +124,10 @@ pub(crate) async fn apply_company(
             // `stored_at` moves on after the round is written.
             applied.push((i, diff, agent.stored_at.is_none()));
         }
-        write_round(tx, company_id, now, batch, &applied).await?;
+        let mut rows = write_round(tx, company_id, now, batch, &applied).await?;
         for (i, diff, _) in applied {
             let r = report(i);
+            changes.insert(i, net_changes(&diff, rows.remove(&i).unwrap_or_default()));
             if let Some(agent) = agents.get_mut(&r.agent_id) {
                 agent.stored_at = Some(r.collected_at);
                 agent.current = Some((diff.new_apps, diff.new_pkg));
@@ -147,10 +158,13 @@ pub(crate) async fn apply_company(
     .bind(&labels)
     .execute(&mut **tx)
     .await?;
-    Ok(reports
-        .iter()
-        .map(|i| outcomes.get(i).copied().unwrap_or(ReportOutcome::Stale))
-        .collect())
+    Ok(CompanyApplied {
+        outcomes: reports
+            .iter()
+            .map(|i| outcomes.get(i).copied().unwrap_or(ReportOutcome::Stale))
+            .collect(),
+        changes,
+    })
 }
 
 /// Rows as parallel arrays: (agent, software) and optionally arch.
@@ -176,14 +190,41 @@ impl<'a> KeyRows<'a> {
 }
 
 /// The app and finding rows of one round's diffs (agents in id order, each diff in key order:
-/// rows are locked in one order by every writer).
+/// rows are locked in one order by every writer); returns the finding rows each report
+/// opened and resolved.
 async fn write_round(
     tx: &mut Tx,
     company_id: CompanyId,
     now: DateTime<Utc>,
     batch: &ProcessedBatch,
     applied: &[(usize, InventoryDiff, bool)],
-) -> Result<()> {
+) -> Result<HashMap<usize, RowChanges>> {
+    // An agent has one report per round.
+    let report_of: HashMap<AgentId, usize> = applied
+        .iter()
+        .map(|(i, _, _)| (batch.reports[*i].agent_id, *i))
+        .collect();
+    let mut changes: HashMap<usize, RowChanges> = HashMap::new();
+    let mut record = |rows: Vec<sqlx::postgres::PgRow>, opened: bool| -> Result<()> {
+        for row in &rows {
+            let agent: AgentId = row.try_get(0)?;
+            let finding = ChangedFinding {
+                key: uuid_key(row.try_get(1)?),
+                vuln_id: row.try_get(2)?,
+                severity: i64::from(row.try_get::<i16, _>(3)?),
+                kev: row.try_get(4)?,
+            };
+            if let Some(i) = report_of.get(&agent) {
+                let entry = changes.entry(*i).or_default();
+                if opened {
+                    entry.opened.push(finding);
+                } else {
+                    entry.resolved.push(finding);
+                }
+            }
+        }
+        Ok(())
+    };
     let mut deleted = KeyRows::default();
     let mut removed_sw = KeyRows::default();
     // [agents seen before, first inventories]: an agent none of whose reports was processed yet
@@ -249,18 +290,20 @@ async fn write_round(
             .await?;
     }
     if !removed_sw.is_empty() {
-        sqlx::query(
+        let rows = sqlx::query(
             "UPDATE findings f SET resolved_at = $2, resolution = 'removed' \
              FROM unnest($3::uuid[], $4::uuid[]) AS d(agent_id, software_key) \
              WHERE f.company_id = $1 AND f.agent_id = d.agent_id \
-             AND f.software_key = d.software_key AND f.resolved_at IS NULL",
+             AND f.software_key = d.software_key AND f.resolved_at IS NULL \
+             RETURNING f.agent_id, f.software_key, f.vuln_id, f.severity, f.kev",
         )
         .bind(company_id)
         .bind(now)
         .bind(&removed_sw.agents)
         .bind(&removed_sw.keys)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
+        record(rows, false)?;
     }
     for (first, added_sw) in added_sw.iter().enumerate() {
         if added_sw.is_empty() {
@@ -283,15 +326,18 @@ async fn write_round(
                  kev = excluded.kev, fixable = excluded.fixable"
             }
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = format!("{sql} RETURNING agent_id, software_key, vuln_id, severity, kev");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(company_id)
             .bind(now)
             .bind(&added_sw.agents)
             .bind(&added_sw.keys)
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?;
+        record(rows, true)?;
     }
-    carry_over_findings(tx, company_id, now, batch, applied).await
+    carry_over_findings(tx, company_id, now, batch, applied).await?;
+    Ok(changes)
 }
 
 /// A finding row read back for the carry-over: agent, (software, vuln, first_seen).

@@ -23,6 +23,7 @@
 //!   rows by key) and retry a transaction that still lost a deadlock or serialization race.
 
 mod apply;
+mod events;
 mod knowledge;
 mod matches;
 mod process;
@@ -48,6 +49,8 @@ use crate::{Result, StoreError};
 
 /// The role the server's queries run as (created by the migrations when the migrating login may).
 pub const APP_ROLE: &str = "zerotrace_app";
+
+pub use events::EVENTS_CHANNEL;
 
 /// NOTIFY channel announcing newly queued reports.
 pub const QUEUE_CHANNEL: &str = "zerotrace_queue";
@@ -308,6 +311,9 @@ impl Cols for PgRow {
         Ok(self.try_get(i)?)
     }
     fn uuid(&self, i: usize) -> Result<Uuid> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>> {
         Ok(self.try_get(i)?)
     }
     fn software_key(&self, i: usize) -> Result<SoftwareKey> {

@@ -1,15 +1,17 @@
 //! Writing a processed batch: new software with its matches, then each company's reports
 //! (see `apply.rs`), the report rows and queue entries, all in the batch's one transaction.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zt_inventory::SoftwareKey;
 
 use super::apply::apply_company;
+use super::events::{append_in_tx, load_packages};
 use super::queue::CompanyScope;
 use super::{key_uuid, severity_rank, to_i32, PgStore, Tx};
+use crate::common::events::{processed_report_events, NetChanges};
 use crate::common::inventory::distinct_vulns;
 use crate::common::json_list;
 use crate::model::*;
@@ -87,6 +89,7 @@ impl PgStore {
         }
         let mut outcomes = vec![ReportOutcome::LeaseLost; batch.reports.len()];
         let mut done_queue: Vec<i64> = Vec::new();
+        let mut changes: HashMap<usize, NetChanges> = HashMap::new();
         let mut scope = CompanyScope::new();
         for (company_id, mut idx) in by_company {
             idx.retain(|&i| ours.contains(&batch.reports[i].lease.queue_id));
@@ -95,10 +98,11 @@ impl PgStore {
             }
             scope.enter(&mut tx, company_id).await?;
             let applied = apply_company(&mut tx, company_id, batch, &idx).await?;
-            for (&i, outcome) in idx.iter().zip(applied) {
+            for (&i, outcome) in idx.iter().zip(applied.outcomes) {
                 outcomes[i] = outcome;
                 done_queue.push(batch.reports[i].lease.queue_id);
             }
+            changes.extend(applied.changes);
         }
         if !done_queue.is_empty() {
             sqlx::query(
@@ -110,6 +114,28 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The settled reports' events, last (see `events.rs`).
+        let mut keys: Vec<SoftwareKey> = changes.values().flat_map(|c| c.listed_keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let packages = load_packages(&mut tx, &keys).await?;
+        let none = NetChanges::default();
+        let mut events = Vec::new();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let label = match outcome {
+                ReportOutcome::Applied { .. } => "applied",
+                ReportOutcome::Stale => "stale",
+                ReportOutcome::LeaseLost => continue,
+            };
+            let changed = changes.get(&i).unwrap_or(&none);
+            events.extend(processed_report_events(
+                &batch.reports[i],
+                label,
+                changed,
+                &packages,
+            ));
+        }
+        append_in_tx(&mut tx, &mut scope, &events, now).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

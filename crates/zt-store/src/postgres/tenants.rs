@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{set_company, PgStore};
+use crate::common::events::enrolled_event;
 use crate::common::reads::company_from_row;
 use crate::common::{principal_from, token_hash_from};
 use crate::model::*;
@@ -152,6 +153,14 @@ impl PgStore {
         .bind(agent.agent_id)
         .bind(agent.enrolled_at)
         .execute(&mut *tx)
+        .await?;
+        let mut scope = super::queue::CompanyScope::new();
+        super::events::append_in_tx(
+            &mut tx,
+            &mut scope,
+            &[enrolled_event(agent)],
+            agent.enrolled_at,
+        )
         .await?;
         tx.commit().await?;
         Ok(true)

@@ -19,6 +19,9 @@ use zt_inventory::SoftwareKey;
 
 use super::process::insert_new_software;
 use super::rows::{padded_chunks, values};
+use crate::common::events::{
+    net_changes, processed_report_events, ChangedFinding, NetChanges, RowChanges,
+};
 use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
@@ -95,6 +98,9 @@ pub(crate) async fn write_batches(
     let mut agents = load_agents(tx, &keys).await?;
 
     let mut done: Vec<Done> = Vec::with_capacity(todo.len());
+    // Every settled report with its outcome, and what the applied ones changed: their events.
+    let mut settled: Vec<(At, &'static str)> = Vec::with_capacity(todo.len());
+    let mut changes: HashMap<At, NetChanges> = HashMap::new();
     while !todo.is_empty() {
         let (round, later) = next_round(todo, |at| (report(at).company_id, report(at).agent_id));
         let mut applied: Vec<(At, InventoryDiff)> = Vec::with_capacity(round.len());
@@ -107,6 +113,7 @@ pub(crate) async fn write_batches(
                 // The agent is gone, or a newer inventory of it is stored already.
                 outcomes[at.0][at.1] = ReportOutcome::Stale;
                 done.push(Done::of(r, "stale", now));
+                settled.push((at, "stale"));
                 continue;
             };
             let known =
@@ -118,14 +125,17 @@ pub(crate) async fn write_batches(
             let diff = InventoryDiff::new(old, r);
             outcomes[at.0][at.1] = diff.outcome();
             done.push(Done::of(r, "applied", now));
+            settled.push((at, "applied"));
             agent.last_applied = Some(at);
             // `stored_at` and `current` move on after the round is written: `write_round`
             // tells an agent's first inventory by the state before it.
             applied.push((at, diff));
         }
-        write_round(tx, batches, &applied, &agents).await?;
+        let mut rows = write_round(tx, batches, &applied, &agents).await?;
         for ((b, i), diff) in applied {
             let r = &batches[b].reports[i];
+            let report_rows = rows.remove(&(b, i)).unwrap_or_default();
+            changes.insert((b, i), net_changes(&diff, report_rows));
             if let Some(agent) = agents.get_mut(&(r.company_id, r.agent_id)) {
                 agent.stored_at = Some(ms(r.collected_at));
                 agent.current = Some((diff.new_apps, diff.new_pkg));
@@ -136,8 +146,79 @@ pub(crate) async fn write_batches(
 
     write_agents(tx, batches, &agents).await?;
     mark_done(tx, &done).await?;
+    write_events(tx, batches, &settled, &changes).await?;
     Ok(outcomes)
 }
+
+/// The events of the settled reports (`report.processed`, `findings.changed`), last in the
+/// transaction.
+async fn write_events(
+    tx: &mut Tx,
+    batches: &[&ProcessedBatch],
+    settled: &[(At, &'static str)],
+    changes: &HashMap<At, NetChanges>,
+) -> Result<()> {
+    let mut keys: Vec<SoftwareKey> = changes.values().flat_map(|c| c.listed_keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let packages = load_packages(tx, &keys).await?;
+    let none = NetChanges::default();
+    let mut events = Vec::with_capacity(settled.len() * 2);
+    for &(at, outcome) in settled {
+        let r = &batches[at.0].reports[at.1];
+        let changed = changes.get(&at).unwrap_or(&none);
+        events.extend(processed_report_events(r, outcome, changed, &packages));
+    }
+    let now = batches.iter().map(|b| ms(b.now)).max().unwrap_or_default();
+    super::events::append_in_tx(tx, &events, now).await?;
+    Ok(())
+}
+
+/// Name, version, ecosystem and source of these software versions.
+async fn load_packages(
+    tx: &mut Tx,
+    keys: &[SoftwareKey],
+) -> Result<HashMap<SoftwareKey, PackageRef>> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in padded_chunks(keys) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(packages_sql(chunk.len())));
+        for k in chunk {
+            q = q.bind(&k.0[..]);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                key_from(row.get::<&[u8], _>(0))?,
+                PackageRef {
+                    name: row.get(1),
+                    version: row.get(2),
+                    ecosystem: row.get(3),
+                    source: row.get(4),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A finding row a write returned (`RETURNING` [`CHANGED_COLUMNS`]), with its agent.
+fn changed_row(row: &SqliteRow) -> Result<(AgentKey, ChangedFinding)> {
+    Ok((
+        (
+            uuid_from(row.get::<&[u8], _>(0))?,
+            uuid_from(row.get::<&[u8], _>(1))?,
+        ),
+        ChangedFinding {
+            key: key_from(row.get::<&[u8], _>(2))?,
+            vuln_id: row.get(3),
+            severity: row.get(4),
+            kev: row.get(5),
+        },
+    ))
+}
+
+/// What the finding writes return for the events.
+const CHANGED_COLUMNS: &str =
+    "RETURNING company_id, agent_id, software_key, vuln_id, severity, kev";
 
 impl Done {
     fn of(r: &ProcessedReport, outcome: &'static str, now: i64) -> Done {
@@ -216,13 +297,37 @@ fn app_row<'a>(r: &ProcessedReport, now: i64, app: &'a (SoftwareKey, String)) ->
     }
 }
 
-/// The app and finding rows of one round's diffs.
+/// The app and finding rows of one round's diffs; returns the finding rows each report
+/// opened and resolved.
 async fn write_round(
     tx: &mut Tx,
     batches: &[&ProcessedBatch],
     applied: &[(At, InventoryDiff)],
     agents: &HashMap<AgentKey, AgentState>,
-) -> Result<()> {
+) -> Result<HashMap<At, RowChanges>> {
+    // An agent has one report per round.
+    let report_of: HashMap<AgentKey, At> = applied
+        .iter()
+        .map(|&((b, i), _)| {
+            let r = &batches[b].reports[i];
+            ((r.company_id, r.agent_id), (b, i))
+        })
+        .collect();
+    let mut changes: HashMap<At, RowChanges> = HashMap::new();
+    let mut record = |rows: Vec<SqliteRow>, opened: bool| -> Result<()> {
+        for row in &rows {
+            let (agent, finding) = changed_row(row)?;
+            if let Some(at) = report_of.get(&agent) {
+                let entry = changes.entry(*at).or_default();
+                if opened {
+                    entry.opened.push(finding);
+                } else {
+                    entry.resolved.push(finding);
+                }
+            }
+        }
+        Ok(())
+    };
     let mut deleted: Vec<AppRow> = Vec::new();
     let mut inserted: Vec<AppRow> = Vec::new();
     // (company, agent, software, now)
@@ -292,7 +397,7 @@ async fn write_round(
             for (c, a, k) in chunk {
                 q = q.bind(c).bind(a).bind(&k.0[..]);
             }
-            q.execute(&mut **tx).await?;
+            record(q.fetch_all(&mut **tx).await?, false)?;
         }
     }
     // Findings of versions the agent had before open again with what their match says now.
@@ -303,16 +408,17 @@ async fn write_round(
         for (c, a, k) in chunk {
             q = q.bind(c).bind(a).bind(&k.0[..]);
         }
-        q.execute(&mut **tx).await?;
+        record(q.fetch_all(&mut **tx).await?, true)?;
     }
     for chunk in padded_chunks(&added_sw) {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_findings_sql(chunk.len())));
         for (c, a, k, now) in chunk {
             q = q.bind(c).bind(a).bind(&k.0[..]).bind(*now);
         }
-        q.execute(&mut **tx).await?;
+        record(q.fetch_all(&mut **tx).await?, true)?;
     }
-    carry_over_findings(tx, batches, applied).await
+    carry_over_findings(tx, batches, applied).await?;
+    Ok(changes)
 }
 
 /// A finding row read back for the carry-over: (company, agent, software, vuln, first_seen).
@@ -576,7 +682,7 @@ fn resolve_removed_sql(n: usize) -> String {
     format!(
         "UPDATE OR FAIL findings SET resolved_at = ?, resolution = 'removed' \
          WHERE resolved_at IS NULL AND (company_id, agent_id, software_key) IN \
-         (SELECT column1, column2, column3 FROM (VALUES {}))",
+         (SELECT column1, column2, column3 FROM (VALUES {})) {CHANGED_COLUMNS}",
         values(n, "(?, ?, ?)")
     )
 }
@@ -590,7 +696,7 @@ fn reopen_sql(n: usize) -> String {
          fixable = (SELECT sv.fixable {MATCH}) \
          WHERE (company_id, agent_id, software_key) IN \
          (SELECT column1, column2, column3 FROM (VALUES {})) \
-         AND EXISTS (SELECT 1 {MATCH})",
+         AND EXISTS (SELECT 1 {MATCH}) {CHANGED_COLUMNS}",
         values(n, "(?, ?, ?)")
     )
 }
@@ -603,8 +709,16 @@ fn insert_findings_sql(n: usize) -> String {
          SELECT v.column1, v.column2, sv.software_key, sv.vuln_id, sv.severity, sv.kev, \
          sv.fixable, v.column4 \
          FROM (VALUES {}) AS v CROSS JOIN software_vulns sv ON sv.software_key = v.column3 \
-         WHERE true ON CONFLICT DO NOTHING",
+         WHERE true ON CONFLICT DO NOTHING {CHANGED_COLUMNS}",
         values(n, "(?, ?, ?, ?)")
+    )
+}
+
+fn packages_sql(n: usize) -> String {
+    format!(
+        "SELECT software_key, name, version, ecosystem, source FROM software \
+         WHERE software_key IN (SELECT column1 FROM (VALUES {}))",
+        values(n, "(?)")
     )
 }
 
@@ -687,6 +801,7 @@ mod tests {
             agents_sql(4),
             reports_done_sql(4),
             queue_done_sql(4),
+            packages_sql(4),
             super::super::queue::accepted_agents_sql(4),
             super::super::queue::claimed_reports_sql(4),
         ];

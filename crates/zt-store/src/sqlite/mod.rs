@@ -20,6 +20,7 @@
 //! inventories).
 
 mod apply;
+pub(crate) mod events;
 pub(crate) mod knowledge;
 mod matches;
 pub(crate) mod process;
@@ -61,6 +62,8 @@ pub struct SqliteStore {
     pending_batches: process::PendingBatches,
     /// Worker claims waiting to be served by the next group claim (see `queue.rs`).
     pending_claims: queue::PendingClaims,
+    /// Woken after every commit that appended events (see `events.rs`).
+    event_listeners: events::EventListeners,
 }
 
 /// Page cache of the writer connection (negative: KiB): the pages ingest touches at scale.
@@ -129,6 +132,7 @@ impl SqliteStore {
             background_gate: Arc::new(Mutex::new(())),
             pending_batches: Default::default(),
             pending_claims: Default::default(),
+            event_listeners: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -213,6 +217,11 @@ impl Cols for SqliteRow {
     }
     fn uuid(&self, i: usize) -> Result<uuid::Uuid> {
         uuid_from(self.try_get::<&[u8], _>(i)?)
+    }
+    fn opt_uuid(&self, i: usize) -> Result<Option<uuid::Uuid>> {
+        self.try_get::<Option<&[u8]>, _>(i)?
+            .map(uuid_from)
+            .transpose()
     }
     fn software_key(&self, i: usize) -> Result<SoftwareKey> {
         key_from(self.try_get::<&[u8], _>(i)?)

@@ -107,6 +107,9 @@ impl SqliteStore {
             Ok(outcomes) => w.commit().await.map(|()| outcomes),
             Err(e) => Err(e),
         };
+        if together.is_ok() {
+            self.signal_events();
+        }
         match together {
             Ok(outcomes) => {
                 for (pending, outcome) in group.into_iter().zip(outcomes) {
@@ -126,6 +129,7 @@ impl SqliteStore {
                         let mut w = self.begin_write().await?;
                         let mut outcomes = write_batches(&mut w.tx, &[&pending.batch]).await?;
                         w.commit().await?;
+                        self.signal_events();
                         outcomes
                             .pop()
                             .ok_or_else(|| StoreError::Other("a batch without outcome".into()))

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
+use crate::common::events::enrolled_event;
 use crate::common::reads::company_from_row;
 use crate::common::{ms, principal_from, token_hash_from, uuid_from};
 use crate::model::*;
@@ -148,7 +149,10 @@ impl SqliteStore {
         .bind(ms(agent.enrolled_at))
         .execute(&mut *w.tx)
         .await?;
+        super::events::append_in_tx(&mut w.tx, &[enrolled_event(agent)], ms(agent.enrolled_at))
+            .await?;
         w.commit().await?;
+        self.signal_events();
         Ok(true)
     }
 }

@@ -12,6 +12,9 @@ use zt_store::Storage;
 
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
+mod live;
+pub use live::*;
+
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
 /// guard that keeps the store's database, and the store).
 macro_rules! conformance_tests {
@@ -27,6 +30,9 @@ macro_rules! conformance_tests {
             one_batch_applies_each_agents_reports_oldest_first,
             rematch_updates_every_company_after_a_reconcile,
             purge_keeps_recent_and_pending,
+            events_follow_processing_per_company,
+            events_prune_oldest_first,
+            concurrent_event_writers_get_contiguous_ids,
         );
     };
     ($fresh:expr; $($name:ident),* $(,)?) => {$(
