@@ -22,6 +22,15 @@ impl ServerRole {
     pub fn runs_workers(self) -> bool {
         matches!(self, ServerRole::Worker | ServerRole::All)
     }
+
+    /// As `--role` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerRole::Api => "api",
+            ServerRole::Worker => "worker",
+            ServerRole::All => "all",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -25,6 +25,74 @@ pub async fn checkpoints(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// The gauges read from the store, read once before the server listens so that the first
+/// scrape already has them (a gauge first seen at 0 and then at its real value would look like
+/// a jump to the alert rules).
+pub async fn record_gauges(state: &AppState) {
+    record_queue_gauges(state).await;
+    if state.config.role.runs_workers() {
+        record_fleet_gauges(state).await;
+    }
+}
+
+/// The queue's size, dead letters and the age of its oldest pending report. Every process
+/// reads them (the same values from the shared database): the alert rules take their max.
+async fn record_queue_gauges(state: &AppState) {
+    match state.store.queue_stats().await {
+        Ok(stats) => {
+            metrics::gauge!("app_queue_size").set(stats.pending() as f64);
+            metrics::gauge!("app_queue_dead").set(stats.dead as f64);
+            let age = stats
+                .oldest_pending_at
+                .map(|at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            metrics::gauge!("app_queue_oldest_age_seconds").set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "reading queue statistics failed"),
+    }
+}
+
+/// Open findings by severity and enrolled agents, all companies together, from each company's
+/// summary (the counters the dashboard reads: a few rows per company). Worker processes only:
+/// the API replicas keep their database connections for requests.
+async fn record_fleet_gauges(state: &AppState) {
+    let companies = match state.store.list_companies().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing companies for the fleet gauges failed");
+            return;
+        }
+    };
+    let mut total = zt_store::model::Summary::default();
+    for company in &companies {
+        match state.store.summary(company.id).await {
+            Ok(s) => {
+                total.agents += s.agents;
+                total.kev += s.kev;
+                total.findings.critical += s.findings.critical;
+                total.findings.high += s.findings.high;
+                total.findings.medium += s.findings.medium;
+                total.findings.low += s.findings.low;
+                total.findings.unknown += s.findings.unknown;
+            }
+            Err(e) => {
+                // A partial sum would show as a drop in the dashboard: keep the last values.
+                tracing::warn!(error = %e, company = %company.id, "reading a summary for the fleet gauges failed");
+                return;
+            }
+        }
+    }
+    let f = &total.findings;
+    for (severity, n) in crate::telemetry::SEVERITIES
+        .into_iter()
+        .zip([f.critical, f.high, f.medium, f.low, f.unknown])
+    {
+        metrics::gauge!("findings_open", "severity" => severity).set(n as f64);
+    }
+    metrics::gauge!("findings_open_kev").set(total.kev as f64);
+    metrics::gauge!("agents_enrolled").set(total.agents as f64);
+}
+
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut tick: u64 = 0;
     loop {
@@ -37,13 +105,10 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         tick += 1;
         if tick % 2 == 0 {
-            match state.store.queue_stats().await {
-                Ok(stats) => {
-                    metrics::gauge!("app_queue_size").set(stats.pending() as f64);
-                    metrics::gauge!("app_queue_dead").set(stats.dead as f64);
-                }
-                Err(e) => tracing::warn!(error = %e, "reading queue statistics failed"),
-            }
+            record_queue_gauges(&state).await;
+        }
+        if tick % 60 == 30 && state.config.role.runs_workers() {
+            record_fleet_gauges(&state).await;
         }
         if tick % 5 == 0 {
             state.metrics.run_upkeep();

@@ -45,6 +45,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let state = AppState::new(store, config.clone());
+    telemetry::register_all(config.role.as_str());
+    janitor::record_gauges(&state).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
     if config.role.runs_workers() {

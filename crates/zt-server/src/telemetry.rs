@@ -19,10 +19,15 @@ pub fn prometheus() -> PrometheusHandle {
             let latency = [
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ];
+            // A batch grows to 32 x --batch-apps apps while a backlog lasts: its time can
+            // approach the lease (60 s by default), which the SlowProcessing alert watches.
+            let batch = [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("app_processing_duration_seconds".into()),
-                    &latency,
+                    &batch,
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
@@ -48,6 +53,15 @@ fn describe() {
     describe_gauge!(
         "app_queue_size",
         "Reports waiting in or held from the processing queue"
+    );
+    describe_gauge!(
+        "app_queue_oldest_age_seconds",
+        Unit::Seconds,
+        "Age of the longest-waiting report still queued or in processing (0: none)"
+    );
+    describe_gauge!(
+        "app_queue_dead",
+        "Reports dead-lettered after their last processing attempt, kept for inspection"
     );
     describe_histogram!(
         "app_processing_duration_seconds",
@@ -85,6 +99,71 @@ fn describe() {
         "reports_accepted_total",
         "Inventory reports by outcome at the door"
     );
+    describe_counter!(
+        "reports_processed_total",
+        "Claimed reports by what processing made of them"
+    );
+    describe_counter!(
+        "redis_errors_total",
+        "Failed calls to the shared Redis (limits fall back to this process)"
+    );
+    describe_gauge!(
+        "findings_open",
+        "Open findings of all companies, by severity (read every minute by worker processes)"
+    );
+    describe_gauge!(
+        "findings_open_kev",
+        "Open findings of all companies whose vulnerability is in CISA KEV"
+    );
+    describe_gauge!("agents_enrolled", "Agents enrolled, all companies together");
+    describe_gauge!(
+        "zerotrace_build_info",
+        "Always 1; the labels say which version and role this process runs"
+    );
+}
+
+/// Outcomes of `reports_accepted_total`.
+pub const ACCEPT_OUTCOMES: [&str; 5] =
+    ["queued", "unchanged", "duplicate", "conflict", "queue_full"];
+/// Outcomes of `reports_processed_total`.
+pub const PROCESS_OUTCOMES: [&str; 3] = ["applied", "stale", "lease_lost"];
+/// Scopes of `rate_limited_total`.
+pub const RATE_LIMIT_SCOPES: [&str; 2] = ["agent", "company"];
+/// Severities of `findings_open`.
+pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
+
+/// Makes every metric exist from the start — counters at 0 for each known label value,
+/// histograms without observations — so that alert rules and dashboards see a series (and a
+/// rate of 0) before the first event, not a gap. The store gauges are set by the janitor's
+/// first reading, before the server listens (`janitor::record_gauges`).
+pub fn register_all(role: &'static str) {
+    for name in [
+        "apps_processed_total",
+        "app_processing_errors_total",
+        "cve_enrichment_failures_total",
+        "enrichment_cache_hits_total",
+        "enrichment_cache_misses_total",
+        "redis_errors_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for outcome in ACCEPT_OUTCOMES {
+        metrics::counter!("reports_accepted_total", "outcome" => outcome).increment(0);
+    }
+    for outcome in PROCESS_OUTCOMES {
+        metrics::counter!("reports_processed_total", "outcome" => outcome).increment(0);
+    }
+    for scope in RATE_LIMIT_SCOPES {
+        metrics::counter!("rate_limited_total", "scope" => scope).increment(0);
+    }
+    // Registering a histogram renders its buckets, all 0.
+    let _ = metrics::histogram!("app_processing_duration_seconds");
+    metrics::gauge!(
+        "zerotrace_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "role" => role
+    )
+    .set(1.0);
 }
 
 /// Counts every request by its route template (never the raw path: ids would explode the

@@ -219,6 +219,9 @@ pub struct QueueStats {
     pub dead: u64,
     /// Finished entries not yet purged.
     pub done: u64,
+    /// When the longest-waiting entry still queued or leased was accepted (operations: the
+    /// queue-age metric and its alert); `None` when nothing is pending.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
 }
 
 impl QueueStats {

@@ -1,11 +1,13 @@
 //! Test support shared by the workspace's tests: where the shared public data lives,
-//! throwaway PostgreSQL databases and Redis (`postgres`, `redis`), and running the real
-//! binaries (`ServerProcess`).
+//! throwaway PostgreSQL databases and Redis (`postgres`, `redis`), running the real
+//! binaries (`ServerProcess`), and checking systemd units with the real `systemd-analyze`
+//! (`systemd`).
 
 use std::path::PathBuf;
 
 pub mod postgres;
 pub mod redis;
+pub mod systemd;
 pub use postgres::TestDatabase;
 
 /// The workspace root (the directory holding the top-level Cargo.toml).

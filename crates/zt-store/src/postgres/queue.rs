@@ -573,8 +573,8 @@ impl PgStore {
 
     pub(crate) async fn queue_stats_impl(&self) -> Result<QueueStats> {
         let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'leased') \
-             FROM queue WHERE state IN ('queued', 'leased')",
+            "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'leased'), \
+             min(enqueued_at) FROM queue WHERE state IN ('queued', 'leased')",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -592,6 +592,7 @@ impl PgStore {
             leased: to_u64(row.try_get(1)?),
             dead: to_u64(dead),
             done: to_u64(done),
+            oldest_pending_at: row.try_get(2)?,
         })
     }
 

@@ -367,13 +367,20 @@ impl SqliteStore {
     }
 
     pub(crate) async fn queue_stats_impl(&self) -> Result<QueueStats> {
-        let rows = sqlx::query("SELECT state, count(*) FROM queue GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT state, count(*), min(enqueued_at) FROM queue GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
         let mut stats = QueueStats::default();
+        let mut oldest: Option<i64> = None;
         for row in rows {
             let n = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-            match row.get::<&str, _>(0) {
+            let state = row.get::<&str, _>(0);
+            if matches!(state, "queued" | "leased") {
+                let at = row.get::<Option<i64>, _>(2);
+                oldest = oldest.into_iter().chain(at).min();
+            }
+            match state {
                 "queued" => stats.queued = n,
                 "leased" => stats.leased = n,
                 "dead" => stats.dead = n,
@@ -381,6 +388,7 @@ impl SqliteStore {
                 _ => {}
             }
         }
+        stats.oldest_pending_at = oldest.map(from_ms);
         Ok(stats)
     }
 

@@ -33,6 +33,7 @@ macro_rules! conformance_tests {
             events_follow_processing_per_company,
             events_prune_oldest_first,
             concurrent_event_writers_get_contiguous_ids,
+            queue_stats_name_the_oldest_pending_entry,
         );
     };
     ($fresh:expr; $($name:ident),* $(,)?) => {$(
@@ -990,4 +991,68 @@ pub async fn purge_keeps_recent_and_pending(store: &dyn Storage) {
         .await
         .unwrap()
         .is_none());
+}
+
+// --- Operations: the age of the oldest pending report (queue-age metric and alert) ---
+
+pub async fn queue_stats_name_the_oldest_pending_entry(store: &dyn Storage) {
+    assert_eq!(
+        store.queue_stats().await.unwrap().oldest_pending_at,
+        None,
+        "nothing pending"
+    );
+    let c = company(store, "Acme", 90).await;
+    let a1 = agent(store, c, "h1", 91).await;
+    let a2 = agent(store, c, "h2", 92).await;
+    let long_ago = Utc::now() - chrono::Duration::minutes(20);
+    let mut old = incoming(c, a1, &[app("x", "1")], long_ago);
+    old.accepted_at = long_ago;
+    let recent = incoming(c, a2, &[app("y", "1")], Utc::now());
+    let recent_at = recent.accepted_at;
+    assert_eq!(
+        store.accept_reports(&[old, recent], 10).await.unwrap(),
+        [AcceptOutcome::Queued, AcceptOutcome::Queued]
+    );
+    // Both backends keep at least millisecond precision.
+    let near = |got: Option<DateTime<Utc>>, want: DateTime<Utc>| {
+        got.is_some_and(|g| (g - want).num_milliseconds().abs() <= 1)
+    };
+    let stats = store.queue_stats().await.unwrap();
+    assert!(near(stats.oldest_pending_at, long_ago), "{stats:?}");
+
+    // Leased entries still wait for their findings: they count.
+    let now = Utc::now();
+    let got = store
+        .claim_batch(&claim("w", 100, Duration::from_secs(60), 3, now))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(stats.leased, 2);
+    assert!(near(stats.oldest_pending_at, long_ago), "{stats:?}");
+
+    // Dead letters no longer wait: the newer report becomes the oldest, then none is left.
+    let (old_claim, recent_claim) = if got[0].agent_id == a1 {
+        (&got[0], &got[1])
+    } else {
+        (&got[1], &got[0])
+    };
+    for (claimed, want) in [(old_claim, Some(recent_at)), (recent_claim, None)] {
+        store
+            .fail(
+                &[Failure {
+                    lease: lease_of(claimed, "w"),
+                    error: "boom".into(),
+                    retry_at: None,
+                }],
+                now,
+            )
+            .await
+            .unwrap();
+        let stats = store.queue_stats().await.unwrap();
+        match want {
+            Some(at) => assert!(near(stats.oldest_pending_at, at), "{stats:?}"),
+            None => assert_eq!(stats.oldest_pending_at, None, "{stats:?}"),
+        }
+    }
 }
