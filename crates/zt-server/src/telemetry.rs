@@ -116,6 +116,7 @@ fn describe() {
         "Open findings of all companies whose vulnerability is in CISA KEV"
     );
     describe_gauge!("agents_enrolled", "Agents enrolled, all companies together");
+    describe_gauge!("sse_streams", "Live event streams (SSE) open on this process");
     describe_gauge!(
         "zerotrace_build_info",
         "Always 1; the labels say which version and role this process runs"
@@ -156,6 +157,7 @@ pub fn register_all(role: &'static str) {
     for scope in RATE_LIMIT_SCOPES {
         metrics::counter!("rate_limited_total", "scope" => scope).increment(0);
     }
+    metrics::gauge!("sse_streams").increment(0.0);
     // Registering a histogram renders its buckets, all 0.
     let _ = metrics::histogram!("app_processing_duration_seconds");
     metrics::gauge!(
