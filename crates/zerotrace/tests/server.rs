@@ -4,7 +4,6 @@
 //! (`postgres::…`, see zt_testkit::postgres for which server).
 
 use std::io::Write;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,43 +15,7 @@ use zt_testkit::{shared_path, ServerProcess};
 const ADMIN: &str = "zto_test-operator-token-0123456789abcdef";
 
 mod common;
-use common::bin;
-
-/// Where a test's servers keep their data: a temporary data dir (logs, and the SQLite file),
-/// and on PostgreSQL a database of its own, dropped at the end.
-struct Env {
-    dir: tempfile::TempDir,
-    db: Option<zt_testkit::TestDatabase>,
-}
-
-impl Env {
-    fn sqlite() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            db: None,
-        }
-    }
-
-    fn postgres() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            db: Some(zt_testkit::TestDatabase::create()),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The global options naming the store.
-    fn store_args(&self) -> Vec<&str> {
-        let mut args = vec!["--data-dir", self.dir.path().to_str().unwrap()];
-        if let Some(db) = &self.db {
-            args.extend(["--database-url", db.url.as_str(), "--partitions", "4"]);
-        }
-        args
-    }
-}
+use common::{bin, Env};
 
 /// Runs a one-shot `zerotrace` command on the test's store; returns stdout (panics on failure).
 fn zerotrace(env: &Env, args: &[&str]) -> String {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The qualitative severity rating (CVSS v3.1/v4.0 specification, section "Qualitative
 /// Severity Rating Scale"). `Unknown` when no score or label is known.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -68,6 +69,7 @@ impl std::fmt::Display for Severity {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CvssVersion {
     #[serde(rename = "2.0")]
@@ -92,6 +94,7 @@ impl CvssVersion {
 }
 
 /// A CVSS vector with the base score computed from it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cvss {
     pub version: CvssVersion,

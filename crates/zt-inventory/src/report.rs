@@ -9,51 +9,132 @@ use uuid::Uuid;
 /// Unknown fields are ignored so that newer agents can add fields without
 /// older servers rejecting their reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "report_id": "7d8a6b1e-2f0c-4c1e-9a55-0b7f1d3e2a10",
+    "collected_at": "2026-11-26T10:00:00Z",
+    "host": {"hostname": "web-1", "os": {"id": "debian", "version_id": "12",
+        "name": "Debian GNU/Linux 12 (bookworm)"}, "arch": "x86_64"},
+    "apps": [{"name": "openssl", "version": "3.0.11-1~deb12u2", "source": "dpkg",
+        "source_name": "openssl"}]
+})))]
 pub struct InventoryReport {
     /// Chosen by the agent; the server stores a report id once (idempotent retries).
     pub report_id: Uuid,
     pub collected_at: DateTime<Utc>,
     pub host: Host,
+    #[cfg_attr(feature = "openapi", schema(max_items = 100_000))]
     pub apps: Vec<App>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Host {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )
+    )]
     pub hostname: String,
     pub os: OsInfo,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub arch: String,
 }
 
 /// The operating system as `/etc/os-release` names it (`ID`, `VERSION_ID`, `PRETTY_NAME`),
 /// or the equivalent on Windows and macOS (`windows`/`macos`, the version, the product name).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsInfo {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 1024,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )
+    )]
     pub id: String,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub version_id: String,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub name: String,
 }
 
 /// One installed piece of software.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 512,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )
+    )]
     pub name: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )
+    )]
     pub version: String,
     pub source: AppSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub arch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub vendor: Option<String>,
     /// For distro packages: the source package the binary package was built from
     /// (dpkg `Source:`, rpm source rpm name). Distro advisories are keyed by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub source_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub source_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub purl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub cpe: Option<String>,
 }
 
@@ -76,6 +157,7 @@ impl App {
 
 /// Where an app was found: the package manager or the OS registry that lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AppSource {
     Dpkg,

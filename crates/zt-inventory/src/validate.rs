@@ -93,6 +93,26 @@ pub fn validate_report(report: &InventoryReport) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// What is wrong with a text field of outside input, if anything: longer than `max`
+/// characters (counted as JSON Schema's `maxLength` counts them, in code points), or holding
+/// control characters (Unicode category Cc: U+0000–U+001F and U+007F–U+009F, which the
+/// OpenAPI document's pattern `^[^\x00-\x1f\x7f-\x9f]*$` excludes). The server's request
+/// fields use it too, so every text bound the API documents is checked the one way.
+pub fn text_problem(value: &str, max: usize) -> Option<String> {
+    // A string of at most `max` bytes has at most `max` characters: counting is needed only
+    // for longer ones (valid reports, thousands per second, never count).
+    if value.len() > max {
+        let chars = value.chars().count();
+        if chars > max {
+            return Some(format!("{chars} characters long; at most {max}"));
+        }
+    }
+    if value.chars().any(char::is_control) {
+        return Some("contains control characters".into());
+    }
+    None
+}
+
 fn text(
     field: impl FnOnce() -> String,
     value: &str,
@@ -102,14 +122,8 @@ fn text(
     if value.len() < min {
         return Err(ReportError::new(field(), "must not be empty"));
     }
-    if value.len() > max {
-        return Err(ReportError::new(
-            field(),
-            format!("{} bytes long; at most {max}", value.len()),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ReportError::new(field(), "contains control characters"));
+    if let Some(message) = crate::text_problem(value, max) {
+        return Err(ReportError::new(field(), message));
     }
     Ok(())
 }

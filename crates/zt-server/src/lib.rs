@@ -14,6 +14,7 @@ mod ingest;
 mod janitor;
 pub mod live;
 pub mod matching;
+pub mod openapi;
 mod ratelimit;
 pub mod routes;
 pub mod shared;

@@ -17,6 +17,7 @@ pub type ReportId = Uuid;
 pub struct TokenHash(pub [u8; 32]);
 
 /// What a user token may do inside its company.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -70,8 +71,10 @@ impl Principal {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Company {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub id: CompanyId,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -91,6 +94,7 @@ pub struct NewAgent {
 }
 
 /// Open findings counted by severity (`none` counts as `unknown`: no score says anything).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeverityCounts {
     pub critical: u64,
@@ -116,8 +120,10 @@ impl SeverityCounts {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agent {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub agent_id: AgentId,
     pub hostname: String,
     pub os: OsInfo,
@@ -325,6 +331,7 @@ impl MatchDelta {
 // ---------------------------------------------------------------------------------------------
 // Reads
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub agents: u64,
@@ -343,12 +350,14 @@ pub struct PageRequest {
     pub cursor: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppRow {
     pub name: String,
@@ -366,6 +375,7 @@ pub struct AppRow {
     pub findings: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingStatus {
@@ -389,6 +399,7 @@ pub struct FindingFilter {
     pub status: FindingStatus,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackageRef {
     pub name: String,
@@ -398,6 +409,7 @@ pub struct PackageRef {
 }
 
 /// A vulnerability as the findings show it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VulnInfo {
     pub id: String,
@@ -412,14 +424,17 @@ pub struct VulnInfo {
     pub informational: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchInfo {
     pub method: String,
     pub confidence: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingRow {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub agent_id: AgentId,
     pub hostname: String,
     pub package: PackageRef,
@@ -433,8 +448,10 @@ pub struct FindingRow {
 }
 
 /// One host a vulnerability hits.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AffectedHost {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub agent_id: AgentId,
     pub hostname: String,
     pub package: PackageRef,
@@ -443,12 +460,14 @@ pub struct AffectedHost {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VulnDetail {
     pub vulnerability: VulnInfo,
     pub affected: Vec<AffectedHost>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportState {
@@ -480,8 +499,10 @@ impl ReportState {
 }
 
 /// Processing timestamps of one report, for the agent that sent it (and load generators).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportStatus {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub report_id: ReportId,
     pub status: ReportState,
     /// `applied`, `unchanged`, `stale` once done.

@@ -7,6 +7,42 @@ use std::path::Path;
 use serde_json::{json, Value};
 use zt_inventory::{App, Host, InventoryReport, OsInfo};
 
+/// Where a test's servers keep their data: a temporary data dir (logs, and the SQLite file),
+/// and on PostgreSQL a database of its own, dropped at the end.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: Option<zt_testkit::TestDatabase>,
+}
+
+impl Env {
+    pub fn sqlite() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            db: None,
+        }
+    }
+
+    pub fn postgres() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            db: Some(zt_testkit::TestDatabase::create()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The global options naming the store.
+    pub fn store_args(&self) -> Vec<&str> {
+        let mut args = vec!["--data-dir", self.dir.path().to_str().unwrap()];
+        if let Some(db) = &self.db {
+            args.extend(["--database-url", db.url.as_str(), "--partitions", "4"]);
+        }
+        args
+    }
+}
+
 /// The `zerotrace` binary cargo built for these tests.
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zerotrace"))

@@ -5,28 +5,67 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
-use zt_store::model::{Principal, Role};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use zt_store::model::{Company, Principal, Role};
 
 use super::{check_text, created, parse_json, read_body};
 use crate::auth::{authenticate, company_access};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{E400, E401, E403, E404, E413, E429};
 use crate::state::AppState;
 
 const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
-struct CreateCompany {
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Acme Corp"}))]
+pub struct CreateCompany {
+    /// Shown to people; leading and trailing white space is dropped, and what is left must
+    /// not be empty.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct CreateToken {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompanyCreated {
+    id: Uuid,
+    name: String,
+    /// Agents enroll with it; shown this once (stored hashed).
+    enroll_secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompanyList {
+    items: Vec<Company>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"role": "viewer"}))]
+pub struct CreateToken {
+    role: Role,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated {
+    /// The bearer token (`ztu_…`); shown this once (stored hashed).
+    token: String,
+    company_id: Uuid,
     role: Role,
 }
 
 /// Creates a company with its enroll secret; the operator's business.
+#[utoipa::path(post, path = "/api/v1/companies", tag = "companies",
+    request_body = CreateCompany,
+    responses(
+        (status = 201, description = "Created; the enroll secret is shown this once", body = CompanyCreated),
+        E400, E401, E403, E413,
+    ),
+    security(("operator" = [])))]
 pub async fn create_company(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -41,14 +80,17 @@ pub async fn create_company(
     let name = req.name.trim().to_string();
     check_text("name", &name, 1, 200)?;
     let (company, secret) = crate::accounts::create_company(&*state.store, &name).await?;
-    Ok(created(json!({
-        "id": company.id,
-        "name": company.name,
-        "enroll_secret": secret,
-    })))
+    Ok(created(CompanyCreated {
+        id: company.id,
+        name: company.name,
+        enroll_secret: secret,
+    }))
 }
 
-/// The operator sees every company, a user only their own.
+/// The companies the caller sees: the operator every one, a user only their own.
+#[utoipa::path(get, path = "/api/v1/companies", tag = "companies",
+    responses((status = 200, description = "Companies", body = CompanyList), E401, E403, E429),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn list_companies(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -69,10 +111,18 @@ pub async fn list_companies(
             ))
         }
     };
-    Ok(Json(json!({ "items": companies })).into_response())
+    Ok(Json(CompanyList { items: companies }).into_response())
 }
 
 /// A user token for a company: the operator or an admin of that company may create one.
+#[utoipa::path(post, path = "/api/v1/companies/{company_id}/tokens", tag = "tokens",
+    params(("company_id" = Uuid, Path, description = "The company")),
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created; the token is shown this once", body = TokenCreated),
+        E400, E401, E403, E404, E413, E429,
+    ),
+    security(("operator" = []), ("company_admin" = [])))]
 pub async fn create_token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -92,9 +142,9 @@ pub async fn create_token(
     let token = crate::accounts::create_user_token(&*state.store, company_id, req.role)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(created(json!({
-        "token": token,
-        "company_id": company_id,
-        "role": req.role,
-    })))
+    Ok(created(TokenCreated {
+        token,
+        company_id,
+        role: req.role,
+    }))
 }

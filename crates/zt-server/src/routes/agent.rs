@@ -6,15 +6,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
 use zt_inventory::{InventoryReport, OsInfo, MAX_FIELD_LEN, MAX_HOSTNAME_LEN};
-use zt_store::model::{AcceptOutcome, IncomingReport, NewAgent, Principal};
+use zt_store::model::{AcceptOutcome, IncomingReport, NewAgent, Principal, ReportStatus};
 
 use super::{check_text, created, parse_json, read_body};
 use crate::auth::{authenticate, generate_token, hash_token, principal_of, TokenKind};
 use crate::body::{gunzip, parse_inventory, Encoding};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{E400, E401, E403, E404, E409, E413, E415, E429, E503};
 use crate::state::AppState;
 
 /// Bodies above this are parsed on the blocking pool, not on the async workers.
@@ -38,17 +40,56 @@ fn raw_len(headers: &HeaderMap) -> usize {
 /// An enrollment request is small; anything bigger is not one.
 const ENROLL_BODY_LIMIT: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"enroll_secret": "zte_…", "hostname": "web-1",
+    "os": {"id": "debian", "version_id": "12", "name": "Debian GNU/Linux 12 (bookworm)"},
+    "arch": "x86_64", "agent_version": "0.1.0"}))]
 pub struct EnrollRequest {
+    /// The company's enroll secret (`zte_…`): it says which company the agent joins.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     enroll_secret: String,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     hostname: String,
     os: OsInfo,
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     arch: String,
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     agent_version: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enrolled {
+    agent_id: Uuid,
+    /// The agent's bearer token (`zta_…`); shown this once (stored hashed).
+    agent_token: String,
+    /// How often the agent should report, in seconds.
+    #[schema(minimum = 0)]
+    report_interval_s: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportAccepted {
+    report_id: Uuid,
+}
+
+/// Enrolls an agent into the company whose enroll secret the body carries.
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "agents",
+    request_body = EnrollRequest,
+    responses(
+        (status = 201, description = "Enrolled", body = Enrolled),
+        E400, E401, E413, E429,
+    ),
+    extensions(("x-zerotrace-body-credential" = json!("enroll_secret"))))]
 pub async fn enroll(State(state): State<AppState>, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, ENROLL_BODY_LIMIT.min(state.config.body_limit)).await?;
     let req: EnrollRequest = parse_json(&bytes)?;
@@ -87,13 +128,24 @@ pub async fn enroll(State(state): State<AppState>, body: Body) -> ApiResult<Resp
         return Err(ApiError::unauthorized());
     }
     tracing::info!(company = %company_id, agent = %agent.agent_id, hostname = %agent.hostname, "agent enrolled");
-    Ok(created(json!({
-        "agent_id": agent.agent_id,
-        "agent_token": token,
-        "report_interval_s": state.config.report_interval_s,
-    })))
+    Ok(created(Enrolled {
+        agent_id: agent.agent_id,
+        agent_token: token,
+        report_interval_s: state.config.report_interval_s,
+    }))
 }
 
+/// Posts an inventory report (`Content-Encoding: gzip` accepted). Stored durably with its
+/// queue entry before the answer; the same report_id again stores nothing.
+#[utoipa::path(post, path = "/api/v1/inventory", tag = "agents",
+    request_body(content = InventoryReport, description = "The host's whole inventory; \
+        gzip-compressed bodies (Content-Encoding: gzip) are inflated up to the body limit"),
+    responses(
+        (status = 202, description = "Accepted: stored with its queue entry (or recorded as unchanged)", body = ReportAccepted),
+        (status = 200, description = "This report_id was accepted before: nothing stored again", body = ReportAccepted),
+        E400, E401, E403, E409, E413, E415, E429, E503,
+    ),
+    security(("agent" = [])))]
 pub async fn inventory(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -153,13 +205,11 @@ pub async fn inventory(
     };
     drop(report);
     match state.ingest.accept(incoming).await? {
-        AcceptOutcome::Queued | AcceptOutcome::Unchanged => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "report_id": report_id })),
-        )
-            .into_response()),
+        AcceptOutcome::Queued | AcceptOutcome::Unchanged => {
+            Ok((StatusCode::ACCEPTED, Json(ReportAccepted { report_id })).into_response())
+        }
         AcceptOutcome::Duplicate => {
-            Ok((StatusCode::OK, Json(json!({ "report_id": report_id }))).into_response())
+            Ok((StatusCode::OK, Json(ReportAccepted { report_id })).into_response())
         }
         AcceptOutcome::Conflict => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -170,6 +220,11 @@ pub async fn inventory(
     }
 }
 
+/// How a report is doing, for the agent that sent it.
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}", tag = "agents",
+    params(("report_id" = Uuid, Path, description = "The report_id the agent chose")),
+    responses((status = 200, description = "Report status", body = ReportStatus), E401, E403, E404, E429),
+    security(("agent" = [])))]
 pub async fn report_status(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -14,6 +14,7 @@ use zt_store::model::Principal;
 use crate::auth::{authenticate, company_access};
 use crate::error::{ApiError, ApiResult};
 use crate::live::{summary_json, Scope, Stream};
+use crate::openapi::{E401, E403, E404, E429};
 use crate::state::AppState;
 
 /// The position a reconnecting client asks to resume after. An id this server never sent (not
@@ -27,7 +28,18 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     Some(text.parse().unwrap_or(u64::MAX))
 }
 
-/// `GET /api/v1/companies/{company_id}/events`
+/// Live events of a company (Server-Sent Events).
+#[utoipa::path(get, path = "/api/v1/companies/{company_id}/events", tag = "events",
+    description = "text/event-stream. Each message has `id:` (the event log's id; a `summary` or `resync` \
+repeats the stream's position), `event:` (summary, report.processed, findings.changed, \
+agent.enrolled, knowledge.updated, resync) and `data:` (one JSON object, with company_id). A \
+comment line is sent when the stream was idle for the heartbeat interval (15 s).",
+    params(("company_id" = Uuid, Path, description = "The company"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (as sent by the stream); `resync` when the events after it are gone.")),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        E401, E403, E404, E429,
+    ),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn company_events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -48,7 +60,18 @@ pub async fn company_events(
     Ok(sse(&state, stream))
 }
 
-/// `GET /api/v1/events`: every company's events, for the operator.
+/// Live events of every company (operator; Server-Sent Events).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    description = "text/event-stream. Each message has `id:` (the event log's id; a `summary` or `resync` \
+repeats the stream's position), `event:` (summary, report.processed, findings.changed, \
+agent.enrolled, knowledge.updated, resync) and `data:` (one JSON object, with company_id). A \
+comment line is sent when the stream was idle for the heartbeat interval (15 s).",
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (as sent by the stream); `resync` when the events after it are gone.")),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        E401, E403, E429,
+    ),
+    security(("operator" = [])))]
 pub async fn all_events(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers).await?;
     if principal != Principal::Operator {

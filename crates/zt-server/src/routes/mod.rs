@@ -6,102 +6,82 @@ mod events;
 mod reads;
 mod system;
 
-pub use system::OPENAPI_JSON;
+pub use system::openapi_json;
 
 use axum::body::{Body, Bytes};
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{middleware, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::config::ServerRole;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Every route of the API, as the OpenAPI document lists them (a test keeps the two equal).
-pub const API_ROUTES: &[(&str, &str)] = &[
-    ("post", "/api/v1/enroll"),
-    ("post", "/api/v1/inventory"),
-    ("get", "/api/v1/reports/{report_id}"),
-    ("get", "/api/v1/companies"),
-    ("post", "/api/v1/companies"),
-    ("post", "/api/v1/companies/{company_id}/tokens"),
-    ("get", "/api/v1/companies/{company_id}/summary"),
-    ("get", "/api/v1/companies/{company_id}/agents"),
-    (
-        "get",
-        "/api/v1/companies/{company_id}/agents/{agent_id}/apps",
-    ),
-    ("get", "/api/v1/companies/{company_id}/findings"),
-    (
-        "get",
-        "/api/v1/companies/{company_id}/vulnerabilities/{vuln_id}",
-    ),
-    ("get", "/api/v1/companies/{company_id}/events"),
-    ("get", "/api/v1/events"),
-    ("get", "/metrics"),
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-];
+/// The API's routes and the OpenAPI document, from the same registrations: a handler is
+/// served if and only if it is documented. Every route under `/api` is registered here with
+/// `routes!` (a test fails on any registered another way); the dashboard's HTML and assets
+/// are the only other routes (see [`router`]).
+pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let system = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::openapi));
+    let api = OpenApiRouter::new()
+        .routes(routes!(agent::enroll))
+        .routes(routes!(agent::report_status))
+        .routes(routes!(admin::list_companies, admin::create_company))
+        .routes(routes!(admin::create_token))
+        .routes(routes!(reads::summary))
+        .routes(routes!(reads::agents))
+        .routes(routes!(reads::apps))
+        .routes(routes!(reads::findings))
+        .routes(routes!(reads::vulnerability))
+        .routes(routes!(events::company_events))
+        .routes(routes!(events::all_events))
+        .layer(
+            RequestDecompressionLayer::new()
+                .gzip(true)
+                .deflate(false)
+                .br(false)
+                .zstd(false),
+        );
+    // Inventories are inflated by their handler, which keeps the compressed bytes.
+    let inventory = OpenApiRouter::new().routes(routes!(agent::inventory));
+    let documented = system.merge(api).merge(inventory);
+    let (all, doc) = documented.split_for_parts();
+    if role.runs_api() {
+        (all, doc)
+    } else {
+        // Worker processes serve health and metrics only (the document still describes the
+        // whole API).
+        let (system, _) = OpenApiRouter::<AppState>::new()
+            .routes(routes!(system::metrics))
+            .routes(routes!(system::healthz))
+            .routes(routes!(system::readyz))
+            .split_for_parts();
+        (system, doc)
+    }
+}
 
 pub fn router(state: AppState) -> Router {
-    let system = Router::new()
-        .route("/metrics", get(system::metrics))
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz));
-    let mut app = system;
+    let (mut app, _) = api_router_parts(state.config.role);
     if state.config.role.runs_api() {
-        // Inventories are inflated by their handler, which keeps the compressed bytes.
-        let inventory = Router::new().route("/api/v1/inventory", post(agent::inventory));
-        let api = Router::new()
-            .route("/api/v1/enroll", post(agent::enroll))
-            .route("/api/v1/reports/{report_id}", get(agent::report_status))
-            .route(
-                "/api/v1/companies",
-                get(admin::list_companies).post(admin::create_company),
-            )
-            .route(
-                "/api/v1/companies/{company_id}/tokens",
-                post(admin::create_token),
-            )
-            .route(
-                "/api/v1/companies/{company_id}/summary",
-                get(reads::summary),
-            )
-            .route("/api/v1/companies/{company_id}/agents", get(reads::agents))
-            .route(
-                "/api/v1/companies/{company_id}/agents/{agent_id}/apps",
-                get(reads::apps),
-            )
-            .route(
-                "/api/v1/companies/{company_id}/findings",
-                get(reads::findings),
-            )
-            .route(
-                "/api/v1/companies/{company_id}/vulnerabilities/{vuln_id}",
-                get(reads::vulnerability),
-            )
-            .route(
-                "/api/v1/companies/{company_id}/events",
-                get(events::company_events),
-            )
-            .route("/api/v1/events", get(events::all_events))
-            .route("/api/openapi.json", get(system::openapi))
+        // The dashboard: HTML and its assets, not part of the JSON API.
+        app = app
             .route("/", get(crate::dashboard::page))
             .route("/assets/dashboard.js", get(crate::dashboard::script))
-            .route("/assets/dashboard.css", get(crate::dashboard::style))
-            .layer(
-                RequestDecompressionLayer::new()
-                    .gzip(true)
-                    .deflate(false)
-                    .br(false)
-                    .zstd(false),
-            );
-        app = app.merge(api).merge(inventory);
+            .route("/assets/dashboard.css", get(crate::dashboard::style));
     }
     app.route_layer(middleware::from_fn(crate::telemetry::track_http))
         .fallback(system::not_found)
@@ -118,6 +98,22 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// Query parameters deserialized into `T` (a struct deriving `IntoParams`, which documents
+/// them); a malformed query string answers the API's JSON 400, not axum's plain-text one.
+/// Keep the fields `Option<String>` and parse them with the helpers below, so that every
+/// refusal names its parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::invalid_request("", e.body_text()))
+    }
 }
 
 /// Reads a request body (decompressed by the layer above) up to `limit` bytes.
@@ -151,23 +147,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 /// Checks a text field of a request: length bounds, no control characters.
+/// Checks a text field of a request: length bounds in characters (as the OpenAPI document's
+/// `minLength`/`maxLength` count), no control characters.
 pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<()> {
-    if value.len() < min {
+    if value.chars().take(min).count() < min {
         return Err(ApiError::invalid_request(field, "must not be empty"));
     }
-    if value.len() > max {
-        return Err(ApiError::invalid_request(
-            field,
-            format!("{} bytes long; at most {max}", value.len()),
-        ));
+    match zt_inventory::text_problem(value, max) {
+        Some(problem) => Err(ApiError::invalid_request(field, problem)),
+        None => Ok(()),
     }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request(
-            field,
-            "contains control characters",
-        ));
-    }
-    Ok(())
 }
 
 pub fn created<T: serde::Serialize>(value: T) -> axum::response::Response {

@@ -1,20 +1,24 @@
 //! Company-scoped reads. Every handler first turns the token and the path's company id into
 //! a company it may read (404 for a foreign or unknown id, exactly alike).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+use uuid::Uuid;
 use zt_advisory::Severity;
-use zt_store::model::{CompanyId, FindingFilter, FindingRow, FindingStatus, PageRequest};
+use zt_store::model::{
+    Agent, AppRow, CompanyId, FindingFilter, FindingRow, FindingStatus, Page, PageRequest, Summary,
+    VulnDetail,
+};
 
+use super::ApiQuery;
 use crate::auth::{authenticate, company_access};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{E400, E401, E403, E404, E429};
 use crate::state::AppState;
-
-type Params = Query<HashMap<String, String>>;
 
 async fn scope(state: &AppState, headers: &HeaderMap, company_id: &str) -> ApiResult<CompanyId> {
     let principal = authenticate(state, headers).await?;
@@ -23,35 +27,75 @@ async fn scope(state: &AppState, headers: &HeaderMap, company_id: &str) -> ApiRe
     Ok(company_id)
 }
 
-fn page_of(params: &HashMap<String, String>) -> ApiResult<PageRequest> {
-    let limit = match params.get("limit") {
-        None => 0,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_request(
-                    "limit",
-                    "must be a number from 1 to 1000",
-                ))
-            }
-        },
-    };
-    let cursor = params.get("cursor").filter(|c| !c.is_empty()).cloned();
-    if cursor.as_ref().is_some_and(|c| c.len() > 4096) {
-        return Err(ApiError::invalid_request("cursor", "too long"));
-    }
-    Ok(PageRequest { limit, cursor })
+/// Paging of every list: `limit` items (default 100) after `cursor`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<String>, max_length = 4096)]
+    cursor: Option<String>,
 }
 
-fn parse_bool(params: &HashMap<String, String>, name: &'static str) -> ApiResult<Option<bool>> {
-    match params.get(name).map(String::as_str) {
-        None | Some("") => Ok(None),
-        Some("true" | "1" | "yes") => Ok(Some(true)),
-        Some("false" | "0" | "no") => Ok(Some(false)),
+impl PageQuery {
+    fn page(&self) -> ApiResult<PageRequest> {
+        let limit = match self.limit.as_deref() {
+            None => 0,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => {
+                    return Err(ApiError::invalid_request(
+                        "limit",
+                        "must be a number from 1 to 1000",
+                    ))
+                }
+            },
+        };
+        let cursor = self.cursor.clone().filter(|c| !c.is_empty());
+        if cursor.as_ref().is_some_and(|c| c.len() > 4096) {
+            return Err(ApiError::invalid_request("cursor", "too long"));
+        }
+        Ok(PageRequest { limit, cursor })
+    }
+}
+
+fn parse_bool(value: Option<&str>, name: &'static str) -> ApiResult<Option<bool>> {
+    match value {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
         Some(_) => Err(ApiError::invalid_request(name, "must be true or false")),
     }
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // the shape of `Page<Agent>`, for the document
+pub struct AgentPage {
+    items: Vec<Agent>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AppPage {
+    items: Vec<AppRow>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FindingPage {
+    items: Vec<FindingRow>,
+    next_cursor: Option<String>,
+}
+
+/// Counts of the company's agents, apps and open findings.
+#[utoipa::path(get, path = "/api/v1/companies/{company_id}/summary", tag = "reads",
+    params(("company_id" = Uuid, Path, description = "The company")),
+    responses((status = 200, description = "Summary", body = Summary), E401, E403, E404, E429),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn summary(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -61,26 +105,41 @@ pub async fn summary(
     Ok(Json(state.store.summary(company_id).await?).into_response())
 }
 
+/// The company's agents, by hostname.
+#[utoipa::path(get, path = "/api/v1/companies/{company_id}/agents", tag = "reads",
+    params(("company_id" = Uuid, Path, description = "The company"), PageQuery),
+    responses((status = 200, description = "A page of agents", body = AgentPage), E400, E401, E403, E404, E429),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn agents(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(company_id): Path<String>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let page = page_of(&params)?;
-    Ok(Json(state.store.list_agents(company_id, &page).await?).into_response())
+    let page = query.page()?;
+    let agents: Page<Agent> = state.store.list_agents(company_id, &page).await?;
+    Ok(Json(agents).into_response())
 }
 
+/// The apps installed on an agent, by name.
+#[utoipa::path(get, path = "/api/v1/companies/{company_id}/agents/{agent_id}/apps", tag = "reads",
+    params(
+        ("company_id" = Uuid, Path, description = "The company"),
+        ("agent_id" = Uuid, Path, description = "An agent of the company"),
+        PageQuery,
+    ),
+    responses((status = 200, description = "A page of apps", body = AppPage), E400, E401, E403, E404, E429),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn apps(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((company_id, agent_id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let agent_id = uuid::Uuid::parse_str(&agent_id).map_err(|_| ApiError::not_found())?;
-    let page = page_of(&params)?;
+    let agent_id = Uuid::parse_str(&agent_id).map_err(|_| ApiError::not_found())?;
+    let page = query.page()?;
     let apps = state
         .store
         .list_apps(company_id, agent_id, &page)
@@ -89,65 +148,123 @@ pub async fn apps(
     Ok(Json(apps).into_response())
 }
 
-fn finding_filter(params: &HashMap<String, String>) -> ApiResult<FindingFilter> {
-    let mut filter = FindingFilter::default();
-    if let Some(list) = params.get("severity").filter(|s| !s.is_empty()) {
-        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let severity = match part.to_ascii_lowercase().as_str() {
-                "critical" => Severity::Critical,
-                "high" => Severity::High,
-                "medium" => Severity::Medium,
-                "low" => Severity::Low,
-                "unknown" | "none" => Severity::Unknown,
-                _ => {
-                    return Err(ApiError::invalid_request(
-                        "severity",
-                        "comma-separated list of critical, high, medium, low, unknown",
-                    ))
-                }
-            };
-            if !filter.severities.contains(&severity) {
-                filter.severities.push(severity);
-            }
-        }
-    }
-    filter.kev = parse_bool(params, "kev")?;
-    filter.fixable = parse_bool(params, "fixable")?;
-    if let Some(q) = params.get("q").filter(|q| !q.is_empty()) {
-        if q.len() > 200 {
-            return Err(ApiError::invalid_request("q", "at most 200 bytes"));
-        }
-        filter.query = Some(q.clone());
-    }
-    if let Some(a) = params.get("agent_id").filter(|a| !a.is_empty()) {
-        filter.agent_id = Some(
-            uuid::Uuid::parse_str(a)
-                .map_err(|_| ApiError::invalid_request("agent_id", "must be a UUID"))?,
-        );
-    }
-    if let Some(v) = params.get("vulnerability").filter(|v| !v.is_empty()) {
-        filter.vuln_id = Some(v.clone());
-    }
-    filter.status = match params.get("status").map(String::as_str) {
-        None | Some("") | Some("open") => FindingStatus::Open,
-        Some("resolved") => FindingStatus::Resolved,
-        Some("all") => FindingStatus::All,
-        Some(_) => return Err(ApiError::invalid_request("status", "open, resolved or all")),
-    };
-    Ok(filter)
+/// The filters of the findings list; all optional, combined with AND.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FindingsQuery {
+    /// Any of these severities, comma-separated (`none` counts as `unknown`).
+    #[param(value_type = Option<String>, pattern = r"^(critical|high|medium|low|unknown|none)(,(critical|high|medium|low|unknown|none))*$")]
+    severity: Option<String>,
+    /// Only findings whose vulnerability is (or is not) in CISA KEV.
+    #[param(value_type = Option<bool>)]
+    kev: Option<String>,
+    /// Only findings with (or without) a known fixed version.
+    #[param(value_type = Option<bool>)]
+    fixable: Option<String>,
+    /// Substring of the package name, the vulnerability id or an alias, or the hostname.
+    #[param(value_type = Option<String>, max_length = 200)]
+    q: Option<String>,
+    /// Only this agent's findings.
+    #[param(value_type = Option<Uuid>)]
+    agent_id: Option<String>,
+    /// Only findings of this vulnerability (exact id).
+    #[param(value_type = Option<String>, max_length = 200)]
+    vulnerability: Option<String>,
+    /// Open (default), resolved or all findings.
+    #[param(value_type = Option<FindingStatus>)]
+    status: Option<String>,
+    /// `csv` exports every finding that matches the filters (paging is ignored).
+    #[param(value_type = Option<ExportFormat>)]
+    format: Option<String>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the values of `format`
+enum ExportFormat {
+    Json,
+    Csv,
+}
+
+impl FindingsQuery {
+    fn filter(&self) -> ApiResult<FindingFilter> {
+        let mut filter = FindingFilter::default();
+        if let Some(list) = self.severity.as_deref() {
+            for part in list.split(',') {
+                let severity = match part {
+                    "critical" => Severity::Critical,
+                    "high" => Severity::High,
+                    "medium" => Severity::Medium,
+                    "low" => Severity::Low,
+                    "unknown" | "none" => Severity::Unknown,
+                    _ => {
+                        return Err(ApiError::invalid_request(
+                            "severity",
+                            "comma-separated list of critical, high, medium, low, unknown",
+                        ))
+                    }
+                };
+                if !filter.severities.contains(&severity) {
+                    filter.severities.push(severity);
+                }
+            }
+        }
+        filter.kev = parse_bool(self.kev.as_deref(), "kev")?;
+        filter.fixable = parse_bool(self.fixable.as_deref(), "fixable")?;
+        if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
+            if q.chars().count() > 200 {
+                return Err(ApiError::invalid_request("q", "at most 200 characters"));
+            }
+            filter.query = Some(q.to_string());
+        }
+        if let Some(a) = self.agent_id.as_deref() {
+            filter.agent_id = Some(
+                Uuid::parse_str(a)
+                    .map_err(|_| ApiError::invalid_request("agent_id", "must be a UUID"))?,
+            );
+        }
+        if let Some(v) = self.vulnerability.as_deref().filter(|v| !v.is_empty()) {
+            if v.chars().count() > 200 {
+                return Err(ApiError::invalid_request(
+                    "vulnerability",
+                    "at most 200 characters",
+                ));
+            }
+            filter.vuln_id = Some(v.to_string());
+        }
+        filter.status = match self.status.as_deref() {
+            None | Some("open") => FindingStatus::Open,
+            Some("resolved") => FindingStatus::Resolved,
+            Some("all") => FindingStatus::All,
+            Some(_) => return Err(ApiError::invalid_request("status", "open, resolved or all")),
+        };
+        Ok(filter)
+    }
+}
+
+/// The company's findings, most severe first; `format=csv` exports all that match.
+#[utoipa::path(get, path = "/api/v1/companies/{company_id}/findings", tag = "reads",
+    params(("company_id" = Uuid, Path, description = "The company"), FindingsQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of findings (JSON), or all of them (CSV)", content(
+            (FindingPage = "application/json"),
+            (String = "text/csv"),
+        )),
+        E400, E401, E403, E404, E429,
+    ),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn findings(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(company_id): Path<String>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<FindingsQuery>,
+    ApiQuery(paging): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let filter = finding_filter(&params)?;
-    let mut page = page_of(&params)?;
-    match params.get("format").map(String::as_str) {
-        None | Some("") | Some("json") => Ok(Json(
+    let filter = query.filter()?;
+    let mut page = paging.page()?;
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(
             state
                 .store
                 .list_findings(company_id, &filter, &page)
@@ -247,6 +364,15 @@ fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, f: &FindingRow) -> ApiResult<()> 
     .map_err(ApiError::internal)
 }
 
+/// A vulnerability (by id or alias) with the company's hosts it hits; 404 unless the company
+/// has or had a finding of it.
+#[utoipa::path(get, path = "/api/v1/companies/{company_id}/vulnerabilities/{vuln_id}", tag = "reads",
+    params(
+        ("company_id" = Uuid, Path, description = "The company"),
+        ("vuln_id" = String, Path, description = "A vulnerability id or alias", min_length = 1, max_length = 200),
+    ),
+    responses((status = 200, description = "Vulnerability", body = VulnDetail), E401, E403, E404, E429),
+    security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn vulnerability(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,20 +1,29 @@
 //! Health, readiness, metrics, the OpenAPI document, and JSON answers for unknown routes.
 
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The OpenAPI 3.1 document, maintained by hand beside the routes (a test checks that it
-/// lists exactly the routes the router serves).
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+/// The OpenAPI 3.1 document as served: generated from the handlers once per process.
+pub fn openapi_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        crate::openapi::document()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    })
+}
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -23,12 +32,38 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The process is up.
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Health {
+        status: "ok".into(),
+    })
+    .into_response()
 }
 
-/// The process can do its job: the database answers and the match index is loaded.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`
+    status: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`
+    status: String,
+    database: bool,
+    match_index: bool,
+    #[schema(minimum = 0)]
+    knowledge_revision: u64,
+}
+
+/// Readiness: the database answers and the match index is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready", body = Readiness),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = state.store.ping().await.is_ok();
     let index = state.ready.load(Ordering::Relaxed);
@@ -39,18 +74,26 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({
-            "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-            "database": db,
-            "match_index": index,
-            "knowledge_revision": state.matcher.load().revision,
-        })),
+        Json(Readiness {
+            status: if status == StatusCode::OK {
+                "ready"
+            } else {
+                "not_ready"
+            }
+            .into(),
+            database: db,
+            match_index: index,
+            knowledge_revision: state.matcher.load().revision,
+        }),
     )
         .into_response()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
 pub async fn not_found() -> Response {

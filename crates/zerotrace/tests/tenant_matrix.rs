@@ -1,0 +1,625 @@
+//! The cross-tenant matrix: every operation of the OpenAPI document the real server serves ×
+//! every kind of credential, with the status each must get, and no body of one company's
+//! credential showing another company's data (ids, hostnames, names).
+//!
+//! Nothing here lists routes: they come from `/api/openapi.json`, so a route someone adds is
+//! walked as soon as it is documented (and served: the router and the document are one
+//! registration, see zt-server `routes::api_router_parts`). What the test needs to know of a
+//! route, it reads from the document:
+//! - who may call it: the operation's `security` requirements (schemes `operator`,
+//!   `company_admin`, `company_viewer`, `agent`; none = public). An unknown scheme fails.
+//! - the credential in the body instead of a header: `x-zerotrace-body-credential: <field>`.
+//! - a request body: the example of the body's schema (or of the media type). None fails.
+//! - path parameters: filled from the fixtures in [`World::path_value`], all of company A.
+//!   An unknown parameter fails with a message saying where to add a fixture.
+//!
+//! Expected statuses, for a credential C on an operation with requirements S:
+//! public → a documented 2xx whatever C is; C bogus, missing, revoked or expired → 401; C a
+//! user of company B on a path with ids of A, when S admits users → 404 (a foreign id is a
+//! missing one), and likewise the agent of B where S admits agents; C's kind not in S → 403;
+//! otherwise a documented 2xx. DELETE operations run last (longest path first), each with
+//! the denied credentials and then one admitted credential (the first of `ADMITTED_ORDER`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use zt_inventory::{App, AppSource};
+use zt_testkit::{shared_path, ServerProcess};
+
+mod common;
+use common::{bin, debian_report, Env};
+
+const OPERATOR: &str = "zto_matrix-operator-token-0123456789abcdef";
+
+/// The kinds of credential the document's security schemes name.
+const SCHEMES: [&str; 4] = ["operator", "company_admin", "company_viewer", "agent"];
+
+/// Which admitted credential performs a destructive operation (the least powerful first).
+const ADMITTED_ORDER: [&str; 5] = [
+    "own_viewer",
+    "own_admin",
+    "own_agent",
+    "own_enroll",
+    "operator",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Operator,
+    Admin,
+    Viewer,
+    Agent,
+    Enroll,
+    /// Not a credential the server knows (bogus, missing, revoked, expired).
+    Invalid,
+}
+
+impl Kind {
+    fn scheme(self) -> Option<&'static str> {
+        match self {
+            Kind::Operator => Some("operator"),
+            Kind::Admin => Some("company_admin"),
+            Kind::Viewer => Some("company_viewer"),
+            Kind::Agent => Some("agent"),
+            Kind::Enroll | Kind::Invalid => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Company {
+    /// Company A, whose ids fill every path.
+    Own,
+    Foreign,
+    None,
+}
+
+struct Credential {
+    name: &'static str,
+    token: Option<String>,
+    kind: Kind,
+    company: Company,
+}
+
+/// One company of the test world and what identifies its data.
+struct Tenant {
+    id: String,
+    name: String,
+    secret: String,
+    admin: String,
+    viewer: String,
+    agent_id: String,
+    agent_token: String,
+    hostname: String,
+    report_id: String,
+}
+
+impl Tenant {
+    /// Strings that only this company's data contains.
+    fn markers(&self) -> Vec<&str> {
+        vec![
+            &self.id,
+            &self.name,
+            &self.agent_id,
+            &self.hostname,
+            &self.report_id,
+        ]
+    }
+}
+
+struct World {
+    _server: ServerProcess,
+    url: String,
+    http: reqwest::Client,
+    a: Tenant,
+    b: Tenant,
+    vuln_id: String,
+}
+
+impl World {
+    /// The value of a path parameter: always an id of company A.
+    fn path_value(&self, route: &str, name: &str) -> String {
+        match name {
+            "company_id" => self.a.id.clone(),
+            "agent_id" => self.a.agent_id.clone(),
+            "report_id" => self.a.report_id.clone(),
+            "vuln_id" => self.vuln_id.clone(),
+            other => panic!(
+                "{route}: no fixture for the path parameter {{{other}}}; add one of company A \
+                 to World::path_value in crates/zerotrace/tests/tenant_matrix.rs"
+            ),
+        }
+    }
+
+    fn credentials(&self) -> Vec<Credential> {
+        let c = |name, token: &str, kind, company| Credential {
+            name,
+            token: Some(token.to_string()),
+            kind,
+            company,
+        };
+        vec![
+            c("operator", OPERATOR, Kind::Operator, Company::None),
+            c("own_admin", &self.a.admin, Kind::Admin, Company::Own),
+            c("own_viewer", &self.a.viewer, Kind::Viewer, Company::Own),
+            c(
+                "foreign_admin",
+                &self.b.admin,
+                Kind::Admin,
+                Company::Foreign,
+            ),
+            c(
+                "foreign_viewer",
+                &self.b.viewer,
+                Kind::Viewer,
+                Company::Foreign,
+            ),
+            c("own_agent", &self.a.agent_token, Kind::Agent, Company::Own),
+            c(
+                "foreign_agent",
+                &self.b.agent_token,
+                Kind::Agent,
+                Company::Foreign,
+            ),
+            c("own_enroll", &self.a.secret, Kind::Enroll, Company::Own),
+            c(
+                "foreign_enroll",
+                &self.b.secret,
+                Kind::Enroll,
+                Company::Foreign,
+            ),
+            c(
+                "bogus",
+                "ztu_bogusbogusbogusbogusbogusbogusbogusbogus1",
+                Kind::Invalid,
+                Company::None,
+            ),
+            Credential {
+                name: "none",
+                token: None,
+                kind: Kind::Invalid,
+                company: Company::None,
+            },
+        ]
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, String) {
+    let mut req = http.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let mut resp = req.send().await.expect("request");
+    let status = resp.status();
+    let streaming = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        return (status, resp.text().await.unwrap_or_default());
+    }
+    // An event stream never ends: what it sends at once (the summary) is its body here.
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, resp.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (status, text)
+}
+
+async fn tenant(http: &reqwest::Client, url: &str, label: &str) -> Tenant {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let name = format!("matrix-{label}-{tag}");
+    let (status, body) = send(
+        http,
+        Method::POST,
+        &format!("{url}/api/v1/companies"),
+        Some(OPERATOR),
+        Some(&json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let company: Value = serde_json::from_str(&body).unwrap();
+    let id = company["id"].as_str().unwrap().to_string();
+    let secret = company["enroll_secret"].as_str().unwrap().to_string();
+    let mut tokens = Vec::new();
+    for role in ["admin", "viewer"] {
+        let (status, body) = send(
+            http,
+            Method::POST,
+            &format!("{url}/api/v1/companies/{id}/tokens"),
+            Some(OPERATOR),
+            Some(&json!({ "role": role })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        tokens.push(v["token"].as_str().unwrap().to_string());
+    }
+    let hostname = format!("host-{label}-{tag}");
+    let (status, body) = send(
+        http,
+        Method::POST,
+        &format!("{url}/api/v1/enroll"),
+        None,
+        Some(&json!({"enroll_secret": secret, "hostname": hostname,
+            "os": {"id": "debian", "version_id": "12"}, "arch": "x86_64"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let enrolled: Value = serde_json::from_str(&body).unwrap();
+    let agent_token = enrolled["agent_token"].as_str().unwrap().to_string();
+    // requests 2.25.0 has GHSA-j8r2-6x86-q33q (../shared/data/osv/ghsa-sample).
+    let report = debian_report(
+        &hostname,
+        "Debian GNU/Linux 12 (bookworm)",
+        vec![
+            App::new("requests", "2.25.0", AppSource::Pypi),
+            App::new("semver", "7.0.0", AppSource::Npm),
+        ],
+    );
+    let (status, body) = send(
+        http,
+        Method::POST,
+        &format!("{url}/api/v1/inventory"),
+        Some(&agent_token),
+        Some(&serde_json::to_value(&report).unwrap()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    Tenant {
+        id,
+        name,
+        secret,
+        admin: tokens[0].clone(),
+        viewer: tokens[1].clone(),
+        agent_id: enrolled["agent_id"].as_str().unwrap().to_string(),
+        agent_token,
+        hostname,
+        report_id: report.report_id.to_string(),
+    }
+}
+
+/// Waits until the company's report was processed into findings; returns a vulnerability id.
+async fn wait_findings(http: &reqwest::Client, url: &str, t: &Tenant) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = send(
+            http,
+            Method::GET,
+            &format!("{url}/api/v1/companies/{}/findings", t.id),
+            Some(&t.viewer),
+            None,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if let Some(id) = v["items"][0]["vulnerability"]["id"].as_str() {
+            return id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no findings for {}: {body}",
+            t.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn world(env: &Env) -> World {
+    let import = std::process::Command::new(bin())
+        .args(env.store_args())
+        .args(["feeds", "import"])
+        .arg(shared_path("osv/ghsa-sample"))
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{import:?}");
+    let mut args = env.store_args();
+    args.extend([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--knowledge-poll-secs",
+        "0.2",
+    ]);
+    let server = ServerProcess::start(
+        bin(),
+        &args,
+        &[("ZEROTRACE_ADMIN_TOKEN", OPERATOR)],
+        env.path(),
+        "matrix",
+    )
+    .expect("server starts");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = server.url.clone();
+    let a = tenant(&http, &url, "a").await;
+    let b = tenant(&http, &url, "b").await;
+    let vuln_id = wait_findings(&http, &url, &a).await;
+    wait_findings(&http, &url, &b).await;
+    World {
+        _server: server,
+        url,
+        http,
+        a,
+        b,
+        vuln_id,
+    }
+}
+
+/// One operation of the document.
+struct Operation {
+    method: Method,
+    path: String,
+    /// None: public.
+    security: Option<BTreeSet<String>>,
+    body_credential: Option<String>,
+    example: Option<Value>,
+    success: BTreeSet<u16>,
+    documented: BTreeSet<u16>,
+    path_params: Vec<String>,
+}
+
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v["$ref"].as_str() {
+        Some(r) => {
+            let mut at = doc;
+            for part in r.trim_start_matches("#/").split('/') {
+                at = &at[part];
+            }
+            at
+        }
+        None => v,
+    }
+}
+
+fn operations(doc: &Value) -> Vec<Operation> {
+    let schemes: BTreeSet<&str> = doc["components"]["securitySchemes"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        schemes,
+        SCHEMES.into_iter().collect(),
+        "the document's security schemes changed: teach this test the new kind of credential"
+    );
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(m) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+                continue;
+            };
+            let route = format!("{method} {path}");
+            let security = op["security"].as_array().and_then(|reqs| {
+                let names: BTreeSet<String> = reqs
+                    .iter()
+                    .flat_map(|r| r.as_object().unwrap().keys().cloned())
+                    .collect();
+                (!names.is_empty()).then_some(names)
+            });
+            for name in security.iter().flatten() {
+                assert!(
+                    SCHEMES.contains(&name.as_str()),
+                    "{route}: unknown security scheme {name}"
+                );
+            }
+            let documented: BTreeSet<u16> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.parse().expect("numeric status"))
+                .collect();
+            let success: BTreeSet<u16> = documented
+                .iter()
+                .copied()
+                .filter(|s| (200..300).contains(s))
+                .collect();
+            assert!(!success.is_empty(), "{route}: no success status documented");
+            let example = op["requestBody"]["content"]["application/json"]
+                .as_object()
+                .map(|media| {
+                    media
+                        .get("example")
+                        .cloned()
+                        .or_else(|| resolve(doc, &media["schema"]).get("example").cloned())
+                        .unwrap_or_else(|| {
+                            panic!("{route}: the request body needs an example (schema example)")
+                        })
+                });
+            let path_params = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect();
+            ops.push(Operation {
+                method: m,
+                path: path.clone(),
+                security,
+                body_credential: op["x-zerotrace-body-credential"]
+                    .as_str()
+                    .map(str::to_string),
+                example,
+                success,
+                documented,
+                path_params,
+            });
+        }
+    }
+    // Destructive operations last, the most specific first.
+    ops.sort_by_key(|o| {
+        let delete = o.method == Method::DELETE;
+        (delete, delete.then(|| usize::MAX - o.path.len()))
+    });
+    ops
+}
+
+/// What the credential must get: Ok(()) = a documented 2xx, Err(status) = that status.
+fn expected(op: &Operation, c: &Credential) -> Result<(), u16> {
+    if let Some(field) = &op.body_credential {
+        let _ = field;
+        return match (c.kind, &c.token) {
+            (_, None) => Err(400),
+            (Kind::Enroll, _) => Ok(()),
+            _ => Err(401),
+        };
+    }
+    let Some(security) = &op.security else {
+        return Ok(());
+    };
+    if c.kind == Kind::Invalid {
+        return Err(401);
+    }
+    let admits = |k: Kind| k.scheme().is_some_and(|s| security.contains(s));
+    let scoped = !op.path_params.is_empty();
+    let is_user = matches!(c.kind, Kind::Admin | Kind::Viewer);
+    if scoped && c.company == Company::Foreign {
+        if is_user && (admits(Kind::Admin) || admits(Kind::Viewer)) {
+            return Err(404);
+        }
+        if c.kind == Kind::Agent && admits(Kind::Agent) {
+            return Err(404);
+        }
+    }
+    if !admits(c.kind) {
+        return Err(403);
+    }
+    Ok(())
+}
+
+async fn matrix(env: &Env) {
+    let w = world(env).await;
+    let (status, doc) = send(
+        &w.http,
+        Method::GET,
+        &format!("{}/api/openapi.json", w.url),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    let ops = operations(&doc);
+    assert!(ops.len() >= 14, "only {} operations documented", ops.len());
+    let credentials = w.credentials();
+    let mut failures = Vec::new();
+    let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for op in &ops {
+        let mut path = op.path.clone();
+        for p in &op.path_params {
+            path = path.replace(&format!("{{{p}}}"), &w.path_value(&op.path, p));
+        }
+        let route = format!("{} {}", op.method, op.path);
+        // Denied credentials first, so that a destructive operation still has its target.
+        let mut order: Vec<&Credential> = credentials.iter().collect();
+        order.sort_by_key(|c| expected(op, c).is_ok());
+        let mut performed = false;
+        let admitted_rank = |c: &Credential| {
+            ADMITTED_ORDER
+                .iter()
+                .position(|n| *n == c.name)
+                .unwrap_or(usize::MAX)
+        };
+        if op.method == Method::DELETE {
+            order.sort_by_key(|c| (expected(op, c).is_ok(), admitted_rank(c)));
+        }
+        for c in order {
+            let want = expected(op, c);
+            if want.is_ok() && op.method == Method::DELETE {
+                if performed {
+                    continue;
+                }
+                performed = true;
+            }
+            let (token, body) = match &op.body_credential {
+                Some(field) => {
+                    let mut body = op.example.clone().unwrap_or_else(|| json!({}));
+                    match &c.token {
+                        Some(t) => body[field] = json!(t),
+                        None => {
+                            body.as_object_mut().map(|o| o.remove(field));
+                        }
+                    }
+                    (None, Some(body))
+                }
+                None => (c.token.as_deref(), op.example.clone()),
+            };
+            let (status, text) = send(
+                &w.http,
+                op.method.clone(),
+                &format!("{}{path}", w.url),
+                token,
+                body.as_ref(),
+            )
+            .await;
+            let code = status.as_u16();
+            table
+                .entry(route.clone())
+                .or_default()
+                .push(format!("{}={code}", c.name));
+            let ok = match want {
+                Ok(()) => op.success.contains(&code),
+                Err(s) => s == code,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{route} as {}: got {code}, want {}: {}",
+                    c.name,
+                    match want {
+                        Ok(()) => format!("one of {:?}", op.success),
+                        Err(s) => s.to_string(),
+                    },
+                    text.chars().take(300).collect::<String>()
+                ));
+            }
+            if !op.documented.contains(&code) {
+                failures.push(format!(
+                    "{route} as {}: status {code} is not documented ({:?})",
+                    c.name, op.documented
+                ));
+            }
+            let other = match c.company {
+                Company::Own => Some(&w.b),
+                Company::Foreign => Some(&w.a),
+                Company::None => None,
+            };
+            for marker in other.map(Tenant::markers).unwrap_or_default() {
+                if text.contains(marker) {
+                    failures.push(format!(
+                        "{route} as {}: the body shows another company's {marker:?}: {}",
+                        c.name,
+                        text.chars().take(300).collect::<String>()
+                    ));
+                }
+            }
+        }
+    }
+    for (route, row) in &table {
+        eprintln!("{route}: {}", row.join(" "));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_every_route_by_every_credential() {
+    matrix(&Env::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_every_route_by_every_credential() {
+    matrix(&Env::postgres()).await;
+}
