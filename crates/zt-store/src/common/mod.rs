@@ -5,6 +5,7 @@
 #[macro_use]
 mod delegate;
 pub(crate) mod events;
+pub(crate) mod findings;
 pub(crate) mod inventory;
 pub(crate) mod knowledge;
 pub(crate) mod matches;

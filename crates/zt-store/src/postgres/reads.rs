@@ -6,10 +6,11 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{to_u64, PgStore};
+use crate::common::findings::{push_finding_filters, search_of};
 use crate::common::reads::{
-    affected_host_from_row, agent_from_row, agent_key, app_from_row, contains_pattern,
-    decode_cursor, finding_from_row, hex_bytes, invalid_cursor, limit_of, page_of,
-    severity_filter_ranks, unknown_vuln, vuln_from_row, FINDING_COLUMNS,
+    affected_host_from_row, agent_from_row, agent_key, app_from_row, decode_cursor,
+    finding_from_row, hex_bytes, invalid_cursor, limit_of, page_of, unknown_vuln, vuln_from_row,
+    FINDING_COLUMNS,
 };
 use crate::model::*;
 use crate::Result;
@@ -285,65 +286,20 @@ fn push_findings_arm(
     filter: &FindingFilter,
     tail: impl FnOnce(&mut QueryBuilder<Postgres>),
 ) {
-    let searching = filter.query.as_deref().is_some_and(|q| !q.is_empty());
+    let searching = search_of(filter).is_some();
     qb.push("SELECT * FROM (");
     if searching {
         qb.push(FINDING_COLUMNS);
-        push_filters(qb, company_id, filter);
+        push_finding_filters(qb, company_id, filter);
         tail(qb);
     } else {
         qb.push("WITH picked AS MATERIALIZED (SELECT f.* FROM findings f");
-        push_filters(qb, company_id, filter);
+        push_finding_filters(qb, company_id, filter);
         tail(qb);
         qb.push(") ");
         qb.push(FINDING_COLUMNS.replacen("FROM findings f", "FROM picked f", 1));
     }
     qb.push(") arm");
-}
-
-fn push_filters(qb: &mut QueryBuilder<Postgres>, company_id: CompanyId, filter: &FindingFilter) {
-    qb.push(" WHERE f.company_id = ").push_bind(company_id);
-    match filter.status {
-        FindingStatus::Open => {
-            qb.push(" AND f.resolved_at IS NULL");
-        }
-        FindingStatus::Resolved => {
-            qb.push(" AND f.resolved_at IS NOT NULL");
-        }
-        FindingStatus::All => {}
-    }
-    if !filter.severities.is_empty() {
-        let ranks: Vec<i16> = severity_filter_ranks(&filter.severities)
-            .into_iter()
-            .map(|r| r as i16)
-            .collect();
-        qb.push(" AND f.severity = ANY(").push_bind(ranks).push(")");
-    }
-    if let Some(kev) = filter.kev {
-        qb.push(" AND f.kev = ").push_bind(kev);
-    }
-    if let Some(fixable) = filter.fixable {
-        qb.push(" AND f.fixable = ").push_bind(fixable);
-    }
-    if let Some(agent) = filter.agent_id {
-        qb.push(" AND f.agent_id = ").push_bind(agent);
-    }
-    if let Some(v) = &filter.vuln_id {
-        qb.push(" AND f.vuln_id = ").push_bind(v.clone());
-    }
-    if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
-        // ILIKE: SQLite's LIKE ignores ASCII case, and users expect that of a search box.
-        let pattern = contains_pattern(q);
-        qb.push(" AND (s.name ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR f.vuln_id ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR ag.hostname ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR array_to_string(v.aliases, ' ') ILIKE ")
-            .push_bind(pattern)
-            .push(")");
-    }
 }
 
 /// An agent row of [`AGENT_COLUMNS`]: the counters kept on it are its open findings.

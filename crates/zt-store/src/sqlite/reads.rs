@@ -6,10 +6,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{hex_list, SqliteStore};
+use crate::common::findings::push_finding_filters;
 use crate::common::reads::{
-    affected_host_from_row, agent_from_row, agent_key, app_from_row, contains_pattern,
-    decode_cursor, finding_from_row, hex_bytes, limit_of, page_of, severity_filter_ranks,
-    unknown_vuln, vuln_from_row, Cols, FINDING_COLUMNS,
+    affected_host_from_row, agent_from_row, agent_key, app_from_row, decode_cursor,
+    finding_from_row, hex_bytes, limit_of, page_of, unknown_vuln, vuln_from_row, Cols,
+    FINDING_COLUMNS,
 };
 use crate::common::{severity_from_rank, uuid_from};
 use crate::model::*;
@@ -181,48 +182,7 @@ impl SqliteStore {
     ) -> Result<Page<FindingRow>> {
         let limit = limit_of(page);
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(FINDING_COLUMNS);
-        qb.push(" WHERE f.company_id = ").push_bind(company_id);
-        match filter.status {
-            FindingStatus::Open => {
-                qb.push(" AND f.resolved_at IS NULL");
-            }
-            FindingStatus::Resolved => {
-                qb.push(" AND f.resolved_at IS NOT NULL");
-            }
-            FindingStatus::All => {}
-        }
-        if !filter.severities.is_empty() {
-            qb.push(" AND f.severity IN (");
-            let mut sep = qb.separated(", ");
-            for rank in severity_filter_ranks(&filter.severities) {
-                sep.push_bind(rank);
-            }
-            qb.push(")");
-        }
-        if let Some(kev) = filter.kev {
-            qb.push(" AND f.kev = ").push_bind(kev);
-        }
-        if let Some(fixable) = filter.fixable {
-            qb.push(" AND f.fixable = ").push_bind(fixable);
-        }
-        if let Some(agent) = filter.agent_id {
-            qb.push(" AND f.agent_id = ").push_bind(agent);
-        }
-        if let Some(v) = &filter.vuln_id {
-            qb.push(" AND f.vuln_id = ").push_bind(v.clone());
-        }
-        if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
-            let pattern = contains_pattern(q);
-            qb.push(" AND (s.name LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR f.vuln_id LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR ag.hostname LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR v.aliases LIKE ")
-                .push_bind(pattern)
-                .push(" ESCAPE '\\')");
-        }
+        push_finding_filters(&mut qb, company_id, filter);
         if let Some(c) = &page.cursor {
             let (sev, vuln, agent, key): (i64, String, String, String) = decode_cursor(c)?;
             qb.push(" AND (f.severity < ")

@@ -540,6 +540,29 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
             .len(),
         1
     );
+    // The search is one behaviour on both backends: ASCII case ignored, wildcards literal,
+    // each alias matched on its own (never across the stored list's punctuation).
+    for (q, want) in [
+        ("MINIM", 1),
+        ("HoSt", 3),
+        ("ghsa-cve-2020", 2),
+        ("\"GHSA", 0),
+        ("[\"GHSA-CVE-2020-8203", 0),
+        ("%", 0),
+        ("lodash_", 0),
+    ] {
+        let f = FindingFilter {
+            query: Some(q.into()),
+            ..Default::default()
+        };
+        let got = store
+            .list_findings(acme, &f, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(got, want, "search {q:?}");
+    }
     let f = FindingFilter {
         fixable: Some(false),
         ..Default::default()
