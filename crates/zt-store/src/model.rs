@@ -7,8 +7,71 @@ use uuid::Uuid;
 use zt_advisory::{Cvss, Severity};
 use zt_inventory::{OsInfo, Software, SoftwareKey};
 
-pub type CompanyId = Uuid;
-pub type AgentId = Uuid;
+/// Declares an id type over a UUID: its own type, so that a company id and an agent id cannot
+/// be swapped for one another without the compiler noticing. Stored and serialized exactly
+/// as the UUID it wraps.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// In the OpenAPI document a field of this type says `#[schema(value_type = Uuid)]`.
+        #[derive(
+            Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered id (UUIDv7; see ARCHITECTURE.md on why ids are time-ordered).
+            pub fn now_v7() -> Self {
+                $name(Uuid::now_v7())
+            }
+
+            /// A new random id.
+            pub fn new_v4() -> Self {
+                $name(Uuid::new_v4())
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, uuid::Error> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A company (tenant).
+    ///
+    /// An agent id is not a company id:
+    /// ```compile_fail
+    /// fn scoped(company: zt_store::model::CompanyId) {}
+    /// scoped(zt_store::model::AgentId::new_v4());
+    /// ```
+    CompanyId
+);
+uuid_id!(
+    /// An enrolled agent (one host) of a company.
+    AgentId
+);
 pub type ReportId = Uuid;
 
 /// The SHA-256 of a secret token. Tokens are 256-bit random strings, so a fast hash suffices:

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use zt_inventory::{InventoryReport, OsInfo, MAX_FIELD_LEN, MAX_HOSTNAME_LEN};
-use zt_store::model::{AcceptOutcome, IncomingReport, NewAgent, Principal, ReportStatus};
+use zt_store::model::{AcceptOutcome, AgentId, IncomingReport, NewAgent, Principal, ReportStatus};
 
 use super::{check_text, created, parse_json, read_body};
 use crate::auth::{authenticate, generate_token, hash_token, principal_of, TokenKind};
@@ -69,7 +69,8 @@ pub struct EnrollRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enrolled {
-    agent_id: Uuid,
+    #[schema(value_type = Uuid)]
+    agent_id: AgentId,
     /// The agent's bearer token (`zta_…`); shown this once (stored hashed).
     agent_token: String,
     /// How often the agent should report, in seconds.
@@ -115,7 +116,7 @@ pub async fn enroll(State(state): State<AppState>, body: Body) -> ApiResult<Resp
         // Time-ordered: tenant tables are keyed (company_id, agent_id, ...), so agents enrolled
         // together store their apps and findings on the same few B-tree pages instead of on
         // random ones (a first-time fleet load then stays in cache; see ARCHITECTURE.md).
-        agent_id: uuid::Uuid::now_v7(),
+        agent_id: AgentId::now_v7(),
         hostname: req.hostname,
         os: req.os,
         arch: req.arch,

@@ -7,11 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
-use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_store::model::{
-    Agent, AppRow, CompanyId, FindingFilter, FindingRow, FindingStatus, Page, PageRequest, Summary,
-    VulnDetail,
+    Agent, AgentId, AppRow, CompanyId, FindingFilter, FindingRow, FindingStatus, Page, PageRequest,
+    Summary, VulnDetail,
 };
 
 use super::ApiQuery;
@@ -138,7 +137,7 @@ pub async fn apps(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let agent_id = Uuid::parse_str(&agent_id).map_err(|_| ApiError::not_found())?;
+    let agent_id: AgentId = agent_id.parse().map_err(|_| ApiError::not_found())?;
     let page = query.page()?;
     let apps = state
         .store
@@ -219,7 +218,7 @@ impl FindingsQuery {
         }
         if let Some(a) = self.agent_id.as_deref() {
             filter.agent_id = Some(
-                Uuid::parse_str(a)
+                a.parse::<AgentId>()
                     .map_err(|_| ApiError::invalid_request("agent_id", "must be a UUID"))?,
             );
         }

@@ -42,6 +42,14 @@ pub(crate) fn uuid_from(bytes: &[u8]) -> Result<Uuid> {
     Uuid::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("bad uuid in database: {e}")))
 }
 
+pub(crate) fn company_from(bytes: &[u8]) -> Result<CompanyId> {
+    uuid_from(bytes).map(CompanyId)
+}
+
+pub(crate) fn agent_from(bytes: &[u8]) -> Result<AgentId> {
+    uuid_from(bytes).map(AgentId)
+}
+
 pub(crate) fn key_from(bytes: &[u8]) -> Result<SoftwareKey> {
     let arr: [u8; 16] = bytes
         .try_into()

@@ -152,6 +152,12 @@ pub(crate) trait Cols {
     fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>>;
     fn uuid(&self, i: usize) -> Result<Uuid>;
     fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>>;
+    fn company_id(&self, i: usize) -> Result<CompanyId> {
+        self.uuid(i).map(CompanyId)
+    }
+    fn agent_id(&self, i: usize) -> Result<AgentId> {
+        self.uuid(i).map(AgentId)
+    }
     fn software_key(&self, i: usize) -> Result<SoftwareKey>;
     /// A list of strings (NULL: empty).
     fn strings(&self, i: usize) -> Result<Vec<String>>;
@@ -184,7 +190,7 @@ macro_rules! plain_cols {
 
 pub(crate) fn company_from_row(c: &impl Cols) -> Result<Company> {
     Ok(Company {
-        id: c.uuid(0)?,
+        id: c.company_id(0)?,
         name: c.text(1)?,
         created_at: c.time(2)?,
     })
@@ -194,7 +200,7 @@ pub(crate) fn company_from_row(c: &impl Cols) -> Result<Company> {
 /// enrolled_at, last_seen_at, last_report_at` (0-9), with the counts the backend read.
 pub(crate) fn agent_from_row(c: &impl Cols, apps: u64, findings: SeverityCounts) -> Result<Agent> {
     Ok(Agent {
-        agent_id: c.uuid(0)?,
+        agent_id: c.agent_id(0)?,
         hostname: c.text(1)?,
         os: OsInfo {
             id: c.text(2)?,
@@ -287,7 +293,7 @@ pub(crate) fn vuln_from_row(c: &impl Cols) -> Result<VulnInfo> {
 /// sv.fixed_versions, f.first_seen, f.resolved_at` (0-8).
 pub(crate) fn affected_host_from_row(c: &impl Cols) -> Result<AffectedHost> {
     Ok(AffectedHost {
-        agent_id: c.uuid(0)?,
+        agent_id: c.agent_id(0)?,
         hostname: c.text(1)?,
         package: package_at(c, 2)?,
         fixed_versions: c.strings(6)?,
@@ -315,7 +321,7 @@ pub(crate) const FINDING_COLUMNS: &str = "SELECT f.agent_id, ag.hostname, s.name
 
 /// A row of [`FINDING_COLUMNS`] (0-24).
 pub(crate) fn finding_from_row(c: &impl Cols) -> Result<(FindingRow, FindingKey)> {
-    let agent_id = c.uuid(0)?;
+    let agent_id = c.agent_id(0)?;
     let vulnerability = vuln_at(c, 6)?;
     let key = (
         c.rank(9)?,
@@ -363,7 +369,7 @@ pub(crate) fn software_from_row(c: &impl Cols) -> Result<(SoftwareKey, Software)
 pub(crate) fn event_from_row(c: &impl Cols) -> Result<StoredEvent> {
     Ok(StoredEvent {
         id: c.count(0)?,
-        company_id: c.opt_uuid(1)?,
+        company_id: c.opt_uuid(1)?.map(CompanyId),
         kind: super::events::stored_kind(&c.text(2)?)?,
         created_at: c.time(3)?,
         data: c.text(4)?,

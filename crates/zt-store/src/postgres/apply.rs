@@ -63,7 +63,7 @@ pub(crate) async fn apply_company(
 ) -> Result<CompanyApplied> {
     let now = batch.now;
     let report = |i: usize| &batch.reports[i];
-    let mut agent_ids: Vec<Uuid> = reports.iter().map(|&i| report(i).agent_id).collect();
+    let mut agent_ids: Vec<AgentId> = reports.iter().map(|&i| report(i).agent_id).collect();
     agent_ids.sort();
     agent_ids.dedup();
     // Locked in id order: the order every writer of agents rows uses.
@@ -170,7 +170,7 @@ pub(crate) async fn apply_company(
 /// Rows as parallel arrays: (agent, software) and optionally arch.
 #[derive(Default)]
 struct KeyRows<'a> {
-    agents: Vec<Uuid>,
+    agents: Vec<AgentId>,
     keys: Vec<Uuid>,
     archs: Vec<&'a str>,
 }
@@ -431,7 +431,7 @@ where
         return Ok(());
     }
     rows.sort_by(|(a, x), (b, y)| (a, x.0, &x.1).cmp(&(b, y.0, &y.1)));
-    let agents: Vec<Uuid> = rows.iter().map(|(a, _)| *a).collect();
+    let agents: Vec<AgentId> = rows.iter().map(|(a, _)| *a).collect();
     let keys: Vec<Uuid> = rows.iter().map(|(_, r)| key_uuid(&r.0)).collect();
     let vulns: Vec<&str> = rows.iter().map(|(_, r)| r.1.as_str()).collect();
     let values: Vec<V> = rows.iter().map(|(_, r)| r.2).collect();
@@ -474,7 +474,7 @@ async fn write_agents(
             continue;
         }
         updates.sort_by_key(|(r, _)| r.agent_id);
-        let ids: Vec<Uuid> = updates.iter().map(|(r, _)| r.agent_id).collect();
+        let ids: Vec<AgentId> = updates.iter().map(|(r, _)| r.agent_id).collect();
         let text = |f: fn(&ProcessedReport) -> &str| -> Vec<&str> {
             updates.iter().map(|(r, _)| f(r)).collect()
         };

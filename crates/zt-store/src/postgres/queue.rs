@@ -93,7 +93,7 @@ impl PgStore {
         let mut existing: HashMap<(CompanyId, ReportId), AgentId> = HashMap::new();
         for (&company_id, idx) in &by_company {
             scope.enter(&mut tx, company_id).await?;
-            let mut agent_ids: Vec<Uuid> = idx.iter().map(|&i| reports[i].agent_id).collect();
+            let mut agent_ids: Vec<AgentId> = idx.iter().map(|&i| reports[i].agent_id).collect();
             agent_ids.sort();
             agent_ids.dedup();
             // Locked first, so that a concurrent group commit of the same agent (another API
@@ -208,7 +208,7 @@ impl PgStore {
             }
             if !updates.is_empty() {
                 updates.sort_by_key(|u| u.0);
-                let ids: Vec<Uuid> = updates.iter().map(|u| u.0).collect();
+                let ids: Vec<AgentId> = updates.iter().map(|u| u.0).collect();
                 let seen: Vec<DateTime<Utc>> = updates.iter().map(|u| u.1).collect();
                 let digests: Vec<Option<Vec<u8>>> = updates.iter().map(|u| u.2.clone()).collect();
                 let collected: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.3).collect();
@@ -238,9 +238,9 @@ impl PgStore {
             .map(|(r, _)| r)
             .collect();
         if !queued.is_empty() {
-            let companies: Vec<Uuid> = queued.iter().map(|r| r.company_id).collect();
+            let companies: Vec<CompanyId> = queued.iter().map(|r| r.company_id).collect();
             let report_ids: Vec<Uuid> = queued.iter().map(|r| r.report_id).collect();
-            let agent_ids: Vec<Uuid> = queued.iter().map(|r| r.agent_id).collect();
+            let agent_ids: Vec<AgentId> = queued.iter().map(|r| r.agent_id).collect();
             let app_counts: Vec<i32> = queued.iter().map(|r| to_i32(r.app_count)).collect();
             let collected: Vec<DateTime<Utc>> = queued.iter().map(|r| r.collected_at).collect();
             let accepted: Vec<DateTime<Utc>> = queued.iter().map(|r| r.accepted_at).collect();
@@ -337,7 +337,7 @@ impl PgStore {
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = stored_at.entry(e.company_id) {
                 scope.enter(&mut tx, e.company_id).await?;
-                let ids: Vec<Uuid> = entries
+                let ids: Vec<AgentId> = entries
                     .iter()
                     .filter(|x| x.company_id == e.company_id)
                     .map(|x| x.agent_id)

@@ -26,7 +26,7 @@ use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
 };
-use crate::common::{key_from, ms, uuid_from};
+use crate::common::{agent_from, company_from, key_from, ms};
 use crate::model::*;
 use crate::Result;
 
@@ -204,8 +204,8 @@ async fn load_packages(
 fn changed_row(row: &SqliteRow) -> Result<(AgentKey, ChangedFinding)> {
     Ok((
         (
-            uuid_from(row.get::<&[u8], _>(0))?,
-            uuid_from(row.get::<&[u8], _>(1))?,
+            company_from(row.get::<&[u8], _>(0))?,
+            agent_from(row.get::<&[u8], _>(1))?,
         ),
         ChangedFinding {
             key: key_from(row.get::<&[u8], _>(2))?,
@@ -260,8 +260,8 @@ async fn load_agents(tx: &mut Tx, keys: &[AgentKey]) -> Result<HashMap<AgentKey,
         }
         for row in q.fetch_all(&mut **tx).await? {
             let key = (
-                uuid_from(row.get::<&[u8], _>(0))?,
-                uuid_from(row.get::<&[u8], _>(1))?,
+                company_from(row.get::<&[u8], _>(0))?,
+                agent_from(row.get::<&[u8], _>(1))?,
             );
             agents.insert(
                 key,
@@ -543,8 +543,8 @@ async fn read_seen(
 
 fn seen_row(row: &SqliteRow) -> Result<SeenRow> {
     Ok((
-        uuid_from(row.get::<&[u8], _>(0))?,
-        uuid_from(row.get::<&[u8], _>(1))?,
+        company_from(row.get::<&[u8], _>(0))?,
+        agent_from(row.get::<&[u8], _>(1))?,
         key_from(row.get::<&[u8], _>(2))?,
         row.get(3),
         row.get(4),

@@ -10,7 +10,7 @@ use super::process::write_matches;
 use super::SqliteStore;
 use crate::common::matches::{diff_matches, pending_generation, PairState};
 use crate::common::reads::software_from_row;
-use crate::common::{ms, uuid_from};
+use crate::common::{agent_from, ms};
 use crate::model::*;
 use crate::Result;
 
@@ -136,7 +136,7 @@ impl SqliteStore {
         let Some(last) = agents.last() else {
             return Ok(None);
         };
-        let last = uuid_from(last)?;
+        let last = agent_from(last)?;
         let (first, end) = (agents[0].clone(), last.as_bytes().to_vec());
         let mut w = self.begin_background_write().await?;
         // Every app × cached match has an open finding with current columns.

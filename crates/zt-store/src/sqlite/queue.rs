@@ -9,7 +9,7 @@ use super::process::json;
 use super::rows::{padded_chunks, values};
 use super::SqliteStore;
 use crate::common::queue::{poison_error, ClaimBudget};
-use crate::common::{from_ms, ms, opt_ms, uuid_from};
+use crate::common::{agent_from, company_from, from_ms, ms, opt_ms, uuid_from};
 use crate::model::*;
 use crate::{Result, StoreError};
 
@@ -76,10 +76,10 @@ impl SqliteStore {
         for row in &rows {
             existing.insert(
                 (
-                    uuid_from(row.get::<&[u8], _>(0))?,
+                    company_from(row.get::<&[u8], _>(0))?,
                     uuid_from(row.get::<&[u8], _>(1))?,
                 ),
-                uuid_from(row.get::<&[u8], _>(2))?,
+                agent_from(row.get::<&[u8], _>(2))?,
             );
         }
         let rows = sqlx::query(
@@ -95,8 +95,8 @@ impl SqliteStore {
         for row in &rows {
             digests.insert(
                 (
-                    uuid_from(row.get::<&[u8], _>(0))?,
-                    uuid_from(row.get::<&[u8], _>(1))?,
+                    company_from(row.get::<&[u8], _>(0))?,
+                    agent_from(row.get::<&[u8], _>(1))?,
                 ),
                 (row.get(2), row.get(3)),
             );
@@ -331,9 +331,9 @@ impl SqliteStore {
             .fetch_optional(&mut *w.tx)
             .await?;
             let Some(row) = row else { continue };
-            let company_id = uuid_from(row.get::<&[u8], _>(0))?;
+            let company_id = company_from(row.get::<&[u8], _>(0))?;
             let report_id = uuid_from(row.get::<&[u8], _>(1))?;
-            let agent_id = uuid_from(row.get::<&[u8], _>(2))?;
+            let agent_id = agent_from(row.get::<&[u8], _>(2))?;
             match f.retry_at {
                 Some(at) => {
                     sqlx::query(
@@ -537,9 +537,9 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
         for row in rows {
             let queue_id: i64 = row.get(0);
             before = queue_id;
-            let company_id = uuid_from(row.get::<&[u8], _>(1))?;
+            let company_id = company_from(row.get::<&[u8], _>(1))?;
             let report_id = uuid_from(row.get::<&[u8], _>(2))?;
-            let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
+            let agent_id = agent_from(row.get::<&[u8], _>(3))?;
             let app_count: i64 = row.get(4);
             let attempts: i64 = row.get(5);
             let state: &str = row.get(6);

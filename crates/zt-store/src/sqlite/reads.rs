@@ -12,7 +12,7 @@ use crate::common::reads::{
     finding_from_row, hex_bytes, limit_of, page_of, unknown_vuln, vuln_from_row, Cols,
     FINDING_COLUMNS,
 };
-use crate::common::{severity_from_rank, uuid_from};
+use crate::common::{agent_from, severity_from_rank};
 use crate::model::*;
 use crate::Result;
 
@@ -117,7 +117,7 @@ impl SqliteStore {
         .await?;
         let mut counts: HashMap<AgentId, SeverityCounts> = HashMap::new();
         for row in rows {
-            let id = uuid_from(row.get::<&[u8], _>(0))?;
+            let id = agent_from(row.get::<&[u8], _>(0))?;
             counts.entry(id).or_default().add(
                 severity_from_rank(row.get(1)),
                 u64::try_from(row.get::<i64, _>(2)).unwrap_or(0),

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_inventory::{App, Software};
 use zt_store::model::*;
@@ -149,7 +148,7 @@ pub async fn tokens_and_companies(store: &dyn Storage) {
         .await
         .unwrap());
     assert!(!store
-        .create_user_token(Uuid::new_v4(), Role::Admin, hash(13), Utc::now())
+        .create_user_token(CompanyId::new_v4(), Role::Admin, hash(13), Utc::now())
         .await
         .unwrap());
     assert_eq!(
@@ -175,7 +174,11 @@ pub async fn tokens_and_companies(store: &dyn Storage) {
         .map(|c| c.name)
         .collect();
     assert_eq!(names, ["Acme", "Beta"]);
-    assert!(store.get_company(Uuid::new_v4()).await.unwrap().is_none());
+    assert!(store
+        .get_company(CompanyId::new_v4())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 pub async fn accept_is_idempotent_bounded_and_skips_unchanged(store: &dyn Storage) {
