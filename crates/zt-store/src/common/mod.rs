@@ -2,6 +2,7 @@
 //! compact inventory, page cursors and row-to-model mapping. Nothing here knows SQL or a
 //! driver; the backends (`sqlite/`, `postgres/`) read and write rows and call into it.
 
+pub(crate) mod accept;
 #[macro_use]
 mod delegate;
 pub(crate) mod events;

@@ -238,6 +238,15 @@ pub async fn accept_is_idempotent_bounded_and_skips_unchanged(store: &dyn Storag
             .is_none(),
         "other agent's report"
     );
+    // An unchanged report sent twice in one group is stored once.
+    let twice = incoming(c, a, &apps, Utc::now());
+    assert_eq!(
+        store
+            .accept_reports(&[twice.clone(), twice], 10)
+            .await
+            .unwrap(),
+        [AcceptOutcome::Unchanged, AcceptOutcome::Duplicate]
+    );
     let stats = store.queue_stats().await.unwrap();
     assert_eq!((stats.queued, stats.pending()), (1, 1));
 }
