@@ -850,6 +850,25 @@ async fn bad_requests_get_the_right_status_and_change_nothing(env: &Env) {
             "invalid_report",
             Some("collected_at"),
         ),
+        // A host clock more than a day off either way.
+        (
+            serde_json::to_vec(&with(&|v| {
+                v["collected_at"] = json!(chrono::Utc::now() + chrono::Duration::hours(26))
+            }))
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_report",
+            Some("collected_at"),
+        ),
+        (
+            serde_json::to_vec(&with(&|v| {
+                v["collected_at"] = json!("1970-01-01T00:00:00Z")
+            }))
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_report",
+            Some("collected_at"),
+        ),
         (
             serde_json::to_vec(&small_report("web-1", 2000)).unwrap(),
             StatusCode::PAYLOAD_TOO_LARGE,

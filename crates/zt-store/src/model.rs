@@ -211,6 +211,11 @@ pub struct IncomingReport {
     pub company_id: CompanyId,
     pub agent_id: AgentId,
     pub report_id: ReportId,
+    /// When the agent collected the inventory, as the store orders the agent's reports (a
+    /// report collected before the stored inventory is stale). Never later than
+    /// `accepted_at`: the API clamps a report from an agent clock ahead of the server's (see
+    /// `zt_inventory::check_collected_at`), so one wrong clock cannot make every later report
+    /// of the host look stale.
     pub collected_at: DateTime<Utc>,
     pub accepted_at: DateTime<Utc>,
     pub digest: [u8; 32],
@@ -259,6 +264,9 @@ pub struct ClaimedReport {
     pub app_count: u32,
     /// The inventory digest computed when the report was accepted.
     pub digest: [u8; 32],
+    /// The time the store orders this agent's reports by (see [`IncomingReport::collected_at`]):
+    /// the worker applies the report as of this time, not the one in the body.
+    pub collected_at: DateTime<Utc>,
     pub body: Vec<u8>,
 }
 

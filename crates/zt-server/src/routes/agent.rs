@@ -194,11 +194,21 @@ pub async fn inventory(
             .map_err(ApiError::internal)??
     };
     let report_id = report.report_id;
+    let collected_at =
+        zt_inventory::check_collected_at(report.collected_at, accepted_at).map_err(|e| {
+            let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_report", e.message);
+            err.field = Some(e.field);
+            err
+        })?;
+    if collected_at != report.collected_at {
+        metrics::counter!("reports_clock_ahead_total").increment(1);
+        tracing::debug!(agent = %agent_id, collected_at = %report.collected_at, "report dated ahead of the server's clock: ordered as of its arrival");
+    }
     let incoming = IncomingReport {
         company_id,
         agent_id,
         report_id,
-        collected_at: report.collected_at,
+        collected_at,
         accepted_at,
         digest,
         app_count: u32::try_from(report.apps.len()).unwrap_or(u32::MAX),

@@ -333,6 +333,7 @@ impl PgStore {
                 attempts: to_u32(e.attempts.saturating_add(1)),
                 app_count: to_u32(e.app_count),
                 digest: [0; 32],
+                collected_at: e.collected_at,
                 body: Vec::new(),
             });
             if budget.is_full() {

@@ -217,7 +217,7 @@ impl SqliteStore {
         // keeps them ours.
         for c in &mut claimed {
             let row = sqlx::query(
-                "SELECT body, digest FROM reports WHERE company_id = ?1 AND report_id = ?2",
+                "SELECT body, digest, collected_at FROM reports WHERE company_id = ?1 AND report_id = ?2",
             )
             .bind(c.company_id)
             .bind(c.report_id)
@@ -227,6 +227,7 @@ impl SqliteStore {
                 c.body = row.get::<Option<Vec<u8>>, _>(0).unwrap_or_default();
                 let digest: &[u8] = row.get(1);
                 c.digest = digest.try_into().unwrap_or([0; 32]);
+                c.collected_at = from_ms(row.get(2));
             }
         }
         Ok(claimed)
@@ -522,6 +523,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
                 attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
                 app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
                 digest: [0; 32],
+                collected_at: DateTime::<Utc>::UNIX_EPOCH,
                 body: Vec::new(),
             });
             if budget.is_full() {

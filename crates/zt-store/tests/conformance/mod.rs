@@ -459,6 +459,8 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
             .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
             .await
             .unwrap();
+        // The claim carries the time the store orders the agent's reports by.
+        assert_eq!(got[0].collected_at.timestamp_millis(), t.timestamp_millis());
         let out = process(store, &got[0], "w", apps, t, &lodash_matcher).await;
         assert_eq!(
             out,
