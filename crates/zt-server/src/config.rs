@@ -78,6 +78,11 @@ pub struct ServerConfig {
     pub sse_heartbeat: Duration,
     /// How long the event log keeps events (a client disconnected longer must resync).
     pub event_retention: Duration,
+    /// Proxies (nginx in front) whose `X-Forwarded-For` names the client; empty: the header is
+    /// ignored (see `client.rs`).
+    pub trusted_proxies: crate::client::TrustedProxies,
+    /// This process serves HTTPS itself (`--tls-cert`): session cookies get `Secure`.
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +110,8 @@ impl Default for ServerConfig {
             history_retention: Duration::from_secs(90 * 24 * 3600),
             sse_heartbeat: Duration::from_secs(15),
             event_retention: Duration::from_secs(24 * 3600),
+            trusted_proxies: Default::default(),
+            tls: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod config;
 mod dashboard;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod routes;
 pub mod shared;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 mod worker;
 
 use std::future::Future;
@@ -30,8 +32,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zt_store::Storage;
 
+pub use client::{ClientAddr, PeerAddr, TrustedProxies};
 pub use config::{ServerConfig, ServerRole};
 pub use state::AppState;
+pub use tls::TlsCertificate;
 
 /// Runs the server on `listener` until `shutdown` resolves, then stops accepting requests,
 /// lets in-flight requests finish, and gives in-flight batches `shutdown_grace` to finish
@@ -40,6 +44,20 @@ pub async fn serve<F>(
     store: Arc<dyn Storage>,
     config: ServerConfig,
     listener: TcpListener,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve_with_tls(store, config, listener, None, shutdown).await
+}
+
+/// [`serve`], with HTTPS on `listener` when `tls` is given (`config.tls` should then be set).
+pub async fn serve_with_tls<F>(
+    store: Arc<dyn Storage>,
+    config: ServerConfig,
+    listener: TcpListener,
+    tls: Option<TlsCertificate>,
     shutdown: F,
 ) -> anyhow::Result<()>
 where
@@ -100,18 +118,29 @@ where
         stop_rx.clone(),
     )));
 
-    let app = routes::router(state.clone());
+    // Every request knows its connection's peer (`client.rs`).
+    let app = routes::router(state.clone()).into_make_service_with_connect_info::<PeerAddr>();
     let stop = stop_tx.clone();
     let hub = state.events.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new requests; finishing in-flight work");
-            stop.send_replace(true);
-            // Live-event streams never finish by themselves.
-            hub.close();
-        })
-        .await;
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new requests; finishing in-flight work");
+        stop.send_replace(true);
+        // Live-event streams never finish by themselves.
+        hub.close();
+    };
+    let result = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+        }
+        Some(tls) => {
+            axum::serve(tls.listener(listener)?, app)
+                .with_graceful_shutdown(graceful)
+                .await
+        }
+    };
     stop_tx.send_replace(true);
     for task in background {
         let _ = task.await;

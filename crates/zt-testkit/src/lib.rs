@@ -53,6 +53,40 @@ pub fn shared_path(rel: &str) -> PathBuf {
     p
 }
 
+/// A binary of another workspace package, from the target directory of the running test
+/// (`cargo test --workspace` builds every package's binaries before running tests). When it is
+/// missing (only this package's tests were built), it is built with the same cargo and profile:
+/// a broken binary fails the test rather than skipping it.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    use std::process::Command;
+    // <target>/<profile>/deps/<test>-<hash>  →  <target>/<profile>/<name>
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from <target>/<profile>/deps");
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .expect("profile directory name");
+        let target_dir = profile_dir.parent().expect("target directory");
+        eprintln!("building {name} ({profile}) for this test…");
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.args(["build", "-p", package, "--bin", name])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(workspace_root());
+        if profile != "debug" {
+            cmd.args(["--profile", profile]);
+        }
+        let status = cmd.status().expect("cannot run cargo");
+        assert!(status.success(), "`cargo build -p {package}` failed");
+    }
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
 /// A `zerotrace server` (or any command printing `listening on http://ADDR`) started as a real
 /// process for a test. Killed (SIGKILL) on drop; [`ServerProcess::terminate`] stops it
 /// gracefully instead.

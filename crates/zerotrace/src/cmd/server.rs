@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,9 +76,35 @@ pub struct Args {
     /// Hours the event log keeps events: a client away longer reloads (`resync`).
     #[arg(long, default_value_t = 24.0)]
     pub event_retention_hours: f64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
+    /// `systemctl reload` / SIGHUP reads it and the key again.
+    #[arg(
+        long,
+        env = "ZEROTRACE_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "ZEROTRACE_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Proxies in front of this server (nginx) whose X-Forwarded-For names the client:
+    /// addresses or CIDR ranges, comma-separated. Without it the header is ignored.
+    #[arg(long, env = "ZEROTRACE_TRUSTED_PROXIES", value_name = "CIDR,...",
+          value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: Option<zt_server::TrustedProxies>,
     /// Fault injection for tests: workers hold each claimed batch this long first.
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
+}
+
+fn parse_trusted_proxies(list: &str) -> Result<zt_server::TrustedProxies, String> {
+    zt_server::TrustedProxies::parse(list)
 }
 
 pub fn run(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -92,6 +119,11 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
     if let Some(url) = &args.redis_url {
         zt_server::shared::check_redis_url(url).context("--redis-url")?;
     }
+    // A bad certificate stops the start, before the store is opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(zt_server::TlsCertificate::load(cert, key)?),
+        _ => None,
+    };
     // Every worker may hold a connection for its batch; the API needs a few more.
     let connections = match args.role {
         Role::Api => 16,
@@ -135,6 +167,8 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         event_retention: Duration::from_secs_f64(
             (args.event_retention_hours * 3600.0).clamp(1.0, 400.0 * 86400.0),
         ),
+        trusted_proxies: args.trusted_proxies.clone().unwrap_or_default(),
+        tls: tls.is_some(),
         ..ServerConfig::default()
     };
 
@@ -142,6 +176,7 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         // Plain lines on stdout: people read them, and tests and scripts parse them.
         let mut out = std::io::stdout().lock();
@@ -157,14 +192,45 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
             (None, false) => {}
         }
         if role.runs_api() {
-            writeln!(out, "dashboard: http://{addr}/")?;
+            writeln!(out, "dashboard: {scheme}://{addr}/")?;
         }
         // Last: scripts and tests wait for this line.
-        writeln!(out, "listening on http://{addr}")?;
+        writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    zt_server::serve(store, config, listener, shutdown_signal()).await?;
+    tokio::spawn(reload_on_hangup(tls.clone()));
+    zt_server::serve_with_tls(store, config, listener, tls, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP (`systemctl reload`) reads the TLS certificate and key again; a process without
+/// TLS has nothing to reload, but must not die of the signal's default action either.
+async fn reload_on_hangup(tls: Option<zt_server::TlsCertificate>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match &tls {
+                Some(cert) => match cert.reload() {
+                    Ok(loaded) => tracing::info!(
+                        cert = %cert.cert_path().display(),
+                        chain = loaded.chain,
+                        "TLS certificate reloaded: new connections use it"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS certificate not reloaded: the one loaded before stays in use"
+                    ),
+                },
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -132,3 +132,27 @@ pub async fn post_inventory(
         .unwrap()
         .status()
 }
+
+/// The `zerotrace-agent` binary of the same build (built when missing).
+pub fn agent_bin() -> std::path::PathBuf {
+    zt_testkit::workspace_binary("zerotrace-agent", "zerotrace-agent")
+}
+
+/// A small Debian 12 host for the agent to collect from (`--root`): os-release and a real
+/// dpkg status from the shared data.
+pub fn agent_host_root(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("host-root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::copy(
+        zt_testkit::shared_path("inventories/dpkg/osv-scalibr-valid.status"),
+        root.join("var/lib/dpkg/status"),
+    )
+    .unwrap();
+    root
+}

@@ -15,6 +15,7 @@ use zt_store::model::{AcceptOutcome, AgentId, IncomingReport, NewAgent, Principa
 use super::{check_text, created, parse_json, read_body};
 use crate::auth::{authenticate, generate_token, hash_token, principal_of, TokenKind};
 use crate::body::{gunzip, parse_inventory, Encoding};
+use crate::client::ClientAddr;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{E400, E401, E403, E404, E409, E413, E415, E429, E503};
 use crate::state::AppState;
@@ -91,13 +92,21 @@ pub struct ReportAccepted {
         E400, E401, E413, E429,
     ),
     extensions(("x-zerotrace-body-credential" = json!("enroll_secret"))))]
-pub async fn enroll(State(state): State<AppState>, body: Body) -> ApiResult<Response> {
+pub async fn enroll(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    body: Body,
+) -> ApiResult<Response> {
     let bytes = read_body(body, ENROLL_BODY_LIMIT.min(state.config.body_limit)).await?;
     let req: EnrollRequest = parse_json(&bytes)?;
     check_text("enroll_secret", &req.enroll_secret, 1, 256)?;
     let company_id = match principal_of(&state, &req.enroll_secret).await {
         Ok(Principal::Enroll { company_id }) => company_id,
-        Ok(_) | Err(_) => return Err(ApiError::unauthorized()),
+        Ok(_) | Err(_) => {
+            // Who keeps guessing secrets (the client's address: through trusted proxies).
+            tracing::warn!(client = %client.ip, "enrollment refused: unknown enroll secret");
+            return Err(ApiError::unauthorized());
+        }
     };
     state
         .limits
@@ -128,7 +137,8 @@ pub async fn enroll(State(state): State<AppState>, body: Body) -> ApiResult<Resp
         // The company was deleted after the secret was checked.
         return Err(ApiError::unauthorized());
     }
-    tracing::info!(company = %company_id, agent = %agent.agent_id, hostname = %agent.hostname, "agent enrolled");
+    tracing::info!(company = %company_id, agent = %agent.agent_id, hostname = %agent.hostname,
+        client = %client.ip, "agent enrolled");
     Ok(created(Enrolled {
         agent_id: agent.agent_id,
         agent_token: token,

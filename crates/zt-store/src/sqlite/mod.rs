@@ -20,6 +20,7 @@
 //! inventories).
 
 mod apply;
+pub mod backup;
 pub(crate) mod events;
 pub(crate) mod knowledge;
 mod matches;
@@ -65,6 +66,9 @@ pub struct SqliteStore {
     /// Woken after every commit that appended events (see `events.rs`).
     event_listeners: events::EventListeners,
 }
+
+/// The schema's migrations (`migrations/sqlite/`), embedded.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Page cache of the writer connection (negative: KiB): the pages ingest touches at scale.
 const WRITER_CACHE_KIB: &str = "-524288";
@@ -139,9 +143,7 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
-            .await?;
+        MIGRATOR.run(&self.writer).await?;
         Ok(())
     }
 
