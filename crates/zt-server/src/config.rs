@@ -78,6 +78,27 @@ pub struct ServerConfig {
     pub sse_heartbeat: Duration,
     /// How long the event log keeps events (a client disconnected longer must resync).
     pub event_retention: Duration,
+    /// An agent not heard of (no report accepted, or since enrollment) for this long is
+    /// stale; None: three report intervals.
+    pub stale_after: Option<Duration>,
+}
+
+impl ServerConfig {
+    /// When an agent counts as stale: `stale_after`, or three report intervals (a host that
+    /// missed two reports in a row).
+    pub fn stale_threshold(&self) -> Duration {
+        self.stale_after
+            .unwrap_or_else(|| Duration::from_secs(self.report_interval_s.saturating_mul(3)))
+    }
+
+    /// The time before which an agent last heard of is stale.
+    pub fn stale_before(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        now - chrono::Duration::from_std(self.stale_threshold())
+            .unwrap_or(chrono::Duration::days(3650))
+    }
 }
 
 impl Default for ServerConfig {
@@ -105,6 +126,7 @@ impl Default for ServerConfig {
             history_retention: Duration::from_secs(90 * 24 * 3600),
             sse_heartbeat: Duration::from_secs(15),
             event_retention: Duration::from_secs(24 * 3600),
+            stale_after: None,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod body;
 pub mod config;
 mod dashboard;
 pub mod error;
+pub mod export;
 mod ingest;
 mod janitor;
 pub mod live;

@@ -116,7 +116,10 @@ fn describe() {
         "Open findings of all companies whose vulnerability is in CISA KEV"
     );
     describe_gauge!("agents_enrolled", "Agents enrolled, all companies together");
-    describe_gauge!("sse_streams", "Live event streams (SSE) open on this process");
+    describe_gauge!(
+        "sse_streams",
+        "Live event streams (SSE) open on this process"
+    );
     describe_gauge!(
         "zerotrace_build_info",
         "Always 1; the labels say which version and role this process runs"

@@ -75,6 +75,10 @@ pub struct Args {
     /// Hours the event log keeps events: a client away longer reloads (`resync`).
     #[arg(long, default_value_t = 24.0)]
     pub event_retention_hours: f64,
+    /// Hours without a report after which an agent shows as stale (default: three report
+    /// intervals).
+    #[arg(long)]
+    pub stale_after_hours: Option<f64>,
     /// Fault injection for tests: workers hold each claimed batch this long first.
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
@@ -135,6 +139,9 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         event_retention: Duration::from_secs_f64(
             (args.event_retention_hours * 3600.0).clamp(1.0, 400.0 * 86400.0),
         ),
+        stale_after: args
+            .stale_after_hours
+            .map(|h| Duration::from_secs_f64((h * 3600.0).clamp(1.0, 3650.0 * 86400.0))),
         ..ServerConfig::default()
     };
 
