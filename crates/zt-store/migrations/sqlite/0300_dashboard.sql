@@ -34,9 +34,10 @@ CREATE INDEX agents_risk ON agents (company_id, risk, agent_id);
 CREATE INDEX agents_seen ON agents (company_id, seen_at, agent_id);
 CREATE INDEX agents_os ON agents (company_id, os_name, hostname, agent_id);
 -- The counters without the wide agents rows (their compact inventories): a company's summary
--- and trend point read ~60 bytes per agent, the operator's overview every company's.
+-- and trend point read ~60 bytes per agent, the operator's overview every company's. (The
+-- times, not `seen_at`: an index is covering only for stored columns.)
 CREATE INDEX agents_counts ON agents (company_id, open_critical, open_high, open_medium,
-    open_low, open_unknown, open_kev, open_fixable, app_count, seen_at);
+    open_low, open_unknown, open_kev, open_fixable, app_count, last_seen_at, enrolled_at);
 
 -- Each distinct software version installed in a company and on how many of its hosts,
 -- maintained as apps come and go (an agent counts once per version, whatever the arch).

@@ -29,6 +29,10 @@ pub(crate) trait Dialect: KeyBinder {
     /// A stored list of strings (aliases) as one searchable text.
     fn list_text(column: &str) -> String;
     fn push_bool(qb: &mut QueryBuilder<Self>, value: bool);
+    /// Pins the index a table is read through where the planner, without statistics, may
+    /// pick one that reads the whole company (SQLite `INDEXED BY`; PostgreSQL plans with
+    /// statistics: nothing).
+    fn indexed_by(index: &str) -> String;
 }
 
 /// Severity ranks that exist (`findings.severity IN (…)` lets a lookup by vulnerability use
@@ -443,10 +447,15 @@ pub(crate) fn vulns_query<DB: Dialect>(
         push_like(&mut qb, &DB::list_text("t.aliases"), q);
         // Or an affected package's name: the company's versions of that name, and their
         // open findings through the findings-by-software index.
-        qb.push(
+        let j = DB::OUTER_FIRST_JOIN;
+        qb.push(format!(
             " OR t.vuln_id IN (SELECT f.vuln_id FROM company_software cs \
-             JOIN software s ON s.software_key = cs.software_key \
-             JOIN findings f ON f.company_id = cs.company_id AND f.software_key = cs.software_key \
+             {j} software s ON s.software_key = cs.software_key \
+             {j} findings f"
+        ));
+        qb.push(DB::indexed_by("findings_software"));
+        qb.push(
+            " ON f.company_id = cs.company_id AND f.software_key = cs.software_key \
              WHERE cs.company_id = ",
         );
         push_uuid(&mut qb, company_id);
@@ -504,8 +513,10 @@ pub(crate) fn affected_packages_query<DB: Dialect>(
 ) -> QueryBuilder<DB> {
     let mut qb = QueryBuilder::new(
         "SELECT p.vuln_id, s.name, s.ecosystem, s.version, sv.fixed_versions FROM \
-         (SELECT DISTINCT f.vuln_id, f.software_key FROM findings f WHERE f.company_id = ",
+         (SELECT DISTINCT f.vuln_id, f.software_key FROM findings f",
     );
+    qb.push(DB::indexed_by("findings_open"));
+    qb.push(" WHERE f.company_id = ");
     push_uuid(&mut qb, company_id);
     qb.push(format!(
         " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id IN ("
@@ -576,9 +587,9 @@ pub(crate) fn vuln_counts_query<DB: Dialect>(
     company_id: CompanyId,
     vuln_id: &str,
 ) -> QueryBuilder<DB> {
-    let mut qb = QueryBuilder::new(
-        "SELECT count(DISTINCT f.agent_id), count(*) FROM findings f WHERE f.company_id = ",
-    );
+    let mut qb = QueryBuilder::new("SELECT count(DISTINCT f.agent_id), count(*) FROM findings f");
+    qb.push(DB::indexed_by("findings_open"));
+    qb.push(" WHERE f.company_id = ");
     push_uuid(&mut qb, company_id);
     qb.push(format!(
         " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id = "
@@ -616,9 +627,10 @@ pub(crate) fn affected_query<DB: Dialect>(
          sv.fixed_versions, f.first_seen, f.resolved_at",
     );
     keyset.push_columns(&mut qb);
+    qb.push(" FROM findings f");
+    qb.push(DB::indexed_by("findings_vuln"));
     qb.push(
-        " FROM findings f \
-         JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
+        " JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
          JOIN software s ON s.software_key = f.software_key \
          LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
          WHERE f.company_id = ",
@@ -749,10 +761,11 @@ pub(crate) fn findings_query<DB: Dialect>(
     let j = DB::OUTER_FIRST_JOIN;
     let from = match filter.sort {
         FindingSort::Epss | FindingSort::Cvss => format!(
-            " FROM vulns v {j} findings f ON f.vuln_id = v.vuln_id \
+            " FROM vulns v {j} findings f{hint} ON f.vuln_id = v.vuln_id \
              JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
              JOIN software s ON s.software_key = f.software_key \
-             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
+             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id",
+            hint = DB::indexed_by("findings_vuln")
         ),
         FindingSort::Hostname => format!(
             " FROM agents ag {j} findings f ON f.company_id = ag.company_id AND f.agent_id = ag.agent_id \

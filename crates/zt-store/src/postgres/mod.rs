@@ -369,6 +369,10 @@ impl Dialect for Postgres {
     fn push_bool(qb: &mut sqlx::QueryBuilder<Postgres>, value: bool) {
         qb.push_bind(value);
     }
+
+    fn indexed_by(_index: &str) -> String {
+        String::new()
+    }
 }
 
 delegate_storage!(PgStore, retry_on_conflict, {

@@ -267,6 +267,10 @@ impl Dialect for Sqlite {
     fn push_bool(qb: &mut sqlx::QueryBuilder<Sqlite>, value: bool) {
         qb.push_bind(value);
     }
+
+    fn indexed_by(index: &str) -> String {
+        format!(" INDEXED BY {index}")
+    }
 }
 
 /// A JSON array of hex strings, for `json_each` + `unhex` on the SQL side.

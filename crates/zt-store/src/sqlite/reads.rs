@@ -350,17 +350,10 @@ impl SqliteStore {
     ) -> Result<Vec<CompanyOverview>> {
         let companies = self.list_companies_impl().await?;
         // Every company's counters in one pass over the covering index `agents_counts`.
-        let rows = sqlx::query(
-            "SELECT company_id, count(*), coalesce(sum(app_count), 0), \
-             coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
-             coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
-             coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
-             coalesce(sum(open_fixable), 0), coalesce(sum(seen_at < ?1), 0) \
-             FROM agents GROUP BY company_id",
-        )
-        .bind(ms(stale_before))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(OVERVIEW_SQL)
+            .bind(ms(stale_before))
+            .fetch_all(&self.pool)
+            .await?;
         let mut counts = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
             counts.insert(
@@ -379,6 +372,16 @@ pub(super) const SUMMARY_SQL: &str = "SELECT count(*), coalesce(sum(app_count), 
      coalesce(sum(open_low), 0), coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
      coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = ?1";
 
+/// Every company's counters and its agents seen before ?1, in one pass over the covering
+/// index `agents_counts` (the planner, without statistics, would read the wide agents rows).
+pub(super) const OVERVIEW_SQL: &str = "SELECT company_id, count(*), coalesce(sum(app_count), 0), \
+     coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
+     coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
+     coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
+     coalesce(sum(open_fixable), 0), \
+     coalesce(sum(coalesce(last_seen_at, enrolled_at) < ?1), 0) \
+     FROM agents INDEXED BY agents_counts GROUP BY company_id";
+
 /// The trend point of a company (?1) and day (?2), from its agents' counters.
 pub(super) const RECORD_TREND_SQL: &str = "INSERT INTO company_daily (company_id, day, critical, \
      high, medium, low, unknown, kev, fixable) \
@@ -388,3 +391,226 @@ pub(super) const RECORD_TREND_SQL: &str = "INSERT INTO company_daily (company_id
      ON CONFLICT (company_id, day) DO UPDATE SET critical = excluded.critical, \
      high = excluded.high, medium = excluded.medium, low = excluded.low, \
      unknown = excluded.unknown, kev = excluded.kev, fixable = excluded.fixable";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan of a statement, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str, binds: usize) -> Vec<String> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..binds {
+            q = q.bind(vec![0u8; 16]);
+        }
+        q.fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(3))
+            .collect()
+    }
+
+    const TABLES: [&str; 12] = [
+        "agents",
+        "apps",
+        "findings",
+        "software",
+        "software_vulns",
+        "vulns",
+        "company_software",
+        "company_daily",
+        "reports",
+        "companies",
+        "kb_advisories",
+        "vuln_aliases",
+    ];
+
+    /// Steps that read a whole table (subquery results, VALUES and `json_each` are fine).
+    fn table_scans(plan: &[String]) -> Vec<String> {
+        plan.iter()
+            .filter(|step| {
+                let Some(rest) = step.strip_prefix("SCAN ") else {
+                    return false;
+                };
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                // Walking the (few thousand) vulnerabilities in EPSS or CVSS order is the
+                // intended outer loop of those orders: it stops at the page's end.
+                let ordered_walk = name == "v" && rest.contains("USING INDEX vulns_");
+                !ordered_walk
+                    && (TABLES.contains(&name)
+                        || ["f", "ag", "s", "sv", "v", "cs", "a"].contains(&name))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every dashboard read seeks by the company (and its order's index) in every order and
+    /// with every filter: none reads a table whole. Steps that must use a particular index
+    /// are checked by name.
+    #[tokio::test]
+    async fn dashboard_reads_seek_and_never_scan_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("plan.db"))
+            .await
+            .unwrap();
+        let company = uuid::Uuid::from_bytes([1; 16]);
+        let cursor = |sql: &str| sql.to_string();
+        let mut statements: Vec<(String, Vec<&str>)> = vec![
+            (SUMMARY_SQL.into(), vec!["agents_counts"]),
+            (RECORD_TREND_SQL.into(), vec!["agents_counts"]),
+            (
+                "SELECT day FROM company_daily WHERE company_id = ?1 AND day >= ?2".into(),
+                vec![],
+            ),
+        ];
+        let sorts = [
+            AgentSort::Hostname,
+            AgentSort::Risk,
+            AgentSort::LastSeen,
+            AgentSort::Os,
+        ];
+        let index = ["agents_hostname", "agents_risk", "agents_seen", "agents_os"];
+        for (sort, index) in sorts.into_iter().zip(index) {
+            for order in [None, Some(SortOrder::Asc)] {
+                let filter = AgentFilter {
+                    sort,
+                    order,
+                    query: Some("web".into()),
+                    os: Some("debian".into()),
+                    stale: Some(true),
+                    stale_before: Some(chrono::Utc::now()),
+                };
+                // A page after a cursor: take the first page's cursor shape from the keyset.
+                let keyset = views::agent_keyset(&filter);
+                let after = keyset.encode(&sample_key(&keyset));
+                let page = PageRequest {
+                    limit: 50,
+                    cursor: Some(after),
+                };
+                let (qb, _, _) = views::agents_query::<Sqlite>(company, &filter, &page).unwrap();
+                statements.push((cursor(qb.sql().as_str()), vec![index]));
+            }
+        }
+        for sort in [SoftwareSort::Hosts, SoftwareSort::Name, SoftwareSort::Risk] {
+            let filter = SoftwareFilter {
+                sort,
+                query: Some("lib".into()),
+                vulnerable: Some(true),
+                order: None,
+            };
+            let keyset = views::software_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let (qb, _, _) = views::software_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((qb.sql().as_str().to_string(), vec![]));
+        }
+        for sort in [
+            VulnSort::Severity,
+            VulnSort::Hosts,
+            VulnSort::Epss,
+            VulnSort::Cvss,
+        ] {
+            let filter = VulnFilter {
+                sort,
+                severities: vec![zt_advisory::Severity::High],
+                kev: Some(true),
+                query: Some("openssl".into()),
+                order: None,
+            };
+            let keyset = views::vuln_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let (qb, _, _) = views::vulns_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((
+                qb.sql().as_str().to_string(),
+                vec!["findings_open", "findings_software"],
+            ));
+        }
+        let ids = vec!["CVE-1".to_string(), "CVE-2".to_string()];
+        let qb = views::affected_packages_query::<Sqlite>(company, &ids);
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        let qb = views::vuln_counts_query::<Sqlite>(company, "CVE-1");
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        let keyset = views::affected_keyset();
+        let page = PageRequest {
+            limit: 50,
+            cursor: Some(keyset.encode(&sample_key(&keyset))),
+        };
+        let (qb, _, _) = views::affected_query::<Sqlite>(company, "CVE-1", &page).unwrap();
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_vuln"]));
+        let keyset = views::reports_keyset();
+        let page = PageRequest {
+            limit: 50,
+            cursor: Some(keyset.encode(&sample_key(&keyset))),
+        };
+        let (qb, _, _) = views::reports_query::<Sqlite>(company, company, &page).unwrap();
+        statements.push((qb.sql().as_str().to_string(), vec!["reports_agent"]));
+        for (sort, index) in [
+            (FindingSort::FirstSeen, "findings_first_seen"),
+            (FindingSort::Epss, "findings_vuln"),
+            (FindingSort::Cvss, "findings_vuln"),
+            (FindingSort::Hostname, "agents_hostname"),
+        ] {
+            let filter = FindingFilter {
+                sort,
+                ..Default::default()
+            };
+            let keyset = views::finding_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let (qb, _, _) = views::findings_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((qb.sql().as_str().to_string(), vec![index]));
+        }
+        let mut bad = Vec::new();
+        for (sql, indexes) in statements {
+            let binds = sql.matches('?').count();
+            let steps = plan(&store, &sql, binds).await;
+            let scans = table_scans(&steps);
+            let missing: Vec<&&str> = indexes
+                .iter()
+                .filter(|i| !steps.iter().any(|s| s.contains(*i)))
+                .collect();
+            if std::env::var_os("ZT_SHOW_PLANS").is_some() {
+                eprintln!("{sql}\n{steps:#?}\n");
+            }
+            if !scans.is_empty() || !missing.is_empty() {
+                bad.push(format!(
+                    "{sql}\nscans {scans:?}, misses {missing:?}: {steps:#?}"
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+        // The operator's overview reads every company's counters: from the covering index,
+        // never the agents rows.
+        let steps = plan(&store, OVERVIEW_SQL, 1).await;
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("COVERING INDEX agents_counts")),
+            "{steps:?}"
+        );
+    }
+
+    /// A key of the right kinds for a keyset (its values do not matter to a plan).
+    fn sample_key(keyset: &crate::common::keyset::Keyset) -> Vec<crate::common::keyset::KeyVal> {
+        use crate::common::keyset::{KeyKind, KeyVal};
+        keyset
+            .columns
+            .iter()
+            .map(|(_, kind)| match kind {
+                KeyKind::Int => KeyVal::Int(1),
+                KeyKind::Float => KeyVal::Float(0.5),
+                KeyKind::Text => KeyVal::Text("x".into()),
+                KeyKind::Time => KeyVal::Time(chrono::Utc::now()),
+                KeyKind::Uuid => KeyVal::Uuid(uuid::Uuid::from_bytes([2; 16])),
+                KeyKind::Key => KeyVal::Key(zt_inventory::SoftwareKey([3; 16])),
+            })
+            .collect()
+    }
+}

@@ -219,6 +219,8 @@ async fn fleet(store: &dyn Storage) -> Fleet {
     let app = agent(store, acme, "app-3", 114).await;
     let idle = agent(store, acme, "idle-4", 115).await;
     let beta_host = agent(store, beta, "beta-1", 116).await;
+    // The reports are accepted clearly after idle-4 enrolled (staleness is by time).
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let t = Utc::now() - chrono::Duration::seconds(600);
     report(store, acme, web, ("web-1", &debian()), &web_apps(), t).await;
     report(
