@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
-use zt_store::model::{AgentId, CompanyId, FindingFilter, PageRequest};
+use zt_store::model::{AgentFilter, AgentId, CompanyId, FindingFilter, PageRequest};
 use zt_store::{PgOptions, PgStore, Storage};
 
 const SOFTWARE: usize = 50_000;
@@ -552,7 +552,11 @@ async fn main() -> anyhow::Result<()> {
             "findings: q=<package name>",
             store.list_findings(c, &q, &page).await?
         );
-        let agents = timed!(t, "agents: first page", store.list_agents(c, &page).await?);
+        let agents = timed!(
+            t,
+            "agents: first page",
+            store.list_agents(c, &AgentFilter::default(), &page).await?
+        );
         if let Some(agent) = agents.items.get(rng.below(agents.items.len().max(1))) {
             let by_agent = FindingFilter {
                 agent_id: Some(agent.agent_id),
@@ -573,7 +577,9 @@ async fn main() -> anyhow::Result<()> {
         timed!(
             t,
             "vulnerability with affected hosts",
-            store.vulnerability(c, &vuln).await?
+            store
+                .vulnerability(c, &vuln, &PageRequest::default())
+                .await?
         );
     }
     println!();

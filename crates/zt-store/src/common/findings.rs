@@ -57,6 +57,18 @@ pub(crate) fn push_finding_filters<DB>(
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
     qb.push(" WHERE f.company_id = ").push_bind(company_id);
+    push_finding_conditions(qb, filter);
+}
+
+/// Appends ` AND …` for `filter` to a query already restricted to one company (a list that
+/// joins in another order adds its own company conditions first).
+pub(crate) fn push_finding_conditions<DB>(qb: &mut QueryBuilder<DB>, filter: &FindingFilter)
+where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
     match filter.status {
         FindingStatus::Open => {
             qb.push(" AND f.resolved_at IS NULL");

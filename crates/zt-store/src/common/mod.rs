@@ -8,11 +8,13 @@ mod delegate;
 pub(crate) mod events;
 pub(crate) mod findings;
 pub(crate) mod inventory;
+pub(crate) mod keyset;
 pub(crate) mod knowledge;
 pub(crate) mod matches;
 pub(crate) mod queue;
 #[macro_use]
 pub(crate) mod reads;
+pub(crate) mod views;
 
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;

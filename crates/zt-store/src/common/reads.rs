@@ -146,6 +146,8 @@ pub(crate) trait Cols {
     fn opt_f64(&self, i: usize) -> Result<Option<f64>>;
     /// A `count(*)`-like `bigint`; negative reads as 0.
     fn count(&self, i: usize) -> Result<u64>;
+    /// Any integer column, signed.
+    fn int(&self, i: usize) -> Result<i64>;
     /// The stored severity rank (see `common::severity_rank`).
     fn rank(&self, i: usize) -> Result<i64>;
     fn time(&self, i: usize) -> Result<DateTime<Utc>>;
@@ -214,12 +216,47 @@ pub(crate) fn agent_from_row(c: &impl Cols, apps: u64, findings: SeverityCounts)
         last_report_at: c.opt_time(9)?,
         apps,
         findings,
+        kev: 0,
+        fixable: 0,
+        stale: false,
     })
 }
 
-/// The cursor key of the agents list: hostname, agent id (hex).
-pub(crate) fn agent_key(a: &Agent) -> (String, String) {
-    (a.hostname.clone(), hex::encode(a.agent_id.as_bytes()))
+/// A summary from columns `agents, apps, critical, high, medium, low, unknown, kev, fixable`
+/// from `base` on (sums of the agents' counters).
+pub(crate) fn summary_from_row(c: &impl Cols, base: usize) -> Result<Summary> {
+    let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(base + i)?).unwrap_or(0)) };
+    Ok(Summary {
+        agents: n(0)?,
+        apps: n(1)?,
+        findings: SeverityCounts {
+            critical: n(2)?,
+            high: n(3)?,
+            medium: n(4)?,
+            low: n(5)?,
+            unknown: n(6)?,
+        },
+        kev: n(7)?,
+        fixable: n(8)?,
+    })
+}
+
+/// A trend point of `date` from columns `critical, high, medium, low, unknown, kev, fixable,
+/// overdue, suppressed` (1-9; column 0 is the day).
+pub(crate) fn trend_point(c: &impl Cols, date: chrono::NaiveDate) -> Result<TrendPoint> {
+    let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(i)?).unwrap_or(0)) };
+    Ok(TrendPoint {
+        date,
+        critical: n(1)?,
+        high: n(2)?,
+        medium: n(3)?,
+        low: n(4)?,
+        unknown: n(5)?,
+        kev: n(6)?,
+        fixable: n(7)?,
+        overdue: n(8)?,
+        suppressed: n(9)?,
+    })
 }
 
 /// The cursor key of the apps list: name, version, software key (hex), arch.

@@ -173,6 +173,21 @@ impl SqliteStore {
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
+        sqlx::query(
+            "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
+             open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0), \
+             coalesce(sum(f.severity = 4), 0), coalesce(sum(f.severity = 3), 0), \
+             coalesce(sum(f.severity = 2), 0), coalesce(sum(f.severity <= 1), 0), \
+             coalesce(sum(f.kev), 0), coalesce(sum(f.fixable), 0) FROM findings f \
+             WHERE f.company_id = agents.company_id AND f.agent_id = agents.agent_id \
+             AND f.resolved_at IS NULL) \
+             WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
+        .execute(&mut *w.tx)
+        .await?;
         w.commit().await?;
         Ok(Some(last))
     }

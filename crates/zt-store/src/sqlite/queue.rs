@@ -19,6 +19,22 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 /// (company, agent)
 type AgentKey = (CompanyId, AgentId);
 
+/// Rows one retention transaction deletes at most (measured with 10 M app records: a
+/// batch of findings takes a few milliseconds).
+const PURGE_BATCH: i64 = 1_000;
+
+/// Finished queue entries (`queue_finished`), a batch at a time.
+pub(super) const PURGE_QUEUE_SQL: &str = "DELETE FROM queue WHERE queue_id IN \
+     (SELECT queue_id FROM queue WHERE state = 'done' AND finished_at < ?1 LIMIT ?2)";
+/// Processed report records (`reports_processed`), a batch at a time.
+pub(super) const PURGE_REPORTS_SQL: &str = "DELETE FROM reports WHERE rowid IN \
+     (SELECT rowid FROM reports WHERE processed_at < ?1 AND status = 'done' LIMIT ?2)";
+/// Findings resolved before the cut-off (`findings_resolved`), a batch at a time.
+pub(super) const PURGE_FINDINGS_SQL: &str = "DELETE FROM findings \
+     WHERE (company_id, agent_id, software_key, vuln_id) IN \
+     (SELECT company_id, agent_id, software_key, vuln_id FROM findings \
+      WHERE resolved_at < ?1 LIMIT ?2)";
+
 /// Reports looked at per claim, whatever their app counts (reports may list no apps).
 const CLAIM_SCAN_LIMIT: i64 = 256;
 /// Reports read per step of a claim.
@@ -347,38 +363,38 @@ impl SqliteStore {
 
     pub(crate) async fn purge_finished_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         let before = ms(before);
-        let mut w = self.begin_background_write().await?;
-        let n = sqlx::query("DELETE FROM queue WHERE state = 'done' AND finished_at < ?1")
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM reports WHERE status = 'done' AND processed_at < ?1")
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?;
-        w.commit().await?;
-        Ok(n)
+        let queue = self.purge_in_batches(PURGE_QUEUE_SQL, before).await?;
+        self.purge_in_batches(PURGE_REPORTS_SQL, before).await?;
+        Ok(queue)
     }
 
     pub(crate) async fn purge_history_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         // Apps are deleted when they leave an agent here; resolved findings stay until now.
-        let before = ms(before);
+        self.purge_in_batches(PURGE_FINDINGS_SQL, ms(before)).await
+    }
+
+    /// Runs a retention statement (`?1` the cut-off, `?2` the batch size) until it deletes
+    /// less than a batch, each batch in its own short transaction: the single writer is never
+    /// held long, and ingest (and so the live updates) goes on between batches.
+    async fn purge_in_batches(&self, sql: &'static str, before: i64) -> Result<u64> {
         let mut purged = 0u64;
         loop {
+            let started = std::time::Instant::now();
             let mut w = self.begin_background_write().await?;
-            let n = sqlx::query(
-                "DELETE FROM findings WHERE (company_id, agent_id, software_key, vuln_id) IN \
-                 (SELECT company_id, agent_id, software_key, vuln_id FROM findings \
-                  WHERE resolved_at < ?1 LIMIT 1000)",
-            )
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
+            let n = sqlx::query(sql)
+                .bind(before)
+                .bind(PURGE_BATCH)
+                .execute(&mut *w.tx)
+                .await?
+                .rows_affected();
             w.commit().await?;
+            tracing::debug!(
+                rows = n,
+                ms = started.elapsed().as_millis() as u64,
+                "retention batch"
+            );
             purged += n;
-            if n < 1000 {
+            if n < PURGE_BATCH as u64 {
                 return Ok(purged);
             }
         }

@@ -11,13 +11,31 @@ use zt_store::Storage;
 
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
+mod dashboard;
 mod live;
+pub use dashboard::*;
 pub use live::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
 /// guard that keeps the store's database, and the store).
 macro_rules! conformance_tests {
+    (@any $fresh:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_guard, store) = $fresh.await;
+            conformance::$name(&zt_store::AnyStore::from(store.clone())).await;
+            store.pool().close().await;
+        }
+    )*};
     ($fresh:expr) => {
+        conformance_tests!(
+            @any $fresh;
+            dashboard_hosts_sort_filter_and_page,
+            dashboard_software_and_vulnerabilities_follow_inventories,
+            dashboard_findings_sort_every_way_and_page,
+            dashboard_vulnerability_detail_pages_hosts_with_references,
+            dashboard_trends_and_overview,
+        );
         conformance_tests!(
             $fresh;
             tokens_and_companies,
@@ -609,7 +627,7 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
         .is_none());
     assert!(store.get_agent(acme, b).await.unwrap().is_none());
     let d = store
-        .vulnerability(acme, "GHSA-CVE-2020-8203")
+        .vulnerability(acme, "GHSA-CVE-2020-8203", &PageRequest::default())
         .await
         .unwrap()
         .unwrap();
@@ -619,7 +637,7 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
     let newco = company(store, "Empty", 64).await;
     assert!(
         store
-            .vulnerability(newco, "CVE-2020-8203")
+            .vulnerability(newco, "CVE-2020-8203", &PageRequest::default())
             .await
             .unwrap()
             .is_none(),
