@@ -179,6 +179,11 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         ..ServerConfig::default()
     };
 
+    // Before the "listening" line: a SIGHUP sent once the server is up must find the handler
+    // in place, or its default action ends the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -205,42 +210,37 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    tokio::spawn(reload_on_hangup(tls.clone()));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(hangups, tls.clone()));
     zt_server::serve_with_tls(store, config, listener, tls, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// SIGHUP (`systemctl reload`) reads the TLS certificate and key again; a process without
 /// TLS has nothing to reload, but must not die of the signal's default action either.
-async fn reload_on_hangup(tls: Option<zt_server::TlsCertificate>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match &tls {
-                Some(cert) => match cert.reload() {
-                    Ok(loaded) => tracing::info!(
-                        cert = %cert.cert_path().display(),
-                        chain = loaded.chain,
-                        "TLS certificate reloaded: new connections use it"
-                    ),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "TLS certificate not reloaded: the one loaded before stays in use"
-                    ),
-                },
-                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
-            }
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    tls: Option<zt_server::TlsCertificate>,
+) {
+    while hangups.recv().await.is_some() {
+        match &tls {
+            Some(cert) => match cert.reload() {
+                Ok(loaded) => tracing::info!(
+                    cert = %cert.cert_path().display(),
+                    chain = loaded.chain,
+                    "TLS certificate reloaded: new connections use it"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "TLS certificate not reloaded: the one loaded before stays in use"
+                ),
+            },
+            None => tracing::info!("SIGHUP: no TLS certificate to reload"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = tls;
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
