@@ -256,6 +256,26 @@ impl Api {
         }
     }
 
+    /// Every item of a paged list at `path` (with `query`), through all pages of `limit`.
+    async fn all_pages(&self, path: &str, token: &str, query: &str, limit: u32) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{path}?limit={limit}&{query}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.get(&url, token).await;
+            assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.text);
+            let v = r.json();
+            items.extend(v["items"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return items,
+            }
+        }
+    }
+
     /// Polls until `check` holds for the company's summary (knowledge changes apply in the
     /// background).
     async fn wait_summary(
@@ -280,6 +300,180 @@ impl Api {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// The hosts, host detail and history, vulnerabilities, trends and findings orders of a
+/// company whose open findings are `findings`, as the dashboard reads them.
+async fn dashboard_views(
+    api: &Api,
+    company: &str,
+    token: &str,
+    findings: &[Value],
+    (deb_agent, debian): (&str, &InventoryReport),
+    summary: &Value,
+) {
+    let base = format!("/api/v1/companies/{company}");
+    // A host: its counts are its open findings.
+    let host = api.get(&format!("{base}/agents/{deb_agent}"), token).await;
+    assert_eq!(host.status, StatusCode::OK, "{}", host.text);
+    let host = host.json();
+    assert_eq!(
+        (&host["hostname"], &host["stale"]),
+        (&json!("deb-1"), &json!(false))
+    );
+    let of_host = findings
+        .iter()
+        .filter(|f| f["agent_id"] == json!(deb_agent));
+    assert_eq!(
+        open_findings(&host),
+        of_host.clone().count() as u64,
+        "{host}"
+    );
+    assert_eq!(
+        host["kev"].as_u64().unwrap(),
+        of_host
+            .filter(|f| f["vulnerability"]["kev"] == true)
+            .count() as u64
+    );
+    let history = api
+        .get(&format!("{base}/agents/{deb_agent}/reports"), token)
+        .await
+        .json();
+    assert_eq!(
+        history["items"][0]["report_id"],
+        json!(debian.report_id),
+        "{history}"
+    );
+    assert_eq!(history["items"][0]["outcome"], "applied");
+    // Hosts: riskiest first, searched, exported.
+    let by_risk = api
+        .all_pages(&format!("{base}/agents"), token, "sort=risk", 1)
+        .await;
+    let risk = |a: &Value| {
+        let f = &a["findings"];
+        ["critical", "high", "medium", "low"].iter().fold(
+            vec![a["kev"].as_u64().unwrap()],
+            |mut v, k| {
+                v.push(f[k].as_u64().unwrap());
+                v
+            },
+        )
+    };
+    assert_eq!(by_risk.len(), 3);
+    assert!(
+        by_risk.windows(2).all(|w| risk(&w[0]) >= risk(&w[1])),
+        "{by_risk:?}"
+    );
+    let found = api
+        .all_pages(&format!("{base}/agents"), token, "q=PY-", 10)
+        .await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["hostname"], "py-1");
+    let csv = api.get(&format!("{base}/agents?format=csv"), token).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.text.starts_with("agent_id,hostname,os_id"),
+        "{}",
+        csv.text
+    );
+    assert_eq!(csv.text.lines().count(), 4);
+    // Vulnerabilities: one row per vulnerability, their findings add up to the open ones.
+    let vulns = api
+        .all_pages(&format!("{base}/vulnerabilities"), token, "", 50)
+        .await;
+    assert_eq!(
+        vulns
+            .iter()
+            .map(|v| v["findings"].as_u64().unwrap())
+            .sum::<u64>(),
+        findings.len() as u64
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        vulns.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), vulns.len());
+    for sort in ["hosts", "epss", "cvss"] {
+        let other = api
+            .all_pages(
+                &format!("{base}/vulnerabilities"),
+                token,
+                &format!("sort={sort}"),
+                50,
+            )
+            .await;
+        let other: std::collections::BTreeSet<&str> = other
+            .iter()
+            .map(|v| v["id"].as_str().unwrap())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(other, ids, "sort={sort}");
+    }
+    let csv = api
+        .get(&format!("{base}/vulnerabilities?format=csv"), token)
+        .await;
+    assert_eq!(csv.text.lines().count(), vulns.len() + 1);
+    // A vulnerability's hosts one page at a time, with its references.
+    let widest = vulns
+        .iter()
+        .max_by_key(|v| v["hosts"].as_u64().unwrap())
+        .unwrap();
+    let d = api
+        .get(
+            &format!(
+                "{base}/vulnerabilities/{}?limit=1",
+                widest["id"].as_str().unwrap()
+            ),
+            token,
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    let d = d.json();
+    assert_eq!(d["hosts"], widest["hosts"]);
+    assert_eq!(d["affected"].as_array().unwrap().len(), 1);
+    assert!(d["references"].is_array());
+    assert_eq!(
+        d["next_cursor"].is_string(),
+        widest["findings"].as_u64().unwrap() > 1,
+        "{d}"
+    );
+    // Trends: today's point is now.
+    let t = api
+        .get(&format!("{base}/trends?days=7"), token)
+        .await
+        .json();
+    let last = t["points"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["date"],
+        json!(chrono::Utc::now().date_naive().to_string())
+    );
+    for k in ["critical", "high", "medium", "low", "unknown"] {
+        assert_eq!(last[k], summary["findings"][k], "{k}");
+    }
+    assert_eq!(last["kev"], summary["kev"]);
+    // Findings in other orders: the same findings.
+    for sort in ["first_seen", "epss", "cvss", "hostname"] {
+        let got = api
+            .all_findings(company, token, &format!("sort={sort}"), 500)
+            .await;
+        assert_eq!(got.len(), findings.len(), "sort={sort}");
+    }
+    // Bad parameters name themselves.
+    for (path, field) in [
+        (format!("{base}/trends?days=0"), "days"),
+        (format!("{base}/trends?days=401"), "days"),
+        (format!("{base}/findings?sort=bogus"), "sort"),
+        (format!("{base}/agents?order=up"), "order"),
+        (format!("{base}/software?vulnerable=maybe"), "vulnerable"),
+        (format!("{base}/vulnerabilities?format=xml"), "format"),
+        (
+            format!("{base}/agents?sort=risk&cursor=bm90LWEtY3Vyc29y"),
+            "cursor",
+        ),
+    ] {
+        let r = api.get(&path, token).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text);
+        assert!(r.text.contains(field), "{path}: {}", r.text);
     }
 }
 
@@ -465,6 +659,61 @@ async fn inventories_become_company_scoped_findings(env: &Env) {
         a_findings.len() + 1,
         "{}",
         csv.text
+    );
+
+    // The dashboard's reads of the same data.
+    dashboard_views(
+        &api,
+        &a_id,
+        &a_viewer,
+        &a_findings,
+        (&deb_agent, &debian),
+        &summary,
+    )
+    .await;
+    let keys = |r: &InventoryReport| {
+        r.apps
+            .iter()
+            .map(|a| zt_inventory::Software::from_app(a, &r.host.os).key())
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64
+    };
+    let software = api
+        .all_pages(
+            &format!("/api/v1/companies/{a_id}/software"),
+            &a_viewer,
+            "",
+            100,
+        )
+        .await;
+    assert_eq!(
+        software
+            .iter()
+            .map(|s| s["hosts"].as_u64().unwrap())
+            .sum::<u64>(),
+        keys(&debian) + keys(&python) + keys(&rootfs),
+        "each host counts once per version it runs"
+    );
+    let overview = api.get("/api/v1/overview", ADMIN).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.text);
+    let rows = overview.json()["items"].as_array().unwrap().clone();
+    let acme = rows
+        .iter()
+        .find(|r| r["company_id"] == json!(a_id))
+        .unwrap();
+    assert_eq!(acme["name"], "Acme");
+    let now = api
+        .get(&format!("/api/v1/companies/{a_id}/summary"), &a_viewer)
+        .await
+        .json();
+    assert_eq!(
+        (&acme["findings"], &acme["agents"]),
+        (&now["findings"], &now["agents"])
+    );
+    assert!(rows.iter().any(|r| r["company_id"] == json!(b_id)));
+    assert_eq!(
+        api.get("/api/v1/overview", &a_viewer).await.status,
+        StatusCode::FORBIDDEN
     );
 
     // One vulnerability with the hosts it hits.
@@ -846,6 +1095,25 @@ async fn bad_requests_get_the_right_status_and_change_nothing(env: &Env) {
         ),
         (
             serde_json::to_vec(&with(&|v| v["collected_at"] = json!(17))).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_report",
+            Some("collected_at"),
+        ),
+        // A host clock more than a day off either way.
+        (
+            serde_json::to_vec(&with(&|v| {
+                v["collected_at"] = json!(chrono::Utc::now() + chrono::Duration::hours(26))
+            }))
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_report",
+            Some("collected_at"),
+        ),
+        (
+            serde_json::to_vec(&with(&|v| {
+                v["collected_at"] = json!("1970-01-01T00:00:00Z")
+            }))
+            .unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_report",
             Some("collected_at"),
@@ -1322,6 +1590,66 @@ async fn dashboard_health_and_openapi_are_served(env: &Env) {
     );
 }
 
+/// CSV exports: a cell an agent controls that a spreadsheet would run as a formula is
+/// quoted (OWASP), and `limit` cuts an export to one page.
+async fn csv_exports_neutralize_formulas(env: &Env) {
+    let server = start(env, "server", &[]);
+    let api = Api::new(&server.url);
+    let (company, secret) = api.create_company("Acme").await;
+    let viewer = api.user_token(&company, "viewer").await;
+    let mut report = small_report("=cmd|' /C calc'!A0", 3);
+    report.apps.push(zt_inventory::App::new(
+        "@babel/core",
+        "7.0.0",
+        zt_inventory::AppSource::Npm,
+    ));
+    let (_, token) = api.enroll(&secret, &report).await;
+    let r = api.post_report(&token, &report, false).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(
+        api.wait_done(&token, report.report_id).await["status"],
+        "done"
+    );
+    let hosts = api
+        .get(
+            &format!("/api/v1/companies/{company}/agents?format=csv"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(hosts.status, StatusCode::OK);
+    let row = hosts.text.lines().nth(1).unwrap();
+    assert!(row.contains(",'=cmd|' /C calc'!A0,"), "{row}");
+    let software = api
+        .get(
+            &format!("/api/v1/companies/{company}/software?format=csv&sort=name"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(software.status, StatusCode::OK);
+    assert!(software.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("software.csv"));
+    assert_eq!(software.text.lines().count(), 5, "{}", software.text);
+    assert!(
+        software
+            .text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("'@babel/core,7.0.0,npm,"),
+        "{}",
+        software.text
+    );
+    let one = api
+        .get(
+            &format!("/api/v1/companies/{company}/software?format=csv&limit=1"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(one.text.lines().count(), 2, "{}", one.text);
+}
+
 /// The test bodies above, once per backend.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -1351,4 +1679,5 @@ on_both_backends!(
     a_killed_workers_batch_is_finished_by_another,
     graceful_shutdown_releases_an_unfinished_batch,
     dashboard_health_and_openapi_are_served,
+    csv_exports_neutralize_formulas,
 );

@@ -9,6 +9,42 @@ pub const MAX_VERSION_LEN: usize = 256;
 pub const MAX_FIELD_LEN: usize = 1024;
 pub const MAX_HOSTNAME_LEN: usize = 255;
 
+/// How far a report's `collected_at` may be from the server's clock, either way.
+pub const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Checks a report's `collected_at` against the server's clock `now` and returns the time
+/// the server orders the host's reports by.
+///
+/// A host clock days off would otherwise decide which inventory is current: one report
+/// dated in the future makes every later report look older ("stale"), freezing the host, and
+/// one dated in the distant past is stale from the start. Reports more than
+/// [`MAX_CLOCK_SKEW`] either way are refused (naming `collected_at`); a report from a clock
+/// ahead by less is ordered as of `now` (when it arrived), so a clock that jumps ahead and
+/// back never holds later reports back.
+pub fn check_collected_at(
+    collected_at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ReportError> {
+    let skew = collected_at.signed_duration_since(now);
+    if skew.abs() > MAX_CLOCK_SKEW {
+        let hours = skew.num_minutes().abs() as f64 / 60.0;
+        let (way, fix) = if skew > chrono::TimeDelta::zero() {
+            ("ahead of", "")
+        } else {
+            ("behind", " (or the report waited that long to be sent)")
+        };
+        return Err(ReportError::new(
+            "collected_at",
+            format!(
+                "{collected_at} is {hours:.1} h {way} the server's clock{fix}; at most {} h \
+                 either way are accepted: check the host's clock",
+                MAX_CLOCK_SKEW.num_hours()
+            ),
+        ));
+    }
+    Ok(collected_at.min(now))
+}
+
 /// Why a report was refused; `field` is a path such as `apps[3].version` (empty when the
 /// document as a whole is malformed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +166,30 @@ fn text(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn collected_at_is_bounded_and_a_clock_ahead_is_ordered_as_of_arrival() {
+        use chrono::TimeDelta;
+        let now = chrono::Utc::now();
+        for behind in [TimeDelta::zero(), TimeDelta::hours(23), TimeDelta::days(1)] {
+            assert_eq!(check_collected_at(now - behind, now).unwrap(), now - behind);
+        }
+        // Ahead (within the bound): ordered as of now.
+        assert_eq!(
+            check_collected_at(now + TimeDelta::hours(20), now).unwrap(),
+            now
+        );
+        for off in [
+            TimeDelta::days(1) + TimeDelta::seconds(1),
+            TimeDelta::days(400),
+            -TimeDelta::days(1) - TimeDelta::seconds(1),
+            -TimeDelta::days(20000),
+        ] {
+            let e = check_collected_at(now + off, now).unwrap_err();
+            assert_eq!(e.field, "collected_at", "{off}");
+            assert!(e.message.contains("clock"), "{}", e.message);
+        }
+    }
+
     use super::*;
 
     const GOOD: &str = r#"{"report_id":"7d8a6b1e-2f0c-4c1e-9a55-0b7f1d3e2a10",

@@ -14,7 +14,7 @@ pub async fn create_company(
 ) -> Result<(Company, String), StoreError> {
     let company = Company {
         // Time-ordered like agent ids (see routes/agent.rs).
-        id: uuid::Uuid::now_v7(),
+        id: CompanyId::now_v7(),
         name: name.to_string(),
         created_at: Utc::now(),
     };

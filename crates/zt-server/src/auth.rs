@@ -140,7 +140,7 @@ pub async fn company_access(
     principal: &Principal,
     company_id: &str,
 ) -> ApiResult<CompanyId> {
-    let parsed = uuid::Uuid::parse_str(company_id).ok();
+    let parsed = company_id.parse::<CompanyId>().ok();
     match principal {
         Principal::Operator => {
             let id = parsed.ok_or_else(ApiError::not_found)?;

@@ -83,6 +83,27 @@ pub struct ServerConfig {
     pub trusted_proxies: crate::client::TrustedProxies,
     /// This process serves HTTPS itself (`--tls-cert`): session cookies get `Secure`.
     pub tls: bool,
+    /// An agent not heard of (no report accepted, or since enrollment) for this long is
+    /// stale; None: three report intervals.
+    pub stale_after: Option<Duration>,
+}
+
+impl ServerConfig {
+    /// When an agent counts as stale: `stale_after`, or three report intervals (a host that
+    /// missed two reports in a row).
+    pub fn stale_threshold(&self) -> Duration {
+        self.stale_after
+            .unwrap_or_else(|| Duration::from_secs(self.report_interval_s.saturating_mul(3)))
+    }
+
+    /// The time before which an agent last heard of is stale.
+    pub fn stale_before(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        now - chrono::Duration::from_std(self.stale_threshold())
+            .unwrap_or(chrono::Duration::days(3650))
+    }
 }
 
 impl Default for ServerConfig {
@@ -112,6 +133,7 @@ impl Default for ServerConfig {
             event_retention: Duration::from_secs(24 * 3600),
             trusted_proxies: Default::default(),
             tls: false,
+            stale_after: None,
         }
     }
 }

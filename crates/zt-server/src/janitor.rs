@@ -137,6 +137,13 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
             }
         }
+        // Today's trend point of every company, from the maintained counters: soon after
+        // start, then every five minutes (the day's last one stays), by the worker processes.
+        if tick % 300 == 10 && state.config.role.runs_workers() {
+            if let Err(e) = crate::routes::record_trends(&state).await {
+                tracing::warn!(error = %e, "recording the trend points failed");
+            }
+        }
         // Resolved findings and removed apps: every ten minutes, by the worker processes.
         if tick % 600 == 300 && state.config.role.runs_workers() {
             let keep = chrono::Duration::from_std(state.config.history_retention)

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 mod dashboard;
 pub mod error;
+pub mod export;
 mod ingest;
 mod janitor;
 pub mod live;

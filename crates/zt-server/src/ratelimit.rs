@@ -53,11 +53,11 @@ impl RateLimits {
     /// operator is not limited.
     pub async fn check(&self, principal: &Principal) -> ApiResult<()> {
         if let (Principal::Agent { agent_id, .. }, Some(l)) = (principal, &self.agent) {
-            self.check_one(l, self.agent_per_min, agent_id, "agent")
+            self.check_one(l, self.agent_per_min, &agent_id.as_uuid(), "agent")
                 .await?;
         }
         if let (Some(company_id), Some(l)) = (principal.company_id(), &self.company) {
-            self.check_one(l, self.company_per_min, &company_id, "company")
+            self.check_one(l, self.company_per_min, &company_id.as_uuid(), "company")
                 .await?;
         }
         Ok(())
@@ -101,18 +101,19 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zt_store::model::{AgentId, CompanyId};
 
     #[tokio::test]
     async fn agent_limit_answers_429_with_retry_after_and_spares_other_agents() {
         let limits = RateLimits::new(1000, 2);
-        let company_id = Uuid::new_v4();
+        let company_id = CompanyId::new_v4();
         let a = Principal::Agent {
             company_id,
-            agent_id: Uuid::new_v4(),
+            agent_id: AgentId::new_v4(),
         };
         let b = Principal::Agent {
             company_id,
-            agent_id: Uuid::new_v4(),
+            agent_id: AgentId::new_v4(),
         };
         assert!(limits.check(&a).await.is_ok());
         assert!(limits.check(&a).await.is_ok());
@@ -126,7 +127,7 @@ mod tests {
     #[tokio::test]
     async fn company_limit_covers_all_its_tokens() {
         let limits = RateLimits::new(3, 1000);
-        let company_id = Uuid::new_v4();
+        let company_id = CompanyId::new_v4();
         let user = Principal::User {
             company_id,
             role: zt_store::model::Role::Viewer,
@@ -136,11 +137,11 @@ mod tests {
         }
         let agent = Principal::Agent {
             company_id,
-            agent_id: Uuid::new_v4(),
+            agent_id: AgentId::new_v4(),
         };
         assert_eq!(limits.check(&agent).await.unwrap_err().code, "rate_limited");
         let other = Principal::User {
-            company_id: Uuid::new_v4(),
+            company_id: CompanyId::new_v4(),
             role: zt_store::model::Role::Viewer,
         };
         assert!(limits.check(&other).await.is_ok());

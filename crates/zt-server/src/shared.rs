@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
-use zt_store::model::{Principal, Role, TokenHash};
+use zt_store::model::{AgentId, CompanyId, Principal, Role, TokenHash};
 
 /// How long one Redis round trip may take before the replica decides on its own.
 const CALL_TIMEOUT: Duration = Duration::from_millis(250);
@@ -213,7 +213,7 @@ fn encode_principal(p: &Principal) -> Option<String> {
 fn decode_principal(s: &str) -> Option<Principal> {
     let mut parts = s.split(':');
     let kind = parts.next()?;
-    let company_id = Uuid::parse_str(parts.next()?).ok()?;
+    let company_id = parts.next()?.parse::<CompanyId>().ok()?;
     let third = parts.next();
     if parts.next().is_some() {
         return None;
@@ -225,7 +225,7 @@ fn decode_principal(s: &str) -> Option<Principal> {
         }),
         ("agent", Some(agent)) => Some(Principal::Agent {
             company_id,
-            agent_id: Uuid::parse_str(agent).ok()?,
+            agent_id: agent.parse::<AgentId>().ok()?,
         }),
         ("enroll", None) => Some(Principal::Enroll { company_id }),
         _ => None,
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn principals_round_trip_and_garbage_is_a_miss() {
-        let c = Uuid::new_v4();
+        let c = CompanyId::new_v4();
         for p in [
             Principal::User {
                 company_id: c,
@@ -246,7 +246,7 @@ mod tests {
             },
             Principal::Agent {
                 company_id: c,
-                agent_id: Uuid::new_v4(),
+                agent_id: AgentId::new_v4(),
             },
             Principal::Enroll { company_id: c },
         ] {

@@ -104,6 +104,10 @@ fn describe() {
         "Claimed reports by what processing made of them"
     );
     describe_counter!(
+        "reports_clock_ahead_total",
+        "Reports dated ahead of the server's clock (within the accepted skew): ordered as of their arrival"
+    );
+    describe_counter!(
         "redis_errors_total",
         "Failed calls to the shared Redis (limits fall back to this process)"
     );
@@ -148,6 +152,7 @@ pub fn register_all(role: &'static str) {
         "enrichment_cache_hits_total",
         "enrichment_cache_misses_total",
         "redis_errors_total",
+        "reports_clock_ahead_total",
     ] {
         metrics::counter!(name).increment(0);
     }

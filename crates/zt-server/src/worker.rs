@@ -185,7 +185,7 @@ fn parse_batch(owner: &str, claimed: Vec<ClaimedReport>) -> Parsed {
             company_id: c.company_id,
             agent_id: c.agent_id,
             report_id: c.report_id,
-            collected_at: report.collected_at,
+            collected_at: c.collected_at,
             digest: c.digest,
             hostname: report.host.hostname,
             os: report.host.os,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
-use zt_store::model::{FindingFilter, PageRequest};
+use zt_store::model::{AgentFilter, AgentId, CompanyId, FindingFilter, PageRequest};
 use zt_store::{PgOptions, PgStore, Storage};
 
 const SOFTWARE: usize = 50_000;
@@ -475,7 +475,7 @@ async fn main() -> anyhow::Result<()> {
             fill(&url, &shape).await?;
         }
     }
-    let companies: Vec<Uuid> = store.list_companies().await?.iter().map(|c| c.id).collect();
+    let companies: Vec<CompanyId> = store.list_companies().await?.iter().map(|c| c.id).collect();
     let mut rng = Rng(7);
     let mut t = Timings { rows: Vec::new() };
 
@@ -552,7 +552,11 @@ async fn main() -> anyhow::Result<()> {
             "findings: q=<package name>",
             store.list_findings(c, &q, &page).await?
         );
-        let agents = timed!(t, "agents: first page", store.list_agents(c, &page).await?);
+        let agents = timed!(
+            t,
+            "agents: first page",
+            store.list_agents(c, &AgentFilter::default(), &page).await?
+        );
         if let Some(agent) = agents.items.get(rng.below(agents.items.len().max(1))) {
             let by_agent = FindingFilter {
                 agent_id: Some(agent.agent_id),
@@ -573,7 +577,9 @@ async fn main() -> anyhow::Result<()> {
         timed!(
             t,
             "vulnerability with affected hosts",
-            store.vulnerability(c, &vuln).await?
+            store
+                .vulnerability(c, &vuln, &PageRequest::default())
+                .await?
         );
     }
     println!();
@@ -631,7 +637,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..samples {
         let c = companies[rng.below(companies.len())];
         let mut tx = store.begin_for_company(c).await?;
-        let agent: Uuid = sqlx::query_scalar(
+        let agent: AgentId = sqlx::query_scalar(
             "SELECT agent_id FROM agents WHERE company_id = $1 LIMIT 1 OFFSET $2",
         )
         .bind(c)

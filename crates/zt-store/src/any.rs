@@ -42,6 +42,18 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+impl From<SqliteStore> for AnyStore {
+    fn from(store: SqliteStore) -> Self {
+        AnyStore::Sqlite(store)
+    }
+}
+
+impl From<PgStore> for AnyStore {
+    fn from(store: PgStore) -> Self {
+        AnyStore::Postgres(store)
+    }
+}
+
 impl AnyStore {
     /// Opens the SQLite file at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<AnyStore> {

@@ -7,8 +7,77 @@ use uuid::Uuid;
 use zt_advisory::{Cvss, Severity};
 use zt_inventory::{OsInfo, Software, SoftwareKey};
 
-pub type CompanyId = Uuid;
-pub type AgentId = Uuid;
+/// Declares an id type over a UUID: its own type, so that a company id and an agent id cannot
+/// be swapped for one another without the compiler noticing. Stored and serialized exactly
+/// as the UUID it wraps.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// In the OpenAPI document a field of this type says `#[schema(value_type = Uuid)]`.
+        #[derive(
+            Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered id (UUIDv7; see ARCHITECTURE.md on why ids are time-ordered).
+            pub fn now_v7() -> Self {
+                $name(Uuid::now_v7())
+            }
+
+            /// A new random id.
+            pub fn new_v4() -> Self {
+                $name(Uuid::new_v4())
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Uuid {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, uuid::Error> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A company (tenant).
+    ///
+    /// An agent id is not a company id:
+    /// ```compile_fail
+    /// fn scoped(company: zt_store::model::CompanyId) {}
+    /// scoped(zt_store::model::AgentId::new_v4());
+    /// ```
+    CompanyId
+);
+uuid_id!(
+    /// An enrolled agent (one host) of a company.
+    AgentId
+);
 pub type ReportId = Uuid;
 
 /// The SHA-256 of a secret token. Tokens are 256-bit random strings, so a fast hash suffices:
@@ -136,6 +205,16 @@ pub struct Agent {
     pub apps: u64,
     /// Open findings of this agent.
     pub findings: SeverityCounts,
+    /// Open findings of this agent whose vulnerability is in CISA KEV.
+    #[serde(default)]
+    pub kev: u64,
+    /// Open findings of this agent with a known fixed version.
+    #[serde(default)]
+    pub fixable: u64,
+    /// Not seen (no report accepted, or since enrollment) for longer than the server's
+    /// staleness threshold. Set by the server, which owns the threshold.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,6 +227,11 @@ pub struct IncomingReport {
     pub company_id: CompanyId,
     pub agent_id: AgentId,
     pub report_id: ReportId,
+    /// When the agent collected the inventory, as the store orders the agent's reports (a
+    /// report collected before the stored inventory is stale). Never later than
+    /// `accepted_at`: the API clamps a report from an agent clock ahead of the server's (see
+    /// `zt_inventory::check_collected_at`), so one wrong clock cannot make every later report
+    /// of the host look stale.
     pub collected_at: DateTime<Utc>,
     pub accepted_at: DateTime<Utc>,
     pub digest: [u8; 32],
@@ -196,6 +280,9 @@ pub struct ClaimedReport {
     pub app_count: u32,
     /// The inventory digest computed when the report was accepted.
     pub digest: [u8; 32],
+    /// The time the store orders this agent's reports by (see [`IncomingReport::collected_at`]):
+    /// the worker applies the report as of this time, not the one in the body.
+    pub collected_at: DateTime<Utc>,
     pub body: Vec<u8>,
 }
 
@@ -397,6 +484,27 @@ pub struct FindingFilter {
     pub agent_id: Option<AgentId>,
     pub vuln_id: Option<String>,
     pub status: FindingStatus,
+    pub sort: FindingSort,
+    /// None: the sort's natural direction.
+    pub order: Option<SortOrder>,
+}
+
+/// The order of the findings list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingSort {
+    /// Most severe first, then by vulnerability id, host and package.
+    #[default]
+    Severity,
+    /// Newest first.
+    FirstSeen,
+    /// Highest EPSS first (none last).
+    Epss,
+    /// Highest CVSS base score first (none last).
+    Cvss,
+    /// By hostname (ascending).
+    Hostname,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -460,11 +568,234 @@ pub struct AffectedHost {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
+/// A vulnerability with the company's hosts it hits, one page of them at a time.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VulnDetail {
     pub vulnerability: VulnInfo,
+    /// Links of the stored advisories of the group (advisory pages, fixes, reports).
+    pub references: Vec<String>,
+    /// Hosts with an open finding of it.
+    pub hosts: u64,
+    /// Open findings of it (a host may have it through several packages).
+    pub findings: u64,
+    /// The company's packages with an open finding of it.
+    pub packages: Vec<VulnPackage>,
+    /// Versions that fix it, over those packages.
+    pub fixed_versions: Vec<String>,
+    /// One page of the hosts it hits (open findings first, then resolved ones, by hostname).
     pub affected: Vec<AffectedHost>,
+    /// The cursor of the next page of `affected`.
+    pub next_cursor: Option<String>,
+}
+
+/// A package (name and ecosystem) with the versions of it that carry a vulnerability.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VulnPackage {
+    pub name: String,
+    pub ecosystem: String,
+    pub versions: Vec<String>,
+}
+
+/// Which way a list is sorted; every sort has a natural direction (see its doc).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// The order of the agents list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentSort {
+    /// By hostname (ascending).
+    #[default]
+    Hostname,
+    /// Riskiest first: most open KEV findings, then critical, high, medium, low.
+    Risk,
+    /// Most recently seen first (a report accepted, or else enrolled).
+    LastSeen,
+    /// By OS name, then hostname (ascending).
+    Os,
+}
+
+/// Filters and order of the agents list; filters combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    /// Substring of the hostname (ASCII case ignored).
+    pub query: Option<String>,
+    /// The OS id (`debian`, `ubuntu`, `windows`, ...), exactly.
+    pub os: Option<String>,
+    /// Only stale (true) or only fresh (false) agents: seen before `stale_before` or not.
+    pub stale: Option<bool>,
+    /// The staleness threshold (the server's setting applied to now).
+    pub stale_before: Option<DateTime<Utc>>,
+    pub sort: AgentSort,
+    /// None: the sort's natural direction.
+    pub order: Option<SortOrder>,
+}
+
+/// One report of an agent, for its host's history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
+    pub report_id: ReportId,
+    pub status: ReportState,
+    /// `applied`, `unchanged`, `stale` once done.
+    pub outcome: Option<String>,
+    pub collected_at: DateTime<Utc>,
+    pub accepted_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    /// Apps the report listed.
+    pub apps: u64,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// The order of the software list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SoftwareSort {
+    /// Most hosts first.
+    #[default]
+    Hosts,
+    /// By name, then version (ascending).
+    Name,
+    /// Riskiest first: most KEV vulnerabilities, then critical, high, medium, low.
+    Risk,
+}
+
+/// Filters and order of the software list; filters combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct SoftwareFilter {
+    /// Substring of the name (ASCII case ignored).
+    pub query: Option<String>,
+    /// Only versions with (true) or without (false) a known vulnerability.
+    pub vulnerable: Option<bool>,
+    pub sort: SoftwareSort,
+    pub order: Option<SortOrder>,
+}
+
+/// One software version installed on the company's hosts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoftwareRow {
+    pub name: String,
+    pub version: String,
+    pub ecosystem: String,
+    pub source: String,
+    pub source_name: Option<String>,
+    pub purl: Option<String>,
+    /// Hosts running this version now.
+    pub hosts: u64,
+    /// Known vulnerabilities of this version, by severity.
+    pub vulnerabilities: SeverityCounts,
+    /// Of those, the ones in CISA KEV.
+    pub kev: u64,
+}
+
+/// The order of the vulnerabilities list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VulnSort {
+    /// Most severe first, then by id.
+    #[default]
+    Severity,
+    /// Most affected hosts first.
+    Hosts,
+    /// Highest EPSS first (none last).
+    Epss,
+    /// Highest CVSS base score first (none last).
+    Cvss,
+}
+
+/// Filters and order of the vulnerabilities list; filters combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct VulnFilter {
+    /// Any of these severities (empty: all).
+    pub severities: Vec<Severity>,
+    pub kev: Option<bool>,
+    /// Substring of the id or an alias, or of an affected package's name.
+    pub query: Option<String>,
+    pub sort: VulnSort,
+    pub order: Option<SortOrder>,
+}
+
+/// One vulnerability with open findings in the company.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VulnRow {
+    #[serde(flatten)]
+    pub vulnerability: VulnInfo,
+    /// Hosts with an open finding of it.
+    pub hosts: u64,
+    /// Open findings of it.
+    pub findings: u64,
+    /// The affected packages (at most 20).
+    pub packages: Vec<VulnPackage>,
+    /// Versions that fix it, over those packages (at most 20).
+    pub fixed_versions: Vec<String>,
+}
+
+/// One day of a company's open findings, for trends. `overdue` and `suppressed` stay 0 until
+/// SLAs and analyses exist.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    /// The UTC day.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date, example = "2026-12-01"))]
+    pub date: chrono::NaiveDate,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+    pub kev: u64,
+    pub fixable: u64,
+    pub overdue: u64,
+    pub suppressed: u64,
+}
+
+impl TrendPoint {
+    /// The point of a summary (what "now" looks like).
+    pub fn of(date: chrono::NaiveDate, s: &Summary) -> TrendPoint {
+        TrendPoint {
+            date,
+            critical: s.findings.critical,
+            high: s.findings.high,
+            medium: s.findings.medium,
+            low: s.findings.low,
+            unknown: s.findings.unknown,
+            kev: s.kev,
+            fixable: s.fixable,
+            overdue: 0,
+            suppressed: 0,
+        }
+    }
+}
+
+/// One company's counts, for the operator's view of every company.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompanyOverview {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
+    pub company_id: CompanyId,
+    pub name: String,
+    pub agents: u64,
+    pub apps: u64,
+    /// Open findings by severity.
+    pub findings: SeverityCounts,
+    pub kev: u64,
+    pub fixable: u64,
+    /// Agents not seen since the staleness threshold.
+    pub stale_agents: u64,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -172,7 +172,13 @@ pub trait Storage: Send + Sync + 'static {
 
     async fn summary(&self, company_id: CompanyId) -> Result<Summary>;
 
-    async fn list_agents(&self, company_id: CompanyId, page: &PageRequest) -> Result<Page<Agent>>;
+    /// The company's agents, filtered and sorted (`stale` is left false: the server sets it).
+    async fn list_agents(
+        &self,
+        company_id: CompanyId,
+        filter: &AgentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Agent>>;
 
     async fn get_agent(&self, company_id: CompanyId, agent_id: AgentId) -> Result<Option<Agent>>;
 
@@ -191,9 +197,62 @@ pub trait Storage: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<FindingRow>>;
 
-    /// A vulnerability (by id or alias) with the company's hosts it hits; None unless the
-    /// company has (or had) a finding of it, so that existence elsewhere never shows.
-    async fn vulnerability(&self, company_id: CompanyId, id: &str) -> Result<Option<VulnDetail>>;
+    /// A vulnerability (by id or alias) with one page of the company's hosts it hits; None
+    /// unless the company has (or had) a finding of it, so that existence elsewhere never
+    /// shows.
+    async fn vulnerability(
+        &self,
+        company_id: CompanyId,
+        id: &str,
+        page: &PageRequest,
+    ) -> Result<Option<VulnDetail>>;
+
+    // --- the dashboard's views (issue 12) ----------------------------------------------------
+
+    /// An agent's reports, newest accepted first (those the queue retention keeps); None when
+    /// the agent does not exist in this company.
+    async fn list_reports(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        page: &PageRequest,
+    ) -> Result<Option<Page<ReportRecord>>>;
+
+    /// The distinct software versions installed on the company's hosts, with how many hosts
+    /// run each (kept per company as apps come and go, never counted from the apps).
+    async fn list_software(
+        &self,
+        company_id: CompanyId,
+        filter: &SoftwareFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SoftwareRow>>;
+
+    /// One row per vulnerability with open findings in the company.
+    async fn list_vulnerabilities(
+        &self,
+        company_id: CompanyId,
+        filter: &VulnFilter,
+        page: &PageRequest,
+    ) -> Result<Page<VulnRow>>;
+
+    /// The company's stored daily points from `since` on, oldest first.
+    async fn trends(
+        &self,
+        company_id: CompanyId,
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<TrendPoint>>;
+
+    /// Writes (or rewrites) every company's point of `day` from its maintained counters, one
+    /// short statement per company, and deletes points before `keep_from`; returns the
+    /// companies written.
+    async fn record_trends(
+        &self,
+        day: chrono::NaiveDate,
+        keep_from: chrono::NaiveDate,
+    ) -> Result<u64>;
+
+    /// Every company with its counts (the operator's view), by name.
+    async fn overview(&self, stale_before: DateTime<Utc>) -> Result<Vec<CompanyOverview>>;
 
     // --- live events (issue 12): the durable event log behind the SSE streams ---------------
     //

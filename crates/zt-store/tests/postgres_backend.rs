@@ -130,7 +130,11 @@ async fn row_level_security_hides_other_companies_even_without_a_where_clause() 
         .fetch_all(&mut *tx)
         .await
         .unwrap();
-        assert_eq!(companies, [a], "{table} leaked another company's rows");
+        assert_eq!(
+            companies,
+            [a.as_uuid()],
+            "{table} leaked another company's rows"
+        );
     }
     let findings: i64 = sqlx::query_scalar("SELECT count(*) FROM findings")
         .fetch_one(&mut *tx)
@@ -165,7 +169,7 @@ async fn row_level_security_hides_other_companies_even_without_a_where_clause() 
             .await
             .unwrap();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|(c, r)| *c == b && r.is_none()));
+    assert!(rows.iter().all(|(c, r)| *c == b.as_uuid() && r.is_none()));
     tx.commit().await.unwrap();
 
     // No company set: tenant tables are empty; the partitions are out of reach.

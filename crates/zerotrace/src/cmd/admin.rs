@@ -64,7 +64,7 @@ pub enum TokenCommand {
     /// Creates a user token of a company; prints it (shown once).
     Create {
         #[arg(long)]
-        company: uuid::Uuid,
+        company: zt_store::model::CompanyId,
         #[arg(long, value_enum)]
         role: RoleArg,
         #[arg(long)]

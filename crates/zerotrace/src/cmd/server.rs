@@ -98,6 +98,10 @@ pub struct Args {
     #[arg(long, env = "ZEROTRACE_TRUSTED_PROXIES", value_name = "CIDR,...",
           value_parser = parse_trusted_proxies)]
     pub trusted_proxies: Option<zt_server::TrustedProxies>,
+    /// Hours without a report after which an agent shows as stale (default: three report
+    /// intervals).
+    #[arg(long)]
+    pub stale_after_hours: Option<f64>,
     /// Fault injection for tests: workers hold each claimed batch this long first.
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
@@ -169,6 +173,9 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         ),
         trusted_proxies: args.trusted_proxies.clone().unwrap_or_default(),
         tls: tls.is_some(),
+        stale_after: args
+            .stale_after_hours
+            .map(|h| Duration::from_secs_f64((h * 3600.0).clamp(1.0, 3650.0 * 86400.0))),
         ..ServerConfig::default()
     };
 

@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
-use zt_store::model::{Company, Principal, Role};
+use zt_store::model::{Company, CompanyId, Principal, Role};
 
 use super::{check_text, created, parse_json, read_body};
 use crate::auth::{authenticate, company_access};
@@ -33,7 +32,8 @@ pub struct CreateCompany {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompanyCreated {
-    id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: CompanyId,
     name: String,
     /// Agents enroll with it; shown this once (stored hashed).
     enroll_secret: String,
@@ -54,7 +54,8 @@ pub struct CreateToken {
 pub struct TokenCreated {
     /// The bearer token (`ztu_…`); shown this once (stored hashed).
     token: String,
-    company_id: Uuid,
+    #[schema(value_type = Uuid)]
+    company_id: CompanyId,
     role: Role,
 }
 

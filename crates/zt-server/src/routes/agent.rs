@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use zt_inventory::{InventoryReport, OsInfo, MAX_FIELD_LEN, MAX_HOSTNAME_LEN};
-use zt_store::model::{AcceptOutcome, IncomingReport, NewAgent, Principal, ReportStatus};
+use zt_store::model::{AcceptOutcome, AgentId, IncomingReport, NewAgent, Principal, ReportStatus};
 
 use super::{check_text, created, parse_json, read_body};
 use crate::auth::{authenticate, generate_token, hash_token, principal_of, TokenKind};
@@ -70,7 +70,8 @@ pub struct EnrollRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enrolled {
-    agent_id: Uuid,
+    #[schema(value_type = Uuid)]
+    agent_id: AgentId,
     /// The agent's bearer token (`zta_…`); shown this once (stored hashed).
     agent_token: String,
     /// How often the agent should report, in seconds.
@@ -124,7 +125,7 @@ pub async fn enroll(
         // Time-ordered: tenant tables are keyed (company_id, agent_id, ...), so agents enrolled
         // together store their apps and findings on the same few B-tree pages instead of on
         // random ones (a first-time fleet load then stays in cache; see ARCHITECTURE.md).
-        agent_id: uuid::Uuid::now_v7(),
+        agent_id: AgentId::now_v7(),
         hostname: req.hostname,
         os: req.os,
         arch: req.arch,
@@ -203,11 +204,21 @@ pub async fn inventory(
             .map_err(ApiError::internal)??
     };
     let report_id = report.report_id;
+    let collected_at =
+        zt_inventory::check_collected_at(report.collected_at, accepted_at).map_err(|e| {
+            let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_report", e.message);
+            err.field = Some(e.field);
+            err
+        })?;
+    if collected_at != report.collected_at {
+        metrics::counter!("reports_clock_ahead_total").increment(1);
+        tracing::debug!(agent = %agent_id, collected_at = %report.collected_at, "report dated ahead of the server's clock: ordered as of its arrival");
+    }
     let incoming = IncomingReport {
         company_id,
         agent_id,
         report_id,
-        collected_at: report.collected_at,
+        collected_at,
         accepted_at,
         digest,
         app_count: u32::try_from(report.apps.len()).unwrap_or(u32::MAX),

@@ -5,6 +5,9 @@ mod agent;
 mod events;
 mod reads;
 mod system;
+mod views;
+
+pub use views::record_trends;
 
 pub use system::openapi_json;
 
@@ -47,6 +50,12 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(reads::apps))
         .routes(routes!(reads::findings))
         .routes(routes!(reads::vulnerability))
+        .routes(routes!(views::agent))
+        .routes(routes!(views::agent_reports))
+        .routes(routes!(views::software))
+        .routes(routes!(views::vulnerabilities))
+        .routes(routes!(views::trends))
+        .routes(routes!(views::overview))
         .routes(routes!(events::company_events))
         .routes(routes!(events::all_events))
         .layer(

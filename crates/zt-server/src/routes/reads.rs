@@ -2,25 +2,29 @@
 //! a company it may read (404 for a foreign or unknown id, exactly alike).
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
-use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_store::model::{
-    Agent, AppRow, CompanyId, FindingFilter, FindingRow, FindingStatus, Page, PageRequest, Summary,
-    VulnDetail,
+    Agent, AgentFilter, AgentId, AgentSort, AppRow, CompanyId, FindingFilter, FindingRow,
+    FindingSort, FindingStatus, Page, PageRequest, SortOrder, Summary, VulnDetail,
 };
 
 use super::ApiQuery;
 use crate::auth::{authenticate, company_access};
 use crate::error::{ApiError, ApiResult};
+use crate::export::{csv_response, wants_csv, CsvRow};
 use crate::openapi::{E400, E401, E403, E404, E429};
 use crate::state::AppState;
 
-async fn scope(state: &AppState, headers: &HeaderMap, company_id: &str) -> ApiResult<CompanyId> {
+pub(super) async fn scope(
+    state: &AppState,
+    headers: &HeaderMap,
+    company_id: &str,
+) -> ApiResult<CompanyId> {
     let principal = authenticate(state, headers).await?;
     let company_id = company_access(state, &principal, company_id).await?;
     state.limits.check(&principal).await?;
@@ -40,7 +44,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn page(&self) -> ApiResult<PageRequest> {
+    pub(super) fn page(&self) -> ApiResult<PageRequest> {
         let limit = match self.limit.as_deref() {
             None => 0,
             Some(s) => match s.parse::<u32>() {
@@ -61,7 +65,7 @@ impl PageQuery {
     }
 }
 
-fn parse_bool(value: Option<&str>, name: &'static str) -> ApiResult<Option<bool>> {
+pub(super) fn parse_bool(value: Option<&str>, name: &'static str) -> ApiResult<Option<bool>> {
     match value {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -105,21 +109,198 @@ pub async fn summary(
     Ok(Json(state.store.summary(company_id).await?).into_response())
 }
 
-/// The company's agents, by hostname.
+/// Filters and order of the hosts list; filters combine with AND.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentsQuery {
+    /// Substring of the hostname (ASCII case ignored).
+    #[param(value_type = Option<String>, max_length = 200)]
+    q: Option<String>,
+    /// `hostname` (default, A→Z), `risk` (most KEV, then critical, high, medium, low findings
+    /// first), `last_seen` (most recently seen first) or `os` (by OS name, then hostname).
+    #[param(value_type = Option<AgentSort>)]
+    sort: Option<String>,
+    /// Reverses the sort's natural direction with `asc` or `desc`.
+    #[param(value_type = Option<SortOrder>)]
+    order: Option<String>,
+    /// Only stale hosts (true) or only fresh ones (false): not heard of (no report accepted,
+    /// or since enrollment) for longer than the server's threshold (`--stale-after-hours`,
+    /// default three report intervals).
+    #[param(value_type = Option<bool>)]
+    stale: Option<String>,
+    /// Only hosts of this OS id (`debian`, `ubuntu`, `alpine`, `windows`, ...).
+    #[param(value_type = Option<String>, max_length = 200)]
+    os: Option<String>,
+    /// `csv` exports the hosts that match (every one, or `limit` of them from `cursor`).
+    #[param(value_type = Option<ExportFormat>)]
+    format: Option<String>,
+}
+
+/// A search text of at most 200 characters (empty: none).
+pub(super) fn search_text(value: Option<&str>, name: &str) -> ApiResult<Option<String>> {
+    match value.filter(|q| !q.is_empty()) {
+        None => Ok(None),
+        Some(q) if q.chars().count() > 200 => {
+            Err(ApiError::invalid_request(name, "at most 200 characters"))
+        }
+        Some(q) => Ok(Some(q.to_string())),
+    }
+}
+
+/// `order=asc|desc`.
+pub(super) fn parse_order(value: Option<&str>) -> ApiResult<Option<SortOrder>> {
+    match value {
+        None => Ok(None),
+        Some("asc") => Ok(Some(SortOrder::Asc)),
+        Some("desc") => Ok(Some(SortOrder::Desc)),
+        Some(_) => Err(ApiError::invalid_request("order", "asc or desc")),
+    }
+}
+
+impl AgentsQuery {
+    fn filter(&self, state: &AppState) -> ApiResult<AgentFilter> {
+        Ok(AgentFilter {
+            query: search_text(self.q.as_deref(), "q")?,
+            os: search_text(self.os.as_deref(), "os")?,
+            stale: parse_bool(self.stale.as_deref(), "stale")?,
+            stale_before: Some(state.config.stale_before(chrono::Utc::now())),
+            sort: match self.sort.as_deref() {
+                None | Some("hostname") => AgentSort::Hostname,
+                Some("risk") => AgentSort::Risk,
+                Some("last_seen") => AgentSort::LastSeen,
+                Some("os") => AgentSort::Os,
+                Some(_) => {
+                    return Err(ApiError::invalid_request(
+                        "sort",
+                        "hostname, risk, last_seen or os",
+                    ))
+                }
+            },
+            order: parse_order(self.order.as_deref())?,
+        })
+    }
+}
+
+/// `severity=high,critical`: the severities asked for (`none` counts as `unknown`).
+pub(super) fn parse_severities(list: Option<&str>) -> ApiResult<Vec<Severity>> {
+    let mut out = Vec::new();
+    for part in list.into_iter().flat_map(|l| l.split(',')) {
+        let severity = match part {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" => Severity::Medium,
+            "low" => Severity::Low,
+            "unknown" | "none" => Severity::Unknown,
+            _ => {
+                return Err(ApiError::invalid_request(
+                    "severity",
+                    "comma-separated list of critical, high, medium, low, unknown",
+                ))
+            }
+        };
+        if !out.contains(&severity) {
+            out.push(severity);
+        }
+    }
+    Ok(out)
+}
+
+/// Marks the agent stale when it was last heard of before the threshold.
+pub(super) fn mark_stale(agent: &mut Agent, stale_before: chrono::DateTime<chrono::Utc>) {
+    agent.stale = agent.last_seen_at.unwrap_or(agent.enrolled_at) < stale_before;
+}
+
+/// The company's hosts: searched, filtered and sorted; `format=csv` exports them.
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/agents", tag = "reads",
-    params(("company_id" = Uuid, Path, description = "The company"), PageQuery),
-    responses((status = 200, description = "A page of agents", body = AgentPage), E400, E401, E403, E404, E429),
+    params(("company_id" = Uuid, Path, description = "The company"), AgentsQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of hosts (JSON), or the hosts as CSV", content(
+            (AgentPage = "application/json"),
+            (String = "text/csv"),
+        )),
+        E400, E401, E403, E404, E429,
+    ),
     security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn agents(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(company_id): Path<String>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<AgentsQuery>,
+    ApiQuery(paging): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let page = query.page()?;
-    let agents: Page<Agent> = state.store.list_agents(company_id, &page).await?;
-    Ok(Json(agents).into_response())
+    let filter = query.filter(&state)?;
+    let page = paging.page()?;
+    let stale_before = filter.stale_before.unwrap_or_else(chrono::Utc::now);
+    let store = state.store.clone();
+    let fetch = move |page: PageRequest| {
+        let (store, filter) = (store.clone(), filter.clone());
+        async move {
+            let mut agents: Page<Agent> = store.list_agents(company_id, &filter, &page).await?;
+            for a in &mut agents.items {
+                mark_stale(a, stale_before);
+            }
+            Ok::<_, ApiError>(agents)
+        }
+    };
+    if wants_csv(query.format.as_deref())? {
+        return csv_response("hosts.csv", page, fetch).await;
+    }
+    Ok(Json(fetch(page).await?).into_response())
+}
+
+impl CsvRow for Agent {
+    fn header() -> &'static [&'static str] {
+        &[
+            "agent_id",
+            "hostname",
+            "os_id",
+            "os_version",
+            "os_name",
+            "arch",
+            "agent_version",
+            "enrolled_at",
+            "last_seen_at",
+            "last_report_at",
+            "stale",
+            "apps",
+            "critical",
+            "high",
+            "medium",
+            "low",
+            "unknown",
+            "kev",
+            "fixable",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let f = &self.findings;
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339()).unwrap_or_default()
+        };
+        vec![
+            self.agent_id.to_string(),
+            self.hostname.clone(),
+            self.os.id.clone(),
+            self.os.version_id.clone(),
+            self.os.name.clone(),
+            self.arch.clone(),
+            self.agent_version.clone(),
+            self.enrolled_at.to_rfc3339(),
+            time(self.last_seen_at),
+            time(self.last_report_at),
+            self.stale.to_string(),
+            self.apps.to_string(),
+            f.critical.to_string(),
+            f.high.to_string(),
+            f.medium.to_string(),
+            f.low.to_string(),
+            f.unknown.to_string(),
+            self.kev.to_string(),
+            self.fixable.to_string(),
+        ]
+    }
 }
 
 /// The apps installed on an agent, by name.
@@ -138,7 +319,7 @@ pub async fn apps(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let agent_id = Uuid::parse_str(&agent_id).map_err(|_| ApiError::not_found())?;
+    let agent_id: AgentId = agent_id.parse().map_err(|_| ApiError::not_found())?;
     let page = query.page()?;
     let apps = state
         .store
@@ -173,7 +354,14 @@ pub struct FindingsQuery {
     /// Open (default), resolved or all findings.
     #[param(value_type = Option<FindingStatus>)]
     status: Option<String>,
-    /// `csv` exports every finding that matches the filters (paging is ignored).
+    /// `severity` (default: most severe first), `first_seen` (newest first), `epss` or
+    /// `cvss` (highest first, none last), `hostname` (A→Z).
+    #[param(value_type = Option<FindingSort>)]
+    sort: Option<String>,
+    /// Reverses the sort's natural direction with `asc` or `desc`.
+    #[param(value_type = Option<SortOrder>)]
+    order: Option<String>,
+    /// `csv` exports the findings that match (every one, or `limit` of them from `cursor`).
     #[param(value_type = Option<ExportFormat>)]
     format: Option<String>,
 }
@@ -181,34 +369,17 @@ pub struct FindingsQuery {
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)] // documents the values of `format`
-enum ExportFormat {
+pub(super) enum ExportFormat {
     Json,
     Csv,
 }
 
 impl FindingsQuery {
     fn filter(&self) -> ApiResult<FindingFilter> {
-        let mut filter = FindingFilter::default();
-        if let Some(list) = self.severity.as_deref() {
-            for part in list.split(',') {
-                let severity = match part {
-                    "critical" => Severity::Critical,
-                    "high" => Severity::High,
-                    "medium" => Severity::Medium,
-                    "low" => Severity::Low,
-                    "unknown" | "none" => Severity::Unknown,
-                    _ => {
-                        return Err(ApiError::invalid_request(
-                            "severity",
-                            "comma-separated list of critical, high, medium, low, unknown",
-                        ))
-                    }
-                };
-                if !filter.severities.contains(&severity) {
-                    filter.severities.push(severity);
-                }
-            }
-        }
+        let mut filter = FindingFilter {
+            severities: parse_severities(self.severity.as_deref())?,
+            ..Default::default()
+        };
         filter.kev = parse_bool(self.kev.as_deref(), "kev")?;
         filter.fixable = parse_bool(self.fixable.as_deref(), "fixable")?;
         if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
@@ -219,7 +390,7 @@ impl FindingsQuery {
         }
         if let Some(a) = self.agent_id.as_deref() {
             filter.agent_id = Some(
-                Uuid::parse_str(a)
+                a.parse::<AgentId>()
                     .map_err(|_| ApiError::invalid_request("agent_id", "must be a UUID"))?,
             );
         }
@@ -238,15 +409,29 @@ impl FindingsQuery {
             Some("all") => FindingStatus::All,
             Some(_) => return Err(ApiError::invalid_request("status", "open, resolved or all")),
         };
+        filter.sort = match self.sort.as_deref() {
+            None | Some("severity") => FindingSort::Severity,
+            Some("first_seen") => FindingSort::FirstSeen,
+            Some("epss") => FindingSort::Epss,
+            Some("cvss") => FindingSort::Cvss,
+            Some("hostname") => FindingSort::Hostname,
+            Some(_) => {
+                return Err(ApiError::invalid_request(
+                    "sort",
+                    "severity, first_seen, epss, cvss or hostname",
+                ))
+            }
+        };
+        filter.order = parse_order(self.order.as_deref())?;
         Ok(filter)
     }
 }
 
-/// The company's findings, most severe first; `format=csv` exports all that match.
+/// The company's findings, most severe first (or as `sort` says); `format=csv` exports them.
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/findings", tag = "reads",
     params(("company_id" = Uuid, Path, description = "The company"), FindingsQuery, PageQuery),
     responses(
-        (status = 200, description = "A page of findings (JSON), or all of them (CSV)", content(
+        (status = 200, description = "A page of findings (JSON), or the findings as CSV", content(
             (FindingPage = "application/json"),
             (String = "text/csv"),
         )),
@@ -262,129 +447,96 @@ pub async fn findings(
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
     let filter = query.filter()?;
-    let mut page = paging.page()?;
-    match query.format.as_deref() {
-        None | Some("json") => Ok(Json(
-            state
-                .store
-                .list_findings(company_id, &filter, &page)
-                .await?,
-        )
-        .into_response()),
-        Some("csv") => {
-            // The export holds every finding that matches the filters, page after page.
-            page.limit = 1000;
-            page.cursor = None;
-            let mut out = csv_writer();
-            loop {
-                let chunk = state
-                    .store
-                    .list_findings(company_id, &filter, &page)
-                    .await?;
-                for f in &chunk.items {
-                    write_csv_row(&mut out, f)?;
-                }
-                match chunk.next_cursor {
-                    Some(c) => page.cursor = Some(c),
-                    None => break,
-                }
-            }
-            let bytes = out.into_inner().map_err(ApiError::internal)?;
-            Ok((
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"findings.csv\"",
-                    ),
-                ],
-                bytes,
-            )
-                .into_response())
-        }
-        Some(_) => Err(ApiError::invalid_request("format", "json or csv")),
+    let page = paging.page()?;
+    let store = state.store.clone();
+    let fetch = move |page: PageRequest| {
+        let (store, filter) = (store.clone(), filter.clone());
+        async move { Ok::<_, ApiError>(store.list_findings(company_id, &filter, &page).await?) }
+    };
+    if wants_csv(query.format.as_deref())? {
+        return csv_response("findings.csv", page, fetch).await;
+    }
+    Ok(Json(fetch(page).await?).into_response())
+}
+
+impl CsvRow for FindingRow {
+    fn header() -> &'static [&'static str] {
+        &[
+            "agent_id",
+            "hostname",
+            "package",
+            "version",
+            "ecosystem",
+            "source",
+            "vulnerability",
+            "aliases",
+            "severity",
+            "cvss_score",
+            "cvss_vector",
+            "fixed_versions",
+            "kev",
+            "epss",
+            "first_seen",
+            "resolved_at",
+            "resolution",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let v = &self.vulnerability;
+        vec![
+            self.agent_id.to_string(),
+            self.hostname.clone(),
+            self.package.name.clone(),
+            self.package.version.clone(),
+            self.package.ecosystem.clone(),
+            self.package.source.clone(),
+            v.id.clone(),
+            v.aliases.join(" "),
+            v.severity.as_str().to_string(),
+            v.cvss
+                .as_ref()
+                .map(|c| c.score.to_string())
+                .unwrap_or_default(),
+            v.cvss
+                .as_ref()
+                .map(|c| c.vector.clone())
+                .unwrap_or_default(),
+            self.fixed_versions.join(" "),
+            v.kev.to_string(),
+            v.epss.map(|e| e.to_string()).unwrap_or_default(),
+            self.first_seen.to_rfc3339(),
+            self.resolved_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            self.resolution.clone().unwrap_or_default(),
+        ]
     }
 }
 
-const CSV_HEADER: [&str; 17] = [
-    "agent_id",
-    "hostname",
-    "package",
-    "version",
-    "ecosystem",
-    "source",
-    "vulnerability",
-    "aliases",
-    "severity",
-    "cvss_score",
-    "cvss_vector",
-    "fixed_versions",
-    "kev",
-    "epss",
-    "first_seen",
-    "resolved_at",
-    "resolution",
-];
-
-fn csv_writer() -> csv::Writer<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    // Writing to memory cannot fail.
-    let _ = w.write_record(CSV_HEADER);
-    w
-}
-
-fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, f: &FindingRow) -> ApiResult<()> {
-    let v = &f.vulnerability;
-    w.write_record([
-        f.agent_id.to_string(),
-        f.hostname.clone(),
-        f.package.name.clone(),
-        f.package.version.clone(),
-        f.package.ecosystem.clone(),
-        f.package.source.clone(),
-        v.id.clone(),
-        v.aliases.join(" "),
-        v.severity.as_str().to_string(),
-        v.cvss
-            .as_ref()
-            .map(|c| c.score.to_string())
-            .unwrap_or_default(),
-        v.cvss
-            .as_ref()
-            .map(|c| c.vector.clone())
-            .unwrap_or_default(),
-        f.fixed_versions.join(" "),
-        v.kev.to_string(),
-        v.epss.map(|e| e.to_string()).unwrap_or_default(),
-        f.first_seen.to_rfc3339(),
-        f.resolved_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-        f.resolution.clone().unwrap_or_default(),
-    ])
-    .map_err(ApiError::internal)
-}
-
-/// A vulnerability (by id or alias) with the company's hosts it hits; 404 unless the company
-/// has or had a finding of it.
+/// A vulnerability (by id or alias) with its references, packages, fix and one page of the
+/// company's hosts it hits (open findings first, then resolved ones, by hostname; the next
+/// page with `cursor`); 404 unless the company has or had a finding of it.
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/vulnerabilities/{vuln_id}", tag = "reads",
     params(
         ("company_id" = Uuid, Path, description = "The company"),
         ("vuln_id" = String, Path, description = "A vulnerability id or alias", min_length = 1, max_length = 200),
+        PageQuery,
     ),
-    responses((status = 200, description = "Vulnerability", body = VulnDetail), E401, E403, E404, E429),
+    responses((status = 200, description = "Vulnerability", body = VulnDetail), E400, E401, E403, E404, E429),
     security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn vulnerability(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((company_id, vuln_id)): Path<(String, String)>,
+    ApiQuery(paging): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
     if vuln_id.is_empty() || vuln_id.len() > 200 {
         return Err(ApiError::not_found());
     }
+    let page = paging.page()?;
     let detail = state
         .store
-        .vulnerability(company_id, &vuln_id)
+        .vulnerability(company_id, &vuln_id, &page)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(detail).into_response())

@@ -167,9 +167,10 @@ macro_rules! delegate_storage {
                 async fn list_agents(
                     &self,
                     company_id: CompanyId,
+                    filter: &AgentFilter,
                     page: &PageRequest,
                 ) -> Result<Page<Agent>> {
-                    self.list_agents_impl(company_id, page).await
+                    self.list_agents_impl(company_id, filter, page).await
                 }
 
                 async fn get_agent(
@@ -202,8 +203,59 @@ macro_rules! delegate_storage {
                     &self,
                     company_id: CompanyId,
                     id: &str,
+                    page: &PageRequest,
                 ) -> Result<Option<VulnDetail>> {
-                    self.vulnerability_impl(company_id, id).await
+                    self.vulnerability_impl(company_id, id, page).await
+                }
+
+                async fn list_reports(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    page: &PageRequest,
+                ) -> Result<Option<Page<ReportRecord>>> {
+                    self.list_reports_impl(company_id, agent_id, page).await
+                }
+
+                async fn list_software(
+                    &self,
+                    company_id: CompanyId,
+                    filter: &SoftwareFilter,
+                    page: &PageRequest,
+                ) -> Result<Page<SoftwareRow>> {
+                    self.list_software_impl(company_id, filter, page).await
+                }
+
+                async fn list_vulnerabilities(
+                    &self,
+                    company_id: CompanyId,
+                    filter: &VulnFilter,
+                    page: &PageRequest,
+                ) -> Result<Page<VulnRow>> {
+                    self.list_vulnerabilities_impl(company_id, filter, page).await
+                }
+
+                async fn trends(
+                    &self,
+                    company_id: CompanyId,
+                    since: chrono::NaiveDate,
+                ) -> Result<Vec<TrendPoint>> {
+                    self.trends_impl(company_id, since).await
+                }
+
+                async fn record_trends(
+                    &self,
+                    day: chrono::NaiveDate,
+                    keep_from: chrono::NaiveDate,
+                ) -> Result<u64> {
+                    self.record_trends_impl(day, keep_from).await
+                }
+
+                async fn overview(
+                    &self,
+                    stale_before: DateTime<Utc>,
+                ) -> Result<Vec<CompanyOverview>> {
+                    self.overview_impl(stale_before).await
                 }
 
                 async fn events_after(

@@ -2,15 +2,19 @@
 //! compact inventory, page cursors and row-to-model mapping. Nothing here knows SQL or a
 //! driver; the backends (`sqlite/`, `postgres/`) read and write rows and call into it.
 
+pub(crate) mod accept;
 #[macro_use]
 mod delegate;
 pub(crate) mod events;
+pub(crate) mod findings;
 pub(crate) mod inventory;
+pub(crate) mod keyset;
 pub(crate) mod knowledge;
 pub(crate) mod matches;
 pub(crate) mod queue;
 #[macro_use]
 pub(crate) mod reads;
+pub(crate) mod views;
 
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
@@ -39,6 +43,14 @@ pub(crate) fn opt_ms(ms: Option<i64>) -> Option<DateTime<Utc>> {
 
 pub(crate) fn uuid_from(bytes: &[u8]) -> Result<Uuid> {
     Uuid::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("bad uuid in database: {e}")))
+}
+
+pub(crate) fn company_from(bytes: &[u8]) -> Result<CompanyId> {
+    uuid_from(bytes).map(CompanyId)
+}
+
+pub(crate) fn agent_from(bytes: &[u8]) -> Result<AgentId> {
+    uuid_from(bytes).map(AgentId)
 }
 
 pub(crate) fn key_from(bytes: &[u8]) -> Result<SoftwareKey> {

@@ -146,12 +146,20 @@ pub(crate) trait Cols {
     fn opt_f64(&self, i: usize) -> Result<Option<f64>>;
     /// A `count(*)`-like `bigint`; negative reads as 0.
     fn count(&self, i: usize) -> Result<u64>;
+    /// Any integer column, signed.
+    fn int(&self, i: usize) -> Result<i64>;
     /// The stored severity rank (see `common::severity_rank`).
     fn rank(&self, i: usize) -> Result<i64>;
     fn time(&self, i: usize) -> Result<DateTime<Utc>>;
     fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>>;
     fn uuid(&self, i: usize) -> Result<Uuid>;
     fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>>;
+    fn company_id(&self, i: usize) -> Result<CompanyId> {
+        self.uuid(i).map(CompanyId)
+    }
+    fn agent_id(&self, i: usize) -> Result<AgentId> {
+        self.uuid(i).map(AgentId)
+    }
     fn software_key(&self, i: usize) -> Result<SoftwareKey>;
     /// A list of strings (NULL: empty).
     fn strings(&self, i: usize) -> Result<Vec<String>>;
@@ -184,7 +192,7 @@ macro_rules! plain_cols {
 
 pub(crate) fn company_from_row(c: &impl Cols) -> Result<Company> {
     Ok(Company {
-        id: c.uuid(0)?,
+        id: c.company_id(0)?,
         name: c.text(1)?,
         created_at: c.time(2)?,
     })
@@ -194,7 +202,7 @@ pub(crate) fn company_from_row(c: &impl Cols) -> Result<Company> {
 /// enrolled_at, last_seen_at, last_report_at` (0-9), with the counts the backend read.
 pub(crate) fn agent_from_row(c: &impl Cols, apps: u64, findings: SeverityCounts) -> Result<Agent> {
     Ok(Agent {
-        agent_id: c.uuid(0)?,
+        agent_id: c.agent_id(0)?,
         hostname: c.text(1)?,
         os: OsInfo {
             id: c.text(2)?,
@@ -208,12 +216,47 @@ pub(crate) fn agent_from_row(c: &impl Cols, apps: u64, findings: SeverityCounts)
         last_report_at: c.opt_time(9)?,
         apps,
         findings,
+        kev: 0,
+        fixable: 0,
+        stale: false,
     })
 }
 
-/// The cursor key of the agents list: hostname, agent id (hex).
-pub(crate) fn agent_key(a: &Agent) -> (String, String) {
-    (a.hostname.clone(), hex::encode(a.agent_id.as_bytes()))
+/// A summary from columns `agents, apps, critical, high, medium, low, unknown, kev, fixable`
+/// from `base` on (sums of the agents' counters).
+pub(crate) fn summary_from_row(c: &impl Cols, base: usize) -> Result<Summary> {
+    let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(base + i)?).unwrap_or(0)) };
+    Ok(Summary {
+        agents: n(0)?,
+        apps: n(1)?,
+        findings: SeverityCounts {
+            critical: n(2)?,
+            high: n(3)?,
+            medium: n(4)?,
+            low: n(5)?,
+            unknown: n(6)?,
+        },
+        kev: n(7)?,
+        fixable: n(8)?,
+    })
+}
+
+/// A trend point of `date` from columns `critical, high, medium, low, unknown, kev, fixable,
+/// overdue, suppressed` (1-9; column 0 is the day).
+pub(crate) fn trend_point(c: &impl Cols, date: chrono::NaiveDate) -> Result<TrendPoint> {
+    let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(i)?).unwrap_or(0)) };
+    Ok(TrendPoint {
+        date,
+        critical: n(1)?,
+        high: n(2)?,
+        medium: n(3)?,
+        low: n(4)?,
+        unknown: n(5)?,
+        kev: n(6)?,
+        fixable: n(7)?,
+        overdue: n(8)?,
+        suppressed: n(9)?,
+    })
 }
 
 /// The cursor key of the apps list: name, version, software key (hex), arch.
@@ -287,7 +330,7 @@ pub(crate) fn vuln_from_row(c: &impl Cols) -> Result<VulnInfo> {
 /// sv.fixed_versions, f.first_seen, f.resolved_at` (0-8).
 pub(crate) fn affected_host_from_row(c: &impl Cols) -> Result<AffectedHost> {
     Ok(AffectedHost {
-        agent_id: c.uuid(0)?,
+        agent_id: c.agent_id(0)?,
         hostname: c.text(1)?,
         package: package_at(c, 2)?,
         fixed_versions: c.strings(6)?,
@@ -315,7 +358,7 @@ pub(crate) const FINDING_COLUMNS: &str = "SELECT f.agent_id, ag.hostname, s.name
 
 /// A row of [`FINDING_COLUMNS`] (0-24).
 pub(crate) fn finding_from_row(c: &impl Cols) -> Result<(FindingRow, FindingKey)> {
-    let agent_id = c.uuid(0)?;
+    let agent_id = c.agent_id(0)?;
     let vulnerability = vuln_at(c, 6)?;
     let key = (
         c.rank(9)?,
@@ -363,7 +406,7 @@ pub(crate) fn software_from_row(c: &impl Cols) -> Result<(SoftwareKey, Software)
 pub(crate) fn event_from_row(c: &impl Cols) -> Result<StoredEvent> {
     Ok(StoredEvent {
         id: c.count(0)?,
-        company_id: c.opt_uuid(1)?,
+        company_id: c.opt_uuid(1)?.map(CompanyId),
         kind: super::events::stored_kind(&c.text(2)?)?,
         created_at: c.time(3)?,
         data: c.text(4)?,

@@ -51,6 +51,8 @@ pub(crate) struct CompanyApplied {
     pub(crate) outcomes: Vec<ReportOutcome>,
     /// What each applied report (index into `batch.reports`) changed, for its events.
     pub(crate) changes: HashMap<usize, NetChanges>,
+    /// Hosts gained (+) and lost (-) per software version (see `company_software`).
+    pub(crate) software_hosts: HashMap<SoftwareKey, i64>,
 }
 
 /// Applies `reports` (indexes into `batch.reports`, all of `company_id`, the transaction
@@ -63,7 +65,7 @@ pub(crate) async fn apply_company(
 ) -> Result<CompanyApplied> {
     let now = batch.now;
     let report = |i: usize| &batch.reports[i];
-    let mut agent_ids: Vec<Uuid> = reports.iter().map(|&i| report(i).agent_id).collect();
+    let mut agent_ids: Vec<AgentId> = reports.iter().map(|&i| report(i).agent_id).collect();
     agent_ids.sort();
     agent_ids.dedup();
     // Locked in id order: the order every writer of agents rows uses.
@@ -95,6 +97,7 @@ pub(crate) async fn apply_company(
     todo.sort_by_key(|&i| (report(i).agent_id, report(i).collected_at));
     let mut outcomes: HashMap<usize, ReportOutcome> = HashMap::with_capacity(reports.len());
     let mut changes: HashMap<usize, NetChanges> = HashMap::new();
+    let mut software_hosts: HashMap<SoftwareKey, i64> = HashMap::new();
     while !todo.is_empty() {
         let (round, later) = next_round(todo, |i| report(i).agent_id);
         let mut applied: Vec<(usize, InventoryDiff, bool)> = Vec::with_capacity(round.len());
@@ -127,6 +130,12 @@ pub(crate) async fn apply_company(
         let mut rows = write_round(tx, company_id, now, batch, &applied).await?;
         for (i, diff, _) in applied {
             let r = report(i);
+            for k in &diff.added_sw {
+                *software_hosts.entry(*k).or_default() += 1;
+            }
+            for k in &diff.removed_sw {
+                *software_hosts.entry(*k).or_default() -= 1;
+            }
             changes.insert(i, net_changes(&diff, rows.remove(&i).unwrap_or_default()));
             if let Some(agent) = agents.get_mut(&r.agent_id) {
                 agent.stored_at = Some(r.collected_at);
@@ -164,13 +173,58 @@ pub(crate) async fn apply_company(
             .map(|i| outcomes.get(i).copied().unwrap_or(ReportOutcome::Stale))
             .collect(),
         changes,
+        software_hosts,
     })
+}
+
+/// Adds host deltas to the company's `company_software` rows (the transaction scoped to the
+/// company), keys in order, and drops the versions no host runs any more. Called last before
+/// the events: the rows' locks are held only until the commit that follows.
+pub(crate) async fn write_company_software(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    deltas: &HashMap<SoftwareKey, i64>,
+) -> Result<()> {
+    let mut rows: Vec<(Uuid, i64)> = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(k, d)| (key_uuid(k), *d))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rows.sort();
+    let keys: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let deltas: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    sqlx::query(
+        "INSERT INTO company_software (company_id, software_key, hosts) \
+         SELECT $1, k, d FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS t(k, d, ord) \
+         ORDER BY ord \
+         ON CONFLICT (company_id, software_key) \
+         DO UPDATE SET hosts = company_software.hosts + excluded.hosts",
+    )
+    .bind(company_id)
+    .bind(&keys)
+    .bind(&deltas)
+    .execute(&mut **tx)
+    .await?;
+    if deltas.iter().any(|d| *d < 0) {
+        sqlx::query(
+            "DELETE FROM company_software WHERE company_id = $1 AND software_key = ANY($2) \
+             AND hosts <= 0",
+        )
+        .bind(company_id)
+        .bind(&keys)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Rows as parallel arrays: (agent, software) and optionally arch.
 #[derive(Default)]
 struct KeyRows<'a> {
-    agents: Vec<Uuid>,
+    agents: Vec<AgentId>,
     keys: Vec<Uuid>,
     archs: Vec<&'a str>,
 }
@@ -431,7 +485,7 @@ where
         return Ok(());
     }
     rows.sort_by(|(a, x), (b, y)| (a, x.0, &x.1).cmp(&(b, y.0, &y.1)));
-    let agents: Vec<Uuid> = rows.iter().map(|(a, _)| *a).collect();
+    let agents: Vec<AgentId> = rows.iter().map(|(a, _)| *a).collect();
     let keys: Vec<Uuid> = rows.iter().map(|(_, r)| key_uuid(&r.0)).collect();
     let vulns: Vec<&str> = rows.iter().map(|(_, r)| r.1.as_str()).collect();
     let values: Vec<V> = rows.iter().map(|(_, r)| r.2).collect();
@@ -474,7 +528,7 @@ async fn write_agents(
             continue;
         }
         updates.sort_by_key(|(r, _)| r.agent_id);
-        let ids: Vec<Uuid> = updates.iter().map(|(r, _)| r.agent_id).collect();
+        let ids: Vec<AgentId> = updates.iter().map(|(r, _)| r.agent_id).collect();
         let text = |f: fn(&ProcessedReport) -> &str| -> Vec<&str> {
             updates.iter().map(|(r, _)| f(r)).collect()
         };

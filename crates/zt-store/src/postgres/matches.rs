@@ -147,7 +147,7 @@ impl PgStore {
     ) -> Result<Option<AgentId>> {
         let mut tx = self.begin_for_company(company_id).await?;
         // Agents locked first, in id order, as the workers lock them.
-        let agents: Vec<Uuid> = sqlx::query_scalar(
+        let agents: Vec<AgentId> = sqlx::query_scalar(
             "SELECT agent_id FROM agents WHERE company_id = $1 AND ($2::uuid IS NULL OR agent_id > $2) \
              ORDER BY agent_id LIMIT $3 FOR UPDATE",
         )

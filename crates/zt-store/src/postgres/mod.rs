@@ -43,7 +43,9 @@ use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_inventory::SoftwareKey;
 
+use crate::common::keyset::{KeyBinder, KeyKind, KeyVal};
 use crate::common::reads::Cols;
+use crate::common::views::Dialect;
 use crate::model::*;
 use crate::{Result, StoreError};
 
@@ -304,6 +306,15 @@ impl Cols for PgRow {
     fn rank(&self, i: usize) -> Result<i64> {
         Ok(i64::from(self.try_get::<i16, _>(i)?))
     }
+    fn int(&self, i: usize) -> Result<i64> {
+        use sqlx::{Column, TypeInfo};
+        let ty = self.column(i).type_info().name().to_string();
+        Ok(match ty.as_str() {
+            "INT2" => i64::from(self.try_get::<i16, _>(i)?),
+            "INT4" => i64::from(self.try_get::<i32, _>(i)?),
+            _ => self.try_get::<i64, _>(i)?,
+        })
+    }
     fn time(&self, i: usize) -> Result<DateTime<Utc>> {
         Ok(self.try_get(i)?)
     }
@@ -323,6 +334,40 @@ impl Cols for PgRow {
         Ok(self
             .try_get::<Option<Vec<String>>, _>(i)?
             .unwrap_or_default())
+    }
+}
+
+impl KeyBinder for Postgres {
+    fn push_key(qb: &mut sqlx::QueryBuilder<Postgres>, value: &KeyVal) {
+        match value {
+            KeyVal::Int(i) => qb.push_bind(*i),
+            KeyVal::Float(f) => qb.push_bind(*f),
+            KeyVal::Text(s) => qb.push_bind(s.clone()),
+            KeyVal::Time(t) => qb.push_bind(*t),
+            KeyVal::Uuid(u) => qb.push_bind(*u),
+            KeyVal::Key(k) => qb.push_bind(key_uuid(k)),
+        };
+    }
+
+    fn push_output(qb: &mut sqlx::QueryBuilder<Postgres>, expr: &str, kind: KeyKind) {
+        match kind {
+            KeyKind::Int => qb.push(format!("({expr})::bigint")),
+            KeyKind::Float => qb.push(format!("({expr})::float8")),
+            _ => qb.push(expr),
+        };
+    }
+}
+
+impl Dialect for Postgres {
+    const LIKE: &'static str = "ILIKE";
+    const OUTER_FIRST_JOIN: &'static str = "JOIN";
+
+    fn list_text(column: &str) -> String {
+        format!("array_to_string({column}, ' ')")
+    }
+
+    fn indexed_by(_index: &str) -> String {
+        String::new()
     }
 }
 

@@ -8,6 +8,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{digest_from, set_company, to_i32, to_u32, to_u64, PgStore, Tx, QUEUE_CHANNEL};
+use crate::common::accept::{decide, AcceptInput, AcceptedState};
 use crate::common::queue::{poison_error, ClaimBudget};
 use crate::model::*;
 use crate::Result;
@@ -43,14 +44,6 @@ impl CompanyScope {
     }
 }
 
-/// Where one incoming report ends up.
-struct Decision {
-    outcome: AcceptOutcome,
-}
-
-/// A newly accepted inventory's digest and collection time.
-type NewestInventory = (Vec<u8>, DateTime<Utc>);
-
 /// One agent row change: (agent, last seen, new digest, new collection time).
 type AgentUpdate = (
     AgentId,
@@ -58,14 +51,6 @@ type AgentUpdate = (
     Option<Vec<u8>>,
     Option<DateTime<Utc>>,
 );
-
-/// The newest accepted inventory of an agent, as locked at the start of the group commit.
-struct AcceptedState {
-    digest: Option<Vec<u8>>,
-    collected_at: Option<DateTime<Utc>>,
-    /// Set when this group changes the agent row: (last seen, new digest and collection time).
-    update: Option<(DateTime<Utc>, Option<NewestInventory>)>,
-}
 
 impl PgStore {
     pub(crate) async fn accept_reports_impl(
@@ -78,7 +63,7 @@ impl PgStore {
         }
         let mut tx = self.pool.begin().await?;
         let mut scope = CompanyScope::new();
-        let mut pending: u64 = to_u64(
+        let pending: u64 = to_u64(
             sqlx::query_scalar("SELECT count(*) FROM queue WHERE state IN ('queued', 'leased')")
                 .fetch_one(&mut *tx)
                 .await?,
@@ -93,7 +78,7 @@ impl PgStore {
         let mut existing: HashMap<(CompanyId, ReportId), AgentId> = HashMap::new();
         for (&company_id, idx) in &by_company {
             scope.enter(&mut tx, company_id).await?;
-            let mut agent_ids: Vec<Uuid> = idx.iter().map(|&i| reports[i].agent_id).collect();
+            let mut agent_ids: Vec<AgentId> = idx.iter().map(|&i| reports[i].agent_id).collect();
             agent_ids.sort();
             agent_ids.dedup();
             // Locked first, so that a concurrent group commit of the same agent (another API
@@ -129,45 +114,15 @@ impl PgStore {
             }
         }
 
-        // Decide in the order the reports came (the queue bound favours the earlier ones).
-        let mut decisions: Vec<Decision> = Vec::with_capacity(reports.len());
-        for r in reports {
-            let outcome = if let Some(owner) = existing.get(&(r.company_id, r.report_id)) {
-                if *owner == r.agent_id {
-                    AcceptOutcome::Duplicate
-                } else {
-                    AcceptOutcome::Conflict
-                }
-            } else if let Some(state) = agents.get_mut(&(r.company_id, r.agent_id)) {
-                if state.digest.as_deref() == Some(&r.digest[..]) {
-                    let update = state.update.get_or_insert((r.accepted_at, None));
-                    update.0 = r.accepted_at;
-                    AcceptOutcome::Unchanged
-                } else if pending >= queue_bound {
-                    AcceptOutcome::QueueFull
-                } else {
-                    let update = state.update.get_or_insert((r.accepted_at, None));
-                    update.0 = r.accepted_at;
-                    // A late report (collected before the newest accepted one) will be found
-                    // stale; it must not become the reference for "unchanged".
-                    if state.collected_at.is_none_or(|at| r.collected_at >= at) {
-                        state.digest = Some(r.digest.to_vec());
-                        state.collected_at = Some(r.collected_at);
-                        update.1 = Some((r.digest.to_vec(), r.collected_at));
-                    }
-                    pending += 1;
-                    AcceptOutcome::Queued
-                }
-            } else {
-                // The agent vanished between authentication and now.
-                AcceptOutcome::Conflict
-            };
-            if matches!(outcome, AcceptOutcome::Queued | AcceptOutcome::Unchanged) {
-                // Two reports with the same id in one group: the second is a duplicate.
-                existing.insert((r.company_id, r.report_id), r.agent_id);
-            }
-            decisions.push(Decision { outcome });
-        }
+        let mut input = AcceptInput {
+            reports,
+            existing,
+            agents,
+            pending,
+            queue_bound,
+        };
+        let mut decisions = decide(&mut input);
+        let agents = input.agents;
 
         // Write per company: report rows (queued ones with their body, unchanged ones done at
         // once) and the agents' accepted state.
@@ -177,7 +132,7 @@ impl PgStore {
                 .copied()
                 .filter(|&i| {
                     matches!(
-                        decisions[i].outcome,
+                        decisions[i],
                         AcceptOutcome::Queued | AcceptOutcome::Unchanged
                     )
                 })
@@ -187,9 +142,9 @@ impl PgStore {
                 if c != company_id {
                     continue;
                 }
-                if let Some((seen, newest)) = &state.update {
-                    let (digest, collected) = newest.clone().unzip();
-                    updates.push((a, *seen, digest, collected));
+                if let Some(u) = &state.update {
+                    let (digest, collected) = u.newest.unzip();
+                    updates.push((a, u.seen, digest.map(|d| d.to_vec()), collected));
                 }
             }
             if stored.is_empty() && updates.is_empty() {
@@ -202,13 +157,13 @@ impl PgStore {
                 // Only a race with another process on the same report id can leave one out.
                 for &i in &stored {
                     if !inserted.contains(&reports[i].report_id) {
-                        decisions[i].outcome = AcceptOutcome::Duplicate;
+                        decisions[i] = AcceptOutcome::Duplicate;
                     }
                 }
             }
             if !updates.is_empty() {
                 updates.sort_by_key(|u| u.0);
-                let ids: Vec<Uuid> = updates.iter().map(|u| u.0).collect();
+                let ids: Vec<AgentId> = updates.iter().map(|u| u.0).collect();
                 let seen: Vec<DateTime<Utc>> = updates.iter().map(|u| u.1).collect();
                 let digests: Vec<Option<Vec<u8>>> = updates.iter().map(|u| u.2.clone()).collect();
                 let collected: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.3).collect();
@@ -234,13 +189,13 @@ impl PgStore {
         let queued: Vec<&IncomingReport> = reports
             .iter()
             .zip(&decisions)
-            .filter(|(_, d)| d.outcome == AcceptOutcome::Queued)
+            .filter(|(_, d)| **d == AcceptOutcome::Queued)
             .map(|(r, _)| r)
             .collect();
         if !queued.is_empty() {
-            let companies: Vec<Uuid> = queued.iter().map(|r| r.company_id).collect();
+            let companies: Vec<CompanyId> = queued.iter().map(|r| r.company_id).collect();
             let report_ids: Vec<Uuid> = queued.iter().map(|r| r.report_id).collect();
-            let agent_ids: Vec<Uuid> = queued.iter().map(|r| r.agent_id).collect();
+            let agent_ids: Vec<AgentId> = queued.iter().map(|r| r.agent_id).collect();
             let app_counts: Vec<i32> = queued.iter().map(|r| to_i32(r.app_count)).collect();
             let collected: Vec<DateTime<Utc>> = queued.iter().map(|r| r.collected_at).collect();
             let accepted: Vec<DateTime<Utc>> = queued.iter().map(|r| r.accepted_at).collect();
@@ -267,7 +222,7 @@ impl PgStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(decisions.into_iter().map(|d| d.outcome).collect())
+        Ok(decisions)
     }
 
     pub(crate) async fn claim_batch_impl(&self, req: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
@@ -337,7 +292,7 @@ impl PgStore {
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = stored_at.entry(e.company_id) {
                 scope.enter(&mut tx, e.company_id).await?;
-                let ids: Vec<Uuid> = entries
+                let ids: Vec<AgentId> = entries
                     .iter()
                     .filter(|x| x.company_id == e.company_id)
                     .map(|x| x.agent_id)
@@ -378,6 +333,7 @@ impl PgStore {
                 attempts: to_u32(e.attempts.saturating_add(1)),
                 app_count: to_u32(e.app_count),
                 digest: [0; 32],
+                collected_at: e.collected_at,
                 body: Vec::new(),
             });
             if budget.is_full() {
@@ -683,7 +639,7 @@ async fn insert_reports(
     tx: &mut Tx,
     company_id: CompanyId,
     reports: &[IncomingReport],
-    decisions: &[Decision],
+    decisions: &[AcceptOutcome],
     stored: &[usize],
 ) -> Result<std::collections::HashSet<ReportId>> {
     let mut report_ids = Vec::with_capacity(stored.len());
@@ -698,7 +654,7 @@ async fn insert_reports(
     let mut bodies: Vec<Option<&[u8]>> = Vec::with_capacity(stored.len());
     for &i in stored {
         let r = &reports[i];
-        let queued = decisions[i].outcome == AcceptOutcome::Queued;
+        let queued = decisions[i] == AcceptOutcome::Queued;
         report_ids.push(r.report_id);
         agent_ids.push(r.agent_id);
         collected.push(r.collected_at);

@@ -1,22 +1,22 @@
 //! Company-scoped reads: summary, agents, apps, findings, one vulnerability. Each runs in a
 //! transaction scoped to the company (row-level security) besides its own `company_id = $1`.
 
-use sqlx::postgres::PgRow;
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::queue::CompanyScope;
 use super::{to_u64, PgStore};
+use crate::common::findings::{push_finding_filters, search_of};
 use crate::common::reads::{
-    affected_host_from_row, agent_from_row, agent_key, app_from_row, contains_pattern,
-    decode_cursor, finding_from_row, hex_bytes, invalid_cursor, limit_of, page_of,
-    severity_filter_ranks, unknown_vuln, vuln_from_row, FINDING_COLUMNS,
+    app_from_row, decode_cursor, finding_from_row, hex_bytes, invalid_cursor, limit_of, page_of,
+    summary_from_row, trend_point, unknown_vuln, vuln_from_row, Cols, FINDING_COLUMNS,
 };
+use crate::common::views::{self, AGENT_SELECT};
 use crate::model::*;
 use crate::Result;
-
-const AGENT_COLUMNS: &str = "SELECT agent_id, hostname, os_id, os_version_id, os_name, arch, \
-     agent_version, enrolled_at, last_seen_at, last_report_at, app_count, open_critical, open_high, \
-     open_medium, open_low, open_unknown FROM agents";
 
 fn uuid_cursor(hex: &str) -> Result<Uuid> {
     Uuid::from_slice(&hex_bytes(hex)?).map_err(invalid_cursor)
@@ -57,35 +57,14 @@ impl PgStore {
     pub(crate) async fn list_agents_impl(
         &self,
         company_id: CompanyId,
+        filter: &AgentFilter,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
-        let after: Option<(String, Uuid)> = match &page.cursor {
-            Some(c) => {
-                let (h, id): (String, String) = decode_cursor(c)?;
-                Some((h, uuid_cursor(&id)?))
-            }
-            None => None,
-        };
-        let limit = limit_of(page);
+        let (mut qb, keyset, limit) = views::agents_query::<Postgres>(company_id, filter, page)?;
         let mut tx = self.begin_for_company(company_id).await?;
-        let sql = format!(
-            "{AGENT_COLUMNS} WHERE company_id = $1 \
-             AND ($2::text IS NULL OR (hostname, agent_id) > ($2, $3)) \
-             ORDER BY hostname, agent_id LIMIT $4"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(company_id)
-            .bind(after.as_ref().map(|a| a.0.as_str()))
-            .bind(after.as_ref().map(|a| a.1))
-            .bind(limit + 1)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        page_of(&rows, limit, |row| {
-            let agent = pg_agent(row)?;
-            let key = agent_key(&agent);
-            Ok((agent, key))
-        })
+        views::agents_page(&rows, &keyset, limit)
     }
 
     pub(crate) async fn get_agent_impl(
@@ -94,14 +73,14 @@ impl PgStore {
         agent_id: AgentId,
     ) -> Result<Option<Agent>> {
         let mut tx = self.begin_for_company(company_id).await?;
-        let sql = format!("{AGENT_COLUMNS} WHERE company_id = $1 AND agent_id = $2");
+        let sql = format!("{AGENT_SELECT} FROM agents WHERE company_id = $1 AND agent_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(company_id)
             .bind(agent_id)
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        row.as_ref().map(pg_agent).transpose()
+        row.as_ref().map(views::agent_from_counted_row).transpose()
     }
 
     pub(crate) async fn list_apps_impl(
@@ -158,6 +137,14 @@ impl PgStore {
         filter: &FindingFilter,
         page: &PageRequest,
     ) -> Result<Page<FindingRow>> {
+        if !views::default_finding_order(filter) {
+            let (mut qb, keyset, limit) =
+                views::findings_query::<Postgres>(company_id, filter, page)?;
+            let mut tx = self.begin_for_company(company_id).await?;
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            return views::findings_page(&rows, &keyset, limit);
+        }
         let limit = limit_of(page);
         let cursor: Option<(i16, String, Uuid, Uuid)> = match &page.cursor {
             Some(c) => {
@@ -216,6 +203,7 @@ impl PgStore {
         &self,
         company_id: CompanyId,
         id: &str,
+        page: &PageRequest,
     ) -> Result<Option<VulnDetail>> {
         let mut tx = self.begin_for_company(company_id).await?;
         // The id as given, or the group an alias belongs to; only groups the company has
@@ -245,29 +233,185 @@ impl PgStore {
             Some(row) => vuln_from_row(&row)?,
             None => unknown_vuln(&vuln_id),
         };
+        let counts = views::vuln_counts_query::<Postgres>(company_id, &vuln_id)
+            .build()
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows =
+            views::affected_packages_query::<Postgres>(company_id, std::slice::from_ref(&vuln_id))
+                .build()
+                .fetch_all(&mut *tx)
+                .await?;
+        let (packages, fixed_versions) = views::affected_packages(&rows)?
+            .remove(&vuln_id)
+            .unwrap_or_default();
+        let (mut qb, keyset, limit) =
+            views::affected_query::<Postgres>(company_id, &vuln_id, page)?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        let affected = views::affected_page(&rows, &keyset, limit)?;
+        let mut ids = vec![vulnerability.id.clone()];
+        ids.extend(vulnerability.aliases.iter().cloned());
+        let records: Vec<String> =
+            sqlx::query_scalar("SELECT record FROM kb_advisories WHERE id = ANY($1) ORDER BY id")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some(VulnDetail {
+            references: views::references_of(&records),
+            hosts: counts.count(0)?,
+            findings: counts.count(1)?,
+            packages,
+            fixed_versions,
+            vulnerability,
+            affected: affected.items,
+            next_cursor: affected.next_cursor,
+        }))
+    }
+
+    pub(crate) async fn list_reports_impl(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        page: &PageRequest,
+    ) -> Result<Option<Page<ReportRecord>>> {
+        let (mut qb, keyset, limit) = views::reports_query::<Postgres>(company_id, agent_id, page)?;
+        let mut tx = self.begin_for_company(company_id).await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM agents WHERE company_id = $1 AND agent_id = $2")
+                .bind(company_id)
+                .bind(agent_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(views::reports_page(&rows, &keyset, limit)?))
+    }
+
+    pub(crate) async fn list_software_impl(
+        &self,
+        company_id: CompanyId,
+        filter: &SoftwareFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SoftwareRow>> {
+        let (mut qb, keyset, limit) = views::software_query::<Postgres>(company_id, filter, page)?;
+        let mut tx = self.begin_for_company(company_id).await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        views::software_page(&rows, &keyset, limit)
+    }
+
+    pub(crate) async fn list_vulnerabilities_impl(
+        &self,
+        company_id: CompanyId,
+        filter: &VulnFilter,
+        page: &PageRequest,
+    ) -> Result<Page<VulnRow>> {
+        let (mut qb, keyset, limit) = views::vulns_query::<Postgres>(company_id, filter, page)?;
+        let mut tx = self.begin_for_company(company_id).await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        let mut page = views::vulns_page(&rows, &keyset, limit)?;
+        if !page.items.is_empty() {
+            let ids: Vec<String> = page
+                .items
+                .iter()
+                .map(|v| v.vulnerability.id.clone())
+                .collect();
+            let rows = views::affected_packages_query::<Postgres>(company_id, &ids)
+                .build()
+                .fetch_all(&mut *tx)
+                .await?;
+            views::attach_packages(&mut page, views::affected_packages(&rows)?);
+        }
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    pub(crate) async fn trends_impl(
+        &self,
+        company_id: CompanyId,
+        since: NaiveDate,
+    ) -> Result<Vec<TrendPoint>> {
+        let mut tx = self.begin_for_company(company_id).await?;
         let rows = sqlx::query(
-            "SELECT f.agent_id, ag.hostname, s.name, s.version, s.ecosystem, s.source, sv.fixed_versions, \
-             f.first_seen, f.resolved_at \
-             FROM findings f \
-             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
-             JOIN software s ON s.software_key = f.software_key \
-             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
-             WHERE f.company_id = $1 AND f.vuln_id = $2 \
-             ORDER BY f.resolved_at IS NOT NULL, ag.hostname, s.name, s.version LIMIT 10000",
+            "SELECT day, critical, high, medium, low, unknown, kev, fixable, overdue, suppressed \
+             FROM company_daily WHERE company_id = $1 AND day >= $2 ORDER BY day",
         )
         .bind(company_id)
-        .bind(&vuln_id)
+        .bind(since)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let affected = rows
-            .iter()
-            .map(affected_host_from_row)
-            .collect::<Result<_>>()?;
-        Ok(Some(VulnDetail {
-            vulnerability,
-            affected,
-        }))
+        rows.iter()
+            .map(|row| trend_point(row, row.try_get::<NaiveDate, _>(0)?))
+            .collect()
+    }
+
+    pub(crate) async fn record_trends_impl(
+        &self,
+        day: NaiveDate,
+        keep_from: NaiveDate,
+    ) -> Result<u64> {
+        let companies = self.company_ids().await?;
+        for &company in &companies {
+            // One short transaction per company, from its agents' counters.
+            let mut tx = self.begin_for_company(company).await?;
+            sqlx::query(
+                "INSERT INTO company_daily (company_id, day, critical, high, medium, low, \
+                 unknown, kev, fixable) \
+                 SELECT $1, $2, coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
+                 coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
+                 coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
+                 coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = $1 \
+                 ON CONFLICT (company_id, day) DO UPDATE SET critical = excluded.critical, \
+                 high = excluded.high, medium = excluded.medium, low = excluded.low, \
+                 unknown = excluded.unknown, kev = excluded.kev, fixable = excluded.fixable",
+            )
+            .bind(company)
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM company_daily WHERE company_id = $1 AND day < $2")
+                .bind(company)
+                .bind(keep_from)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(companies.len() as u64)
+    }
+
+    pub(crate) async fn overview_impl(
+        &self,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<CompanyOverview>> {
+        let companies = self.list_companies_impl().await?;
+        // One transaction, scoped to each company in turn (row-level security).
+        let mut tx = self.pool.begin().await?;
+        let mut scope = CompanyScope::new();
+        let mut counts = HashMap::with_capacity(companies.len());
+        for c in &companies {
+            scope.enter(&mut tx, c.id).await?;
+            let row = sqlx::query(
+                "SELECT count(*), coalesce(sum(app_count), 0)::bigint, \
+                 coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
+                 coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
+                 coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
+                 coalesce(sum(open_fixable), 0)::bigint, count(*) FILTER (WHERE seen_at < $2) \
+                 FROM agents WHERE company_id = $1",
+            )
+            .bind(c.id)
+            .bind(stale_before)
+            .fetch_one(&mut *tx)
+            .await?;
+            counts.insert(c.id, (summary_from_row(&row, 0)?, row.count(9)?));
+        }
+        tx.commit().await?;
+        Ok(views::overview_rows(companies, counts))
     }
 }
 
@@ -285,79 +429,18 @@ fn push_findings_arm(
     filter: &FindingFilter,
     tail: impl FnOnce(&mut QueryBuilder<Postgres>),
 ) {
-    let searching = filter.query.as_deref().is_some_and(|q| !q.is_empty());
+    let searching = search_of(filter).is_some();
     qb.push("SELECT * FROM (");
     if searching {
         qb.push(FINDING_COLUMNS);
-        push_filters(qb, company_id, filter);
+        push_finding_filters(qb, company_id, filter);
         tail(qb);
     } else {
         qb.push("WITH picked AS MATERIALIZED (SELECT f.* FROM findings f");
-        push_filters(qb, company_id, filter);
+        push_finding_filters(qb, company_id, filter);
         tail(qb);
         qb.push(") ");
         qb.push(FINDING_COLUMNS.replacen("FROM findings f", "FROM picked f", 1));
     }
     qb.push(") arm");
-}
-
-fn push_filters(qb: &mut QueryBuilder<Postgres>, company_id: CompanyId, filter: &FindingFilter) {
-    qb.push(" WHERE f.company_id = ").push_bind(company_id);
-    match filter.status {
-        FindingStatus::Open => {
-            qb.push(" AND f.resolved_at IS NULL");
-        }
-        FindingStatus::Resolved => {
-            qb.push(" AND f.resolved_at IS NOT NULL");
-        }
-        FindingStatus::All => {}
-    }
-    if !filter.severities.is_empty() {
-        let ranks: Vec<i16> = severity_filter_ranks(&filter.severities)
-            .into_iter()
-            .map(|r| r as i16)
-            .collect();
-        qb.push(" AND f.severity = ANY(").push_bind(ranks).push(")");
-    }
-    if let Some(kev) = filter.kev {
-        qb.push(" AND f.kev = ").push_bind(kev);
-    }
-    if let Some(fixable) = filter.fixable {
-        qb.push(" AND f.fixable = ").push_bind(fixable);
-    }
-    if let Some(agent) = filter.agent_id {
-        qb.push(" AND f.agent_id = ").push_bind(agent);
-    }
-    if let Some(v) = &filter.vuln_id {
-        qb.push(" AND f.vuln_id = ").push_bind(v.clone());
-    }
-    if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
-        // ILIKE: SQLite's LIKE ignores ASCII case, and users expect that of a search box.
-        let pattern = contains_pattern(q);
-        qb.push(" AND (s.name ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR f.vuln_id ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR ag.hostname ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR array_to_string(v.aliases, ' ') ILIKE ")
-            .push_bind(pattern)
-            .push(")");
-    }
-}
-
-/// An agent row of [`AGENT_COLUMNS`]: the counters kept on it are its open findings.
-fn pg_agent(row: &PgRow) -> Result<Agent> {
-    let n = |i: usize| -> Result<u64> { Ok(u64::try_from(row.try_get::<i32, _>(i)?).unwrap_or(0)) };
-    agent_from_row(
-        row,
-        n(10)?,
-        SeverityCounts {
-            critical: n(11)?,
-            high: n(12)?,
-            medium: n(13)?,
-            low: n(14)?,
-            unknown: n(15)?,
-        },
-    )
 }

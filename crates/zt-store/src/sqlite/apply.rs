@@ -26,7 +26,7 @@ use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
 };
-use crate::common::{key_from, ms, uuid_from};
+use crate::common::{agent_from, company_from, key_from, ms};
 use crate::model::*;
 use crate::Result;
 
@@ -97,6 +97,10 @@ pub(crate) async fn write_batches(
     keys.dedup();
     let mut agents = load_agents(tx, &keys).await?;
 
+    // Hosts gained (+) and lost (-) per company and software version, and the agents whose
+    // open findings moved (their counters are recounted).
+    let mut software_hosts: HashMap<(CompanyId, SoftwareKey), i64> = HashMap::new();
+    let mut recount: HashSet<AgentKey> = HashSet::new();
     let mut done: Vec<Done> = Vec::with_capacity(todo.len());
     // Every settled report with its outcome, and what the applied ones changed: their events.
     let mut settled: Vec<(At, &'static str)> = Vec::with_capacity(todo.len());
@@ -134,6 +138,10 @@ pub(crate) async fn write_batches(
         let mut rows = write_round(tx, batches, &applied, &agents).await?;
         for ((b, i), diff) in applied {
             let r = &batches[b].reports[i];
+            host_deltas(&mut software_hosts, r.company_id, &diff);
+            if diff.findings_changed() {
+                recount.insert((r.company_id, r.agent_id));
+            }
             let report_rows = rows.remove(&(b, i)).unwrap_or_default();
             changes.insert((b, i), net_changes(&diff, report_rows));
             if let Some(agent) = agents.get_mut(&(r.company_id, r.agent_id)) {
@@ -144,7 +152,9 @@ pub(crate) async fn write_batches(
         todo = later;
     }
 
-    write_agents(tx, batches, &agents).await?;
+    write_company_software(tx, &software_hosts).await?;
+    let counters = count_open_findings(tx, &recount).await?;
+    write_agents(tx, batches, &agents, &counters).await?;
     mark_done(tx, &done).await?;
     write_events(tx, batches, &settled, &changes).await?;
     Ok(outcomes)
@@ -204,8 +214,8 @@ async fn load_packages(
 fn changed_row(row: &SqliteRow) -> Result<(AgentKey, ChangedFinding)> {
     Ok((
         (
-            uuid_from(row.get::<&[u8], _>(0))?,
-            uuid_from(row.get::<&[u8], _>(1))?,
+            company_from(row.get::<&[u8], _>(0))?,
+            agent_from(row.get::<&[u8], _>(1))?,
         ),
         ChangedFinding {
             key: key_from(row.get::<&[u8], _>(2))?,
@@ -260,8 +270,8 @@ async fn load_agents(tx: &mut Tx, keys: &[AgentKey]) -> Result<HashMap<AgentKey,
         }
         for row in q.fetch_all(&mut **tx).await? {
             let key = (
-                uuid_from(row.get::<&[u8], _>(0))?,
-                uuid_from(row.get::<&[u8], _>(1))?,
+                company_from(row.get::<&[u8], _>(0))?,
+                agent_from(row.get::<&[u8], _>(1))?,
             );
             agents.insert(
                 key,
@@ -543,20 +553,124 @@ async fn read_seen(
 
 fn seen_row(row: &SqliteRow) -> Result<SeenRow> {
     Ok((
-        uuid_from(row.get::<&[u8], _>(0))?,
-        uuid_from(row.get::<&[u8], _>(1))?,
+        company_from(row.get::<&[u8], _>(0))?,
+        agent_from(row.get::<&[u8], _>(1))?,
         key_from(row.get::<&[u8], _>(2))?,
         row.get(3),
         row.get(4),
     ))
 }
 
-/// The agents rows of every agent a report was applied to: its last report and the
-/// inventory it left.
+/// Adds what a diff did to a company's hosts per software version.
+fn host_deltas(
+    deltas: &mut HashMap<(CompanyId, SoftwareKey), i64>,
+    company_id: CompanyId,
+    diff: &InventoryDiff,
+) {
+    for k in &diff.added_sw {
+        *deltas.entry((company_id, *k)).or_default() += 1;
+    }
+    for k in &diff.removed_sw {
+        *deltas.entry((company_id, *k)).or_default() -= 1;
+    }
+}
+
+/// Applies host deltas to `company_software`: the touched rows are read, deleted and written
+/// again with their new counts (versions no host runs any more are left out). Three
+/// statements per chunk, each finding its rows by key.
+async fn write_company_software(
+    tx: &mut Tx,
+    deltas: &HashMap<(CompanyId, SoftwareKey), i64>,
+) -> Result<()> {
+    let mut keys: Vec<(CompanyId, SoftwareKey)> = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(k, _)| *k)
+        .collect();
+    keys.sort();
+    for chunk in padded_chunks(&keys) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(read_company_software_sql(chunk.len())));
+        for (c, k) in &chunk {
+            q = q.bind(*c).bind(&k.0[..]);
+        }
+        let mut hosts: HashMap<(CompanyId, SoftwareKey), i64> = HashMap::new();
+        for row in q.fetch_all(&mut **tx).await? {
+            hosts.insert(
+                (
+                    company_from(row.get::<&[u8], _>(0))?,
+                    key_from(row.get::<&[u8], _>(1))?,
+                ),
+                row.get(2),
+            );
+        }
+        if !hosts.is_empty() {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(delete_company_software_sql(
+                chunk.len(),
+            )));
+            for (c, k) in &chunk {
+                q = q.bind(*c).bind(&k.0[..]);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let rows: Vec<(CompanyId, SoftwareKey, i64)> = chunk
+            .iter()
+            .map(|&&(c, k)| {
+                let now = hosts.get(&(c, k)).copied().unwrap_or(0);
+                (c, k, now + deltas.get(&(c, k)).copied().unwrap_or(0))
+            })
+            .filter(|(_, _, n)| *n > 0)
+            .collect();
+        for part in padded_chunks(&rows) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_company_software_sql(part.len())));
+            for (c, k, n) in part {
+                q = q.bind(*c).bind(&k.0[..]).bind(*n);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Open findings of an agent: critical, high, medium, low, unknown (and none), KEV, fixable.
+type Counters = [i64; 7];
+
+/// The open-finding counters of these agents, counted from their findings (an agent with
+/// none reads as zeros).
+async fn count_open_findings(
+    tx: &mut Tx,
+    agents: &HashSet<AgentKey>,
+) -> Result<HashMap<AgentKey, Counters>> {
+    let mut keys: Vec<AgentKey> = agents.iter().copied().collect();
+    keys.sort();
+    let mut out: HashMap<AgentKey, Counters> =
+        keys.iter().map(|k| (*k, Counters::default())).collect();
+    for chunk in padded_chunks(&keys) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(count_open_sql(chunk.len())));
+        for (c, a) in chunk {
+            q = q.bind(c).bind(a);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let key = (
+                company_from(row.get::<&[u8], _>(0))?,
+                agent_from(row.get::<&[u8], _>(1))?,
+            );
+            let mut counters = Counters::default();
+            for (i, n) in counters.iter_mut().enumerate() {
+                *n = row.get(2 + i);
+            }
+            out.insert(key, counters);
+        }
+    }
+    Ok(out)
+}
+
+/// The agents rows of every agent a report was applied to: its last report, the inventory
+/// it left and (when its findings moved) its open-finding counters.
 async fn write_agents(
     tx: &mut Tx,
     batches: &[&ProcessedBatch],
     agents: &HashMap<AgentKey, AgentState>,
+    counters: &HashMap<AgentKey, Counters>,
 ) -> Result<()> {
     let mut updates: Vec<(&ProcessedReport, i64, &Inventory)> = agents
         .values()
@@ -587,6 +701,11 @@ async fn write_agents(
                 .bind(*now)
                 .bind(i64::try_from(apps.len()).unwrap_or(i64::MAX))
                 .bind(encode_inventory(apps, pkg));
+            // NULL keeps a counter as it is (the agent's findings did not move).
+            let counted = counters.get(&(r.company_id, r.agent_id));
+            for i in 0..7 {
+                q = q.bind(counted.map(|c| c[i]));
+            }
         }
         q.execute(&mut **tx).await?;
     }
@@ -750,10 +869,60 @@ fn agents_sql(n: usize) -> String {
         "UPDATE OR FAIL agents SET hostname = v.column3, os_id = v.column4, \
              os_version_id = v.column5, os_name = v.column6, arch = v.column7, \
              inventory_digest = v.column8, inventory_collected_at = v.column9, \
-             last_report_at = v.column10, app_count = v.column11, inventory = v.column12 \
+             last_report_at = v.column10, app_count = v.column11, inventory = v.column12, \
+             open_critical = coalesce(v.column13, agents.open_critical), \
+             open_high = coalesce(v.column14, agents.open_high), \
+             open_medium = coalesce(v.column15, agents.open_medium), \
+             open_low = coalesce(v.column16, agents.open_low), \
+             open_unknown = coalesce(v.column17, agents.open_unknown), \
+             open_kev = coalesce(v.column18, agents.open_kev), \
+             open_fixable = coalesce(v.column19, agents.open_fixable) \
              FROM (VALUES {}) AS v \
              WHERE agents.company_id = v.column1 AND agents.agent_id = v.column2",
-        values(n, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        values(
+            n,
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+    )
+}
+
+/// Open findings per agent, counted (see `count_open_findings`): the primary key's
+/// (company, agent) prefix reads exactly the agent's rows. (With `IN (SELECT … FROM (VALUES
+/// …))` SQLite seeks by the company alone, through a partial index of open findings: a pass
+/// over the company's findings per statement.) DISTINCT: padding repeats the last row.
+pub(super) fn count_open_sql(n: usize) -> String {
+    format!(
+        "SELECT f.company_id, f.agent_id, sum(f.severity = 5), sum(f.severity = 4), \
+         sum(f.severity = 3), sum(f.severity = 2), sum(f.severity <= 1), sum(f.kev), \
+         sum(f.fixable) \
+         FROM (SELECT DISTINCT column1, column2 FROM (VALUES {})) AS v CROSS JOIN findings f \
+         ON f.company_id = v.column1 AND f.agent_id = v.column2 \
+         WHERE f.resolved_at IS NULL GROUP BY f.company_id, f.agent_id",
+        values(n, "(?, ?)")
+    )
+}
+
+fn read_company_software_sql(n: usize) -> String {
+    format!(
+        "SELECT company_id, software_key, hosts FROM company_software \
+         WHERE (company_id, software_key) IN (SELECT column1, column2 FROM (VALUES {}))",
+        values(n, "(?, ?)")
+    )
+}
+
+fn delete_company_software_sql(n: usize) -> String {
+    format!(
+        "DELETE FROM company_software \
+         WHERE (company_id, software_key) IN (SELECT column1, column2 FROM (VALUES {}))",
+        values(n, "(?, ?)")
+    )
+}
+
+fn insert_company_software_sql(n: usize) -> String {
+    format!(
+        "INSERT OR FAIL INTO company_software (company_id, software_key, hosts) VALUES {} \
+         ON CONFLICT DO NOTHING",
+        values(n, "(?, ?, ?)")
     )
 }
 
@@ -802,8 +971,15 @@ mod tests {
             reports_done_sql(4),
             queue_done_sql(4),
             packages_sql(4),
+            count_open_sql(4),
+            read_company_software_sql(4),
+            delete_company_software_sql(4),
+            insert_company_software_sql(4),
             super::super::queue::accepted_agents_sql(4),
             super::super::queue::claimed_reports_sql(4),
+            super::super::queue::PURGE_QUEUE_SQL.to_string(),
+            super::super::queue::PURGE_REPORTS_SQL.to_string(),
+            super::super::queue::PURGE_FINDINGS_SQL.to_string(),
         ];
         let mut bad = Vec::new();
         for sql in statements {

@@ -10,7 +10,7 @@ use super::process::write_matches;
 use super::SqliteStore;
 use crate::common::matches::{diff_matches, pending_generation, PairState};
 use crate::common::reads::software_from_row;
-use crate::common::{ms, uuid_from};
+use crate::common::{agent_from, ms};
 use crate::model::*;
 use crate::Result;
 
@@ -136,7 +136,7 @@ impl SqliteStore {
         let Some(last) = agents.last() else {
             return Ok(None);
         };
-        let last = uuid_from(last)?;
+        let last = agent_from(last)?;
         let (first, end) = (agents[0].clone(), last.as_bytes().to_vec());
         let mut w = self.begin_background_write().await?;
         // Every app × cached match has an open finding with current columns.
@@ -171,6 +171,21 @@ impl SqliteStore {
         .bind(&first)
         .bind(&end)
         .bind(now)
+        .execute(&mut *w.tx)
+        .await?;
+        sqlx::query(
+            "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
+             open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0), \
+             coalesce(sum(f.severity = 4), 0), coalesce(sum(f.severity = 3), 0), \
+             coalesce(sum(f.severity = 2), 0), coalesce(sum(f.severity <= 1), 0), \
+             coalesce(sum(f.kev), 0), coalesce(sum(f.fixable), 0) FROM findings f \
+             WHERE f.company_id = agents.company_id AND f.agent_id = agents.agent_id \
+             AND f.resolved_at IS NULL) \
+             WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
         .execute(&mut *w.tx)
         .await?;
         w.commit().await?;

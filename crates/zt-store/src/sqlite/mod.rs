@@ -43,7 +43,9 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 use zt_inventory::SoftwareKey;
 
+use crate::common::keyset::{KeyBinder, KeyKind, KeyVal};
 use crate::common::reads::Cols;
+use crate::common::views::Dialect;
 use crate::common::{from_ms, key_from, opt_ms, uuid_from};
 use crate::Result;
 
@@ -211,6 +213,9 @@ impl Cols for SqliteRow {
     fn rank(&self, i: usize) -> Result<i64> {
         Ok(self.try_get(i)?)
     }
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
     fn time(&self, i: usize) -> Result<DateTime<Utc>> {
         Ok(from_ms(self.try_get(i)?))
     }
@@ -233,6 +238,36 @@ impl Cols for SqliteRow {
         Ok(text
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default())
+    }
+}
+
+impl KeyBinder for Sqlite {
+    fn push_key(qb: &mut sqlx::QueryBuilder<Sqlite>, value: &KeyVal) {
+        match value {
+            KeyVal::Int(i) => qb.push_bind(*i),
+            KeyVal::Float(f) => qb.push_bind(*f),
+            KeyVal::Text(s) => qb.push_bind(s.clone()),
+            KeyVal::Time(t) => qb.push_bind(crate::common::ms(*t)),
+            KeyVal::Uuid(u) => qb.push_bind(u.as_bytes().to_vec()),
+            KeyVal::Key(k) => qb.push_bind(k.0.to_vec()),
+        };
+    }
+
+    fn push_output(qb: &mut sqlx::QueryBuilder<Sqlite>, expr: &str, _kind: KeyKind) {
+        qb.push(expr);
+    }
+}
+
+impl Dialect for Sqlite {
+    const LIKE: &'static str = "LIKE";
+    const OUTER_FIRST_JOIN: &'static str = "CROSS JOIN";
+
+    fn list_text(column: &str) -> String {
+        column.to_string()
+    }
+
+    fn indexed_by(index: &str) -> String {
+        format!(" INDEXED BY {index}")
     }
 }
 

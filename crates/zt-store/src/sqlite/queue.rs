@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use super::process::json;
 use super::rows::{padded_chunks, values};
 use super::SqliteStore;
+use crate::common::accept::{decide, AcceptInput, AcceptedState, AgentUpdate};
 use crate::common::queue::{poison_error, ClaimBudget};
-use crate::common::{from_ms, ms, opt_ms, uuid_from};
+use crate::common::{agent_from, company_from, from_ms, ms, opt_ms, uuid_from};
 use crate::model::*;
 use crate::{Result, StoreError};
 
@@ -17,21 +18,22 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// (company, agent)
 type AgentKey = (CompanyId, AgentId);
-/// The digest and collection time of an agent's newest accepted inventory.
-type NewestAccepted = (Option<Vec<u8>>, Option<i64>);
-/// Newest accepted time, and (digest, collected_at) when a newer inventory was queued.
-type AgentUpdate = (i64, Option<([u8; 32], i64)>);
 
-/// An unchanged re-report, stored as done at once.
-struct UnchangedReport {
-    company_id: CompanyId,
-    report_id: ReportId,
-    agent_id: AgentId,
-    collected: i64,
-    accepted: i64,
-    app_count: u32,
-    digest: [u8; 32],
-}
+/// Rows one retention transaction deletes at most (measured with 10 M app records: a
+/// batch of findings takes a few milliseconds).
+const PURGE_BATCH: i64 = 1_000;
+
+/// Finished queue entries (`queue_finished`), a batch at a time.
+pub(super) const PURGE_QUEUE_SQL: &str = "DELETE FROM queue WHERE queue_id IN \
+     (SELECT queue_id FROM queue WHERE state = 'done' AND finished_at < ?1 LIMIT ?2)";
+/// Processed report records (`reports_processed`), a batch at a time.
+pub(super) const PURGE_REPORTS_SQL: &str = "DELETE FROM reports WHERE rowid IN \
+     (SELECT rowid FROM reports WHERE processed_at < ?1 AND status = 'done' LIMIT ?2)";
+/// Findings resolved before the cut-off (`findings_resolved`), a batch at a time.
+pub(super) const PURGE_FINDINGS_SQL: &str = "DELETE FROM findings \
+     WHERE (company_id, agent_id, software_key, vuln_id) IN \
+     (SELECT company_id, agent_id, software_key, vuln_id FROM findings \
+      WHERE resolved_at < ?1 LIMIT ?2)";
 
 /// Reports looked at per claim, whatever their app counts (reports may list no apps).
 const CLAIM_SCAN_LIMIT: i64 = 256;
@@ -44,9 +46,8 @@ impl SqliteStore {
         reports: &[IncomingReport],
         queue_bound: u64,
     ) -> Result<Vec<AcceptOutcome>> {
-        let mut out = Vec::with_capacity(reports.len());
         if reports.is_empty() {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         // Every statement is a round trip to SQLite's thread: look-ups and writes go in bulk
         // (one statement each for the whole group), only report bodies are bound one by one.
@@ -61,7 +62,7 @@ impl SqliteStore {
             })
             .collect();
         let mut w = self.begin_write().await?;
-        let mut pending: i64 =
+        let pending: i64 =
             sqlx::query_scalar("SELECT count(*) FROM queue WHERE state IN ('queued', 'leased')")
                 .fetch_one(&mut *w.tx)
                 .await?;
@@ -76,10 +77,10 @@ impl SqliteStore {
         for row in &rows {
             existing.insert(
                 (
-                    uuid_from(row.get::<&[u8], _>(0))?,
+                    company_from(row.get::<&[u8], _>(0))?,
                     uuid_from(row.get::<&[u8], _>(1))?,
                 ),
-                uuid_from(row.get::<&[u8], _>(2))?,
+                agent_from(row.get::<&[u8], _>(2))?,
             );
         }
         let rows = sqlx::query(
@@ -90,104 +91,67 @@ impl SqliteStore {
         .bind(json(&ids)?)
         .fetch_all(&mut *w.tx)
         .await?;
-        // Per agent: the digest and collection time of the newest inventory accepted so far.
-        let mut digests: HashMap<AgentKey, NewestAccepted> = HashMap::new();
+        let mut agents: HashMap<AgentKey, AcceptedState> = HashMap::new();
         for row in &rows {
-            digests.insert(
+            agents.insert(
                 (
-                    uuid_from(row.get::<&[u8], _>(0))?,
-                    uuid_from(row.get::<&[u8], _>(1))?,
+                    company_from(row.get::<&[u8], _>(0))?,
+                    agent_from(row.get::<&[u8], _>(1))?,
                 ),
-                (row.get(2), row.get(3)),
+                AcceptedState {
+                    digest: row.get(2),
+                    collected_at: opt_ms(row.get(3)),
+                    update: None,
+                },
             );
         }
+        let mut input = AcceptInput {
+            reports,
+            existing,
+            agents,
+            pending: u64::try_from(pending).unwrap_or(0),
+            queue_bound,
+        };
+        let out = decide(&mut input);
 
-        let mut unchanged: Vec<UnchangedReport> = Vec::new();
-        // Per agent: newest accepted time, and the digest of its last queued report.
-        let mut agent_updates: HashMap<AgentKey, AgentUpdate> = HashMap::new();
-        for r in reports {
-            if let Some(owner) = existing.get(&(r.company_id, r.report_id)) {
-                out.push(if *owner == r.agent_id {
-                    AcceptOutcome::Duplicate
-                } else {
-                    AcceptOutcome::Conflict
-                });
-                continue;
-            }
-            let Some((accepted_digest, accepted_collected)) =
-                digests.get_mut(&(r.company_id, r.agent_id))
-            else {
-                // The agent vanished between authentication and now.
-                out.push(AcceptOutcome::Conflict);
-                continue;
-            };
-            let accepted = ms(r.accepted_at);
-            let collected = ms(r.collected_at);
-            if accepted_digest.as_deref() == Some(&r.digest[..]) {
-                unchanged.push(UnchangedReport {
-                    company_id: r.company_id,
-                    report_id: r.report_id,
-                    agent_id: r.agent_id,
-                    collected,
-                    accepted,
-                    app_count: r.app_count,
-                    digest: r.digest,
-                });
-                agent_updates
-                    .entry((r.company_id, r.agent_id))
-                    .or_insert((accepted, None))
-                    .0 = accepted;
-                out.push(AcceptOutcome::Unchanged);
-            } else if pending as u64 >= queue_bound {
-                out.push(AcceptOutcome::QueueFull);
-                continue;
-            } else {
-                let entry = agent_updates
-                    .entry((r.company_id, r.agent_id))
-                    .or_insert((accepted, None));
-                entry.0 = accepted;
-                // A late report (collected before the newest accepted one) will be found
-                // stale; it must not become the reference for "unchanged".
-                if accepted_collected.is_none_or(|at| collected >= at) {
-                    *accepted_digest = Some(r.digest.to_vec());
-                    *accepted_collected = Some(collected);
-                    entry.1 = Some((r.digest, collected));
+        let mut unchanged: Vec<&IncomingReport> = Vec::new();
+        for (r, outcome) in reports.iter().zip(&out) {
+            match outcome {
+                AcceptOutcome::Unchanged => unchanged.push(r),
+                AcceptOutcome::Queued => {
+                    sqlx::query(
+                        "INSERT INTO reports (company_id, report_id, agent_id, collected_at, accepted_at, \
+                         status, app_count, digest, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)",
+                    )
+                    .bind(r.company_id)
+                    .bind(r.report_id)
+                    .bind(r.agent_id)
+                    .bind(ms(r.collected_at))
+                    .bind(ms(r.accepted_at))
+                    .bind(r.app_count)
+                    .bind(&r.digest[..])
+                    .bind(&r.body[..])
+                    .execute(&mut *w.tx)
+                    .await?;
+                    // One row per statement, in accept order (queue ids order the claims); a
+                    // multi-row insert would need the statement journal (`rows.rs`).
+                    sqlx::query(
+                        "INSERT INTO queue (company_id, report_id, agent_id, app_count, state, \
+                         visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
+                    )
+                    .bind(r.company_id)
+                    .bind(r.report_id)
+                    .bind(r.agent_id)
+                    .bind(r.app_count)
+                    .bind(ms(r.accepted_at))
+                    .execute(&mut *w.tx)
+                    .await?;
                 }
-                sqlx::query(
-                    "INSERT INTO reports (company_id, report_id, agent_id, collected_at, accepted_at, \
-                     status, app_count, digest, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)",
-                )
-                .bind(r.company_id)
-                .bind(r.report_id)
-                .bind(r.agent_id)
-                .bind(collected)
-                .bind(accepted)
-                .bind(r.app_count)
-                .bind(&r.digest[..])
-                .bind(&r.body[..])
-                .execute(&mut *w.tx)
-                .await?;
-                // One row per statement, in accept order (queue ids order the claims); a
-                // multi-row insert would need the statement journal (`rows.rs`).
-                sqlx::query(
-                    "INSERT INTO queue (company_id, report_id, agent_id, app_count, state, \
-                     visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
-                )
-                .bind(r.company_id)
-                .bind(r.report_id)
-                .bind(r.agent_id)
-                .bind(r.app_count)
-                .bind(accepted)
-                .execute(&mut *w.tx)
-                .await?;
-                // Two reports with the same id in one group: the second is a duplicate.
-                existing.insert((r.company_id, r.report_id), r.agent_id);
-                pending += 1;
-                out.push(AcceptOutcome::Queued);
+                _ => {}
             }
         }
-        // Rows go in as parameters, not JSON (see `rows.rs`); a repeated row changes nothing.
+        // Rows go in as parameters, not JSON (see `rows.rs`).
         for chunk in padded_chunks(&unchanged) {
             let sql = format!(
                 "INSERT OR FAIL INTO reports (company_id, report_id, agent_id, collected_at, \
@@ -201,26 +165,30 @@ impl SqliteStore {
                     .bind(u.company_id)
                     .bind(u.report_id)
                     .bind(u.agent_id)
-                    .bind(u.collected)
-                    .bind(u.accepted)
-                    .bind(u.accepted)
+                    .bind(ms(u.collected_at))
+                    .bind(ms(u.accepted_at))
+                    .bind(ms(u.accepted_at))
                     .bind(u.app_count)
                     .bind(&u.digest[..]);
             }
             q.execute(&mut *w.tx).await?;
         }
-        let updates: Vec<_> = agent_updates.into_iter().collect();
+        let updates: Vec<(AgentKey, AgentUpdate)> = input
+            .agents
+            .into_iter()
+            .filter_map(|(k, s)| Some((k, s.update?)))
+            .collect();
         for chunk in padded_chunks(&updates) {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(accepted_agents_sql(chunk.len())));
-            for ((company_id, agent_id), (seen, newest)) in chunk {
-                let (digest, collected) = match newest {
-                    Some((digest, collected)) => (Some(&digest[..]), Some(*collected)),
+            for ((company_id, agent_id), u) in chunk {
+                let (digest, collected) = match &u.newest {
+                    Some((digest, collected)) => (Some(&digest[..]), Some(ms(*collected))),
                     None => (None, None),
                 };
                 q = q
                     .bind(company_id)
                     .bind(agent_id)
-                    .bind(*seen)
+                    .bind(ms(u.seen))
                     .bind(digest)
                     .bind(collected);
             }
@@ -265,7 +233,7 @@ impl SqliteStore {
         // keeps them ours.
         for c in &mut claimed {
             let row = sqlx::query(
-                "SELECT body, digest FROM reports WHERE company_id = ?1 AND report_id = ?2",
+                "SELECT body, digest, collected_at FROM reports WHERE company_id = ?1 AND report_id = ?2",
             )
             .bind(c.company_id)
             .bind(c.report_id)
@@ -275,6 +243,7 @@ impl SqliteStore {
                 c.body = row.get::<Option<Vec<u8>>, _>(0).unwrap_or_default();
                 let digest: &[u8] = row.get(1);
                 c.digest = digest.try_into().unwrap_or([0; 32]);
+                c.collected_at = from_ms(row.get(2));
             }
         }
         Ok(claimed)
@@ -331,9 +300,9 @@ impl SqliteStore {
             .fetch_optional(&mut *w.tx)
             .await?;
             let Some(row) = row else { continue };
-            let company_id = uuid_from(row.get::<&[u8], _>(0))?;
+            let company_id = company_from(row.get::<&[u8], _>(0))?;
             let report_id = uuid_from(row.get::<&[u8], _>(1))?;
-            let agent_id = uuid_from(row.get::<&[u8], _>(2))?;
+            let agent_id = agent_from(row.get::<&[u8], _>(2))?;
             match f.retry_at {
                 Some(at) => {
                     sqlx::query(
@@ -394,38 +363,38 @@ impl SqliteStore {
 
     pub(crate) async fn purge_finished_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         let before = ms(before);
-        let mut w = self.begin_background_write().await?;
-        let n = sqlx::query("DELETE FROM queue WHERE state = 'done' AND finished_at < ?1")
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM reports WHERE status = 'done' AND processed_at < ?1")
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?;
-        w.commit().await?;
-        Ok(n)
+        let queue = self.purge_in_batches(PURGE_QUEUE_SQL, before).await?;
+        self.purge_in_batches(PURGE_REPORTS_SQL, before).await?;
+        Ok(queue)
     }
 
     pub(crate) async fn purge_history_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         // Apps are deleted when they leave an agent here; resolved findings stay until now.
-        let before = ms(before);
+        self.purge_in_batches(PURGE_FINDINGS_SQL, ms(before)).await
+    }
+
+    /// Runs a retention statement (`?1` the cut-off, `?2` the batch size) until it deletes
+    /// less than a batch, each batch in its own short transaction: the single writer is never
+    /// held long, and ingest (and so the live updates) goes on between batches.
+    async fn purge_in_batches(&self, sql: &'static str, before: i64) -> Result<u64> {
         let mut purged = 0u64;
         loop {
+            let started = std::time::Instant::now();
             let mut w = self.begin_background_write().await?;
-            let n = sqlx::query(
-                "DELETE FROM findings WHERE (company_id, agent_id, software_key, vuln_id) IN \
-                 (SELECT company_id, agent_id, software_key, vuln_id FROM findings \
-                  WHERE resolved_at < ?1 LIMIT 1000)",
-            )
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
+            let n = sqlx::query(sql)
+                .bind(before)
+                .bind(PURGE_BATCH)
+                .execute(&mut *w.tx)
+                .await?
+                .rows_affected();
             w.commit().await?;
+            tracing::debug!(
+                rows = n,
+                ms = started.elapsed().as_millis() as u64,
+                "retention batch"
+            );
             purged += n;
-            if n < 1000 {
+            if n < PURGE_BATCH as u64 {
                 return Ok(purged);
             }
         }
@@ -537,9 +506,9 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
         for row in rows {
             let queue_id: i64 = row.get(0);
             before = queue_id;
-            let company_id = uuid_from(row.get::<&[u8], _>(1))?;
+            let company_id = company_from(row.get::<&[u8], _>(1))?;
             let report_id = uuid_from(row.get::<&[u8], _>(2))?;
-            let agent_id = uuid_from(row.get::<&[u8], _>(3))?;
+            let agent_id = agent_from(row.get::<&[u8], _>(3))?;
             let app_count: i64 = row.get(4);
             let attempts: i64 = row.get(5);
             let state: &str = row.get(6);
@@ -570,6 +539,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
                 attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
                 app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
                 digest: [0; 32],
+                collected_at: DateTime::<Utc>::UNIX_EPOCH,
                 body: Vec::new(),
             });
             if budget.is_full() {

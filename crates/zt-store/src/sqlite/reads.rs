@@ -1,84 +1,40 @@
-//! Company-scoped reads: summary, agents, apps, findings, one vulnerability.
+//! Company-scoped reads: summary, agents, apps, findings, vulnerabilities, software, a host's
+//! reports, trends, and the operator's overview (the list statements are built in
+//! `common/views.rs`).
 
-use std::collections::HashMap;
-
-use sqlx::sqlite::SqliteRow;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{hex_list, SqliteStore};
+use super::SqliteStore;
+use crate::common::findings::push_finding_filters;
 use crate::common::reads::{
-    affected_host_from_row, agent_from_row, agent_key, app_from_row, contains_pattern,
-    decode_cursor, finding_from_row, hex_bytes, limit_of, page_of, severity_filter_ranks,
-    unknown_vuln, vuln_from_row, Cols, FINDING_COLUMNS,
+    app_from_row, decode_cursor, finding_from_row, hex_bytes, limit_of, page_of, summary_from_row,
+    trend_point, unknown_vuln, vuln_from_row, Cols, FINDING_COLUMNS,
 };
-use crate::common::{severity_from_rank, uuid_from};
+use crate::common::views::{self, AGENT_SELECT};
+use crate::common::{company_from, ms};
 use crate::model::*;
-use crate::Result;
+use crate::{Result, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn summary_impl(&self, company_id: CompanyId) -> Result<Summary> {
-        let row = sqlx::query(
-            "SELECT count(*), coalesce(sum(app_count), 0) FROM agents WHERE company_id = ?1",
-        )
-        .bind(company_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let mut summary = Summary {
-            agents: u64::try_from(row.get::<i64, _>(0)).unwrap_or(0),
-            apps: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
-            ..Summary::default()
-        };
-        let rows = sqlx::query(
-            "SELECT severity, count(*), coalesce(sum(kev), 0), coalesce(sum(fixable), 0) FROM findings \
-             WHERE company_id = ?1 AND resolved_at IS NULL GROUP BY severity",
-        )
-        .bind(company_id)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in rows {
-            let n = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
-            summary
-                .findings
-                .add(severity_from_rank(row.get::<i64, _>(0)), n(1));
-            summary.kev += n(2);
-            summary.fixable += n(3);
-        }
-        Ok(summary)
+        // The counters kept on each agent row, summed from the covering index `agents_counts`.
+        let row = sqlx::query(SUMMARY_SQL)
+            .bind(company_id)
+            .fetch_one(&self.pool)
+            .await?;
+        summary_from_row(&row, 0)
     }
 
     pub(crate) async fn list_agents_impl(
         &self,
         company_id: CompanyId,
+        filter: &AgentFilter,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
-        let (after_host, after_id) = match &page.cursor {
-            Some(c) => {
-                let (h, id): (String, String) = decode_cursor(c)?;
-                (h, hex_bytes(&id)?)
-            }
-            None => (String::new(), Vec::new()),
-        };
-        let limit = limit_of(page);
-        let rows = sqlx::query(
-            "SELECT agent_id, hostname, os_id, os_version_id, os_name, arch, agent_version, enrolled_at, \
-             last_seen_at, last_report_at, app_count FROM agents \
-             WHERE company_id = ?1 AND (hostname, agent_id) > (?2, ?3) \
-             ORDER BY hostname, agent_id LIMIT ?4",
-        )
-        .bind(company_id)
-        .bind(&after_host)
-        .bind(&after_id)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut page = page_of(&rows, limit, |row| {
-            let agent = sqlite_agent(row)?;
-            let key = agent_key(&agent);
-            Ok((agent, key))
-        })?;
-        self.fill_agent_findings(company_id, &mut page.items)
-            .await?;
-        Ok(page)
+        let (mut qb, keyset, limit) = views::agents_query::<Sqlite>(company_id, filter, page)?;
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        views::agents_page(&rows, &keyset, limit)
     }
 
     pub(crate) async fn get_agent_impl(
@@ -86,46 +42,23 @@ impl SqliteStore {
         company_id: CompanyId,
         agent_id: AgentId,
     ) -> Result<Option<Agent>> {
-        let row = sqlx::query(
-            "SELECT agent_id, hostname, os_id, os_version_id, os_name, arch, agent_version, enrolled_at, \
-             last_seen_at, last_report_at, app_count FROM agents WHERE company_id = ?1 AND agent_id = ?2",
-        )
-        .bind(company_id)
-        .bind(agent_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut agents = vec![sqlite_agent(&row)?];
-        self.fill_agent_findings(company_id, &mut agents).await?;
-        Ok(agents.pop())
+        let sql = format!("{AGENT_SELECT} FROM agents WHERE company_id = ?1 AND agent_id = ?2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(company_id)
+            .bind(agent_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(views::agent_from_counted_row).transpose()
     }
 
-    async fn fill_agent_findings(&self, company_id: CompanyId, agents: &mut [Agent]) -> Result<()> {
-        if agents.is_empty() {
-            return Ok(());
-        }
-        let ids = hex_list(agents.iter().map(|a| &a.agent_id.as_bytes()[..]));
-        let rows = sqlx::query(
-            "SELECT f.agent_id, f.severity, count(*) FROM json_each(?2) j \
-             JOIN findings f ON f.company_id = ?1 AND f.agent_id = unhex(j.value) \
-             WHERE f.resolved_at IS NULL GROUP BY f.agent_id, f.severity",
-        )
-        .bind(company_id)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut counts: HashMap<AgentId, SeverityCounts> = HashMap::new();
-        for row in rows {
-            let id = uuid_from(row.get::<&[u8], _>(0))?;
-            counts.entry(id).or_default().add(
-                severity_from_rank(row.get(1)),
-                u64::try_from(row.get::<i64, _>(2)).unwrap_or(0),
-            );
-        }
-        for a in agents {
-            a.findings = counts.remove(&a.agent_id).unwrap_or_default();
-        }
-        Ok(())
+    async fn agent_exists(&self, company_id: CompanyId, agent_id: AgentId) -> Result<bool> {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM agents WHERE company_id = ?1 AND agent_id = ?2")
+                .bind(company_id)
+                .bind(agent_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(exists.is_some())
     }
 
     pub(crate) async fn list_apps_impl(
@@ -134,13 +67,7 @@ impl SqliteStore {
         agent_id: AgentId,
         page: &PageRequest,
     ) -> Result<Option<Page<AppRow>>> {
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM agents WHERE company_id = ?1 AND agent_id = ?2")
-                .bind(company_id)
-                .bind(agent_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        if exists.is_none() {
+        if !self.agent_exists(company_id, agent_id).await? {
             return Ok(None);
         }
         let (name, version, key, arch) = match &page.cursor {
@@ -179,50 +106,15 @@ impl SqliteStore {
         filter: &FindingFilter,
         page: &PageRequest,
     ) -> Result<Page<FindingRow>> {
+        if !views::default_finding_order(filter) {
+            let (mut qb, keyset, limit) =
+                views::findings_query::<Sqlite>(company_id, filter, page)?;
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            return views::findings_page(&rows, &keyset, limit);
+        }
         let limit = limit_of(page);
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(FINDING_COLUMNS);
-        qb.push(" WHERE f.company_id = ").push_bind(company_id);
-        match filter.status {
-            FindingStatus::Open => {
-                qb.push(" AND f.resolved_at IS NULL");
-            }
-            FindingStatus::Resolved => {
-                qb.push(" AND f.resolved_at IS NOT NULL");
-            }
-            FindingStatus::All => {}
-        }
-        if !filter.severities.is_empty() {
-            qb.push(" AND f.severity IN (");
-            let mut sep = qb.separated(", ");
-            for rank in severity_filter_ranks(&filter.severities) {
-                sep.push_bind(rank);
-            }
-            qb.push(")");
-        }
-        if let Some(kev) = filter.kev {
-            qb.push(" AND f.kev = ").push_bind(kev);
-        }
-        if let Some(fixable) = filter.fixable {
-            qb.push(" AND f.fixable = ").push_bind(fixable);
-        }
-        if let Some(agent) = filter.agent_id {
-            qb.push(" AND f.agent_id = ").push_bind(agent);
-        }
-        if let Some(v) = &filter.vuln_id {
-            qb.push(" AND f.vuln_id = ").push_bind(v.clone());
-        }
-        if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
-            let pattern = contains_pattern(q);
-            qb.push(" AND (s.name LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR f.vuln_id LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR ag.hostname LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR v.aliases LIKE ")
-                .push_bind(pattern)
-                .push(" ESCAPE '\\')");
-        }
+        push_finding_filters(&mut qb, company_id, filter);
         if let Some(c) = &page.cursor {
             let (sev, vuln, agent, key): (i64, String, String, String) = decode_cursor(c)?;
             qb.push(" AND (f.severity < ")
@@ -247,6 +139,7 @@ impl SqliteStore {
         &self,
         company_id: CompanyId,
         id: &str,
+        page: &PageRequest,
     ) -> Result<Option<VulnDetail>> {
         // The id as given, or the group an alias belongs to; only groups the company has
         // (or had) findings of are visible to it.
@@ -273,32 +166,411 @@ impl SqliteStore {
             Some(row) => vuln_from_row(&row)?,
             None => unknown_vuln(&vuln_id),
         };
-        let rows = sqlx::query(
-            "SELECT f.agent_id, ag.hostname, s.name, s.version, s.ecosystem, s.source, sv.fixed_versions, \
-             f.first_seen, f.resolved_at \
-             FROM findings f \
-             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
-             JOIN software s ON s.software_key = f.software_key \
-             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
-             WHERE f.company_id = ?1 AND f.vuln_id = ?2 \
-             ORDER BY f.resolved_at IS NOT NULL, ag.hostname, s.name, s.version LIMIT 10000",
+        let counts = views::vuln_counts_query::<Sqlite>(company_id, &vuln_id)
+            .build()
+            .fetch_one(&self.pool)
+            .await?;
+        let rows =
+            views::affected_packages_query::<Sqlite>(company_id, std::slice::from_ref(&vuln_id))
+                .build()
+                .fetch_all(&self.pool)
+                .await?;
+        let (packages, fixed_versions) = views::affected_packages(&rows)?
+            .remove(&vuln_id)
+            .unwrap_or_default();
+        let (mut qb, keyset, limit) = views::affected_query::<Sqlite>(company_id, &vuln_id, page)?;
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let affected = views::affected_page(&rows, &keyset, limit)?;
+        let mut ids = vec![vulnerability.id.clone()];
+        ids.extend(vulnerability.aliases.iter().cloned());
+        let records: Vec<String> = sqlx::query_scalar(
+            "SELECT record FROM kb_advisories WHERE id IN (SELECT j.value FROM json_each(?1) j) \
+             ORDER BY id",
         )
-        .bind(company_id)
-        .bind(&vuln_id)
+        .bind(super::process::json(&ids)?)
         .fetch_all(&self.pool)
         .await?;
-        let affected = rows
-            .iter()
-            .map(affected_host_from_row)
-            .collect::<Result<_>>()?;
         Ok(Some(VulnDetail {
+            references: views::references_of(&records),
+            hosts: counts.count(0)?,
+            findings: counts.count(1)?,
+            packages,
+            fixed_versions,
             vulnerability,
-            affected,
+            affected: affected.items,
+            next_cursor: affected.next_cursor,
         }))
+    }
+
+    pub(crate) async fn list_reports_impl(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        page: &PageRequest,
+    ) -> Result<Option<Page<ReportRecord>>> {
+        if !self.agent_exists(company_id, agent_id).await? {
+            return Ok(None);
+        }
+        let (mut qb, keyset, limit) = views::reports_query::<Sqlite>(company_id, agent_id, page)?;
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        Ok(Some(views::reports_page(&rows, &keyset, limit)?))
+    }
+
+    pub(crate) async fn list_software_impl(
+        &self,
+        company_id: CompanyId,
+        filter: &SoftwareFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SoftwareRow>> {
+        let (mut qb, keyset, limit) = views::software_query::<Sqlite>(company_id, filter, page)?;
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        views::software_page(&rows, &keyset, limit)
+    }
+
+    pub(crate) async fn list_vulnerabilities_impl(
+        &self,
+        company_id: CompanyId,
+        filter: &VulnFilter,
+        page: &PageRequest,
+    ) -> Result<Page<VulnRow>> {
+        let (mut qb, keyset, limit) = views::vulns_query::<Sqlite>(company_id, filter, page)?;
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut page = views::vulns_page(&rows, &keyset, limit)?;
+        if !page.items.is_empty() {
+            let ids: Vec<String> = page
+                .items
+                .iter()
+                .map(|v| v.vulnerability.id.clone())
+                .collect();
+            let rows = views::affected_packages_query::<Sqlite>(company_id, &ids)
+                .build()
+                .fetch_all(&self.pool)
+                .await?;
+            views::attach_packages(&mut page, views::affected_packages(&rows)?);
+        }
+        Ok(page)
+    }
+
+    pub(crate) async fn trends_impl(
+        &self,
+        company_id: CompanyId,
+        since: NaiveDate,
+    ) -> Result<Vec<TrendPoint>> {
+        let rows = sqlx::query(
+            "SELECT day, critical, high, medium, low, unknown, kev, fixable, overdue, suppressed \
+             FROM company_daily WHERE company_id = ?1 AND day >= ?2 ORDER BY day",
+        )
+        .bind(company_id)
+        .bind(since.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let day: String = row.get(0);
+                let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                    .map_err(|e| StoreError::Corrupt(format!("bad trend day {day}: {e}")))?;
+                trend_point(row, date)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn record_trends_impl(
+        &self,
+        day: NaiveDate,
+        keep_from: NaiveDate,
+    ) -> Result<u64> {
+        let companies: Vec<Vec<u8>> = sqlx::query_scalar("SELECT company_id FROM companies")
+            .fetch_all(&self.pool)
+            .await?;
+        let day = day.to_string();
+        // One short transaction per company (its agents' counters, from `agents_counts`):
+        // ingest waits for one of them at most.
+        for company in &companies {
+            let mut w = self.begin_background_write().await?;
+            sqlx::query(RECORD_TREND_SQL)
+                .bind(company)
+                .bind(&day)
+                .execute(&mut *w.tx)
+                .await?;
+            w.commit().await?;
+        }
+        let mut w = self.begin_background_write().await?;
+        sqlx::query("DELETE FROM company_daily WHERE day < ?1")
+            .bind(keep_from.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await?;
+        Ok(companies.len() as u64)
+    }
+
+    pub(crate) async fn overview_impl(
+        &self,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<CompanyOverview>> {
+        let companies = self.list_companies_impl().await?;
+        // Every company's counters in one pass over the covering index `agents_counts`.
+        let rows = sqlx::query(OVERVIEW_SQL)
+            .bind(ms(stale_before))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            counts.insert(
+                company_from(row.get::<&[u8], _>(0))?,
+                (summary_from_row(row, 1)?, row.count(10)?),
+            );
+        }
+        Ok(crate::common::views::overview_rows(companies, counts))
     }
 }
 
-/// An agent row; its findings are counted separately (`fill_agent_findings`).
-fn sqlite_agent(row: &SqliteRow) -> Result<Agent> {
-    agent_from_row(row, row.count(10)?, SeverityCounts::default())
+/// A company's counters: agents, apps, open findings by severity, KEV, fixable (0-8), from
+/// the covering index `agents_counts`.
+pub(super) const SUMMARY_SQL: &str = "SELECT count(*), coalesce(sum(app_count), 0), \
+     coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), coalesce(sum(open_medium), 0), \
+     coalesce(sum(open_low), 0), coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
+     coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = ?1";
+
+/// Every company's counters and its agents seen before ?1, in one pass over the covering
+/// index `agents_counts` (the planner, without statistics, would read the wide agents rows).
+pub(super) const OVERVIEW_SQL: &str = "SELECT company_id, count(*), coalesce(sum(app_count), 0), \
+     coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
+     coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
+     coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
+     coalesce(sum(open_fixable), 0), \
+     coalesce(sum(coalesce(last_seen_at, enrolled_at) < ?1), 0) \
+     FROM agents INDEXED BY agents_counts GROUP BY company_id";
+
+/// The trend point of a company (?1) and day (?2), from its agents' counters.
+pub(super) const RECORD_TREND_SQL: &str = "INSERT INTO company_daily (company_id, day, critical, \
+     high, medium, low, unknown, kev, fixable) \
+     SELECT ?1, ?2, coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
+     coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), coalesce(sum(open_unknown), 0), \
+     coalesce(sum(open_kev), 0), coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = ?1 \
+     ON CONFLICT (company_id, day) DO UPDATE SET critical = excluded.critical, \
+     high = excluded.high, medium = excluded.medium, low = excluded.low, \
+     unknown = excluded.unknown, kev = excluded.kev, fixable = excluded.fixable";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan of a statement, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str, binds: usize) -> Vec<String> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..binds {
+            q = q.bind(vec![0u8; 16]);
+        }
+        q.fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(3))
+            .collect()
+    }
+
+    const TABLES: [&str; 12] = [
+        "agents",
+        "apps",
+        "findings",
+        "software",
+        "software_vulns",
+        "vulns",
+        "company_software",
+        "company_daily",
+        "reports",
+        "companies",
+        "kb_advisories",
+        "vuln_aliases",
+    ];
+
+    /// Steps that read a whole table (subquery results, VALUES and `json_each` are fine).
+    fn table_scans(plan: &[String]) -> Vec<String> {
+        plan.iter()
+            .filter(|step| {
+                let Some(rest) = step.strip_prefix("SCAN ") else {
+                    return false;
+                };
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                // Walking the (few thousand) vulnerabilities in EPSS or CVSS order is the
+                // intended outer loop of those orders: it stops at the page's end.
+                let ordered_walk = name == "v" && rest.contains("USING INDEX vulns_");
+                !ordered_walk
+                    && (TABLES.contains(&name)
+                        || ["f", "ag", "s", "sv", "v", "cs", "a"].contains(&name))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every dashboard read seeks by the company (and its order's index) in every order and
+    /// with every filter: none reads a table whole. Steps that must use a particular index
+    /// are checked by name.
+    #[tokio::test]
+    async fn dashboard_reads_seek_and_never_scan_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("plan.db"))
+            .await
+            .unwrap();
+        let company = CompanyId(uuid::Uuid::from_bytes([1; 16]));
+        let cursor = |sql: &str| sql.to_string();
+        let mut statements: Vec<(String, Vec<&str>)> = vec![
+            (SUMMARY_SQL.into(), vec!["agents_counts"]),
+            (RECORD_TREND_SQL.into(), vec!["agents_counts"]),
+            (
+                "SELECT day FROM company_daily WHERE company_id = ?1 AND day >= ?2".into(),
+                vec![],
+            ),
+        ];
+        let sorts = [
+            AgentSort::Hostname,
+            AgentSort::Risk,
+            AgentSort::LastSeen,
+            AgentSort::Os,
+        ];
+        let index = ["agents_hostname", "agents_risk", "agents_seen", "agents_os"];
+        for (sort, index) in sorts.into_iter().zip(index) {
+            for order in [None, Some(SortOrder::Asc)] {
+                let filter = AgentFilter {
+                    sort,
+                    order,
+                    query: Some("web".into()),
+                    os: Some("debian".into()),
+                    stale: Some(true),
+                    stale_before: Some(chrono::Utc::now()),
+                };
+                // A page after a cursor: take the first page's cursor shape from the keyset.
+                let keyset = views::agent_keyset(&filter);
+                let after = keyset.encode(&sample_key(&keyset));
+                let page = PageRequest {
+                    limit: 50,
+                    cursor: Some(after),
+                };
+                let (qb, _, _) = views::agents_query::<Sqlite>(company, &filter, &page).unwrap();
+                statements.push((cursor(qb.sql().as_str()), vec![index]));
+            }
+        }
+        for sort in [SoftwareSort::Hosts, SoftwareSort::Name, SoftwareSort::Risk] {
+            let filter = SoftwareFilter {
+                sort,
+                query: Some("lib".into()),
+                vulnerable: Some(true),
+                order: None,
+            };
+            let keyset = views::software_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let (qb, _, _) = views::software_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((qb.sql().as_str().to_string(), vec![]));
+        }
+        for sort in [
+            VulnSort::Severity,
+            VulnSort::Hosts,
+            VulnSort::Epss,
+            VulnSort::Cvss,
+        ] {
+            let filter = VulnFilter {
+                sort,
+                severities: vec![zt_advisory::Severity::High],
+                kev: Some(true),
+                query: Some("openssl".into()),
+                order: None,
+            };
+            let keyset = views::vuln_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let (qb, _, _) = views::vulns_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((
+                qb.sql().as_str().to_string(),
+                vec!["findings_open", "findings_software"],
+            ));
+        }
+        let ids = vec!["CVE-1".to_string(), "CVE-2".to_string()];
+        let qb = views::affected_packages_query::<Sqlite>(company, &ids);
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        let qb = views::vuln_counts_query::<Sqlite>(company, "CVE-1");
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        let keyset = views::affected_keyset();
+        let page = PageRequest {
+            limit: 50,
+            cursor: Some(keyset.encode(&sample_key(&keyset))),
+        };
+        let (qb, _, _) = views::affected_query::<Sqlite>(company, "CVE-1", &page).unwrap();
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_vuln"]));
+        let keyset = views::reports_keyset();
+        let page = PageRequest {
+            limit: 50,
+            cursor: Some(keyset.encode(&sample_key(&keyset))),
+        };
+        let (qb, _, _) =
+            views::reports_query::<Sqlite>(company, AgentId(company.0), &page).unwrap();
+        statements.push((qb.sql().as_str().to_string(), vec!["reports_agent"]));
+        for (sort, index) in [
+            (FindingSort::FirstSeen, "findings_first_seen"),
+            (FindingSort::Epss, "findings_vuln"),
+            (FindingSort::Cvss, "findings_vuln"),
+            (FindingSort::Hostname, "agents_hostname"),
+        ] {
+            let filter = FindingFilter {
+                sort,
+                ..Default::default()
+            };
+            let keyset = views::finding_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let (qb, _, _) = views::findings_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((qb.sql().as_str().to_string(), vec![index]));
+        }
+        let mut bad = Vec::new();
+        for (sql, indexes) in statements {
+            let binds = sql.matches('?').count();
+            let steps = plan(&store, &sql, binds).await;
+            let scans = table_scans(&steps);
+            let missing: Vec<&&str> = indexes
+                .iter()
+                .filter(|i| !steps.iter().any(|s| s.contains(*i)))
+                .collect();
+            if std::env::var_os("ZT_SHOW_PLANS").is_some() {
+                eprintln!("{sql}\n{steps:#?}\n");
+            }
+            if !scans.is_empty() || !missing.is_empty() {
+                bad.push(format!(
+                    "{sql}\nscans {scans:?}, misses {missing:?}: {steps:#?}"
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+        // The operator's overview reads every company's counters: from the covering index,
+        // never the agents rows.
+        let steps = plan(&store, OVERVIEW_SQL, 1).await;
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("COVERING INDEX agents_counts")),
+            "{steps:?}"
+        );
+    }
+
+    /// A key of the right kinds for a keyset (its values do not matter to a plan).
+    fn sample_key(keyset: &crate::common::keyset::Keyset) -> Vec<crate::common::keyset::KeyVal> {
+        use crate::common::keyset::{KeyKind, KeyVal};
+        keyset
+            .columns
+            .iter()
+            .map(|(_, kind)| match kind {
+                KeyKind::Int => KeyVal::Int(1),
+                KeyKind::Float => KeyVal::Float(0.5),
+                KeyKind::Text => KeyVal::Text("x".into()),
+                KeyKind::Time => KeyVal::Time(chrono::Utc::now()),
+                KeyKind::Uuid => KeyVal::Uuid(uuid::Uuid::from_bytes([2; 16])),
+                KeyKind::Key => KeyVal::Key(zt_inventory::SoftwareKey([3; 16])),
+            })
+            .collect()
+    }
 }

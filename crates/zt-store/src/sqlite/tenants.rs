@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::SqliteStore;
 use crate::common::events::enrolled_event;
 use crate::common::reads::company_from_row;
-use crate::common::{ms, principal_from, token_hash_from, uuid_from};
+use crate::common::{agent_from, company_from, ms, principal_from, token_hash_from};
 use crate::model::*;
 use crate::Result;
 
@@ -112,8 +112,12 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let id = |i: usize| row.get::<Option<&[u8]>, _>(i).map(uuid_from).transpose();
-        principal_from(row.get(0), id(1)?, id(2)?, row.get(3)).map(Some)
+        let company = row
+            .get::<Option<&[u8]>, _>(1)
+            .map(company_from)
+            .transpose()?;
+        let agent = row.get::<Option<&[u8]>, _>(2).map(agent_from).transpose()?;
+        principal_from(row.get(0), company, agent, row.get(3)).map(Some)
     }
 
     pub(crate) async fn enroll_agent_impl(&self, agent: &NewAgent) -> Result<bool> {

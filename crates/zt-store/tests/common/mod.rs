@@ -54,7 +54,7 @@ pub fn npm(name: &str, version: &str) -> App {
 /// Creates a company whose enroll secret hashes to `secret`.
 pub async fn company_with(store: &dyn Storage, name: &str, secret: TokenHash) -> CompanyId {
     let c = Company {
-        id: Uuid::new_v4(),
+        id: CompanyId::new_v4(),
         name: name.into(),
         created_at: Utc::now(),
     };
@@ -71,7 +71,7 @@ pub async fn agent_with(
 ) -> AgentId {
     let a = NewAgent {
         company_id,
-        agent_id: Uuid::new_v4(),
+        agent_id: AgentId::new_v4(),
         hostname: hostname.into(),
         os: os(),
         arch: "x86_64".into(),

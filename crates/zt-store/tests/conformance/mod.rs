@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_inventory::{App, Software};
 use zt_store::model::*;
@@ -12,13 +11,31 @@ use zt_store::Storage;
 
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
+mod dashboard;
 mod live;
+pub use dashboard::*;
 pub use live::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
 /// guard that keeps the store's database, and the store).
 macro_rules! conformance_tests {
+    (@any $fresh:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_guard, store) = $fresh.await;
+            conformance::$name(&zt_store::AnyStore::from(store.clone())).await;
+            store.pool().close().await;
+        }
+    )*};
     ($fresh:expr) => {
+        conformance_tests!(
+            @any $fresh;
+            dashboard_hosts_sort_filter_and_page,
+            dashboard_software_and_vulnerabilities_follow_inventories,
+            dashboard_findings_sort_every_way_and_page,
+            dashboard_vulnerability_detail_pages_hosts_with_references,
+            dashboard_trends_and_overview,
+        );
         conformance_tests!(
             $fresh;
             tokens_and_companies,
@@ -149,7 +166,7 @@ pub async fn tokens_and_companies(store: &dyn Storage) {
         .await
         .unwrap());
     assert!(!store
-        .create_user_token(Uuid::new_v4(), Role::Admin, hash(13), Utc::now())
+        .create_user_token(CompanyId::new_v4(), Role::Admin, hash(13), Utc::now())
         .await
         .unwrap());
     assert_eq!(
@@ -175,7 +192,11 @@ pub async fn tokens_and_companies(store: &dyn Storage) {
         .map(|c| c.name)
         .collect();
     assert_eq!(names, ["Acme", "Beta"]);
-    assert!(store.get_company(Uuid::new_v4()).await.unwrap().is_none());
+    assert!(store
+        .get_company(CompanyId::new_v4())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 pub async fn accept_is_idempotent_bounded_and_skips_unchanged(store: &dyn Storage) {
@@ -234,6 +255,15 @@ pub async fn accept_is_idempotent_bounded_and_skips_unchanged(store: &dyn Storag
             .unwrap()
             .is_none(),
         "other agent's report"
+    );
+    // An unchanged report sent twice in one group is stored once.
+    let twice = incoming(c, a, &apps, Utc::now());
+    assert_eq!(
+        store
+            .accept_reports(&[twice.clone(), twice], 10)
+            .await
+            .unwrap(),
+        [AcceptOutcome::Unchanged, AcceptOutcome::Duplicate]
     );
     let stats = store.queue_stats().await.unwrap();
     assert_eq!((stats.queued, stats.pending()), (1, 1));
@@ -447,6 +477,8 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
             .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
             .await
             .unwrap();
+        // The claim carries the time the store orders the agent's reports by.
+        assert_eq!(got[0].collected_at.timestamp_millis(), t.timestamp_millis());
         let out = process(store, &got[0], "w", apps, t, &lodash_matcher).await;
         assert_eq!(
             out,
@@ -540,6 +572,29 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
             .len(),
         1
     );
+    // The search is one behaviour on both backends: ASCII case ignored, wildcards literal,
+    // each alias matched on its own (never across the stored list's punctuation).
+    for (q, want) in [
+        ("MINIM", 1),
+        ("HoSt", 3),
+        ("ghsa-cve-2020", 2),
+        ("\"GHSA", 0),
+        ("[\"GHSA-CVE-2020-8203", 0),
+        ("%", 0),
+        ("lodash_", 0),
+    ] {
+        let f = FindingFilter {
+            query: Some(q.into()),
+            ..Default::default()
+        };
+        let got = store
+            .list_findings(acme, &f, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(got, want, "search {q:?}");
+    }
     let f = FindingFilter {
         fixable: Some(false),
         ..Default::default()
@@ -572,7 +627,7 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
         .is_none());
     assert!(store.get_agent(acme, b).await.unwrap().is_none());
     let d = store
-        .vulnerability(acme, "GHSA-CVE-2020-8203")
+        .vulnerability(acme, "GHSA-CVE-2020-8203", &PageRequest::default())
         .await
         .unwrap()
         .unwrap();
@@ -582,7 +637,7 @@ pub async fn findings_follow_inventories_and_stay_in_their_company(store: &dyn S
     let newco = company(store, "Empty", 64).await;
     assert!(
         store
-            .vulnerability(newco, "CVE-2020-8203")
+            .vulnerability(newco, "CVE-2020-8203", &PageRequest::default())
             .await
             .unwrap()
             .is_none(),

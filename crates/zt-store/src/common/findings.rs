@@ -1,0 +1,127 @@
+//! The findings filter, once for both backends: the conditions a [`FindingFilter`] adds to a
+//! query over `findings f` joined to `agents ag`, `software s` and `vulns v` (the joins of
+//! `reads::FINDING_COLUMNS`). Only the few words the two SQL dialects spell differently come
+//! from [`FilterDialect`]; which rows a filter keeps is decided here, so both backends keep
+//! the same ones (the conformance suite checks it).
+//!
+//! The text search (`q`) is a case-insensitive substring match, ASCII case only (SQLite's
+//! `LIKE`; PostgreSQL's `ILIKE` on the "C" collation), on the package name, the vulnerability
+//! id, the hostname, or any one alias: an alias is matched on its own, so a search never
+//! matches across two aliases or the list's punctuation.
+
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
+
+use super::reads::{contains_pattern, severity_filter_ranks};
+use crate::model::*;
+
+/// What the dialects spell differently in the findings filter.
+pub(crate) trait FilterDialect: Database {
+    /// The case-insensitive `LIKE` (ASCII case; every compared column is byte-collated).
+    const CONTAINS: &'static str;
+    /// A row source of `v.aliases`' elements, one column `value` (row alias `al`).
+    const ALIAS_ELEMENTS: &'static str;
+    /// Binds one stored severity rank (the column's integer type).
+    fn push_rank(qb: &mut QueryBuilder<Self>, rank: i64);
+}
+
+impl FilterDialect for sqlx::Sqlite {
+    const CONTAINS: &'static str = "LIKE";
+    const ALIAS_ELEMENTS: &'static str = "json_each(v.aliases) al";
+    fn push_rank(qb: &mut QueryBuilder<Self>, rank: i64) {
+        qb.push_bind(rank);
+    }
+}
+
+impl FilterDialect for sqlx::Postgres {
+    const CONTAINS: &'static str = "ILIKE";
+    // The elements of a text[] take the database's default collation: "C" keeps the
+    // comparison to ASCII case, as on the other columns.
+    const ALIAS_ELEMENTS: &'static str = "unnest(v.aliases COLLATE \"C\") al(value)";
+    fn push_rank(qb: &mut QueryBuilder<Self>, rank: i64) {
+        // smallint column: an int8 parameter would still compare, but with a cross-type
+        // operator the planner estimates worse.
+        qb.push_bind(i16::try_from(rank).unwrap_or(0));
+    }
+}
+
+/// Appends ` WHERE f.company_id = … AND …` for `filter`.
+pub(crate) fn push_finding_filters<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    filter: &FindingFilter,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    qb.push(" WHERE f.company_id = ").push_bind(company_id);
+    push_finding_conditions(qb, filter);
+}
+
+/// Appends ` AND …` for `filter` to a query already restricted to one company (a list that
+/// joins in another order adds its own company conditions first).
+pub(crate) fn push_finding_conditions<DB>(qb: &mut QueryBuilder<DB>, filter: &FindingFilter)
+where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    match filter.status {
+        FindingStatus::Open => {
+            qb.push(" AND f.resolved_at IS NULL");
+        }
+        FindingStatus::Resolved => {
+            qb.push(" AND f.resolved_at IS NOT NULL");
+        }
+        FindingStatus::All => {}
+    }
+    if !filter.severities.is_empty() {
+        qb.push(" AND f.severity IN (");
+        for (i, rank) in severity_filter_ranks(&filter.severities)
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                qb.push(", ");
+            }
+            DB::push_rank(qb, rank);
+        }
+        qb.push(")");
+    }
+    if let Some(kev) = filter.kev {
+        qb.push(" AND f.kev = ").push_bind(kev);
+    }
+    if let Some(fixable) = filter.fixable {
+        qb.push(" AND f.fixable = ").push_bind(fixable);
+    }
+    if let Some(agent) = filter.agent_id {
+        qb.push(" AND f.agent_id = ").push_bind(agent);
+    }
+    if let Some(v) = &filter.vuln_id {
+        qb.push(" AND f.vuln_id = ").push_bind(v.clone());
+    }
+    if let Some(q) = search_of(filter) {
+        let pattern = contains_pattern(q);
+        let like = DB::CONTAINS;
+        qb.push(" AND (");
+        for column in ["s.name", "f.vuln_id", "ag.hostname"] {
+            qb.push(format_args!("{column} {like} "))
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR ");
+        }
+        qb.push(format_args!(
+            "EXISTS (SELECT 1 FROM {} WHERE al.value {like} ",
+            DB::ALIAS_ELEMENTS
+        ))
+        .push_bind(pattern)
+        .push(" ESCAPE '\\'))");
+    }
+}
+
+/// The text search of a filter, if it has one (an empty `q` searches nothing).
+pub(crate) fn search_of(filter: &FindingFilter) -> Option<&str> {
+    filter.query.as_deref().filter(|q| !q.is_empty())
+}

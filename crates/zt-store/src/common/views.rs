@@ -1,0 +1,837 @@
+//! The dashboard's list reads (issue 12), once for both backends: the statements are built
+//! here through [`Dialect`] (what differs: binding, case-insensitive LIKE, text lists, the
+//! join that fixes the loop order) and their rows mapped to the model. The backends run them
+//! (PostgreSQL inside a company-scoped transaction) and add the statements that differ too
+//! much to share.
+//!
+//! Every list pages with [`Keyset`]: a sort is a list of columns ending in a unique key, so
+//! a page deep in the list costs what the first one costs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::QueryBuilder;
+
+use super::findings::{push_finding_conditions, FilterDialect};
+use super::keyset::{KeyBinder, KeyKind, KeyVal, Keyset};
+use super::reads::{
+    contains_pattern, cvss_of, finding_from_row, limit_of, severity_filter_ranks, Cols,
+};
+use super::severity_from_rank;
+use crate::model::*;
+use crate::Result;
+
+/// What a backend's SQL says differently.
+pub(crate) trait Dialect: KeyBinder {
+    /// Case-insensitive `LIKE` (SQLite's `LIKE` ignores ASCII case; PostgreSQL's `ILIKE`).
+    const LIKE: &'static str;
+    /// A join that keeps its left side as the outer loop (SQLite `CROSS JOIN`; PostgreSQL
+    /// plans joins by cost whatever the syntax).
+    const OUTER_FIRST_JOIN: &'static str;
+    /// A stored list of strings (aliases) as one searchable text.
+    fn list_text(column: &str) -> String;
+    /// Pins the index a table is read through where the planner, without statistics, may
+    /// pick one that reads the whole company (SQLite `INDEXED BY`; PostgreSQL plans with
+    /// statistics: nothing).
+    fn indexed_by(index: &str) -> String;
+}
+
+/// Severity ranks that exist (`findings.severity IN (…)` lets a lookup by vulnerability use
+/// the open-findings index, which leads with the severity).
+pub(crate) const ALL_RANKS: &str = "0, 1, 2, 3, 4, 5";
+
+/// Packages and fixed versions listed per vulnerability row at most.
+pub(crate) const LIST_CAP: usize = 20;
+
+fn direction(natural_desc: bool, order: Option<SortOrder>) -> bool {
+    match order {
+        None => natural_desc,
+        Some(SortOrder::Desc) => true,
+        Some(SortOrder::Asc) => false,
+    }
+}
+
+fn push_like<DB: Dialect>(qb: &mut QueryBuilder<DB>, expr: &str, query: &str) {
+    qb.push(format!(" {expr} {} ", DB::LIKE));
+    DB::push_key(qb, &KeyVal::Text(contains_pattern(query)));
+    qb.push(" ESCAPE '\\'");
+}
+
+fn push_uuid<DB: Dialect>(qb: &mut QueryBuilder<DB>, id: impl Into<uuid::Uuid>) {
+    DB::push_key(qb, &KeyVal::Uuid(id.into()));
+}
+
+fn push_limit<DB: Dialect>(qb: &mut QueryBuilder<DB>, limit: i64) {
+    qb.push(" LIMIT ");
+    DB::push_key(qb, &KeyVal::Int(limit + 1));
+}
+
+/// One page from rows fetched with `LIMIT limit + 1` whose key columns start at `key_at`.
+pub(crate) fn keyset_page<R: Cols, T>(
+    rows: &[R],
+    limit: i64,
+    keyset: &Keyset,
+    key_at: usize,
+    mut item: impl FnMut(&R) -> Result<T>,
+) -> Result<Page<T>> {
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows.iter().take(limit as usize) {
+        items.push(item(row)?);
+    }
+    let next_cursor = match rows.get(limit as usize - 1) {
+        Some(last) if rows.len() as i64 > limit => {
+            Some(keyset.encode(&keyset.key_of(last, key_at)?))
+        }
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
+fn after(keyset: &Keyset, page: &PageRequest) -> Result<Option<Vec<KeyVal>>> {
+    page.cursor.as_deref().map(|c| keyset.decode(c)).transpose()
+}
+
+// --- agents ------------------------------------------------------------------------------------
+
+/// Columns 0-17 of an agents row (see [`agent_from_counted_row`]).
+pub(crate) const AGENT_SELECT: &str = "SELECT agent_id, hostname, os_id, os_version_id, os_name, \
+     arch, agent_version, enrolled_at, last_seen_at, last_report_at, app_count, open_critical, \
+     open_high, open_medium, open_low, open_unknown, open_kev, open_fixable";
+const AGENT_KEY_AT: usize = 18;
+
+pub(crate) fn agent_keyset(filter: &AgentFilter) -> Keyset {
+    use KeyKind::*;
+    match filter.sort {
+        AgentSort::Hostname => Keyset::new(
+            "hostname",
+            &[("hostname", Text), ("agent_id", Uuid)],
+            direction(false, filter.order),
+        ),
+        AgentSort::Risk => Keyset::new(
+            "risk",
+            &[("risk", Int), ("agent_id", Uuid)],
+            direction(true, filter.order),
+        ),
+        AgentSort::LastSeen => Keyset::new(
+            "last_seen",
+            &[("seen_at", Time), ("agent_id", Uuid)],
+            direction(true, filter.order),
+        ),
+        AgentSort::Os => Keyset::new(
+            "os",
+            &[("os_name", Text), ("hostname", Text), ("agent_id", Uuid)],
+            direction(false, filter.order),
+        ),
+    }
+}
+
+/// The agents list (columns [`AGENT_SELECT`] then the key).
+pub(crate) fn agents_query<DB: Dialect>(
+    company_id: CompanyId,
+    filter: &AgentFilter,
+    page: &PageRequest,
+) -> Result<(QueryBuilder<DB>, Keyset, i64)> {
+    let keyset = agent_keyset(filter);
+    let after = after(&keyset, page)?;
+    let limit = limit_of(page);
+    let mut qb = QueryBuilder::new(AGENT_SELECT);
+    keyset.push_columns(&mut qb);
+    qb.push(" FROM agents WHERE company_id = ");
+    push_uuid(&mut qb, company_id);
+    if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
+        qb.push(" AND");
+        push_like(&mut qb, "hostname", q);
+    }
+    if let Some(os) = filter.os.as_deref().filter(|o| !o.is_empty()) {
+        qb.push(" AND os_id = ");
+        DB::push_key(&mut qb, &KeyVal::Text(os.to_string()));
+    }
+    if let (Some(stale), Some(before)) = (filter.stale, filter.stale_before) {
+        qb.push(if stale {
+            " AND seen_at < "
+        } else {
+            " AND seen_at >= "
+        });
+        DB::push_key(&mut qb, &KeyVal::Time(before));
+    }
+    if let Some(after) = &after {
+        keyset.push_after(&mut qb, after);
+    }
+    keyset.push_order(&mut qb);
+    push_limit(&mut qb, limit);
+    Ok((qb, keyset, limit))
+}
+
+/// An agents row of [`AGENT_SELECT`]; `stale` is the server's to set.
+pub(crate) fn agent_from_counted_row(c: &impl Cols) -> Result<Agent> {
+    let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(i)?).unwrap_or(0)) };
+    let mut agent = super::reads::agent_from_row(
+        c,
+        n(10)?,
+        SeverityCounts {
+            critical: n(11)?,
+            high: n(12)?,
+            medium: n(13)?,
+            low: n(14)?,
+            unknown: n(15)?,
+        },
+    )?;
+    agent.kev = n(16)?;
+    agent.fixable = n(17)?;
+    Ok(agent)
+}
+
+pub(crate) fn agents_page<R: Cols>(rows: &[R], keyset: &Keyset, limit: i64) -> Result<Page<Agent>> {
+    keyset_page(rows, limit, keyset, AGENT_KEY_AT, agent_from_counted_row)
+}
+
+// --- a host's reports --------------------------------------------------------------------------
+
+pub(crate) fn reports_keyset() -> Keyset {
+    Keyset::new(
+        "reports",
+        &[("accepted_at", KeyKind::Time), ("report_id", KeyKind::Uuid)],
+        true,
+    )
+}
+
+/// An agent's reports, newest first (columns 0-8, then the key).
+pub(crate) fn reports_query<DB: Dialect>(
+    company_id: CompanyId,
+    agent_id: AgentId,
+    page: &PageRequest,
+) -> Result<(QueryBuilder<DB>, Keyset, i64)> {
+    let keyset = reports_keyset();
+    let after = after(&keyset, page)?;
+    let limit = limit_of(page);
+    let mut qb = QueryBuilder::new(
+        "SELECT report_id, status, outcome, collected_at, accepted_at, processed_at, app_count, \
+         attempts, error",
+    );
+    keyset.push_columns(&mut qb);
+    qb.push(" FROM reports WHERE company_id = ");
+    push_uuid(&mut qb, company_id);
+    qb.push(" AND agent_id = ");
+    push_uuid(&mut qb, agent_id);
+    if let Some(after) = &after {
+        keyset.push_after(&mut qb, after);
+    }
+    keyset.push_order(&mut qb);
+    push_limit(&mut qb, limit);
+    Ok((qb, keyset, limit))
+}
+
+pub(crate) fn reports_page<R: Cols>(
+    rows: &[R],
+    keyset: &Keyset,
+    limit: i64,
+) -> Result<Page<ReportRecord>> {
+    keyset_page(rows, limit, keyset, 9, |c| {
+        let status = c.text(1)?;
+        Ok(ReportRecord {
+            report_id: c.uuid(0)?,
+            status: ReportState::parse(&status).unwrap_or(ReportState::Queued),
+            outcome: c.opt_text(2)?,
+            collected_at: c.time(3)?,
+            accepted_at: c.time(4)?,
+            processed_at: c.opt_time(5)?,
+            apps: u64::try_from(c.int(6)?).unwrap_or(0),
+            attempts: u32::try_from(c.int(7)?).unwrap_or(0),
+            error: c.opt_text(8)?,
+        })
+    })
+}
+
+// --- software ----------------------------------------------------------------------------------
+
+/// `x` clamped to 12 bits, in standard SQL (both backends).
+fn clamp12(x: &str) -> String {
+    format!("(CASE WHEN {x} > 4095 THEN 4095 ELSE {x} END)")
+}
+
+/// The lexicographic "risk" of KEV, critical, high, medium and low counts as one integer.
+fn risk_expr(kev: &str, critical: &str, high: &str, medium: &str, low: &str) -> String {
+    format!(
+        "({} * 281474976710656 + {} * 68719476736 + {} * 16777216 + {} * 4096 + {})",
+        clamp12(kev),
+        clamp12(critical),
+        clamp12(high),
+        clamp12(medium),
+        clamp12(low)
+    )
+}
+
+pub(crate) fn software_keyset(filter: &SoftwareFilter) -> Keyset {
+    use KeyKind::*;
+    match filter.sort {
+        SoftwareSort::Hosts => Keyset::new(
+            "hosts",
+            &[("t.hosts", Int), ("t.software_key", Key)],
+            direction(true, filter.order),
+        ),
+        SoftwareSort::Name => Keyset::new(
+            "name",
+            &[
+                ("t.name", Text),
+                ("t.version", Text),
+                ("t.software_key", Key),
+            ],
+            direction(false, filter.order),
+        ),
+        SoftwareSort::Risk => Keyset::new(
+            "risk",
+            &[("t.risk", Int), ("t.hosts", Int), ("t.software_key", Key)],
+            direction(true, filter.order),
+        ),
+    }
+}
+
+/// The company's software versions with hosts and vulnerability counts (columns 0-12, then
+/// the key). The counts come from the cached matches of each version, so the statement
+/// reads the company's distinct versions (not its apps) once.
+pub(crate) fn software_query<DB: Dialect>(
+    company_id: CompanyId,
+    filter: &SoftwareFilter,
+    page: &PageRequest,
+) -> Result<(QueryBuilder<DB>, Keyset, i64)> {
+    let keyset = software_keyset(filter);
+    let after = after(&keyset, page)?;
+    let limit = limit_of(page);
+    let count = |cond: &str| format!("count(CASE WHEN {cond} THEN 1 END)");
+    let mut qb = QueryBuilder::new(
+        "SELECT t.name, t.version, t.ecosystem, t.source, t.source_name, t.purl, t.hosts, \
+         t.critical, t.high, t.medium, t.low, t.unknown, t.kev",
+    );
+    keyset.push_columns(&mut qb);
+    qb.push(format!(
+        " FROM (SELECT g.*, {risk} AS risk FROM (\
+         SELECT cs.software_key, cs.hosts, s.name, s.version, s.ecosystem, s.source, \
+         s.source_name, s.purl, {c} AS critical, {h} AS high, {m} AS medium, {l} AS low, \
+         {u} AS unknown, {k} AS kev \
+         FROM company_software cs JOIN software s ON s.software_key = cs.software_key \
+         LEFT JOIN software_vulns sv ON sv.software_key = cs.software_key \
+         WHERE cs.company_id = ",
+        risk = risk_expr("g.kev", "g.critical", "g.high", "g.medium", "g.low"),
+        c = count("sv.severity = 5"),
+        h = count("sv.severity = 4"),
+        m = count("sv.severity = 3"),
+        l = count("sv.severity = 2"),
+        u = count("sv.severity <= 1"),
+        k = count("sv.kev"),
+    ));
+    push_uuid(&mut qb, company_id);
+    if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
+        qb.push(" AND");
+        push_like(&mut qb, "s.name", q);
+    }
+    qb.push(
+        " GROUP BY cs.software_key, cs.hosts, s.name, s.version, s.ecosystem, s.source, \
+         s.source_name, s.purl) g) t WHERE true",
+    );
+    match filter.vulnerable {
+        Some(true) => {
+            qb.push(" AND t.critical + t.high + t.medium + t.low + t.unknown > 0");
+        }
+        Some(false) => {
+            qb.push(" AND t.critical + t.high + t.medium + t.low + t.unknown = 0");
+        }
+        None => {}
+    }
+    if let Some(after) = &after {
+        keyset.push_after(&mut qb, after);
+    }
+    keyset.push_order(&mut qb);
+    push_limit(&mut qb, limit);
+    Ok((qb, keyset, limit))
+}
+
+pub(crate) fn software_page<R: Cols>(
+    rows: &[R],
+    keyset: &Keyset,
+    limit: i64,
+) -> Result<Page<SoftwareRow>> {
+    keyset_page(rows, limit, keyset, 13, |c| {
+        let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(i)?).unwrap_or(0)) };
+        Ok(SoftwareRow {
+            name: c.text(0)?,
+            version: c.text(1)?,
+            ecosystem: c.text(2)?,
+            source: c.text(3)?,
+            source_name: c.opt_text(4)?,
+            purl: c.opt_text(5)?,
+            hosts: n(6)?,
+            vulnerabilities: SeverityCounts {
+                critical: n(7)?,
+                high: n(8)?,
+                medium: n(9)?,
+                low: n(10)?,
+                unknown: n(11)?,
+            },
+            kev: n(12)?,
+        })
+    })
+}
+
+// --- vulnerabilities ---------------------------------------------------------------------------
+
+pub(crate) fn vuln_keyset(filter: &VulnFilter) -> Keyset {
+    use KeyKind::*;
+    let (tag, first) = match filter.sort {
+        VulnSort::Severity => ("severity", ("t.severity", Int)),
+        VulnSort::Hosts => ("hosts", ("t.hosts", Int)),
+        VulnSort::Epss => ("epss", ("coalesce(t.epss, -1.0)", Float)),
+        VulnSort::Cvss => ("cvss", ("coalesce(t.cvss_score, -1.0)", Float)),
+    };
+    Keyset::new(
+        tag,
+        &[first, ("t.vuln_id", Text)],
+        direction(true, filter.order),
+    )
+}
+
+/// The columns of a vulnerability row: `vuln_id, aliases, summary, severity, cvss_version,
+/// cvss_vector, cvss_score, kev, kev_due_date, epss, epss_percentile, informational, hosts,
+/// findings` (0-13).
+const VULN_ROW_COLUMNS: &str = "SELECT t.vuln_id, t.aliases, t.summary, t.severity, \
+     t.cvss_version, t.cvss_vector, t.cvss_score, t.kev, t.kev_due_date, t.epss, \
+     t.epss_percentile, t.informational, t.hosts, t.findings";
+
+/// The company's vulnerabilities with hosts and findings (columns of [`VULN_ROW_COLUMNS`],
+/// then the key). The counts come from the open-findings index alone (it holds severity,
+/// vulnerability and host), grouped in its order.
+pub(crate) fn vulns_query<DB: Dialect>(
+    company_id: CompanyId,
+    filter: &VulnFilter,
+    page: &PageRequest,
+) -> Result<(QueryBuilder<DB>, Keyset, i64)> {
+    let keyset = vuln_keyset(filter);
+    let after = after(&keyset, page)?;
+    let limit = limit_of(page);
+    let mut qb = QueryBuilder::new(VULN_ROW_COLUMNS);
+    keyset.push_columns(&mut qb);
+    qb.push(
+        " FROM (SELECT g.vuln_id, v.aliases, v.summary, g.severity, v.cvss_version, \
+         v.cvss_vector, v.cvss_score, \
+         (CASE WHEN v.vuln_id IS NULL THEN g.kev WHEN v.kev THEN 1 ELSE 0 END) AS kev, \
+         v.kev_due_date, v.epss, v.epss_percentile, v.informational, g.hosts, g.findings \
+         FROM (SELECT o.vuln_id, max(o.severity) AS severity, max(o.kev) AS kev, \
+         CAST(sum(o.hosts) AS BIGINT) AS hosts, CAST(sum(o.findings) AS BIGINT) AS findings \
+         FROM (SELECT f.severity, f.vuln_id, max(CASE WHEN f.kev THEN 1 ELSE 0 END) AS kev, \
+         count(DISTINCT f.agent_id) AS hosts, count(*) AS findings \
+         FROM findings f WHERE f.company_id = ",
+    );
+    push_uuid(&mut qb, company_id);
+    qb.push(" AND f.resolved_at IS NULL");
+    if !filter.severities.is_empty() {
+        qb.push(" AND f.severity IN (");
+        let mut sep = qb.separated(", ");
+        for rank in severity_filter_ranks(&filter.severities) {
+            sep.push(rank.to_string());
+        }
+        qb.push(")");
+    }
+    qb.push(
+        " GROUP BY f.severity, f.vuln_id) o GROUP BY o.vuln_id) g \
+         LEFT JOIN vulns v ON v.vuln_id = g.vuln_id) t WHERE true",
+    );
+    if let Some(kev) = filter.kev {
+        qb.push(if kev {
+            " AND t.kev = 1"
+        } else {
+            " AND t.kev = 0"
+        });
+    }
+    if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
+        qb.push(" AND (");
+        push_like(&mut qb, "t.vuln_id", q);
+        qb.push(" OR");
+        push_like(&mut qb, &DB::list_text("t.aliases"), q);
+        // Or an affected package's name: the company's versions of that name, and their
+        // open findings through the findings-by-software index.
+        let j = DB::OUTER_FIRST_JOIN;
+        qb.push(format!(
+            " OR t.vuln_id IN (SELECT f.vuln_id FROM company_software cs \
+             {j} software s ON s.software_key = cs.software_key \
+             {j} findings f"
+        ));
+        qb.push(DB::indexed_by("findings_software"));
+        qb.push(
+            " ON f.company_id = cs.company_id AND f.software_key = cs.software_key \
+             WHERE cs.company_id = ",
+        );
+        push_uuid(&mut qb, company_id);
+        qb.push(" AND f.resolved_at IS NULL AND");
+        push_like(&mut qb, "s.name", q);
+        qb.push("))");
+    }
+    if let Some(after) = &after {
+        keyset.push_after(&mut qb, after);
+    }
+    keyset.push_order(&mut qb);
+    push_limit(&mut qb, limit);
+    Ok((qb, keyset, limit))
+}
+
+/// A vulnerability row of [`VULN_ROW_COLUMNS`], without its packages (see
+/// [`affected_packages_query`]).
+fn vuln_row(c: &impl Cols) -> Result<VulnRow> {
+    let id = c.text(0)?;
+    let vulnerability = VulnInfo {
+        id,
+        aliases: c.strings(1)?,
+        summary: c.opt_text(2)?.unwrap_or_default(),
+        severity: severity_from_rank(c.int(3)?),
+        cvss: cvss_of(c.opt_text(4)?, c.opt_text(5)?, c.opt_f64(6)?),
+        kev: c.int(7)? != 0,
+        kev_due_date: c.opt_text(8)?,
+        epss: c.opt_f64(9)?,
+        epss_percentile: c.opt_f64(10)?,
+        informational: c.opt_bool(11)?.unwrap_or(false),
+    };
+    Ok(VulnRow {
+        vulnerability,
+        hosts: u64::try_from(c.int(12)?).unwrap_or(0),
+        findings: u64::try_from(c.int(13)?).unwrap_or(0),
+        packages: Vec::new(),
+        fixed_versions: Vec::new(),
+    })
+}
+
+pub(crate) fn vulns_page<R: Cols>(
+    rows: &[R],
+    keyset: &Keyset,
+    limit: i64,
+) -> Result<Page<VulnRow>> {
+    keyset_page(rows, limit, keyset, 14, vuln_row)
+}
+
+/// The company's open findings' packages of these vulnerabilities: `vuln_id, name,
+/// ecosystem, version, fixed_versions` per (vulnerability, software version), read from the
+/// open-findings index (`severity IN (…)` lets it seek by vulnerability).
+pub(crate) fn affected_packages_query<DB: Dialect>(
+    company_id: CompanyId,
+    vuln_ids: &[String],
+) -> QueryBuilder<DB> {
+    let mut qb = QueryBuilder::new(
+        "SELECT p.vuln_id, s.name, s.ecosystem, s.version, sv.fixed_versions FROM \
+         (SELECT DISTINCT f.vuln_id, f.software_key FROM findings f",
+    );
+    qb.push(DB::indexed_by("findings_open"));
+    qb.push(" WHERE f.company_id = ");
+    push_uuid(&mut qb, company_id);
+    qb.push(format!(
+        " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id IN ("
+    ));
+    for (i, id) in vuln_ids.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        DB::push_key(&mut qb, &KeyVal::Text(id.clone()));
+    }
+    qb.push(
+        ")) p JOIN software s ON s.software_key = p.software_key \
+         LEFT JOIN software_vulns sv ON sv.software_key = p.software_key AND sv.vuln_id = p.vuln_id",
+    );
+    qb
+}
+
+/// The packages and fixed versions of each vulnerability, by id.
+pub(crate) type AffectedPackages = HashMap<String, (Vec<VulnPackage>, Vec<String>)>;
+
+/// Versions per package, and fixed versions, of one vulnerability while they are collected.
+type PackagesSeen = (
+    BTreeMap<(String, String), BTreeSet<String>>,
+    BTreeSet<String>,
+);
+
+/// Packages and fixed versions per vulnerability, from rows of [`affected_packages_query`].
+pub(crate) fn affected_packages<R: Cols>(rows: &[R]) -> Result<AffectedPackages> {
+    let mut by_vuln: HashMap<String, PackagesSeen> = HashMap::new();
+    for c in rows {
+        let entry = by_vuln.entry(c.text(0)?).or_default();
+        entry
+            .0
+            .entry((c.text(1)?, c.text(2)?))
+            .or_default()
+            .insert(c.text(3)?);
+        entry.1.extend(c.strings(4)?);
+    }
+    Ok(by_vuln
+        .into_iter()
+        .map(|(id, (packages, fixed))| {
+            let packages = packages
+                .into_iter()
+                .take(LIST_CAP)
+                .map(|((name, ecosystem), versions)| VulnPackage {
+                    name,
+                    ecosystem,
+                    versions: versions.into_iter().take(LIST_CAP).collect(),
+                })
+                .collect();
+            (id, (packages, fixed.into_iter().take(LIST_CAP).collect()))
+        })
+        .collect())
+}
+
+/// Fills the packages and fixed versions of a page of vulnerability rows.
+pub(crate) fn attach_packages(page: &mut Page<VulnRow>, mut packages: AffectedPackages) {
+    for row in &mut page.items {
+        if let Some((p, f)) = packages.remove(&row.vulnerability.id) {
+            row.packages = p;
+            row.fixed_versions = f;
+        }
+    }
+}
+
+/// Hosts and findings of one vulnerability (columns `hosts, findings`).
+pub(crate) fn vuln_counts_query<DB: Dialect>(
+    company_id: CompanyId,
+    vuln_id: &str,
+) -> QueryBuilder<DB> {
+    let mut qb = QueryBuilder::new("SELECT count(DISTINCT f.agent_id), count(*) FROM findings f");
+    qb.push(DB::indexed_by("findings_open"));
+    qb.push(" WHERE f.company_id = ");
+    push_uuid(&mut qb, company_id);
+    qb.push(format!(
+        " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id = "
+    ));
+    DB::push_key(&mut qb, &KeyVal::Text(vuln_id.to_string()));
+    qb
+}
+
+pub(crate) fn affected_keyset() -> Keyset {
+    use KeyKind::*;
+    Keyset::new(
+        "affected",
+        &[
+            ("(CASE WHEN f.resolved_at IS NULL THEN 0 ELSE 1 END)", Int),
+            ("ag.hostname", Text),
+            ("f.agent_id", Uuid),
+            ("f.software_key", Key),
+        ],
+        false,
+    )
+}
+
+/// One page of the hosts a vulnerability hits, open findings first, then by hostname
+/// (columns of `affected_host_from_row`, then the key).
+pub(crate) fn affected_query<DB: Dialect>(
+    company_id: CompanyId,
+    vuln_id: &str,
+    page: &PageRequest,
+) -> Result<(QueryBuilder<DB>, Keyset, i64)> {
+    let keyset = affected_keyset();
+    let after = after(&keyset, page)?;
+    let limit = limit_of(page);
+    let mut qb = QueryBuilder::new(
+        "SELECT f.agent_id, ag.hostname, s.name, s.version, s.ecosystem, s.source, \
+         sv.fixed_versions, f.first_seen, f.resolved_at",
+    );
+    keyset.push_columns(&mut qb);
+    qb.push(" FROM findings f");
+    qb.push(DB::indexed_by("findings_vuln"));
+    qb.push(
+        " JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
+         JOIN software s ON s.software_key = f.software_key \
+         LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
+         WHERE f.company_id = ",
+    );
+    push_uuid(&mut qb, company_id);
+    qb.push(" AND f.vuln_id = ");
+    DB::push_key(&mut qb, &KeyVal::Text(vuln_id.to_string()));
+    if let Some(after) = &after {
+        keyset.push_after(&mut qb, after);
+    }
+    keyset.push_order(&mut qb);
+    push_limit(&mut qb, limit);
+    Ok((qb, keyset, limit))
+}
+
+pub(crate) fn affected_page<R: Cols>(
+    rows: &[R],
+    keyset: &Keyset,
+    limit: i64,
+) -> Result<Page<AffectedHost>> {
+    keyset_page(rows, limit, keyset, 9, super::reads::affected_host_from_row)
+}
+
+/// The `references` of the stored advisories (JSON records of `zt_advisory::Advisory`),
+/// deduplicated in their order.
+pub(crate) fn references_of(records: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for record in records {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(record) else {
+            continue;
+        };
+        for r in value
+            .get("references")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(url) = r.as_str() {
+                if seen.insert(url.to_string()) {
+                    out.push(url.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+// --- findings in other orders than severity ------------------------------------------------------
+
+/// The findings list's select list (columns of `finding_from_row`).
+const FINDING_SELECT: &str = "SELECT f.agent_id, ag.hostname, s.name, s.version, s.ecosystem, \
+     s.source, f.vuln_id, v.aliases, v.summary, f.severity, v.cvss_version, v.cvss_vector, \
+     v.cvss_score, f.kev, v.kev_due_date, v.epss, v.epss_percentile, v.informational, \
+     sv.fixed_versions, sv.method, sv.confidence, f.first_seen, f.resolved_at, f.resolution, \
+     f.software_key";
+
+pub(crate) fn finding_keyset(filter: &FindingFilter) -> Keyset {
+    use KeyKind::*;
+    let rest = [
+        ("f.agent_id", Uuid),
+        ("f.software_key", Key),
+        ("f.vuln_id", Text),
+    ];
+    let with = |first: &[(&'static str, KeyKind)]| -> Vec<(&'static str, KeyKind)> {
+        first.iter().chain(rest.iter()).copied().collect()
+    };
+    let (tag, columns, natural_desc) = match filter.sort {
+        FindingSort::Severity => (
+            "severity",
+            vec![
+                ("f.severity", Int),
+                ("f.vuln_id", Text),
+                ("f.agent_id", Uuid),
+                ("f.software_key", Key),
+            ],
+            true,
+        ),
+        FindingSort::FirstSeen => ("first_seen", with(&[("f.first_seen", Time)]), true),
+        FindingSort::Epss => (
+            "epss",
+            vec![
+                ("coalesce(v.epss, -1.0)", Float),
+                ("f.vuln_id", Text),
+                ("f.agent_id", Uuid),
+                ("f.software_key", Key),
+            ],
+            true,
+        ),
+        FindingSort::Cvss => (
+            "cvss",
+            vec![
+                ("coalesce(v.cvss_score, -1.0)", Float),
+                ("f.vuln_id", Text),
+                ("f.agent_id", Uuid),
+                ("f.software_key", Key),
+            ],
+            true,
+        ),
+        FindingSort::Hostname => ("hostname", with(&[("ag.hostname", Text)]), false),
+    };
+    Keyset {
+        tag,
+        columns,
+        desc: direction(natural_desc, filter.order),
+    }
+}
+
+/// Whether a findings list takes the severity path the backends keep (most severe first,
+/// ids ascending within a severity).
+pub(crate) fn default_finding_order(filter: &FindingFilter) -> bool {
+    filter.sort == FindingSort::Severity && filter.order != Some(SortOrder::Asc)
+}
+
+/// The findings list in any order but the default (columns of `finding_from_row`, then the
+/// key). The joins start from what the order walks: the vulnerabilities by EPSS or CVSS, the
+/// hosts by name, else the findings (by `findings_first_seen` for first seen).
+pub(crate) fn findings_query<DB>(
+    company_id: CompanyId,
+    filter: &FindingFilter,
+    page: &PageRequest,
+) -> Result<(QueryBuilder<DB>, Keyset, i64)>
+where
+    DB: Dialect + FilterDialect,
+    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> bool: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let keyset = finding_keyset(filter);
+    let after = after(&keyset, page)?;
+    let limit = limit_of(page);
+    let mut qb = QueryBuilder::new(FINDING_SELECT);
+    keyset.push_columns(&mut qb);
+    let j = DB::OUTER_FIRST_JOIN;
+    let from = match filter.sort {
+        FindingSort::Epss | FindingSort::Cvss => format!(
+            " FROM vulns v {j} findings f{hint} ON f.vuln_id = v.vuln_id \
+             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
+             JOIN software s ON s.software_key = f.software_key \
+             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id",
+            hint = DB::indexed_by("findings_vuln")
+        ),
+        FindingSort::Hostname => format!(
+            " FROM agents ag {j} findings f ON f.company_id = ag.company_id AND f.agent_id = ag.agent_id \
+             JOIN software s ON s.software_key = f.software_key \
+             LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
+             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
+        ),
+        FindingSort::Severity | FindingSort::FirstSeen => " FROM findings f \
+             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
+             JOIN software s ON s.software_key = f.software_key \
+             LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
+             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
+            .to_string(),
+    };
+    qb.push(from);
+    qb.push(" WHERE f.company_id = ");
+    push_uuid(&mut qb, company_id);
+    if filter.sort == FindingSort::Hostname {
+        qb.push(" AND ag.company_id = ");
+        push_uuid(&mut qb, company_id);
+    }
+    push_finding_conditions(&mut qb, filter);
+    if let Some(after) = &after {
+        keyset.push_after(&mut qb, after);
+    }
+    keyset.push_order(&mut qb);
+    push_limit(&mut qb, limit);
+    Ok((qb, keyset, limit))
+}
+
+pub(crate) fn findings_page<R: Cols>(
+    rows: &[R],
+    keyset: &Keyset,
+    limit: i64,
+) -> Result<Page<FindingRow>> {
+    keyset_page(rows, limit, keyset, 25, |c| Ok(finding_from_row(c)?.0))
+}
+
+// --- trends and the operator's overview ----------------------------------------------------------
+
+/// The overview rows of `companies` (by name) with their counters and stale agents.
+pub(crate) fn overview_rows(
+    mut companies: Vec<Company>,
+    mut counts: HashMap<CompanyId, (Summary, u64)>,
+) -> Vec<CompanyOverview> {
+    companies.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+    companies
+        .into_iter()
+        .map(|c| {
+            let (s, stale) = counts.remove(&c.id).unwrap_or_default();
+            CompanyOverview {
+                company_id: c.id,
+                name: c.name,
+                agents: s.agents,
+                apps: s.apps,
+                findings: s.findings,
+                kev: s.kev,
+                fixable: s.fixable,
+                stale_agents: stale,
+            }
+        })
+        .collect()
+}
