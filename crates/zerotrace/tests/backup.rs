@@ -468,3 +468,115 @@ fn restore_refuses_damaged_files_and_a_database_in_use() {
     let err = stderr(out);
     assert!(err.contains("pg_dump"), "{err}");
 }
+
+/// The PostgreSQL path the README documents: `pg_dump --format=custom` while the server runs,
+/// `pg_restore` into a new database, a server on it showing what the original showed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pg_dump_and_pg_restore_bring_back_what_the_api_showed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (original, copy) = (
+        zt_testkit::TestDatabase::create(),
+        zt_testkit::TestDatabase::create(),
+    );
+    let on = |db: &zt_testkit::TestDatabase, args: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+            "--database-url".into(),
+            db.url.clone(),
+            "--partitions".into(),
+            "4".into(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let pypa = shared_path("osv/pypa/vulns");
+    let out = Command::new(bin())
+        .args(on(&original, &["feeds", "import", pypa.to_str().unwrap()]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serve = |db: &zt_testkit::TestDatabase, name: &str| {
+        let args = on(
+            db,
+            &["server", "--listen", "127.0.0.1:0", "--rate-agent", "0"],
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ServerProcess::start(
+            bin(),
+            &args,
+            &[("ZEROTRACE_ADMIN_TOKEN", ADMIN)],
+            dir.path(),
+            name,
+        )
+        .expect("server starts")
+    };
+    let server = serve(&original, "pg-original");
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &server.url, ADMIN, "Acme").await;
+    let cid = company["id"].as_str().unwrap().to_string();
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let host = format!("pg-{i}");
+        let token = enroll(
+            &http,
+            &server.url,
+            company["enroll_secret"].as_str().unwrap(),
+            &host,
+        )
+        .await;
+        let r = report(&host, i);
+        assert_eq!(
+            post_inventory(&http, &server.url, &token, &r).await,
+            StatusCode::ACCEPTED
+        );
+        wait_done(&http, &server.url, &token, &[r.report_id]).await;
+        tokens.push(token);
+    }
+    let before = company_view(&http, &server.url, &cid).await;
+    assert!(
+        before["findings"].as_array().unwrap().len() > 3,
+        "{}",
+        before["summary"]
+    );
+
+    // The backup, taken while the server runs.
+    let dump = dir.path().join("zerotrace.dump");
+    let out = Command::new("pg_dump")
+        .arg("--format=custom")
+        .arg(format!("--file={}", dump.display()))
+        .arg(format!("--dbname={}", original.url))
+        .output()
+        .expect("pg_dump (Debian's postgresql-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+
+    let out = Command::new("pg_restore")
+        .args(["--exit-on-error", "--single-transaction"])
+        .arg(format!("--dbname={}", copy.url))
+        .arg(&dump)
+        .output()
+        .expect("pg_restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = serve(&copy, "pg-restored");
+    assert_eq!(company_view(&http, &restored.url, &cid).await, before);
+    // The agents go on with the tokens they hold.
+    let next = report("pg-0", 99);
+    assert_eq!(
+        post_inventory(&http, &restored.url, &tokens[0], &next).await,
+        StatusCode::ACCEPTED
+    );
+    wait_done(&http, &restored.url, &tokens[0], &[next.report_id]).await;
+}
