@@ -3,8 +3,11 @@
 # PostgreSQL with --postgres URL), loads the shared OSV data into its knowledge base, runs
 # `zerotrace loadgen` with the remaining arguments, prints the figures and cleans up.
 #
-#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--server-arg ARG]... -- LOADGEN ARGS...
+#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--server-arg ARG]... [--janitor] -- LOADGEN ARGS...
 #   bench/run.sh -- --companies 10 --agents-per-company 100 --apps-per-agent 100 --format json
+#
+# With --janitor, after the loadgen the server is stopped and the janitor benchmark
+# (crates/zt-store/benches/janitor.rs) times its transactions on the loaded store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,10 +15,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/zerotrace-target}"
 
 pg_admin_url=""
 server_args=()
+janitor=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --postgres) pg_admin_url="$2"; shift 2 ;;
     --server-arg) server_args+=("$2"); shift 2 ;;
+    --janitor) janitor=1; shift ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -23,6 +28,9 @@ done
 
 cargo build --release -q -p zerotrace
 bin="$CARGO_TARGET_DIR/release/zerotrace"
+if [ "$janitor" = 1 ]; then
+  cargo bench -q -p zt-store --bench janitor --no-run 2>/dev/null
+fi
 work=$(mktemp -d /tmp/zerotrace-bench.XXXXXX)
 token="zto_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export ZEROTRACE_ADMIN_TOKEN="$token"
@@ -70,4 +78,14 @@ read -r utime stime < <(awk '{print $14, $15}' "/proc/$server_pid/stat")
 ticks=$(getconf CLK_TCK)
 hwm=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$server_pid/status")
 echo "server: cpu $(( (utime + stime) / ticks )) s, peak rss ${hwm} MiB" >&2
+if [ "$janitor" = 1 ]; then
+  kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+  if [ -n "$dbname" ]; then
+    export ZT_BENCH_PG_URL="${pg_admin_url%/*}/$dbname"
+  else
+    export ZT_BENCH_SQLITE="$work/zerotrace.db"
+  fi
+  cargo bench -q -p zt-store --bench janitor
+fi
 exit "$status"

@@ -7,8 +7,11 @@
 //! registration, see zt-server `routes::api_router_parts`). What the test needs to know of a
 //! route, it reads from the document:
 //! - who may call it: the operation's `security` requirements (schemes `operator`,
-//!   `company_admin`, `company_viewer`, `agent`; none = public). An unknown scheme fails.
-//! - the credential in the body instead of a header: `x-zerotrace-body-credential: <field>`.
+//!   `company_admin`, `company_viewer`, `agent`, `session`; none = public). An unknown scheme
+//!   fails.
+//! - the credential in the body instead of a header: `x-zerotrace-body-credential: <field>`,
+//!   and the kinds of token it takes, `x-zerotrace-body-credential-schemes` (without it: the
+//!   enroll secret).
 //! - a request body: the example of the body's schema (or of the media type). None fails.
 //! - path parameters: filled from the fixtures in [`World::path_value`], all of company A.
 //!   An unknown parameter fails with a message saying where to add a fixture.
@@ -19,6 +22,12 @@
 //! missing one), and likewise the agent of B where S admits agents; C's kind not in S → 403;
 //! otherwise a documented 2xx. DELETE operations run last (longest path first), each with
 //! the denied credentials and then one admitted credential (the first of `ADMITTED_ORDER`).
+//!
+//! Every operator and user token also signs in (`POST /api/v1/session`), and its session
+//! cookie (with the CSRF header on writes) is walked over every route beside it: it must get
+//! exactly what its token gets. Only an operation whose sole requirement is `session`
+//! (sign-out) admits a session where its token is refused; a body credential is a token in
+//! the body, so there the cookie is not walked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -34,15 +43,24 @@ use common::{bin, debian_report, Env};
 const OPERATOR: &str = "zto_matrix-operator-token-0123456789abcdef";
 
 /// The kinds of credential the document's security schemes name.
-const SCHEMES: [&str; 4] = ["operator", "company_admin", "company_viewer", "agent"];
+const SCHEMES: [&str; 5] = [
+    "operator",
+    "company_admin",
+    "company_viewer",
+    "agent",
+    "session",
+];
 
 /// Which admitted credential performs a destructive operation (the least powerful first).
-const ADMITTED_ORDER: [&str; 5] = [
+const ADMITTED_ORDER: [&str; 8] = [
     "own_viewer",
     "own_admin",
     "own_agent",
     "own_enroll",
     "operator",
+    "operator_session",
+    "own_viewer_session",
+    "own_admin_session",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +95,13 @@ enum Company {
 }
 
 struct Credential {
-    name: &'static str,
+    name: String,
     token: Option<String>,
     kind: Kind,
     company: Company,
+    /// A dashboard session opened with the token: (session id, CSRF token). The request then
+    /// carries the cookie instead of the token.
+    session: Option<(String, String)>,
 }
 
 /// One company of the test world and what identifies its data.
@@ -116,6 +137,8 @@ struct World {
     a: Tenant,
     b: Tenant,
     vuln_id: String,
+    /// Sessions by the name of the token's credential.
+    sessions: BTreeMap<String, (String, String)>,
 }
 
 impl World {
@@ -134,13 +157,14 @@ impl World {
     }
 
     fn credentials(&self) -> Vec<Credential> {
-        let c = |name, token: &str, kind, company| Credential {
-            name,
+        let c = |name: &str, token: &str, kind, company| Credential {
+            name: name.to_string(),
             token: Some(token.to_string()),
             kind,
             company,
+            session: None,
         };
-        vec![
+        let mut all = vec![
             c("operator", OPERATOR, Kind::Operator, Company::None),
             c("own_admin", &self.a.admin, Kind::Admin, Company::Own),
             c("own_viewer", &self.a.viewer, Kind::Viewer, Company::Own),
@@ -177,12 +201,28 @@ impl World {
                 Company::None,
             ),
             Credential {
-                name: "none",
+                name: "none".into(),
                 token: None,
                 kind: Kind::Invalid,
                 company: Company::None,
+                session: None,
             },
-        ]
+        ];
+        let twins: Vec<Credential> = all
+            .iter()
+            .filter_map(|c| {
+                let session = self.sessions.get(&c.name)?.clone();
+                Some(Credential {
+                    name: format!("{}_session", c.name),
+                    token: c.token.clone(),
+                    kind: c.kind,
+                    company: c.company,
+                    session: Some(session),
+                })
+            })
+            .collect();
+        all.extend(twins);
+        all
     }
 }
 
@@ -193,8 +233,26 @@ async fn send(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (StatusCode, String) {
+    send_as(http, method, url, token, None, body).await
+}
+
+/// A request with a bearer token, or with a session cookie (and its CSRF header on writes).
+async fn send_as(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    session: Option<&(String, String)>,
+    body: Option<&Value>,
+) -> (StatusCode, String) {
+    let write = !matches!(method, Method::GET | Method::HEAD);
     let mut req = http.request(method, url);
-    if let Some(t) = token {
+    if let Some((id, csrf)) = session {
+        req = req.header("cookie", format!("zt_session={id}"));
+        if write {
+            req = req.header("x-zerotrace-csrf", csrf);
+        }
+    } else if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     if let Some(b) = body {
@@ -350,6 +408,34 @@ async fn world(env: &Env) -> World {
     let b = tenant(&http, &url, "b").await;
     let vuln_id = wait_findings(&http, &url, &a).await;
     wait_findings(&http, &url, &b).await;
+    let mut sessions = BTreeMap::new();
+    for (name, token) in [
+        ("operator", OPERATOR),
+        ("own_admin", a.admin.as_str()),
+        ("own_viewer", a.viewer.as_str()),
+        ("foreign_admin", b.admin.as_str()),
+        ("foreign_viewer", b.viewer.as_str()),
+    ] {
+        let resp = http
+            .post(format!("{url}/api/v1/session"))
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "sign-in as {name}");
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+        let id = cookie
+            .split(';')
+            .next()
+            .and_then(|kv| kv.strip_prefix("zt_session="))
+            .unwrap()
+            .to_string();
+        let body: Value = resp.json().await.unwrap();
+        sessions.insert(
+            name.to_string(),
+            (id, body["csrf"].as_str().unwrap().to_string()),
+        );
+    }
     World {
         _server: server,
         url,
@@ -357,6 +443,7 @@ async fn world(env: &Env) -> World {
         a,
         b,
         vuln_id,
+        sessions,
     }
 }
 
@@ -367,6 +454,8 @@ struct Operation {
     /// None: public.
     security: Option<BTreeSet<String>>,
     body_credential: Option<String>,
+    /// The kinds of token the body credential may be (None: an enroll secret).
+    body_schemes: Option<BTreeSet<String>>,
     example: Option<Value>,
     success: BTreeSet<u16>,
     documented: BTreeSet<u16>,
@@ -453,6 +542,13 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 body_credential: op["x-zerotrace-body-credential"]
                     .as_str()
                     .map(str::to_string),
+                body_schemes: op["x-zerotrace-body-credential-schemes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| s.as_str().expect("scheme names").to_string())
+                            .collect()
+                    }),
                 example,
                 success,
                 documented,
@@ -470,12 +566,18 @@ fn operations(doc: &Value) -> Vec<Operation> {
 
 /// What the credential must get: Ok(()) = a documented 2xx, Err(status) = that status.
 fn expected(op: &Operation, c: &Credential) -> Result<(), u16> {
-    if let Some(field) = &op.body_credential {
-        let _ = field;
-        return match (c.kind, &c.token) {
-            (_, None) => Err(400),
-            (Kind::Enroll, _) => Ok(()),
-            _ => Err(401),
+    if op.body_credential.is_some() {
+        return match (&op.body_schemes, c.kind, &c.token) {
+            (_, _, None) => Err(400),
+            (None, Kind::Enroll, _) => Ok(()),
+            (None, _, _) | (Some(_), Kind::Invalid, _) => Err(401),
+            (Some(schemes), kind, _) => {
+                if kind.scheme().is_some_and(|s| schemes.contains(s)) {
+                    Ok(())
+                } else {
+                    Err(403)
+                }
+            }
         };
     }
     let Some(security) = &op.security else {
@@ -483,6 +585,14 @@ fn expected(op: &Operation, c: &Credential) -> Result<(), u16> {
     };
     if c.kind == Kind::Invalid {
         return Err(401);
+    }
+    // An operation for sessions alone (sign-out) admits any session, and no token.
+    if security.len() == 1 && security.contains("session") {
+        return if c.session.is_some() {
+            Ok(())
+        } else {
+            Err(403)
+        };
     }
     let admits = |k: Kind| k.scheme().is_some_and(|s| security.contains(s));
     let scoped = !op.path_params.is_empty();
@@ -525,13 +635,17 @@ async fn matrix(env: &Env) {
         }
         let route = format!("{} {}", op.method, op.path);
         // Denied credentials first, so that a destructive operation still has its target.
-        let mut order: Vec<&Credential> = credentials.iter().collect();
+        // A body credential is a token in the body: the cookie is not walked there.
+        let mut order: Vec<&Credential> = credentials
+            .iter()
+            .filter(|c| op.body_credential.is_none() || c.session.is_none())
+            .collect();
         order.sort_by_key(|c| expected(op, c).is_ok());
         let mut performed = false;
         let admitted_rank = |c: &Credential| {
             ADMITTED_ORDER
                 .iter()
-                .position(|n| *n == c.name)
+                .position(|n| *n == c.name.as_str())
                 .unwrap_or(usize::MAX)
         };
         if op.method == Method::DELETE {
@@ -565,11 +679,12 @@ async fn matrix(env: &Env) {
                 }
                 b
             });
-            let (status, text) = send(
+            let (status, text) = send_as(
                 &w.http,
                 op.method.clone(),
                 &format!("{}{path}", w.url),
                 token,
+                c.session.as_ref(),
                 body.as_ref(),
             )
             .await;

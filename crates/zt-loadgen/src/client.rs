@@ -211,6 +211,71 @@ impl ApiClient {
         }
     }
 
+    /// A GET with a bearer token: the status and the body (429/503 waited out and retried).
+    pub async fn get(&self, token: &str, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let url = self.url(path);
+        loop {
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    url: url.clone(),
+                    source,
+                })?;
+            let status = resp.status();
+            if is_backpressure(status) {
+                tokio::time::sleep(retry_after(resp.headers())).await;
+                continue;
+            }
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    url: url.clone(),
+                    source,
+                })?;
+            return Ok((status, body.to_vec()));
+        }
+    }
+
+    /// Downloads a (streamed) body without keeping it: the time to its first byte, its size
+    /// and its line count.
+    pub async fn download(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> Result<(Duration, u64, u64), ClientError> {
+        let url = self.url(path);
+        let started = Instant::now();
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let mut resp = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Status { url, status, body });
+        }
+        let (mut first, mut bytes, mut lines) = (None, 0u64, 0u64);
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            first.get_or_insert_with(|| started.elapsed());
+            bytes += chunk.len() as u64;
+            lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        }
+        Ok((first.unwrap_or_default(), bytes, lines))
+    }
+
     /// The server's processing state of one report (agent-scoped).
     pub async fn report_status(
         &self,

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod client;
 pub mod fleet;
+pub mod reads;
 mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +51,8 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Name prefix of the companies this run creates (several runs can share a server).
     pub company_prefix: String,
+    /// After the load (and its processing), measure the dashboard's reads.
+    pub reads: Option<reads::ReadConfig>,
 }
 
 impl Default for LoadConfig {
@@ -70,6 +73,7 @@ impl Default for LoadConfig {
             measure_processing: true,
             seed: 42,
             company_prefix: "loadgen".into(),
+            reads: None,
         }
     }
 }
@@ -103,6 +107,9 @@ pub struct LoadReport {
     /// Accepted reports whose processing failed (dead-lettered).
     pub failed: u64,
     pub first_error: Option<String>,
+    /// The dashboard's reads after the load, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<reads::ReadReport>,
 }
 
 /// Live counters a progress printer can read while the run goes on.
@@ -269,6 +276,13 @@ pub async fn run(
     } else {
         Processing::default()
     };
+    let read_report = match &config.reads {
+        Some(read_config) => {
+            *progress.phase.lock() = "measuring reads";
+            Some(reads::run_reads(&client, &config.admin_token, read_config).await?)
+        }
+        None => None,
+    };
     progress.done.store(true, Ordering::Relaxed);
 
     let apps_accepted = accepted.iter().map(|a| a.apps).sum::<u64>();
@@ -305,6 +319,7 @@ pub async fn run(
         lost: processing.lost,
         failed: processing.failed,
         first_error,
+        reads: read_report,
     })
 }
 

@@ -42,6 +42,21 @@ impl Recorder {
         let _ = self.micros.lock().record(us);
     }
 
+    /// These quantiles (0..=1) in milliseconds; zeros when nothing was recorded.
+    pub fn quantiles_ms(&self, quantiles: &[f64]) -> Vec<f64> {
+        let h = self.micros.lock();
+        quantiles
+            .iter()
+            .map(|q| {
+                if h.is_empty() {
+                    0.0
+                } else {
+                    h.value_at_quantile(*q) as f64 / 1000.0
+                }
+            })
+            .collect()
+    }
+
     /// Percentiles in milliseconds.
     pub fn summary_ms(&self) -> LatencySummary {
         let h = self.micros.lock();

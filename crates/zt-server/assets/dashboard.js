@@ -1,130 +1,230 @@
-// ZeroTrace dashboard: fills the server-rendered page from the JSON API.
-// The token lives in sessionStorage (this tab only) and goes out as a Bearer header.
+// ZeroTrace dashboard: our own small script. The pages are rendered by the server; this only
+// signs in and out, and keeps an open page current from the live event stream (SSE):
+// `summary` events update the counts at once, and events that change findings make the page
+// fetch its own view again (debounced) and swap it in. The session is an HttpOnly cookie:
+// no token is ever kept here.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const KEY = "zerotrace.token";
-  let cursor = null;
+  const body = document.body;
 
-  function token() { return sessionStorage.getItem(KEY); }
-
-  async function api(path) {
-    const res = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
-    if (res.status === 401) { signOut(); throw new Error("The token was not accepted."); }
-    if (!res.ok) {
-      let msg = res.status + " " + res.statusText;
-      try { const e = await res.json(); msg = e.error.message; } catch (_) { /* not JSON */ }
-      throw new Error(msg);
-    }
-    return res;
+  function csrf() {
+    const m = document.querySelector('meta[name="zt-csrf"]');
+    return m ? m.content : "";
   }
 
-  function text(tag, value, cls) {
-    const el = document.createElement(tag);
-    el.textContent = value == null ? "" : String(value);
-    if (cls) el.className = cls;
-    return el;
+  function showError(message) {
+    const banner = $("error");
+    if (banner) banner.textContent = message || "";
   }
 
-  function signOut() {
-    sessionStorage.removeItem(KEY);
-    $("app").hidden = true; $("signout").hidden = true; $("signin").hidden = false;
-    $("who").textContent = "";
+  async function errorText(res) {
+    try {
+      const e = await res.json();
+      if (e && e.error && e.error.message) return e.error.message;
+    } catch (_) { /* not JSON */ }
+    return res.status + " " + res.statusText;
   }
 
-  async function signIn(t) {
-    sessionStorage.setItem(KEY, t);
-    const companies = (await (await api("/api/v1/companies")).json()).items;
-    const select = $("company");
-    select.replaceChildren();
-    for (const c of companies) {
-      const o = text("option", c.name); o.value = c.id; select.appendChild(o);
-    }
-    $("signin").hidden = true; $("app").hidden = false; $("signout").hidden = false;
-    $("who").textContent = t.startsWith("zto_") ? "operator" : "company user";
-    if (companies.length === 0) { $("summary").replaceChildren(text("p", "No companies yet.")); return; }
-    await showCompany();
+  function signInAgain() {
+    location.assign("/signin?next=" + encodeURIComponent(location.pathname + location.search));
   }
 
-  function company() { return encodeURIComponent($("company").value); }
-
-  async function showCompany() {
-    const s = await (await api("/api/v1/companies/" + company() + "/summary")).json();
-    const cards = [
-      ["agents", s.agents], ["apps", s.apps], ["critical", s.findings.critical],
-      ["high", s.findings.high], ["medium", s.findings.medium], ["low", s.findings.low],
-      ["unknown", s.findings.unknown], ["in KEV", s.kev], ["fixable", s.fixable],
-    ];
-    $("summary").replaceChildren(...cards.map(([label, n]) => {
-      const card = text("div", "", "card");
-      card.append(text("div", n, "n"), text("div", label, "l"));
-      return card;
-    }));
-    cursor = null;
-    $("findings").tBodies[0].replaceChildren();
-    await loadFindings();
+  // --- sign-in ----------------------------------------------------------------------------
+  const form = $("signin-form");
+  if (form) {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const input = $("token");
+      const token = input.value.trim();
+      const button = form.querySelector("button");
+      showError("");
+      button.disabled = true;
+      try {
+        const res = await fetch("/api/v1/session", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ token: token }),
+          credentials: "same-origin",
+        });
+        if (!res.ok) throw new Error(await errorText(res));
+        input.value = "";
+        location.assign(form.dataset.next || "/");
+      } catch (err) {
+        showError("Signing in failed: " + err.message);
+        input.focus();
+      } finally {
+        button.disabled = false;
+      }
+    });
   }
 
-  function filterQuery() {
-    const q = new URLSearchParams();
-    if ($("f-severity").value) q.set("severity", $("f-severity").value);
-    q.set("status", $("f-status").value);
-    if ($("f-kev").checked) q.set("kev", "true");
-    if ($("f-fixable").checked) q.set("fixable", "true");
-    if ($("f-q").value.trim()) q.set("q", $("f-q").value.trim());
-    return q;
+  // --- sign-out ---------------------------------------------------------------------------
+  const signout = $("signout");
+  if (signout) {
+    signout.addEventListener("click", async () => {
+      try {
+        const res = await fetch("/api/v1/session", {
+          method: "DELETE",
+          headers: { "X-ZeroTrace-CSRF": csrf() },
+          credentials: "same-origin",
+        });
+        // 401: the session had ended already.
+        if (!res.ok && res.status !== 401) throw new Error(await errorText(res));
+        location.assign("/signin");
+      } catch (err) {
+        showError("Signing out failed: " + err.message);
+      }
+    });
   }
 
-  async function loadFindings() {
-    const q = filterQuery();
-    q.set("limit", "100");
-    if (cursor) q.set("cursor", cursor);
-    const page = await (await api("/api/v1/companies/" + company() + "/findings?" + q)).json();
-    const body = $("findings").tBodies[0];
-    for (const f of page.items) {
-      const v = f.vulnerability;
-      const tr = document.createElement("tr");
-      const sev = text("td", ""); sev.appendChild(text("span", v.severity, "sev sev-" + v.severity));
-      const vuln = text("td", v.id);
-      if (v.aliases.length) { vuln.appendChild(document.createElement("br")); vuln.appendChild(text("span", v.aliases.join(", "), "alias")); }
-      tr.append(sev, vuln,
-        text("td", f.package.name + " " + f.package.version + " (" + f.package.ecosystem + ")"),
-        text("td", f.hostname),
-        text("td", f.fixed_versions.join(", ")),
-        text("td", v.kev ? "yes" : ""),
-        text("td", v.epss == null ? "" : v.epss.toFixed(3)),
-        text("td", f.first_seen.slice(0, 19).replace("T", " ")));
-      body.appendChild(tr);
-    }
-    cursor = page.next_cursor;
-    $("more").hidden = !cursor;
-    $("findings-empty").hidden = body.rows.length > 0;
+  // --- filter forms: plain GET forms; empty fields are left out of the URL ----------------
+  for (const f of document.querySelectorAll("form.filters")) {
+    f.addEventListener("submit", () => {
+      for (const el of f.elements) if (el.name && el.value === "") el.disabled = true;
+    });
   }
-
-  async function exportCsv() {
-    const q = filterQuery(); q.set("format", "csv");
-    const blob = await (await api("/api/v1/companies/" + company() + "/findings?" + q)).blob();
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob); a.download = "findings.csv"; a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-  }
-
-  function report(err) { $("signin-error").textContent = err.message; }
-
-  $("signin-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    $("signin-error").textContent = "";
-    signIn($("token").value.trim()).catch((err) => { signOut(); report(err); });
+  // Back to a page from the browser's cache: its fields are usable again.
+  window.addEventListener("pageshow", () => {
+    for (const el of document.querySelectorAll("form.filters [disabled]")) el.disabled = false;
   });
-  $("signout").addEventListener("click", signOut);
-  $("company").addEventListener("change", () => showCompany().catch(report));
-  $("filters").addEventListener("submit", (e) => {
-    e.preventDefault(); cursor = null;
-    $("findings").tBodies[0].replaceChildren();
-    loadFindings().catch(report);
-  });
-  $("more").addEventListener("click", () => loadFindings().catch(report));
-  $("export").addEventListener("click", () => exportCsv().catch(report));
 
-  if (token()) signIn(token()).catch((err) => { signOut(); report(err); });
+  // --- live updates -----------------------------------------------------------------------
+  const stream = body.dataset.stream;
+  if (!stream || !window.EventSource) return;
+  const live = $("live");
+  function setLive(state, text) {
+    if (!live) return;
+    live.dataset.state = state;
+    live.textContent = text;
+  }
+
+  function formatCount(n) {
+    return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f");
+  }
+
+  // The counts of a `summary` event into the elements that show them.
+  function applySummary(s) {
+    const values = {
+      agents: s.agents, apps: s.apps, kev: s.kev, fixable: s.fixable,
+      "findings.total": 0,
+    };
+    for (const k of ["critical", "high", "medium", "low", "unknown"]) {
+      const v = (s.findings && s.findings[k]) || 0;
+      values["findings." + k] = v;
+      values["findings.total"] += v;
+    }
+    let scope = null;
+    if (body.dataset.company) {
+      if (s.company_id !== body.dataset.company) return;
+      scope = document;
+    } else {
+      scope = document.querySelector('[data-company="' + s.company_id + '"]');
+    }
+    if (!scope) return;
+    for (const el of scope.querySelectorAll("[data-count]")) {
+      const v = values[el.dataset.count];
+      if (v !== undefined) el.textContent = formatCount(v);
+    }
+  }
+
+  // The view again from the server: a quarter second after the first event of a burst, at
+  // most one request at a time and one a second (a busy company sends many events), not
+  // while the viewer is typing in one of its fields, and not while the tab is hidden (it
+  // catches up when shown).
+  const view = $("view");
+  const SETTLE_MS = 250;
+  const SPACING_MS = 1000;
+  let timer = null;
+  let inflight = false;
+  let again = false;
+  let failed = false;
+  let lastStart = 0;
+  let hiddenPending = false;
+
+  function scheduleRefresh() {
+    if (document.hidden) { hiddenPending = true; return; }
+    if (timer) return;
+    const wait = Math.max(SETTLE_MS, lastStart + SPACING_MS - Date.now());
+    timer = setTimeout(refresh, wait);
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && hiddenPending) { hiddenPending = false; scheduleRefresh(); }
+  });
+
+  function typing() {
+    const a = document.activeElement;
+    return a && view && view.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT" || a.tagName === "TEXTAREA");
+  }
+
+  async function refresh() {
+    timer = null;
+    if (inflight) { again = true; return; }
+    if (typing()) {
+      document.activeElement.addEventListener("blur", scheduleRefresh, { once: true });
+      return;
+    }
+    inflight = true;
+    lastStart = Date.now();
+    try {
+      const res = await fetch(location.href, {
+        headers: { "X-ZeroTrace-Fragment": "1" },
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+      if (res.status === 401) { signInAgain(); return; }
+      if (!res.ok) throw new Error(res.status + " " + res.statusText);
+      swap(await res.text());
+      if (failed) { showError(""); failed = false; }
+    } catch (err) {
+      failed = true;
+      showError("Updating this page failed (" + err.message + "); it shows what it showed before.");
+    } finally {
+      inflight = false;
+      if (again) { again = false; scheduleRefresh(); }
+    }
+  }
+
+  // Replaces the view's content, keeping the focus on the same link or button if it is there.
+  function swap(html) {
+    const active = document.activeElement;
+    let key = null;
+    if (active && view.contains(active)) key = active.getAttribute("href") || active.id || null;
+    const tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    view.replaceChildren(tpl.content);
+    if (key) {
+      for (const el of view.querySelectorAll("a[href], [id]")) {
+        if (el.getAttribute("href") === key || el.id === key) { el.focus(); break; }
+      }
+    }
+    view.dataset.refreshed = String(Date.now());
+  }
+
+  const events = new EventSource(stream);
+  events.addEventListener("open", () => setLive("on", "live"));
+  events.addEventListener("error", () => {
+    if (events.readyState === EventSource.CLOSED) {
+      // Refused for good (the session ended, or the company is gone): say so.
+      setLive("off", "offline");
+      fetch(location.href, { headers: { "X-ZeroTrace-Fragment": "1" }, credentials: "same-origin" })
+        .then((res) => {
+          if (res.status === 401) signInAgain();
+          else showError("Live updates stopped; reload the page to resume them.");
+        })
+        .catch(() => showError("Live updates stopped; reload the page to resume them."));
+    } else {
+      setLive("off", "reconnecting…");
+    }
+  });
+  events.addEventListener("summary", (e) => {
+    try { applySummary(JSON.parse(e.data)); } catch (_) { /* not ours */ }
+  });
+  for (const type of ["findings.changed", "report.processed", "agent.enrolled", "knowledge.updated"]) {
+    events.addEventListener(type, scheduleRefresh);
+  }
+  // The stream could not replay what was missed: the page is out of date as a whole.
+  events.addEventListener("resync", () => location.reload());
+  window.addEventListener("pagehide", () => events.close());
 })();

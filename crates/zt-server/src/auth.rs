@@ -1,8 +1,15 @@
-//! Tokens: generation, hashing, and who a request's bearer token is.
+//! Tokens: generation, hashing, and who a request's credential is: its bearer token or, from
+//! a browser, its dashboard session cookie.
 //!
 //! A token is a kind prefix plus 256 random bits in base64url (`zto_` operator, `ztu_` user,
-//! `zta_` agent, `zte_` enroll secret). Only SHA-256 hashes are stored: the tokens are
-//! high-entropy, so a slow password hash would add cost without adding safety.
+//! `zta_` agent, `zte_` enroll secret, `zts_` dashboard session id). Only SHA-256 hashes are
+//! stored: the tokens are high-entropy, so a slow password hash would add cost without adding
+//! safety.
+//!
+//! A session (DESIGN.md "Dashboard sign-in") is bound to the token it was opened with: each
+//! request resolves that token again, so the cookie authorizes exactly what the token may, and
+//! nothing once the token is revoked. Its CSRF token is derived from the session id (a hash),
+//! so it can be checked, and rendered into pages, without a look-up.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,6 +31,7 @@ pub enum TokenKind {
     User,
     Agent,
     Enroll,
+    Session,
 }
 
 impl TokenKind {
@@ -33,6 +41,7 @@ impl TokenKind {
             TokenKind::User => "ztu_",
             TokenKind::Agent => "zta_",
             TokenKind::Enroll => "zte_",
+            TokenKind::Session => "zts_",
         }
     }
 }
@@ -61,6 +70,45 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     }
     let token = token.trim();
     (!token.is_empty() && token.len() <= 256).then_some(token)
+}
+
+/// The cookie that carries a dashboard session id.
+pub const SESSION_COOKIE: &str = "zt_session";
+/// The header a write sent with the session cookie must carry (the session's CSRF token).
+pub const CSRF_HEADER: &str = "x-zerotrace-csrf";
+
+/// The session id of a request's `zt_session` cookie, if it carries a well-formed one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+}
+
+/// The CSRF token of a session: a one-way function of its id, so that the server can check it
+/// (and put it into the pages it renders) without storing it, while a page that cannot read
+/// the HttpOnly cookie cannot compute it.
+pub fn csrf_token(session_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"zerotrace-csrf\0");
+    h.update(session_id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
+/// Whether `given` is the CSRF token of `session_id` (compared in constant time).
+pub fn csrf_matches(session_id: &str, given: &str) -> bool {
+    let want = csrf_token(session_id);
+    want.len() == given.len()
+        && want
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Resolved tokens, kept briefly so that a busy agent costs no database read per request.
@@ -94,14 +142,71 @@ impl TokenCache {
     }
 }
 
-/// Who sent the request (401 when nobody we know).
+/// Who sent the request (401 when nobody we know): its bearer token, or else the token
+/// behind its session cookie. (A write with the cookie was checked for its CSRF header
+/// before it got here: see [`csrf_guard`].)
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
-    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    principal_of(state, token).await
+    if let Some(token) = bearer(headers) {
+        return principal_of(state, token).await;
+    }
+    let session = session_cookie(headers).ok_or_else(ApiError::unauthorized)?;
+    let token_hash = session_token(state, session)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    principal_of_hash(state, token_hash).await
 }
 
+/// The hash of the token a live session was opened with (None: unknown, ended or expired).
+/// Read from the store every time, so that a sign-out on one API process ends the session on
+/// all of them at once.
+pub async fn session_token(state: &AppState, session_id: &str) -> ApiResult<Option<TokenHash>> {
+    Ok(state
+        .store
+        .resolve_session(hash_token(session_id), chrono::Utc::now())
+        .await?)
+}
+
+/// Refuses a write that carries the session cookie (and no bearer token) without the
+/// session's CSRF token in `X-ZeroTrace-CSRF`: a page of another site can make the browser
+/// send the cookie, but cannot read the token. Reads need none (they change nothing, and
+/// SameSite=Strict keeps the cookie off other sites' requests anyway).
+pub async fn csrf_guard(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    let method = request.method();
+    let write = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let headers = request.headers();
+    let sign_in = *method == Method::POST && request.uri().path() == SIGN_IN_PATH;
+    if write && !sign_in && bearer(headers).is_none() {
+        if let Some(session) = session_cookie(headers) {
+            let given = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !csrf_matches(session, given) {
+                return ApiError::forbidden(
+                    "a write with the session cookie needs the session's X-ZeroTrace-CSRF header",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Sign-in takes the token in its body and needs no CSRF token (a stale cookie must not keep
+/// anyone from signing in again).
+pub const SIGN_IN_PATH: &str = "/api/v1/session";
+
 pub async fn principal_of(state: &AppState, token: &str) -> ApiResult<Principal> {
-    let hash = hash_token(token);
+    principal_of_hash(state, hash_token(token)).await
+}
+
+/// Who a token hash belongs to (401 when nobody, or revoked).
+pub async fn principal_of_hash(state: &AppState, hash: TokenHash) -> ApiResult<Principal> {
     if let Some(env) = state.config.admin_token_env {
         if env == hash {
             return Ok(Principal::Operator);

@@ -83,6 +83,15 @@ pub struct ServerConfig {
     pub trusted_proxies: crate::client::TrustedProxies,
     /// This process serves HTTPS itself (`--tls-cert`): session cookies get `Secure`.
     pub tls: bool,
+    /// How long a dashboard session lasts after sign-in.
+    pub session_ttl: Duration,
+    /// Marks the session cookie `Secure` (the dashboard is served over HTTPS, by this process
+    /// or by a proxy in front of it).
+    pub secure_cookies: bool,
+    /// Reports waiting longer than this are claimed first, oldest first, before the newest
+    /// (which are claimed first otherwise): under a burst no report waits long behind newer
+    /// ones.
+    pub claim_overdue_after: Duration,
     /// An agent not heard of (no report accepted, or since enrollment) for this long is
     /// stale; None: three report intervals.
     pub stale_after: Option<Duration>,
@@ -133,7 +142,10 @@ impl Default for ServerConfig {
             event_retention: Duration::from_secs(24 * 3600),
             trusted_proxies: Default::default(),
             tls: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
             stale_after: None,
+            claim_overdue_after: Duration::from_secs(1),
         }
     }
 }

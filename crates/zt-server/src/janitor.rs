@@ -123,6 +123,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                     Ok(n) => tracing::info!(entries = n, "purged finished queue entries"),
                     Err(e) => tracing::warn!(error = %e, "purging finished queue entries failed"),
                 }
+                match state.store.purge_sessions(Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "purged expired dashboard sessions"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                }
             }
         }
         // The event log past its retention, every minute (or twice per retention period

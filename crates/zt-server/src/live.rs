@@ -364,11 +364,22 @@ impl Stream {
                 return Some(e);
             }
             if self.catch_up {
-                match self
-                    .store
-                    .events_after(self.scope.company(), self.position, READ_PAGE)
-                    .await
-                {
+                // On a task of its own: a client that goes away drops this stream, and a
+                // database call dropped halfway can leave its pooled connection out of step
+                // (later queries on it read stale answers; seen on PostgreSQL).
+                let (store, company, after) =
+                    (self.store.clone(), self.scope.company(), self.position);
+                let read =
+                    tokio::spawn(
+                        async move { store.events_after(company, after, READ_PAGE).await },
+                    );
+                let read = match read.await {
+                    Ok(r) => r,
+                    Err(e) => Err(zt_store::StoreError::Other(format!(
+                        "reading the event log stopped: {e}"
+                    ))),
+                };
+                match read {
                     Ok(events) => {
                         self.catch_up = events.len() == READ_PAGE as usize;
                         for e in &events {

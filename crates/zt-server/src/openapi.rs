@@ -4,9 +4,12 @@
 //! response schemas are derived from the types the handlers parse and serialize.
 //!
 //! Who may call an operation is said by its `security` requirements, one scheme per kind of
-//! credential (all are bearer tokens; the names say whose): [`OPERATOR`], [`COMPANY_ADMIN`],
-//! [`COMPANY_VIEWER`], [`AGENT`]. An operation without requirements is public (or, like
-//! enrollment, authenticated by its body). The cross-tenant matrix test
+//! credential (bearer tokens, the names saying whose: [`OPERATOR`], [`COMPANY_ADMIN`],
+//! [`COMPANY_VIEWER`], [`AGENT`]; and the dashboard's session cookie, [`SESSION`], which every
+//! operation open to operator or user tokens admits: see [`admit_sessions`]). An operation
+//! without requirements is public (or, like enrollment and sign-in, authenticated by its body:
+//! `x-zerotrace-body-credential` names the field, `x-zerotrace-body-credential-schemes` the
+//! kinds of token it takes when not an enroll secret). The cross-tenant matrix test
 //! (`crates/zerotrace/tests/tenant_matrix.rs`) derives the expected status of every route
 //! for every kind of credential from these requirements.
 //!
@@ -17,7 +20,9 @@ use std::collections::BTreeMap;
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -29,6 +34,8 @@ pub const COMPANY_ADMIN: &str = "company_admin";
 pub const COMPANY_VIEWER: &str = "company_viewer";
 /// An agent token (`zta_…`): the agent's own reports.
 pub const AGENT: &str = "agent";
+/// A dashboard session (cookie `zt_session`): what the token it was opened with may do.
+pub const SESSION: &str = "session";
 
 /// A control-character-free text, as every text field of a request must be (see
 /// `zt_inventory::text_problem`).
@@ -43,7 +50,9 @@ pub const NO_CONTROL_CHARS: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
 knowledge and keeps each company's findings apart. Every error is \
 {\"error\":{\"code\",\"message\",\"field\"?}}. A company id (or any id) that is not the caller's \
 answers 404 exactly like a missing one. Bearer tokens: zto_ operator, ztu_ user (role admin or \
-viewer), zta_ agent; the security requirements of each operation say which may call it."
+viewer), zta_ agent; the security requirements of each operation say which may call it. The \
+dashboard signs in with a token (POST /api/v1/session) and then uses an HttpOnly session cookie \
+plus the X-ZeroTrace-CSRF header on writes."
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -80,6 +89,15 @@ impl Modify for SecuritySchemes {
                 ),
             );
         }
+        components.add_security_scheme(
+            SESSION,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "A dashboard session (POST /api/v1/session): it may do what the token it was \
+                 opened with may do, and nothing once that token is revoked. A write sent with \
+                 the cookie must carry the session's X-ZeroTrace-CSRF header (403 without).",
+            ))),
+        );
     }
 }
 
@@ -160,6 +178,42 @@ error_responses! {
     E429 = "429", "Over a rate limit", true;
     /// The queue is over its bound.
     E503 = "503", "The processing queue is full", true;
+}
+
+/// Adds the session cookie to the requirements of every operation an operator or user token
+/// may call: a session authorizes what its token may (`auth::authenticate`), so these are
+/// exactly the operations a signed-in browser may call.
+pub fn admit_sessions(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let Some(security) = op.security.as_mut() else {
+                continue;
+            };
+            let json = serde_json::to_value(&*security).unwrap_or_default();
+            let names: Vec<String> = json
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_object())
+                .flat_map(|r| r.keys().cloned())
+                .collect();
+            let for_people = names
+                .iter()
+                .any(|n| [OPERATOR, COMPANY_ADMIN, COMPANY_VIEWER].contains(&n.as_str()));
+            if for_people && !names.iter().any(|n| n == SESSION) {
+                security.push(SecurityRequirement::new::<_, _, &str>(SESSION, []));
+            }
+        }
+    }
 }
 
 /// The generated document (the router's registrations are its paths; see `routes::router`).

@@ -59,6 +59,7 @@ async fn worker_loop(state: AppState, owner: String, mut shutdown: watch::Receiv
             max_apps: budget,
             lease: state.config.lease,
             max_attempts: state.config.max_attempts,
+            overdue_after: state.config.claim_overdue_after,
             now: Utc::now(),
         };
         let claimed = match state.store.claim_batch(&request).await {

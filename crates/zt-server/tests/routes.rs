@@ -148,7 +148,8 @@ fn every_operation_says_who_may_call_it_and_how_it_fails() {
             zt_server::openapi::OPERATOR,
             zt_server::openapi::COMPANY_ADMIN,
             zt_server::openapi::COMPANY_VIEWER,
-            zt_server::openapi::AGENT
+            zt_server::openapi::AGENT,
+            zt_server::openapi::SESSION,
         ]
         .map(String::from)
         .into_iter()
@@ -160,6 +161,7 @@ fn every_operation_says_who_may_call_it_and_how_it_fails() {
         "get /readyz",
         "get /api/openapi.json",
         "post /api/v1/enroll",
+        "post /api/v1/session",
     ]
     .into_iter()
     .collect();

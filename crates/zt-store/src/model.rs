@@ -149,6 +149,16 @@ pub struct Company {
     pub created_at: DateTime<Utc>,
 }
 
+/// A dashboard session as sign-in creates it: the hash of its id (the cookie's value) and of
+/// the token it was opened with.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub session_hash: TokenHash,
+    pub token_hash: TokenHash,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// An agent as enrollment creates it.
 #[derive(Debug, Clone)]
 pub struct NewAgent {
@@ -255,8 +265,11 @@ pub enum AcceptOutcome {
     QueueFull,
 }
 
-/// Claim parameters. The claim takes the newest visible reports until their apps add up to
-/// `max_apps` (always at least one report).
+/// Claim parameters. The claim takes the visible reports that waited longer than
+/// `overdue_after` first, oldest first, then the newest ones, until their apps add up to
+/// `max_apps` (always at least one report). Newest first keeps what hosts just sent live
+/// (and lets a newer inventory make an agent's older queued ones stale); the overdue ones
+/// first bound how long any report waits behind newer ones under a burst.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     /// A name unique to this claim's worker; finishing checks the lease is still ours.
@@ -265,6 +278,8 @@ pub struct ClaimRequest {
     pub lease: std::time::Duration,
     /// A report whose lease expired this often (its workers died) is dead-lettered instead.
     pub max_attempts: u32,
+    /// Reports accepted longer ago than this are claimed first, oldest first.
+    pub overdue_after: std::time::Duration,
     pub now: DateTime<Utc>,
 }
 

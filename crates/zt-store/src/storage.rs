@@ -67,6 +67,29 @@ pub trait Storage: Send + Sync + 'static {
     /// business, not the store's).
     async fn resolve_token(&self, hash: TokenHash) -> Result<Option<Principal>>;
 
+    // --- dashboard sessions ----------------------------------------------------------------
+
+    /// Stores a dashboard session (its id hashed) bound to the token it was opened with.
+    async fn create_session(&self, session: &NewSession) -> Result<()>;
+
+    /// The hash of the token a session was opened with; None when the session is unknown,
+    /// ended or expired at `now`. The caller resolves that token again (see
+    /// [`Storage::resolve_token`]): a revoked token's sessions authorize nothing.
+    async fn resolve_session(
+        &self,
+        session_hash: TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenHash>>;
+
+    /// Ends a session (sign-out); false when there was none.
+    async fn end_session(&self, session_hash: TokenHash) -> Result<bool>;
+
+    /// Ends every session opened with a token (when the token is revoked); how many.
+    async fn end_token_sessions(&self, token_hash: TokenHash) -> Result<u64>;
+
+    /// Deletes the sessions expired at `now`; how many.
+    async fn purge_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+
     /// Creates the agent and its token. False when the company does not exist.
     async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool>;
 
@@ -81,7 +104,8 @@ pub trait Storage: Send + Sync + 'static {
         queue_bound: u64,
     ) -> Result<Vec<AcceptOutcome>>;
 
-    /// Leases the newest visible entries (queued, or leased with an expired lease).
+    /// Leases visible entries (queued, or leased with an expired lease): those waiting
+    /// longer than the request's bound oldest first, then the newest.
     async fn claim_batch(&self, request: &ClaimRequest) -> Result<Vec<ClaimedReport>>;
 
     /// Puts leased entries back without counting the attempt (graceful shutdown).

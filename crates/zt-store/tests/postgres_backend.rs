@@ -74,6 +74,7 @@ async fn report(store: &PgStore, c: CompanyId, a: AgentId, apps: &[App]) -> Repo
             max_apps: 100_000,
             lease: Duration::from_secs(60),
             max_attempts: 3,
+            overdue_after: Duration::from_secs(3600),
             now: Utc::now(),
         })
         .await
@@ -257,6 +258,7 @@ async fn concurrent_workers_claim_every_report_exactly_once() {
                         max_apps: 10,
                         lease: Duration::from_secs(60),
                         max_attempts: 3,
+                        overdue_after: Duration::from_secs(3600),
                         now: Utc::now(),
                     })
                     .await
@@ -393,6 +395,7 @@ async fn a_retried_report_yields_to_fresh_work() {
         max_apps: 1,
         lease: Duration::from_secs(60),
         max_attempts: 5,
+        overdue_after: Duration::from_secs(3600),
         now,
     };
     // Newest first...

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::ValueEnum;
+use zt_loadgen::reads::ReadConfig;
 use zt_loadgen::{Catalog, LoadConfig, LoadReport, Progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,6 +62,18 @@ pub struct Args {
     packages_from: Vec<PathBuf>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// After the load, measure the dashboard's reads: each API call the views make this
+    /// many times against random companies (0: no read phase), then one company's hosts
+    /// paged to the end and its findings exported as CSV.
+    #[arg(long, default_value_t = 0)]
+    read_requests: usize,
+    /// Reads in flight at once during the read phase.
+    #[arg(long, default_value_t = 4)]
+    read_concurrency: usize,
+    /// Only the read phase, against the data already on the server (no companies created,
+    /// no reports sent).
+    #[arg(long)]
+    reads_only: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
 }
@@ -87,11 +100,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         measure_processing: !args.no_wait,
         seed: args.seed,
         company_prefix: "loadgen".into(),
+        reads: (args.read_requests > 0 || args.reads_only).then(|| ReadConfig {
+            requests: args.read_requests.max(1),
+            concurrency: args.read_concurrency.max(1),
+            export: true,
+            seed: args.seed,
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.reads_only {
+        let reads = config.reads.clone().unwrap_or(ReadConfig {
+            requests: 1,
+            concurrency: 1,
+            export: true,
+            seed: args.seed,
+        });
+        let report = runtime.block_on(async {
+            let client = zt_loadgen::ApiClient::new(&config.server, reads.concurrency)?;
+            zt_loadgen::reads::run_reads(&client, &config.admin_token, &reads).await
+        })?;
+        match args.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            OutputFormat::Text => zt_loadgen::reads::print_text(&report),
+        }
+        let errors: u64 = report.calls.iter().map(|c| c.errors).sum();
+        return Ok(if errors == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let progress = Arc::new(Progress::default());
     let report = runtime.block_on(async {
         let printer = (args.format == OutputFormat::Text)
@@ -190,6 +231,9 @@ fn print_text(r: &LoadReport) {
         "durations:        sending {:.1} s, total {:.1} s",
         r.send_duration_s, r.total_duration_s
     );
+    if let Some(reads) = &r.reads {
+        zt_loadgen::reads::print_text(reads);
+    }
 }
 
 /// Adds the packages listed in `path` (any inventory `zerotrace scan` reads) to the catalog.

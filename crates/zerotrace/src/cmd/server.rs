@@ -98,6 +98,17 @@ pub struct Args {
     #[arg(long, env = "ZEROTRACE_TRUSTED_PROXIES", value_name = "CIDR,...",
           value_parser = parse_trusted_proxies)]
     pub trusted_proxies: Option<zt_server::TrustedProxies>,
+    /// Hours a dashboard session lasts after sign-in.
+    #[arg(long, default_value_t = 12.0)]
+    pub session_hours: f64,
+    /// Marks the dashboard's session cookie Secure: set it when browsers reach the server
+    /// over HTTPS (a TLS proxy in front of it, or the server's own TLS).
+    #[arg(long, env = "ZEROTRACE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Milliseconds after which a waiting report is claimed before newer ones (oldest
+    /// first); younger ones are claimed newest first.
+    #[arg(long, default_value_t = 1000)]
+    pub claim_overdue_ms: u64,
     /// Hours without a report after which an agent shows as stale (default: three report
     /// intervals).
     #[arg(long)]
@@ -173,6 +184,11 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         ),
         trusted_proxies: args.trusted_proxies.clone().unwrap_or_default(),
         tls: tls.is_some(),
+        session_ttl: Duration::from_secs_f64(
+            (args.session_hours * 3600.0).clamp(60.0, 400.0 * 86400.0),
+        ),
+        secure_cookies: args.secure_cookies,
+        claim_overdue_after: Duration::from_millis(args.claim_overdue_ms),
         stale_after: args
             .stale_after_hours
             .map(|h| Duration::from_secs_f64((h * 3600.0).clamp(1.0, 3650.0 * 86400.0))),

@@ -3,12 +3,14 @@
 mod admin;
 mod agent;
 mod events;
-mod reads;
+pub(crate) mod reads;
+mod session;
 mod system;
 mod views;
 
 pub use views::record_trends;
 
+pub use session::PrincipalInfo;
 pub use system::openapi_json;
 
 use axum::body::{Body, Bytes};
@@ -16,7 +18,6 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{middleware, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
@@ -58,6 +59,7 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(views::overview))
         .routes(routes!(events::company_events))
         .routes(routes!(events::all_events))
+        .routes(routes!(session::sign_in, session::sign_out))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)
@@ -68,7 +70,8 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
     // Inventories are inflated by their handler, which keeps the compressed bytes.
     let inventory = OpenApiRouter::new().routes(routes!(agent::inventory));
     let documented = system.merge(api).merge(inventory);
-    let (all, doc) = documented.split_for_parts();
+    let (all, mut doc) = documented.split_for_parts();
+    crate::openapi::admit_sessions(&mut doc);
     if role.runs_api() {
         (all, doc)
     } else {
@@ -87,12 +90,12 @@ pub fn router(state: AppState) -> Router {
     let (mut app, _) = api_router_parts(state.config.role);
     if state.config.role.runs_api() {
         // The dashboard: HTML and its assets, not part of the JSON API.
-        app = app
-            .route("/", get(crate::dashboard::page))
-            .route("/assets/dashboard.js", get(crate::dashboard::script))
-            .route("/assets/dashboard.css", get(crate::dashboard::style));
+        app = app.merge(crate::dashboard::routes());
     }
-    app.route_layer(middleware::from_fn(crate::telemetry::track_http))
+    app.route_layer(middleware::from_fn(complete_even_if_abandoned))
+        .route_layer(middleware::from_fn(crate::telemetry::track_http))
+        // Before any handler: a write made with the session cookie carries its CSRF token.
+        .layer(middleware::from_fn(crate::auth::csrf_guard))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         // Handlers enforce the configured limit themselves (with a JSON 413), after checking
@@ -107,6 +110,21 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// Runs each request's handler on a task of its own, to the end even when the client goes
+/// away: hyper drops a request's future when its connection closes (a browser leaving a page
+/// aborts its requests), and a database call dropped halfway can leave its pooled connection
+/// out of step, so that later queries on it read another query's answer (seen on PostgreSQL:
+/// a session just created not found, one just ended still found).
+async fn complete_even_if_abandoned(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::internal(format!("request handler failed: {e}")).into_response(),
+    }
 }
 
 /// Query parameters deserialized into `T` (a struct deriving `IntoParams`, which documents

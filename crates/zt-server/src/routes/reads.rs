@@ -44,7 +44,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    pub(super) fn page(&self) -> ApiResult<PageRequest> {
+    pub(crate) fn page(&self) -> ApiResult<PageRequest> {
         let limit = match self.limit.as_deref() {
             None => 0,
             Some(s) => match s.parse::<u32>() {
@@ -65,7 +65,7 @@ impl PageQuery {
     }
 }
 
-pub(super) fn parse_bool(value: Option<&str>, name: &'static str) -> ApiResult<Option<bool>> {
+pub(crate) fn parse_bool(value: Option<&str>, name: &'static str) -> ApiResult<Option<bool>> {
     match value {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -137,7 +137,7 @@ pub struct AgentsQuery {
 }
 
 /// A search text of at most 200 characters (empty: none).
-pub(super) fn search_text(value: Option<&str>, name: &str) -> ApiResult<Option<String>> {
+pub(crate) fn search_text(value: Option<&str>, name: &str) -> ApiResult<Option<String>> {
     match value.filter(|q| !q.is_empty()) {
         None => Ok(None),
         Some(q) if q.chars().count() > 200 => {
@@ -148,7 +148,7 @@ pub(super) fn search_text(value: Option<&str>, name: &str) -> ApiResult<Option<S
 }
 
 /// `order=asc|desc`.
-pub(super) fn parse_order(value: Option<&str>) -> ApiResult<Option<SortOrder>> {
+pub(crate) fn parse_order(value: Option<&str>) -> ApiResult<Option<SortOrder>> {
     match value {
         None => Ok(None),
         Some("asc") => Ok(Some(SortOrder::Asc)),
@@ -158,7 +158,7 @@ pub(super) fn parse_order(value: Option<&str>) -> ApiResult<Option<SortOrder>> {
 }
 
 impl AgentsQuery {
-    fn filter(&self, state: &AppState) -> ApiResult<AgentFilter> {
+    pub(crate) fn filter(&self, state: &AppState) -> ApiResult<AgentFilter> {
         Ok(AgentFilter {
             query: search_text(self.q.as_deref(), "q")?,
             os: search_text(self.os.as_deref(), "os")?,
@@ -182,7 +182,7 @@ impl AgentsQuery {
 }
 
 /// `severity=high,critical`: the severities asked for (`none` counts as `unknown`).
-pub(super) fn parse_severities(list: Option<&str>) -> ApiResult<Vec<Severity>> {
+pub(crate) fn parse_severities(list: Option<&str>) -> ApiResult<Vec<Severity>> {
     let mut out = Vec::new();
     for part in list.into_iter().flat_map(|l| l.split(',')) {
         let severity = match part {
@@ -206,7 +206,7 @@ pub(super) fn parse_severities(list: Option<&str>) -> ApiResult<Vec<Severity>> {
 }
 
 /// Marks the agent stale when it was last heard of before the threshold.
-pub(super) fn mark_stale(agent: &mut Agent, stale_before: chrono::DateTime<chrono::Utc>) {
+pub(crate) fn mark_stale(agent: &mut Agent, stale_before: chrono::DateTime<chrono::Utc>) {
     agent.stale = agent.last_seen_at.unwrap_or(agent.enrolled_at) < stale_before;
 }
 
@@ -375,7 +375,7 @@ pub(super) enum ExportFormat {
 }
 
 impl FindingsQuery {
-    fn filter(&self) -> ApiResult<FindingFilter> {
+    pub(crate) fn filter(&self) -> ApiResult<FindingFilter> {
         let mut filter = FindingFilter {
             severities: parse_severities(self.severity.as_deref())?,
             ..Default::default()

@@ -94,3 +94,7 @@ CREATE INDEX findings_first_seen ON findings (company_id, first_seen, agent_id, 
 -- each with its findings.
 CREATE INDEX vulns_epss ON vulns ((coalesce(epss, -1.0)), vuln_id);
 CREATE INDEX vulns_cvss ON vulns ((coalesce(cvss_score, -1.0)), vuln_id);
+
+-- Claims take the reports that waited too long first, oldest first (issue 12: under a burst,
+-- newest-first claiming alone starved the oldest).
+CREATE INDEX queue_waiting ON queue (enqueued_at, queue_id) WHERE state IN ('queued', 'leased');

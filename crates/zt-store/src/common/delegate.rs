@@ -61,6 +61,30 @@ macro_rules! delegate_storage {
                     self.resolve_token_impl(hash).await
                 }
 
+                async fn create_session(&self, session: &NewSession) -> Result<()> {
+                    self.create_session_impl(session).await
+                }
+
+                async fn resolve_session(
+                    &self,
+                    session_hash: TokenHash,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<TokenHash>> {
+                    self.resolve_session_impl(session_hash, now).await
+                }
+
+                async fn end_session(&self, session_hash: TokenHash) -> Result<bool> {
+                    self.end_session_impl(session_hash).await
+                }
+
+                async fn end_token_sessions(&self, token_hash: TokenHash) -> Result<u64> {
+                    self.end_token_sessions_impl(token_hash).await
+                }
+
+                async fn purge_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+                    self.purge_sessions_impl(now).await
+                }
+
                 async fn enroll_agent(&self, agent: &NewAgent) -> Result<bool> {
                     self.enroll_agent_impl(agent).await
                 }

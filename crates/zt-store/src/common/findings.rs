@@ -21,16 +21,11 @@ pub(crate) trait FilterDialect: Database {
     const CONTAINS: &'static str;
     /// A row source of `v.aliases`' elements, one column `value` (row alias `al`).
     const ALIAS_ELEMENTS: &'static str;
-    /// Binds one stored severity rank (the column's integer type).
-    fn push_rank(qb: &mut QueryBuilder<Self>, rank: i64);
 }
 
 impl FilterDialect for sqlx::Sqlite {
     const CONTAINS: &'static str = "LIKE";
     const ALIAS_ELEMENTS: &'static str = "json_each(v.aliases) al";
-    fn push_rank(qb: &mut QueryBuilder<Self>, rank: i64) {
-        qb.push_bind(rank);
-    }
 }
 
 impl FilterDialect for sqlx::Postgres {
@@ -38,11 +33,6 @@ impl FilterDialect for sqlx::Postgres {
     // The elements of a text[] take the database's default collation: "C" keeps the
     // comparison to ASCII case, as on the other columns.
     const ALIAS_ELEMENTS: &'static str = "unnest(v.aliases COLLATE \"C\") al(value)";
-    fn push_rank(qb: &mut QueryBuilder<Self>, rank: i64) {
-        // smallint column: an int8 parameter would still compare, but with a cross-type
-        // operator the planner estimates worse.
-        qb.push_bind(i16::try_from(rank).unwrap_or(0));
-    }
 }
 
 /// Appends ` WHERE f.company_id = … AND …` for `filter`.
@@ -56,14 +46,22 @@ pub(crate) fn push_finding_filters<DB>(
     for<'t> bool: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    qb.push(" WHERE f.company_id = ").push_bind(company_id);
-    push_finding_conditions(qb, filter);
+    qb.push(" WHERE f.company_id = ").push_bind(company_id.0);
+    push_finding_conditions(qb, company_id, filter);
 }
 
-/// Appends ` AND …` for `filter` to a query already restricted to one company (a list that
+/// Appends ` AND …` for `filter` to a query already restricted to `company_id` (a list that
 /// joins in another order adds its own company conditions first).
-pub(crate) fn push_finding_conditions<DB>(qb: &mut QueryBuilder<DB>, filter: &FindingFilter)
-where
+///
+/// Every condition is on the findings' own columns: the text search is a membership test of
+/// the finding's software version, vulnerability and agent in the sets the text picks (each
+/// set read once, from a table far smaller than the findings), not a join and four `LIKE`s
+/// per finding walked.
+pub(crate) fn push_finding_conditions<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    filter: &FindingFilter,
+) where
     DB: FilterDialect,
     for<'t> Uuid: Encode<'t, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Type<DB>,
@@ -79,17 +77,13 @@ where
         FindingStatus::All => {}
     }
     if !filter.severities.is_empty() {
-        qb.push(" AND f.severity IN (");
-        for (i, rank) in severity_filter_ranks(&filter.severities)
+        // Literal ranks (small integers of an enum, never outside text): the planner then
+        // matches them against the open-findings index, which leads with the severity.
+        let ranks: Vec<String> = severity_filter_ranks(&filter.severities)
             .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                qb.push(", ");
-            }
-            DB::push_rank(qb, rank);
-        }
-        qb.push(")");
+            .map(|r| r.to_string())
+            .collect();
+        qb.push(format_args!(" AND f.severity IN ({})", ranks.join(", ")));
     }
     if let Some(kev) = filter.kev {
         qb.push(" AND f.kev = ").push_bind(kev);
@@ -98,7 +92,7 @@ where
         qb.push(" AND f.fixable = ").push_bind(fixable);
     }
     if let Some(agent) = filter.agent_id {
-        qb.push(" AND f.agent_id = ").push_bind(agent);
+        qb.push(" AND f.agent_id = ").push_bind(agent.0);
     }
     if let Some(v) = &filter.vuln_id {
         qb.push(" AND f.vuln_id = ").push_bind(v.clone());
@@ -106,18 +100,33 @@ where
     if let Some(q) = search_of(filter) {
         let pattern = contains_pattern(q);
         let like = DB::CONTAINS;
-        qb.push(" AND (");
-        for column in ["s.name", "f.vuln_id", "ag.hostname"] {
-            qb.push(format_args!("{column} {like} "))
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR ");
+        // Open findings are on software the company runs now (its few thousand versions);
+        // resolved ones may be on software gone from it, looked up among all.
+        if filter.status == FindingStatus::Open {
+            qb.push(
+                " AND (f.software_key IN (SELECT cs.software_key FROM company_software cs \
+                 JOIN software s ON s.software_key = cs.software_key WHERE cs.company_id = ",
+            )
+            .push_bind(company_id.0)
+            .push(" AND");
+        } else {
+            qb.push(" AND (f.software_key IN (SELECT s.software_key FROM software s WHERE");
         }
-        qb.push(format_args!(
-            "EXISTS (SELECT 1 FROM {} WHERE al.value {like} ",
-            DB::ALIAS_ELEMENTS
-        ))
-        .push_bind(pattern)
-        .push(" ESCAPE '\\'))");
+        qb.push(format_args!(" s.name {like} "))
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\') OR f.vuln_id IN (SELECT v.vuln_id FROM vulns v WHERE v.vuln_id ")
+            .push(format_args!("{like} "))
+            .push_bind(pattern.clone())
+            .push(format_args!(
+                " ESCAPE '\\' OR EXISTS (SELECT 1 FROM {} WHERE al.value {like} ",
+                DB::ALIAS_ELEMENTS
+            ))
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\')) OR f.agent_id IN (SELECT a.agent_id FROM agents a WHERE a.company_id = ")
+            .push_bind(company_id.0)
+            .push(format_args!(" AND a.hostname {like} "))
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'))");
     }
 }
 

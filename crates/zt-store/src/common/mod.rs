@@ -24,6 +24,22 @@ use zt_inventory::SoftwareKey;
 use crate::model::*;
 use crate::{Result, StoreError};
 
+// --- janitor timings ---------------------------------------------------------------------------
+
+/// Reports one transaction of periodic upkeep (retention batch, trend point, event pruning)
+/// with its duration, as a debug event of target `zerotrace::janitor` (`task`, `rows`, `ms`):
+/// the janitor benchmark collects them (`cargo bench -p zt-store --bench janitor`), and a
+/// server run with `ZEROTRACE_LOG=zerotrace::janitor=debug` logs them.
+pub(crate) fn janitor_timing(task: &'static str, started: std::time::Instant, rows: u64) {
+    tracing::debug!(
+        target: "zerotrace::janitor",
+        task,
+        rows,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "upkeep transaction"
+    );
+}
+
 // --- conversions -------------------------------------------------------------------------------
 
 /// A time as epoch milliseconds (SQLite's time columns, import dedupe).

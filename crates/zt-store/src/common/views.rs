@@ -793,7 +793,7 @@ where
         qb.push(" AND ag.company_id = ");
         push_uuid(&mut qb, company_id);
     }
-    push_finding_conditions(&mut qb, filter);
+    push_finding_conditions(&mut qb, company_id, filter);
     if let Some(after) = &after {
         keyset.push_after(&mut qb, after);
     }

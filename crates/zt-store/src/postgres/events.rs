@@ -191,6 +191,7 @@ impl PgStore {
     pub(crate) async fn prune_events_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         let mut pruned = 0u64;
         loop {
+            let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
             all_companies(&mut tx).await?;
             // The watermark row locked first: two pruners take turns.
@@ -227,6 +228,7 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            crate::common::janitor_timing("prune events", started, n as u64);
             pruned += n as u64;
             if n < rows.len() || rows.len() < PRUNE_BATCH {
                 return Ok(pruned);

@@ -30,6 +30,7 @@ mod process;
 mod queue;
 mod reads;
 mod retention;
+mod sessions;
 mod tenants;
 mod upkeep;
 

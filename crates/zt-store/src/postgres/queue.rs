@@ -229,16 +229,42 @@ impl PgStore {
         let now = req.now;
         let lease_until =
             now + chrono::Duration::from_std(req.lease).unwrap_or(chrono::Duration::seconds(3600));
+        let overdue_before = now
+            - chrono::Duration::from_std(req.overdue_after).unwrap_or(chrono::Duration::days(3650));
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
+        // Entries that waited longer than the bound first, oldest first (`queue_waiting`):
+        // newest-first alone left the oldest reports of a burst waiting until it was over.
+        let mut rows = sqlx::query(
             "SELECT queue_id, company_id, report_id, agent_id, app_count, attempts, state, collected_at \
              FROM queue WHERE state IN ('queued', 'leased') AND visible_at <= $1 \
-             ORDER BY priority DESC, queue_id DESC LIMIT $2 FOR UPDATE SKIP LOCKED",
+             AND enqueued_at < $2 \
+             ORDER BY enqueued_at, queue_id LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
+        .bind(overdue_before)
         .bind(CLAIM_SCAN_LIMIT)
         .fetch_all(&mut *tx)
         .await?;
+        // Then the newest.
+        if (rows.len() as i64) < CLAIM_SCAN_LIMIT {
+            let taken: Vec<i64> = rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<std::result::Result<_, _>>()?;
+            rows.extend(
+                sqlx::query(
+                    "SELECT queue_id, company_id, report_id, agent_id, app_count, attempts, state, \
+                     collected_at FROM queue WHERE state IN ('queued', 'leased') AND visible_at <= $1 \
+                     AND queue_id <> ALL($3) \
+                     ORDER BY priority DESC, queue_id DESC LIMIT $2 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(now)
+                .bind(CLAIM_SCAN_LIMIT - rows.len() as i64)
+                .bind(&taken)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
@@ -556,6 +582,7 @@ impl PgStore {
         // Small batches, each its own transaction: retention never holds locks for long.
         let mut purged = 0u64;
         loop {
+            let started = std::time::Instant::now();
             let n = sqlx::query(
                 "DELETE FROM queue WHERE queue_id IN (SELECT queue_id FROM queue \
                  WHERE state = 'done' AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -565,6 +592,7 @@ impl PgStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+            crate::common::janitor_timing("purge queue entries", started, n);
             purged += n;
             if n < PURGE_BATCH as u64 {
                 break;
@@ -572,6 +600,7 @@ impl PgStore {
         }
         for company in self.company_ids().await? {
             loop {
+                let started = std::time::Instant::now();
                 let mut tx = self.begin_for_company(company).await?;
                 let n = sqlx::query(
                     "DELETE FROM reports WHERE company_id = $1 AND report_id IN \
@@ -585,6 +614,7 @@ impl PgStore {
                 .await?
                 .rows_affected();
                 tx.commit().await?;
+                crate::common::janitor_timing("purge report records", started, n);
                 if n < PURGE_BATCH as u64 {
                     break;
                 }

@@ -20,6 +20,7 @@ impl PgStore {
                   AND removed_at < $2 LIMIT $3)",
             ] {
                 loop {
+                    let started = std::time::Instant::now();
                     let mut tx = self.begin_for_company(company).await?;
                     let n = sqlx::query(sql)
                         .bind(company)
@@ -29,6 +30,7 @@ impl PgStore {
                         .await?
                         .rows_affected();
                     tx.commit().await?;
+                    crate::common::janitor_timing("purge history", started, n);
                     purged += n;
                     if n < PURGE_BATCH as u64 {
                         break;

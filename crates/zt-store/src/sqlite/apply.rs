@@ -977,6 +977,8 @@ mod tests {
             insert_company_software_sql(4),
             super::super::queue::accepted_agents_sql(4),
             super::super::queue::claimed_reports_sql(4),
+            super::super::queue::claim_overdue_sql(),
+            super::super::queue::claim_newest_sql(),
             super::super::queue::PURGE_QUEUE_SQL.to_string(),
             super::super::queue::PURGE_REPORTS_SQL.to_string(),
             super::super::queue::PURGE_FINDINGS_SQL.to_string(),

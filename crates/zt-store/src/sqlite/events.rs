@@ -144,6 +144,7 @@ impl SqliteStore {
         let before = ms(before);
         let mut pruned = 0u64;
         loop {
+            let started = std::time::Instant::now();
             let mut w = self.begin_background_write().await?;
             let rows = sqlx::query(
                 "SELECT event_id, created_at FROM events \
@@ -168,6 +169,7 @@ impl SqliteStore {
                 .execute(&mut *w.tx)
                 .await?;
             w.commit().await?;
+            crate::common::janitor_timing("prune events", started, n as u64);
             pruned += n as u64;
             if n < rows.len() || rows.len() < PRUNE_BATCH {
                 return Ok(pruned);

@@ -28,6 +28,7 @@ pub(crate) mod process;
 mod queue;
 pub(crate) mod reads;
 mod rows;
+mod sessions;
 mod tenants;
 
 use std::path::Path;

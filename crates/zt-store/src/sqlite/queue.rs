@@ -363,20 +363,29 @@ impl SqliteStore {
 
     pub(crate) async fn purge_finished_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         let before = ms(before);
-        let queue = self.purge_in_batches(PURGE_QUEUE_SQL, before).await?;
-        self.purge_in_batches(PURGE_REPORTS_SQL, before).await?;
+        let queue = self
+            .purge_in_batches("purge queue entries", PURGE_QUEUE_SQL, before)
+            .await?;
+        self.purge_in_batches("purge report records", PURGE_REPORTS_SQL, before)
+            .await?;
         Ok(queue)
     }
 
     pub(crate) async fn purge_history_impl(&self, before: DateTime<Utc>) -> Result<u64> {
         // Apps are deleted when they leave an agent here; resolved findings stay until now.
-        self.purge_in_batches(PURGE_FINDINGS_SQL, ms(before)).await
+        self.purge_in_batches("purge resolved findings", PURGE_FINDINGS_SQL, ms(before))
+            .await
     }
 
     /// Runs a retention statement (`?1` the cut-off, `?2` the batch size) until it deletes
     /// less than a batch, each batch in its own short transaction: the single writer is never
     /// held long, and ingest (and so the live updates) goes on between batches.
-    async fn purge_in_batches(&self, sql: &'static str, before: i64) -> Result<u64> {
+    async fn purge_in_batches(
+        &self,
+        task: &'static str,
+        sql: &'static str,
+        before: i64,
+    ) -> Result<u64> {
         let mut purged = 0u64;
         loop {
             let started = std::time::Instant::now();
@@ -388,11 +397,7 @@ impl SqliteStore {
                 .await?
                 .rows_affected();
             w.commit().await?;
-            tracing::debug!(
-                rows = n,
-                ms = started.elapsed().as_millis() as u64,
-                "retention batch"
-            );
+            crate::common::janitor_timing(task, started, n);
             purged += n;
             if n < PURGE_BATCH as u64 {
                 return Ok(purged);
@@ -473,76 +478,149 @@ async fn dead_letter(
     Ok(())
 }
 
+/// The queue columns a claim reads: `queue_id, company_id, report_id, agent_id, app_count,
+/// attempts, state, stale (a newer inventory is stored), enqueued_at` (0-8).
+const CLAIM_COLUMNS: &str = "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, \
+     q.app_count, q.attempts, q.state, coalesce(r.collected_at < a.inventory_collected_at, 0), \
+     q.enqueued_at \
+     FROM queue q \
+     LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
+     LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id";
+
+/// Visible entries accepted before ?2, oldest first after (?3, ?4) (`queue_waiting`).
+pub(super) fn claim_overdue_sql() -> String {
+    format!(
+        "{CLAIM_COLUMNS} WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 \
+         AND q.enqueued_at < ?2 AND (q.enqueued_at, q.queue_id) > (?3, ?4) \
+         ORDER BY q.enqueued_at, q.queue_id LIMIT ?5"
+    )
+}
+
+/// Visible entries, newest first before ?2 (`queue_pending`).
+pub(super) fn claim_newest_sql() -> String {
+    format!(
+        "{CLAIM_COLUMNS} WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 \
+         AND q.queue_id < ?2 ORDER BY q.queue_id DESC LIMIT ?3"
+    )
+}
+
+/// What one claim has gathered so far.
+struct Gathered {
+    claimed: Vec<ClaimedReport>,
+    stale: Vec<(i64, String, String)>,
+    budget: ClaimBudget,
+    /// Entries looked at (an entry may come up in both phases).
+    seen: std::collections::HashSet<i64>,
+}
+
+impl Gathered {
+    /// Takes, settles or skips one entry; true when the batch is full.
+    async fn consider(
+        &mut self,
+        tx: &mut Tx,
+        req: &ClaimRequest,
+        row: &sqlx::sqlite::SqliteRow,
+        now: i64,
+    ) -> Result<bool> {
+        let queue_id: i64 = row.get(0);
+        if !self.seen.insert(queue_id) {
+            return Ok(false);
+        }
+        let company_id = company_from(row.get::<&[u8], _>(1))?;
+        let report_id = uuid_from(row.get::<&[u8], _>(2))?;
+        let agent_id = agent_from(row.get::<&[u8], _>(3))?;
+        let app_count: i64 = row.get(4);
+        let attempts: i64 = row.get(5);
+        let state: &str = row.get(6);
+        if state == "leased" && attempts >= i64::from(req.max_attempts) {
+            let error = poison_error(attempts);
+            dead_letter(tx, queue_id, company_id, report_id, agent_id, &error, now).await?;
+            return Ok(false);
+        }
+        if row.get::<bool, _>(7) {
+            // A newer inventory of this agent is stored already (newest-first claiming
+            // overtook it): settled here, without parsing it.
+            self.stale.push((
+                queue_id,
+                hex::encode(company_id.as_bytes()),
+                hex::encode(report_id.as_bytes()),
+            ));
+            return Ok(false);
+        }
+        let app_count = u64::try_from(app_count).unwrap_or(0);
+        if !self.budget.take(app_count) {
+            return Ok(true);
+        }
+        self.claimed.push(ClaimedReport {
+            queue_id,
+            company_id,
+            agent_id,
+            report_id,
+            attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+            app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
+            digest: [0; 32],
+            collected_at: DateTime::<Utc>::UNIX_EPOCH,
+            body: Vec::new(),
+        });
+        Ok(self.budget.is_full())
+    }
+}
+
 /// Claims one worker's batch inside the group's transaction (see `claim_batch_impl`): the
-/// newest visible entries up to the request's app budget, settling stale and poisoned ones on
-/// the way.
+/// visible entries that waited longer than the request's bound, oldest first, then the
+/// newest ones, up to the request's app budget, settling stale and poisoned ones on the way.
 async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedReport>> {
     let now = ms(req.now);
     let lease_until = now + i64::try_from(req.lease.as_millis()).unwrap_or(i64::MAX / 2);
-    let mut claimed: Vec<ClaimedReport> = Vec::new();
-    let mut stale: Vec<(i64, String, String)> = Vec::new();
-    let mut budget = ClaimBudget::new(req.max_apps);
-    // Small pages, newest first: a batch usually needs one or two reports, and each row
-    // looked at costs two look-ups for the staleness check.
-    let mut before = i64::MAX;
+    let overdue_before = now - i64::try_from(req.overdue_after.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut g = Gathered {
+        claimed: Vec::new(),
+        stale: Vec::new(),
+        budget: ClaimBudget::new(req.max_apps),
+        seen: std::collections::HashSet::new(),
+    };
+    // Small pages: a batch usually needs one or two reports, and each row looked at costs
+    // two look-ups for the staleness check.
     let mut scanned = 0i64;
-    'pages: while scanned < CLAIM_SCAN_LIMIT {
-        let rows = sqlx::query(
-            "SELECT q.queue_id, q.company_id, q.report_id, q.agent_id, q.app_count, q.attempts, \
-             q.state, coalesce(r.collected_at < a.inventory_collected_at, 0) \
-             FROM queue q \
-             LEFT JOIN reports r ON r.company_id = q.company_id AND r.report_id = q.report_id \
-             LEFT JOIN agents a ON a.company_id = q.company_id AND a.agent_id = q.agent_id \
-             WHERE q.state IN ('queued', 'leased') AND q.visible_at <= ?1 AND q.queue_id < ?2 \
-             ORDER BY q.queue_id DESC LIMIT ?3",
-        )
-        .bind(now)
-        .bind(before)
-        .bind(CLAIM_PAGE)
-        .fetch_all(&mut **tx)
-        .await?;
+    let mut full = false;
+    // Overdue entries first, oldest first: under a burst, newest-first alone left the oldest
+    // reports waiting until the burst was over.
+    let mut after = (i64::MIN, i64::MIN);
+    'overdue: while scanned < CLAIM_SCAN_LIMIT {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(claim_overdue_sql()))
+            .bind(now)
+            .bind(overdue_before)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(CLAIM_PAGE)
+            .fetch_all(&mut **tx)
+            .await?;
         scanned += CLAIM_PAGE;
         let last_page = (rows.len() as i64) < CLAIM_PAGE;
         for row in rows {
-            let queue_id: i64 = row.get(0);
-            before = queue_id;
-            let company_id = company_from(row.get::<&[u8], _>(1))?;
-            let report_id = uuid_from(row.get::<&[u8], _>(2))?;
-            let agent_id = agent_from(row.get::<&[u8], _>(3))?;
-            let app_count: i64 = row.get(4);
-            let attempts: i64 = row.get(5);
-            let state: &str = row.get(6);
-            if state == "leased" && attempts >= i64::from(req.max_attempts) {
-                let error = poison_error(attempts);
-                dead_letter(tx, queue_id, company_id, report_id, agent_id, &error, now).await?;
-                continue;
+            after = (row.get(8), row.get(0));
+            if g.consider(tx, req, &row, now).await? {
+                full = true;
+                break 'overdue;
             }
-            if row.get::<bool, _>(7) {
-                // A newer inventory of this agent is stored already (newest-first claiming
-                // overtook it): settled here, without parsing it.
-                stale.push((
-                    queue_id,
-                    hex::encode(company_id.as_bytes()),
-                    hex::encode(report_id.as_bytes()),
-                ));
-                continue;
-            }
-            let app_count = u64::try_from(app_count).unwrap_or(0);
-            if !budget.take(app_count) {
-                break 'pages;
-            }
-            claimed.push(ClaimedReport {
-                queue_id,
-                company_id,
-                agent_id,
-                report_id,
-                attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
-                app_count: u32::try_from(app_count).unwrap_or(u32::MAX),
-                digest: [0; 32],
-                collected_at: DateTime::<Utc>::UNIX_EPOCH,
-                body: Vec::new(),
-            });
-            if budget.is_full() {
+        }
+        if last_page {
+            break;
+        }
+    }
+    let mut before = i64::MAX;
+    'pages: while !full && scanned < CLAIM_SCAN_LIMIT {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(claim_newest_sql()))
+            .bind(now)
+            .bind(before)
+            .bind(CLAIM_PAGE)
+            .fetch_all(&mut **tx)
+            .await?;
+        scanned += CLAIM_PAGE;
+        let last_page = (rows.len() as i64) < CLAIM_PAGE;
+        for row in rows {
+            before = row.get(0);
+            if g.consider(tx, req, &row, now).await? {
                 break 'pages;
             }
         }
@@ -550,6 +628,7 @@ async fn claim_in_tx(tx: &mut Tx, req: &ClaimRequest) -> Result<Vec<ClaimedRepor
             break;
         }
     }
+    let Gathered { claimed, stale, .. } = g;
     if !stale.is_empty() {
         let queue_ids: Vec<i64> = stale.iter().map(|(q, _, _)| *q).collect();
         sqlx::query(

@@ -13,8 +13,10 @@ use super::common::{agent_with, company_with, npm as app, process, process_toget
 
 mod dashboard;
 mod live;
+mod sessions;
 pub use dashboard::*;
 pub use live::*;
+pub use sessions::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
 /// guard that keeps the store's database, and the store).
@@ -41,6 +43,7 @@ macro_rules! conformance_tests {
             tokens_and_companies,
             accept_is_idempotent_bounded_and_skips_unchanged,
             claims_newest_first_in_app_sized_batches,
+            claims_take_overdue_reports_oldest_first,
             expired_leases_retry_then_dead_letter,
             failures_back_off_then_dead_letter,
             findings_follow_inventories_and_stay_in_their_company,
@@ -51,6 +54,7 @@ macro_rules! conformance_tests {
             events_prune_oldest_first,
             concurrent_event_writers_get_contiguous_ids,
             queue_stats_name_the_oldest_pending_entry,
+            sessions_resolve_to_their_token_until_ended,
         );
     };
     ($fresh:expr; $($name:ident),* $(,)?) => {$(
@@ -97,6 +101,8 @@ fn claim(
         max_apps,
         lease,
         max_attempts,
+        // Newest first only: the checks of overdue entries set their own bound.
+        overdue_after: Duration::from_secs(3600),
         now,
     }
 }
@@ -318,6 +324,57 @@ pub async fn claims_newest_first_in_app_sized_batches(store: &dyn Storage) {
         .await
         .unwrap();
     assert_eq!((again[0].report_id, again[0].attempts), (ids[1], 1));
+}
+
+/// Reports that waited longer than the claim's bound go first, oldest first; the others
+/// newest first (a burst no longer starves its oldest reports).
+pub async fn claims_take_overdue_reports_oldest_first(store: &dyn Storage) {
+    let c = company(store, "Acme", 35).await;
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for (i, waited) in [20i64, 10, 2, 1].into_iter().enumerate() {
+        let a = agent(store, c, &format!("h{i}"), 36 + i as u8).await;
+        let mut r = incoming(c, a, &[app("p", &format!("{i}.0"))], now);
+        r.accepted_at = now - chrono::Duration::seconds(waited);
+        ids.push(r.report_id);
+        assert_eq!(
+            store.accept_reports(&[r], 100).await.unwrap(),
+            [AcceptOutcome::Queued]
+        );
+    }
+    let mut order = Vec::new();
+    for n in 0..4 {
+        let mut req = claim(&format!("w{n}"), 1, Duration::from_secs(60), 3, now);
+        req.overdue_after = Duration::from_secs(5);
+        let got = store.claim_batch(&req).await.unwrap();
+        assert_eq!(got.len(), 1);
+        order.push(ids.iter().position(|id| *id == got[0].report_id).unwrap());
+    }
+    assert_eq!(
+        order,
+        [0, 1, 3, 2],
+        "overdue oldest first, then newest first"
+    );
+    // One claim takes overdue and fresh ones together when its budget allows.
+    let c2 = company(store, "Beta", 40).await;
+    let mut fresh = Vec::new();
+    for (i, waited) in [30i64, 0, 0].into_iter().enumerate() {
+        let a = agent(store, c2, &format!("b{i}"), 41 + i as u8).await;
+        let mut r = incoming(c2, a, &[app("q", &format!("{i}.0"))], now);
+        r.accepted_at = now - chrono::Duration::seconds(waited);
+        fresh.push(r.report_id);
+        store.accept_reports(&[r], 100).await.unwrap();
+    }
+    let mut req = claim("w", 2, Duration::from_secs(60), 3, now);
+    req.overdue_after = Duration::from_secs(5);
+    let got: Vec<ReportId> = store
+        .claim_batch(&req)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.report_id)
+        .collect();
+    assert_eq!(got, [fresh[0], fresh[2]]);
 }
 
 pub async fn expired_leases_retry_then_dead_letter(store: &dyn Storage) {

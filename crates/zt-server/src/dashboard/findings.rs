@@ -1,0 +1,151 @@
+//! `/c/{company_id}/findings`: the findings table with its filters (the API's own: severity,
+//! status, KEV, fixable, search, host, vulnerability), sorting, paging and the CSV export of
+//! what the filters select.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::{html, Markup};
+use zt_store::model::{FindingRow, FindingStatus, PageRequest};
+
+use super::layout::{self, check, csv_link, pager, search, select, Filters, Sort, View};
+use super::{api_query, company_ctx, param, segment, Ctx, PageResult, Params, Req};
+use crate::routes::reads::{FindingsQuery, PageQuery};
+use crate::state::AppState;
+
+/// The names of this view's URL.
+const KEYS: &[&str] = &[
+    "severity",
+    "status",
+    "kev",
+    "fixable",
+    "q",
+    "agent_id",
+    "vulnerability",
+    "sort",
+    "order",
+    "cursor",
+];
+/// The sorts of the findings (the API's), with their natural direction (true: descending).
+pub const SORTS: &[(&str, bool)] = &[
+    ("severity", true),
+    ("first_seen", true),
+    ("epss", true),
+    ("cvss", true),
+    ("hostname", false),
+];
+pub const PAGE_SIZE: u32 = 50;
+
+async fn render(
+    state: &AppState,
+    req: &Req,
+    company_id: &str,
+    params: &std::collections::HashMap<String, String>,
+) -> PageResult<Response> {
+    let ctx = company_ctx(state, req, company_id).await?;
+    let query: FindingsQuery = api_query(req)?;
+    let paging: PageQuery = api_query(req)?;
+    let filter = query.filter()?;
+    let mut page_req: PageRequest = paging.page()?;
+    if page_req.limit == 0 {
+        page_req.limit = PAGE_SIZE;
+    }
+    let sort = Sort::parse(params, SORTS)?;
+    let found = state
+        .store
+        .list_findings(ctx.id(), &filter, &page_req)
+        .await?;
+    let filters = Filters {
+        base: ctx.url("/findings"),
+        params,
+        keys: KEYS,
+    };
+    let status = param(params, "status").unwrap_or("open");
+    let content = html! {
+        div .view-head {
+            h1 { "Findings" }
+            (csv_link(&filters.api(&ctx.api("/findings"), &[("format", "csv")])))
+        }
+        form .filters method="get" action=(ctx.url("/findings")) role="search" aria-label="Filter findings" {
+            (select("severity", "Severity", &layout::SEVERITY_OPTIONS, param(params, "severity").unwrap_or("")))
+            (select("status", "Status", &[("open", "open"), ("resolved", "resolved"), ("all", "all")], status))
+            (check("kev", "in KEV", param(params, "kev") == Some("true")))
+            (check("fixable", "fixable", param(params, "fixable") == Some("true")))
+            (search("q", "Search", param(params, "q").unwrap_or(""), "package, CVE or host"))
+            @for k in ["agent_id", "vulnerability", "sort", "order"] {
+                @if let Some(v) = param(params, k) {
+                    input type="hidden" name=(k) value=(v);
+                }
+            }
+            button type="submit" { "Filter" }
+            @if KEYS.iter().any(|k| *k != "cursor" && *k != "sort" && *k != "order" && param(params, k).is_some()) {
+                a href=(ctx.url("/findings")) { "Clear filters" }
+            }
+        }
+        (findings_table(&ctx, &found.items, Some((&filters, &sort)), filter.status != FindingStatus::Open, true))
+        (pager(&filters, found.next_cursor.as_deref(), found.items.len()))
+    };
+    Ok(layout::page(&ctx, View::Findings, "Findings", content))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    req: Req,
+    Path(company_id): Path<String>,
+    Query(params): Params,
+) -> Response {
+    render(&state, &req, &company_id, &params)
+        .await
+        .unwrap_or_else(|e| req.error(e))
+}
+
+/// A table of findings (also on the host detail); `sorting` makes its headers sort links.
+pub fn findings_table(
+    ctx: &Ctx,
+    rows: &[FindingRow],
+    sorting: Option<(&Filters, &Sort)>,
+    show_resolved: bool,
+    show_host: bool,
+) -> Markup {
+    if rows.is_empty() {
+        return layout::empty("No findings match.");
+    }
+    let th = |label: &str, key: &str| match sorting {
+        Some((f, s)) => s.th(f, SORTS, label, key),
+        None => html! { th scope="col" { (label) } },
+    };
+    let head = html! {
+        (th("Severity", "severity"))
+        (th("Vulnerability", "vulnerability"))
+        (th("Package", "package"))
+        @if show_host { (th("Host", "hostname")) }
+        th scope="col" { "Fixed in" }
+        (th("KEV", "kev"))
+        (th("EPSS", "epss"))
+        (th("CVSS", "cvss"))
+        (th("First seen", "first_seen"))
+        @if show_resolved { th scope="col" { "Resolved" } }
+    };
+    let body = html! {
+        @for f in rows {
+            @let v = &f.vulnerability;
+            tr {
+                td { (layout::sev(v.severity)) }
+                td {
+                    a .vid href=(ctx.url(&format!("/vulnerabilities/{}", segment(&v.id)))) { (v.id) }
+                    @if !v.aliases.is_empty() {
+                        div .alias { (v.aliases.join(", ")) }
+                    }
+                }
+                td { (f.package.name) " " span .version { (f.package.version) } div .muted { (f.package.ecosystem) } }
+                @if show_host { td { a href=(ctx.url(&format!("/hosts/{}", f.agent_id))) { (f.hostname) } } }
+                td { (f.fixed_versions.join(", ")) }
+                td { @if v.kev { span .kev { "KEV" } } }
+                td .num { (layout::epss(v.epss)) }
+                td .num { (layout::cvss(v.cvss.as_ref())) }
+                td { (layout::time(f.first_seen)) }
+                @if show_resolved { td { (layout::opt_time(f.resolved_at, "open")) } }
+            }
+        }
+    };
+    layout::table("Findings", head, body)
+}

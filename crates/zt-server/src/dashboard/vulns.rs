@@ -1,0 +1,328 @@
+//! `/c/{company_id}/vulnerabilities`: one row per vulnerability the company has, and
+//! `/c/{company_id}/vulnerabilities/{vuln_id}`: one of them — summary, references, the hosts
+//! and packages it affects, and what fixes it.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::{html, Markup};
+use zt_store::model::{PageRequest, VulnFilter, VulnInfo, VulnRow, VulnSort};
+
+use super::layout::{self, check, n, pager, search, select, Filters, Sort, View};
+use super::{
+    api_query, company_ctx, param, query, segment, Ctx, PageError, PageResult, Params, Req,
+};
+use crate::routes::reads::{parse_bool, parse_severities, search_text, PageQuery};
+use crate::state::AppState;
+
+const KEYS: &[&str] = &["severity", "kev", "q", "sort", "order", "cursor"];
+/// The sorts of the vulnerabilities (the API's), with their natural direction.
+const SORTS: &[(&str, bool)] = &[
+    ("severity", true),
+    ("hosts", true),
+    ("epss", true),
+    ("cvss", true),
+];
+const PAGE_SIZE: u32 = 50;
+
+/// The store's filter of the list's URL (the API's parameters).
+fn filter(params: &HashMap<String, String>, sort: &Sort) -> PageResult<VulnFilter> {
+    Ok(VulnFilter {
+        severities: parse_severities(param(params, "severity"))?,
+        kev: parse_bool(param(params, "kev"), "kev")?,
+        query: search_text(param(params, "q"), "q")?,
+        sort: match sort.key.as_str() {
+            "hosts" => VulnSort::Hosts,
+            "epss" => VulnSort::Epss,
+            "cvss" => VulnSort::Cvss,
+            "severity" => VulnSort::Severity,
+            _ => return Err(PageError::Bad("sort".into())),
+        },
+        order: sort.order(),
+    })
+}
+
+/// Vulnerabilities as a table; `sorting` makes the headers sort links (and shows every
+/// column: without it, the overview's short form).
+pub fn vulns_table(ctx: &Ctx, rows: &[VulnRow], sorting: Option<(&Filters, &Sort)>) -> Markup {
+    let full = sorting.is_some();
+    if rows.is_empty() {
+        return layout::empty("No vulnerabilities match.");
+    }
+    let th = |label: &str, key: &str| match sorting {
+        Some((f, s)) => s.th(f, SORTS, label, key),
+        None => html! { th scope="col" { (label) } },
+    };
+    layout::table(
+        "Vulnerabilities",
+        html! {
+            (th("Severity", "severity"))
+            th scope="col" { "Vulnerability" }
+            @if full {
+                (th("CVSS", "cvss"))
+                (th("EPSS", "epss"))
+            }
+            th scope="col" { "KEV" }
+            (th("Hosts", "hosts"))
+            th scope="col" { "Packages" }
+            @if full { th scope="col" { "Fixed in" } }
+        },
+        html! {
+            @for r in rows {
+                @let v = &r.vulnerability;
+                tr {
+                    td { (layout::sev(v.severity)) }
+                    td {
+                        a .vid href=(ctx.url(&format!("/vulnerabilities/{}", segment(&v.id)))) { (v.id) }
+                        @if !v.aliases.is_empty() { div .alias { (v.aliases.join(", ")) } }
+                    }
+                    @if full {
+                        td .num { (layout::cvss(v.cvss.as_ref())) }
+                        td .num { (layout::epss(v.epss)) }
+                    }
+                    td { @if v.kev { span .kev { "KEV" } } }
+                    td .num { (n(r.hosts)) }
+                    td {
+                        @for p in &r.packages {
+                            div { (p.name) " " span .version { (p.versions.join(", ")) } }
+                        }
+                    }
+                    @if full { td { (r.fixed_versions.join(", ")) } }
+                }
+            }
+        },
+    )
+}
+
+async fn render_list(
+    state: &AppState,
+    req: &Req,
+    company_id: &str,
+    params: &HashMap<String, String>,
+) -> PageResult<Response> {
+    let ctx = company_ctx(state, req, company_id).await?;
+    let sort = Sort::parse(params, SORTS)?;
+    let filter = filter(params, &sort)?;
+    let paging: PageQuery = api_query(req)?;
+    let mut page = paging.page()?;
+    if page.limit == 0 {
+        page.limit = PAGE_SIZE;
+    }
+    let vulns = state
+        .store
+        .list_vulnerabilities(ctx.id(), &filter, &page)
+        .await?;
+    let filters = Filters {
+        base: ctx.url("/vulnerabilities"),
+        params,
+        keys: KEYS,
+    };
+    let content = html! {
+        div .view-head {
+            h1 { "Vulnerabilities" }
+            (layout::csv_link(&filters.api(&ctx.api("/vulnerabilities"), &[("format", "csv")])))
+        }
+        form .filters method="get" action=(ctx.url("/vulnerabilities")) role="search" aria-label="Filter vulnerabilities" {
+            (select("severity", "Severity", &layout::SEVERITY_OPTIONS, param(params, "severity").unwrap_or("")))
+            (check("kev", "in KEV", param(params, "kev") == Some("true")))
+            (search("q", "Search", param(params, "q").unwrap_or(""), "CVE, GHSA or package"))
+            @for k in ["sort", "order"] {
+                @if let Some(v) = param(params, k) { input type="hidden" name=(k) value=(v); }
+            }
+            button type="submit" { "Filter" }
+            @if ["severity", "kev", "q"].iter().any(|k| param(params, k).is_some()) {
+                a href=(ctx.url("/vulnerabilities")) { "Clear filters" }
+            }
+        }
+        (vulns_table(&ctx, &vulns.items, Some((&filters, &sort))))
+        (pager(&filters, vulns.next_cursor.as_deref(), vulns.items.len()))
+    };
+    Ok(layout::page(
+        &ctx,
+        View::Vulnerabilities,
+        "Vulnerabilities",
+        content,
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    req: Req,
+    Path(company_id): Path<String>,
+    Query(params): Params,
+) -> Response {
+    render_list(&state, &req, &company_id, &params)
+        .await
+        .unwrap_or_else(|e| req.error(e))
+}
+
+/// Links to where the vulnerability is described (OSV for every id; NVD for CVEs; GitHub for
+/// GHSAs).
+pub fn references(v: &VulnInfo) -> Vec<(String, String)> {
+    let mut refs = Vec::new();
+    let mut ids: Vec<&str> = vec![v.id.as_str()];
+    ids.extend(v.aliases.iter().map(String::as_str));
+    for id in ids {
+        let enc = segment(id);
+        refs.push((
+            format!("https://osv.dev/vulnerability/{enc}"),
+            format!("OSV: {id}"),
+        ));
+        if id.starts_with("CVE-") {
+            refs.push((
+                format!("https://nvd.nist.gov/vuln/detail/{enc}"),
+                format!("NVD: {id}"),
+            ));
+        }
+        if id.starts_with("GHSA-") {
+            refs.push((
+                format!("https://github.com/advisories/{enc}"),
+                format!("GitHub: {id}"),
+            ));
+        }
+    }
+    if v.kev {
+        refs.push((
+            "https://www.cisa.gov/known-exploited-vulnerabilities-catalog".into(),
+            "CISA Known Exploited Vulnerabilities".into(),
+        ));
+    }
+    refs
+}
+
+pub fn facts(v: &VulnInfo) -> Markup {
+    html! {
+        dl .facts {
+            dt { "Severity" } dd { (layout::sev(v.severity)) }
+            dt { "CVSS" } dd {
+                @if let Some(c) = &v.cvss { (format!("{:.1}", c.score)) " " code .vector { (c.vector) } } @else { span .muted { "none" } }
+            }
+            dt { "EPSS" } dd {
+                @if let Some(e) = v.epss {
+                    (format!("{:.2}%", e * 100.0))
+                    @if let Some(p) = v.epss_percentile { span .muted { " (percentile " (format!("{:.0}", p * 100.0)) ")" } }
+                } @else { span .muted { "none" } }
+            }
+            dt { "Known exploited (KEV)" } dd {
+                @if v.kev {
+                    span .kev { "yes" }
+                    @if let Some(d) = &v.kev_due_date { " · CISA due date " (d) }
+                } @else { "no" }
+            }
+            @if !v.aliases.is_empty() {
+                dt { "Aliases" } dd { (v.aliases.join(", ")) }
+            }
+        }
+    }
+}
+
+async fn render_detail(
+    state: &AppState,
+    req: &Req,
+    company_id: &str,
+    vuln_id: &str,
+    params: &HashMap<String, String>,
+) -> PageResult<Response> {
+    let ctx = company_ctx(state, req, company_id).await?;
+    if vuln_id.is_empty() || vuln_id.len() > 200 {
+        return Err(PageError::NotFound);
+    }
+    let page = PageRequest {
+        limit: 50,
+        cursor: param(params, "cursor").map(str::to_string),
+    };
+    let detail = state
+        .store
+        .vulnerability(ctx.id(), vuln_id, &page)
+        .await?
+        .ok_or(PageError::NotFound)?;
+    let v = &detail.vulnerability;
+    let base = ctx.url(&format!("/vulnerabilities/{}", segment(vuln_id)));
+    let mut refs: Vec<(String, String)> = detail
+        .references
+        .iter()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map(|u| (u.clone(), u.clone()))
+        .collect();
+    for r in references(v) {
+        if !refs.iter().any(|(u, _)| *u == r.0) {
+            refs.push(r);
+        }
+    }
+    let content = html! {
+        h1 { (v.id) }
+        @if !v.summary.is_empty() { p .lead { (v.summary) } }
+        (facts(v))
+        section aria-labelledby="fix" {
+            h2 #fix { "The fix" }
+            @if detail.packages.is_empty() {
+                p { "Nothing open: every affected host is fixed." }
+            } @else {
+                ul {
+                    @for p in &detail.packages {
+                        li {
+                            strong { (p.name) } " (" (p.ecosystem) ") " (p.versions.join(", ")) ": "
+                            @if detail.fixed_versions.is_empty() {
+                                "no fixed version is known yet."
+                            } @else {
+                                "upgrade to " (detail.fixed_versions.join(" or ")) " or later."
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="affected" {
+            div .view-head {
+                h2 #affected { "Affected hosts (" (n(detail.hosts)) " open, " (n(detail.findings)) " findings)" }
+                (layout::csv_link(&format!("{}{}", ctx.api("/findings"), query([("vulnerability", v.id.as_str()), ("status", "all"), ("format", "csv")]))))
+            }
+            @if detail.affected.is_empty() {
+                (layout::empty("No host is affected."))
+            } @else {
+                (layout::table("Affected hosts", html! {
+                    th scope="col" { "Host" } th scope="col" { "Package" } th scope="col" { "Version" }
+                    th scope="col" { "Fixed in" } th scope="col" { "First seen" } th scope="col" { "Resolved" }
+                }, html! {
+                    @for a in &detail.affected {
+                        tr {
+                            td { a href=(ctx.url(&format!("/hosts/{}", a.agent_id))) { (a.hostname) } }
+                            td { (a.package.name) div .muted { (a.package.ecosystem) } }
+                            td .version { (a.package.version) }
+                            td { (a.fixed_versions.join(", ")) }
+                            td { (layout::time(a.first_seen)) }
+                            td { (layout::opt_time(a.resolved_at, "open")) }
+                        }
+                    }
+                }))
+                nav .pager aria-label="Pages of hosts" {
+                    @if param(params, "cursor").is_some() { a href=(format!("{base}#affected")) { "« First page" } }
+                    @if let Some(c) = &detail.next_cursor {
+                        a href=(format!("{base}{}#affected", query([("cursor", c.as_str())]))) rel="next" { "Next page »" }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="refs" {
+            h2 #refs { "References" }
+            ul .refs {
+                @for (url, label) in &refs {
+                    li { a href=(url) rel="noopener noreferrer" { (label) } }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&ctx, View::Vulnerabilities, &v.id, content))
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    req: Req,
+    Path((company_id, vuln_id)): Path<(String, String)>,
+    Query(params): Params,
+) -> Response {
+    render_detail(&state, &req, &company_id, &vuln_id, &params)
+        .await
+        .unwrap_or_else(|e| req.error(e))
+}
