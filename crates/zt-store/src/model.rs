@@ -930,3 +930,58 @@ pub struct EventLogBounds {
     pub pruned_through: u64,
     pub head: u64,
 }
+
+// ---------------------------------------------------------------------------------------------
+// The life of credentials, agents and companies (issue 17)
+
+/// A user token as its company's admins see it (never its secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub token_id: Uuid,
+    pub role: Role,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When it was last used, to within a few minutes (recorded in batches, not per request).
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A user token to store.
+#[derive(Debug, Clone)]
+pub struct NewUserToken {
+    pub company_id: CompanyId,
+    pub token_id: Uuid,
+    pub role: Role,
+    pub name: Option<String>,
+    pub hash: TokenHash,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What taking a credential away did: the hashes of the tokens revoked now (whose cached
+/// principals and dashboard sessions are gone with them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revoked {
+    pub hashes: Vec<TokenHash>,
+}
+
+/// What decommissioning an agent did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decommissioned {
+    /// The agent's tokens revoked now.
+    pub revoked: Revoked,
+    /// Its open findings, resolved as `decommissioned`.
+    pub resolved_findings: u64,
+    /// Its apps removed from the company's inventory.
+    pub removed_apps: u64,
+}
+
+/// What purging a company deleted, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompanyPurged {
+    pub revoked: Revoked,
+    /// (table, rows deleted), in the order they went.
+    pub tables: Vec<(String, u64)>,
+}

@@ -308,4 +308,72 @@ pub trait Storage: Send + Sync + 'static {
     /// in this process; PostgreSQL: in any process, through LISTEN/NOTIFY). Readers still
     /// poll now and then: a wake-up may be coalesced, or lost while a connection reconnects.
     async fn event_notifications(&self) -> Result<tokio::sync::mpsc::Receiver<()>>;
+
+    // --- the life of credentials, agents and companies (issue 17) ---------------------------
+    //
+    // Every change that takes authority away (a revocation, a decommissioning, a purge) ends
+    // the dashboard sessions of the tokens concerned and bumps the credentials revision in the
+    // same transaction: API processes watch it and drop their cached credentials.
+
+    /// Stores a user token with its id, name and expiry. False when the company does not exist.
+    async fn create_token(&self, token: &NewUserToken) -> Result<bool>;
+
+    /// A company's user tokens, oldest first (revoked ones included).
+    async fn list_tokens(&self, company_id: CompanyId) -> Result<Vec<TokenInfo>>;
+
+    /// Revokes a user token of the company; None when the company has no such token (a token
+    /// revoked before revokes nothing more and answers an empty list).
+    async fn revoke_token(
+        &self,
+        company_id: CompanyId,
+        token_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Revoked>>;
+
+    /// Revokes an agent's live tokens and, with `new`, gives it that one instead (rotation).
+    /// None when the company has no such live (not decommissioned) agent.
+    async fn replace_agent_token(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        new: Option<TokenHash>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Revoked>>;
+
+    /// Decommissions an agent: its tokens revoked, its open findings resolved as
+    /// `decommissioned`, its apps removed from the company's counts, its pending reports
+    /// dropped, a `findings.changed` event when findings moved. None when the company has no
+    /// such live agent.
+    async fn decommission_agent(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Decommissioned>>;
+
+    /// Replaces a company's enroll secret (the old one stops enrolling at once). None when the
+    /// company does not exist.
+    async fn replace_enroll_secret(
+        &self,
+        company_id: CompanyId,
+        new: TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Revoked>>;
+
+    /// Deletes a company with every row that carries its id (every table with a `company_id`
+    /// column, found in the schema, so that tables added later are purged too) and the
+    /// sessions of its tokens. None when it does not exist.
+    async fn delete_company(&self, company_id: CompanyId) -> Result<Option<CompanyPurged>>;
+
+    /// The credentials revision: changes whenever a credential loses authority.
+    async fn credentials_revision(&self) -> Result<u64>;
+
+    /// Records when tokens were last used (batched by the server, a few times an hour per
+    /// token at most); an older time never overwrites a newer one.
+    async fn touch_tokens(&self, used: &[(TokenHash, DateTime<Utc>)]) -> Result<()>;
+
+    /// A secret of this deployment kept in the store under `name` (shared by every server
+    /// process, e.g. the key that signs credentials cached in Redis): the stored one, or
+    /// `proposed` when none was stored yet (the first process to ask stores it).
+    async fn deployment_secret(&self, name: &str, proposed: &str) -> Result<String>;
 }

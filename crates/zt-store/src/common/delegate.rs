@@ -312,6 +312,70 @@ macro_rules! delegate_storage {
                 ) -> Result<tokio::sync::mpsc::Receiver<()>> {
                     self.event_notifications_impl().await
                 }
+
+                async fn create_token(&self, token: &NewUserToken) -> Result<bool> {
+                    self.create_token_impl(token).await
+                }
+
+                async fn list_tokens(&self, company_id: CompanyId) -> Result<Vec<TokenInfo>> {
+                    self.list_tokens_impl(company_id).await
+                }
+
+                async fn revoke_token(
+                    &self,
+                    company_id: CompanyId,
+                    token_id: uuid::Uuid,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<Revoked>> {
+                    $write!(self.revoke_token_impl(company_id, token_id, now))
+                }
+
+                async fn replace_agent_token(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    new: Option<TokenHash>,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<Revoked>> {
+                    $write!(self.replace_agent_token_impl(company_id, agent_id, new, now))
+                }
+
+                async fn decommission_agent(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<Decommissioned>> {
+                    $write!(self.decommission_agent_impl(company_id, agent_id, now))
+                }
+
+                async fn replace_enroll_secret(
+                    &self,
+                    company_id: CompanyId,
+                    new: TokenHash,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<Revoked>> {
+                    $write!(self.replace_enroll_secret_impl(company_id, new, now))
+                }
+
+                async fn delete_company(
+                    &self,
+                    company_id: CompanyId,
+                ) -> Result<Option<CompanyPurged>> {
+                    $write!(self.delete_company_impl(company_id))
+                }
+
+                async fn credentials_revision(&self) -> Result<u64> {
+                    self.credentials_revision_impl().await
+                }
+
+                async fn touch_tokens(&self, used: &[(TokenHash, DateTime<Utc>)]) -> Result<()> {
+                    $write!(self.touch_tokens_impl(used))
+                }
+
+                async fn deployment_secret(&self, name: &str, proposed: &str) -> Result<String> {
+                    self.deployment_secret_impl(name, proposed).await
+                }
             }
         };
     };

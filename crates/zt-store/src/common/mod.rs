@@ -10,6 +10,7 @@ pub(crate) mod findings;
 pub(crate) mod inventory;
 pub(crate) mod keyset;
 pub(crate) mod knowledge;
+pub(crate) mod lifecycle;
 pub(crate) mod matches;
 pub(crate) mod queue;
 #[macro_use]

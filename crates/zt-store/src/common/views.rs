@@ -137,6 +137,8 @@ pub(crate) fn agents_query<DB: Dialect>(
     keyset.push_columns(&mut qb);
     qb.push(" FROM agents WHERE company_id = ");
     push_uuid(&mut qb, company_id);
+    // Decommissioned hosts are gone from the list (their resolved findings stay).
+    qb.push(" AND decommissioned_at IS NULL");
     if let Some(q) = filter.query.as_deref().filter(|q| !q.is_empty()) {
         qb.push(" AND");
         push_like(&mut qb, "hostname", q);

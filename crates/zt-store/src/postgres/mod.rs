@@ -25,6 +25,7 @@
 mod apply;
 mod events;
 mod knowledge;
+mod lifecycle;
 mod matches;
 mod process;
 mod queue;

@@ -27,7 +27,8 @@ impl PgStore {
         let mut tx = self.begin_for_company(company_id).await?;
         // The counters kept on each agent row, summed: a few hundred rows per company.
         let row = sqlx::query(
-            "SELECT count(*), coalesce(sum(app_count), 0)::bigint, \
+            "SELECT count(*) FILTER (WHERE decommissioned_at IS NULL), \
+             coalesce(sum(app_count), 0)::bigint, \
              coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
              coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
              coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
@@ -399,11 +400,12 @@ impl PgStore {
         for c in &companies {
             scope.enter(&mut tx, c.id).await?;
             let row = sqlx::query(
-                "SELECT count(*), coalesce(sum(app_count), 0)::bigint, \
+                "SELECT count(*) FILTER (WHERE decommissioned_at IS NULL), \
+                 coalesce(sum(app_count), 0)::bigint, \
                  coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
                  coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
                  coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
-                 coalesce(sum(open_fixable), 0)::bigint, count(*) FILTER (WHERE seen_at < $2) \
+                 coalesce(sum(open_fixable), 0)::bigint, count(*) FILTER (WHERE seen_at < $2 AND decommissioned_at IS NULL) \
                  FROM agents WHERE company_id = $1",
             )
             .bind(c.id)

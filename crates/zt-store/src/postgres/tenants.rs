@@ -102,9 +102,10 @@ impl PgStore {
     pub(crate) async fn resolve_token_impl(&self, hash: TokenHash) -> Result<Option<Principal>> {
         let row = sqlx::query(
             "SELECT kind, company_id, agent_id, role FROM credentials \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
+             WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(&hash.0[..])
+        .bind(Utc::now())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };

@@ -23,6 +23,7 @@ mod apply;
 pub mod backup;
 pub(crate) mod events;
 pub(crate) mod knowledge;
+mod lifecycle;
 mod matches;
 pub(crate) mod process;
 mod queue;

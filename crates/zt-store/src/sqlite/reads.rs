@@ -363,19 +363,21 @@ pub(super) fn severity_findings_query(
 
 /// A company's counters: agents, apps, open findings by severity, KEV, fixable (0-8), from
 /// the covering index `agents_counts`.
-pub(super) const SUMMARY_SQL: &str = "SELECT count(*), coalesce(sum(app_count), 0), \
+pub(super) const SUMMARY_SQL: &str =
+    "SELECT count(*) - count(decommissioned_at), coalesce(sum(app_count), 0), \
      coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), coalesce(sum(open_medium), 0), \
      coalesce(sum(open_low), 0), coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
      coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = ?1";
 
 /// Every company's counters and its agents seen before ?1, in one pass over the covering
 /// index `agents_counts` (the planner, without statistics, would read the wide agents rows).
-pub(super) const OVERVIEW_SQL: &str = "SELECT company_id, count(*), coalesce(sum(app_count), 0), \
+pub(super) const OVERVIEW_SQL: &str =
+    "SELECT company_id, count(*) - count(decommissioned_at), coalesce(sum(app_count), 0), \
      coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
      coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
      coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
      coalesce(sum(open_fixable), 0), \
-     coalesce(sum(coalesce(last_seen_at, enrolled_at) < ?1), 0) \
+     coalesce(sum(coalesce(last_seen_at, enrolled_at) < ?1 AND decommissioned_at IS NULL), 0) \
      FROM agents INDEXED BY agents_counts GROUP BY company_id";
 
 /// The trend point of a company (?1) and day (?2), from its agents' counters.

@@ -12,9 +12,11 @@ use zt_store::Storage;
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
 mod dashboard;
+mod lifecycle;
 mod live;
 mod sessions;
 pub use dashboard::*;
+pub use lifecycle::*;
 pub use live::*;
 pub use sessions::*;
 
@@ -55,6 +57,10 @@ macro_rules! conformance_tests {
             concurrent_event_writers_get_contiguous_ids,
             queue_stats_name_the_oldest_pending_entry,
             sessions_resolve_to_their_token_until_ended,
+            user_tokens_are_listed_expire_and_revoke_with_their_sessions,
+            agent_tokens_rotate_and_revoke_and_enroll_secrets_rotate,
+            decommissioned_agents_resolve_their_findings_and_leave_the_counts,
+            deleting_a_company_purges_it_and_nothing_else,
         );
     };
     ($fresh:expr; $($name:ident),* $(,)?) => {$(
