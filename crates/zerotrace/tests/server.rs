@@ -1536,10 +1536,25 @@ async fn dashboard_health_and_openapi_are_served(env: &Env) {
         "server",
     )
     .unwrap();
-    let token = server
-        .stdout_value("operator token (shown once, store it now):")
-        .expect("first start prints the operator token");
+    // stdout is not a terminal here (a service's journal): the token goes to a file only
+    // this user can read, and only its path is shown.
+    let path = server
+        .stdout_value("operator token: written to")
+        .expect("first start says where the operator token is");
+    let path = std::path::PathBuf::from(path.split(" (").next().unwrap());
+    assert!(path.starts_with(env.path()), "{path:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{path:?}");
+    }
+    let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
     assert!(token.starts_with("zto_"));
+    assert!(
+        !server.stdout.iter().any(|l| l.contains(&token)) && !server.stderr().contains(&token),
+        "the token itself is written nowhere else"
+    );
     assert!(server
         .stdout
         .iter()

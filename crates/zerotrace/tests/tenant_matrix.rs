@@ -139,14 +139,31 @@ struct World {
     vuln_id: String,
     /// Sessions by the name of the token's credential.
     sessions: BTreeMap<String, (String, String)>,
+    /// Company A's second agent, which the operations that take an agent's credentials away
+    /// (rotate, revoke, decommission) work on, so that A's own agent stays a credential.
+    spare_agent_id: String,
+    /// A user token of company A no credential of the walk uses (revoked by the walk).
+    spare_token_id: String,
+    /// A third company, deleted by the walk (deleting A would void A's credentials).
+    doomed_company_id: String,
 }
 
 impl World {
-    /// The value of a path parameter: always an id of company A.
-    fn path_value(&self, route: &str, name: &str) -> String {
+    /// The value of a path parameter: an id of company A (the company deleted is a third
+    /// one; the agent whose credentials are taken away is A's second one).
+    fn path_value(&self, method: &Method, route: &str, name: &str) -> String {
+        let takes_agent_away = route.ends_with("/agents/{agent_id}/token")
+            || (*method == Method::DELETE && route.ends_with("/agents/{agent_id}"));
         match name {
+            "company_id"
+                if *method == Method::DELETE && route == "/api/v1/companies/{company_id}" =>
+            {
+                self.doomed_company_id.clone()
+            }
             "company_id" => self.a.id.clone(),
+            "agent_id" if takes_agent_away => self.spare_agent_id.clone(),
             "agent_id" => self.a.agent_id.clone(),
+            "token_id" => self.spare_token_id.clone(),
             "report_id" => self.a.report_id.clone(),
             "vuln_id" => self.vuln_id.clone(),
             other => panic!(
@@ -436,6 +453,49 @@ async fn world(env: &Env) -> World {
             (id, body["csrf"].as_str().unwrap().to_string()),
         );
     }
+    // Company A's second host, a spare token of A, and a company to delete.
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{url}/api/v1/enroll"),
+        None,
+        Some(
+            &json!({"enroll_secret": a.secret, "hostname": format!("{}-spare", a.hostname),
+            "os": {"id": "debian", "version_id": "12"}, "arch": "x86_64"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let spare_agent_id = serde_json::from_str::<Value>(&body).unwrap()["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{url}/api/v1/companies/{}/tokens", a.id),
+        Some(OPERATOR),
+        Some(&json!({ "role": "viewer", "name": "spare" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let spare_token_id = serde_json::from_str::<Value>(&body).unwrap()["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{url}/api/v1/companies"),
+        Some(OPERATOR),
+        Some(&json!({ "name": format!("matrix-doomed-{}", uuid::Uuid::new_v4().simple()) })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let doomed_company_id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     World {
         _server: server,
         url,
@@ -444,6 +504,9 @@ async fn world(env: &Env) -> World {
         b,
         vuln_id,
         sessions,
+        spare_agent_id,
+        spare_token_id,
+        doomed_company_id,
     }
 }
 
@@ -460,6 +523,20 @@ struct Operation {
     success: BTreeSet<u16>,
     documented: BTreeSet<u16>,
     path_params: Vec<String>,
+    /// Required query parameters (filled by [`query_value`]).
+    required_query: Vec<String>,
+}
+
+/// The value of a required query parameter of an operation on `path` (ids filled in).
+fn query_value(route: &str, path: &str, name: &str) -> String {
+    match name {
+        // A deletion's confirmation repeats the id of the company in the path.
+        "confirm" => path.rsplit('/').next().unwrap_or_default().to_string(),
+        other => panic!(
+            "{route}: no fixture for the required query parameter {other}; add one to \
+             query_value in crates/zerotrace/tests/tenant_matrix.rs"
+        ),
+    }
 }
 
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
@@ -535,6 +612,13 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 .filter(|p| p["in"] == "path")
                 .map(|p| p["name"].as_str().unwrap().to_string())
                 .collect();
+            let required_query = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query" && p["required"] == true)
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect();
             ops.push(Operation {
                 method: m,
                 path: path.clone(),
@@ -553,6 +637,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 success,
                 documented,
                 path_params,
+                required_query,
             });
         }
     }
@@ -625,15 +710,26 @@ async fn matrix(env: &Env) {
     let doc: Value = serde_json::from_str(&doc).unwrap();
     let ops = operations(&doc);
     assert!(ops.len() >= 14, "only {} operations documented", ops.len());
-    let credentials = w.credentials();
+    let mut credentials = w.credentials();
     let mut failures = Vec::new();
     let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for op in &ops {
         let mut path = op.path.clone();
         for p in &op.path_params {
-            path = path.replace(&format!("{{{p}}}"), &w.path_value(&op.path, p));
+            path = path.replace(&format!("{{{p}}}"), &w.path_value(&op.method, &op.path, p));
         }
         let route = format!("{} {}", op.method, op.path);
+        let query: Vec<String> = op
+            .required_query
+            .iter()
+            .map(|q| format!("{q}={}", query_value(&route, &path, q)))
+            .collect();
+        if !query.is_empty() {
+            path = format!("{path}?{}", query.join("&"));
+        }
+        // An operation that replaces A's enroll secret hands back the new one: the walk goes
+        // on with it.
+        let mut new_enroll_secret = None;
         // Denied credentials first, so that a destructive operation still has its target.
         // A body credential is a token in the body: the cookie is not walked there.
         let mut order: Vec<&Credential> = credentials
@@ -689,6 +785,14 @@ async fn matrix(env: &Env) {
             )
             .await;
             let code = status.as_u16();
+            if (200..300).contains(&code) && path.contains(&w.a.id) {
+                if let Some(secret) = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["enroll_secret"].as_str().map(str::to_string))
+                {
+                    new_enroll_secret = Some(secret);
+                }
+            }
             table
                 .entry(route.clone())
                 .or_default()
@@ -727,6 +831,11 @@ async fn matrix(env: &Env) {
                         text.chars().take(300).collect::<String>()
                     ));
                 }
+            }
+        }
+        if let Some(secret) = new_enroll_secret {
+            for c in credentials.iter_mut().filter(|c| c.name == "own_enroll") {
+                c.token = Some(secret.clone());
             }
         }
     }

@@ -287,6 +287,7 @@ async fn run() -> anyhow::Result<()> {
         queue_bound: 10_000_000,
         rate_company_per_min: 1_000_000_000,
         rate_agent_per_min: 1_000_000_000,
+        rate_enroll_per_min: 0,
         admin_token_env: Some(zt_server::auth::hash_token(ADMIN)),
         ..ServerConfig::default()
     };

@@ -113,9 +113,17 @@ pub fn csrf_matches(session_id: &str, given: &str) -> bool {
 
 /// Resolved tokens, kept briefly so that a busy agent costs no database read per request.
 /// Unknown tokens are not cached (they would let a flood of garbage grow the map).
+///
+/// Every entry carries the credentials revision it was resolved at (`Storage::
+/// credentials_revision`, bumped by every revocation): an entry of an older revision than the
+/// one this process last saw is a miss, so a revocation on any process takes effect here as
+/// soon as the revision is seen (`revocation::watch`), even for an answer that was in flight.
 pub struct TokenCache {
-    entries: Mutex<HashMap<TokenHash, (Principal, Instant)>>,
+    entries: Mutex<HashMap<TokenHash, (Principal, Instant, u64)>>,
     ttl: Duration,
+    revision: std::sync::atomic::AtomicU64,
+    /// Tokens used since the last flush, with when (`last_used_at`, written in batches).
+    used: Mutex<HashMap<TokenHash, chrono::DateTime<chrono::Utc>>>,
 }
 
 impl TokenCache {
@@ -123,22 +131,65 @@ impl TokenCache {
         TokenCache {
             entries: Mutex::new(HashMap::new()),
             ttl,
+            revision: std::sync::atomic::AtomicU64::new(0),
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The newest credentials revision this process has seen.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records a newer revision: every entry resolved before it is void. Returns whether it
+    /// was newer.
+    pub fn saw_revision(&self, revision: u64) -> bool {
+        let old = self
+            .revision
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+        if revision > old {
+            self.entries.lock().retain(|_, (_, _, r)| *r >= revision);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops these tokens' entries at once (revoked by this process).
+    pub fn forget(&self, hashes: &[TokenHash]) {
+        let mut entries = self.entries.lock();
+        for h in hashes {
+            entries.remove(h);
         }
     }
 
     fn get(&self, hash: &TokenHash) -> Option<Principal> {
+        let current = self.revision();
         let entries = self.entries.lock();
-        let (p, at) = entries.get(hash)?;
-        (at.elapsed() < self.ttl).then_some(*p)
+        let (p, at, rev) = entries.get(hash)?;
+        (at.elapsed() < self.ttl && *rev >= current).then_some(*p)
     }
 
-    fn put(&self, hash: TokenHash, principal: Principal) {
+    /// Caches `principal`, resolved at `revision` (read before the resolution started).
+    fn put(&self, hash: TokenHash, principal: Principal, revision: u64) {
+        if revision < self.revision() {
+            return;
+        }
         let mut entries = self.entries.lock();
         if entries.len() > 100_000 {
             let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            entries.retain(|_, (_, at, _)| at.elapsed() < ttl);
         }
-        entries.insert(hash, (principal, Instant::now()));
+        entries.insert(hash, (principal, Instant::now(), revision));
+    }
+
+    fn mark_used(&self, hash: TokenHash) {
+        self.used.lock().insert(hash, chrono::Utc::now());
+    }
+
+    /// The tokens used since the last call, with when each was last used.
+    pub fn take_used(&self) -> Vec<(TokenHash, chrono::DateTime<chrono::Utc>)> {
+        std::mem::take(&mut *self.used.lock()).into_iter().collect()
     }
 }
 
@@ -205,19 +256,28 @@ pub async fn principal_of(state: &AppState, token: &str) -> ApiResult<Principal>
     principal_of_hash(state, hash_token(token)).await
 }
 
-/// Who a token hash belongs to (401 when nobody, or revoked).
+/// Who a token hash belongs to (401 when nobody, or revoked, or expired).
 pub async fn principal_of_hash(state: &AppState, hash: TokenHash) -> ApiResult<Principal> {
     if let Some(env) = state.config.admin_token_env {
         if env == hash {
             return Ok(Principal::Operator);
         }
     }
+    let p = resolve_hash(state, hash).await?;
+    state.tokens.mark_used(hash);
+    Ok(p)
+}
+
+async fn resolve_hash(state: &AppState, hash: TokenHash) -> ApiResult<Principal> {
     if let Some(p) = state.tokens.get(&hash) {
         return Ok(p);
     }
+    // The revision before the look-up: an answer that races a revocation is cached under the
+    // older revision, which the newer one voids.
+    let revision = state.tokens.revision();
     if let Some(shared) = &state.shared {
-        if let Some(p) = shared.cached_principal(&hash).await {
-            state.tokens.put(hash, p);
+        if let Some(p) = shared.cached_principal(&hash, revision).await {
+            state.tokens.put(hash, p, revision);
             return Ok(p);
         }
     }
@@ -230,9 +290,9 @@ pub async fn principal_of_hash(state: &AppState, hash: TokenHash) -> ApiResult<P
     if p == Principal::Operator && state.config.admin_token_env.is_some() {
         return Err(ApiError::unauthorized());
     }
-    state.tokens.put(hash, p);
+    state.tokens.put(hash, p, revision);
     if let Some(shared) = &state.shared {
-        shared.cache_principal(&hash, &p).await;
+        shared.cache_principal(&hash, &p, revision).await;
     }
     Ok(p)
 }

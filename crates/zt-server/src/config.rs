@@ -95,6 +95,16 @@ pub struct ServerConfig {
     /// An agent not heard of (no report accepted, or since enrollment) for this long is
     /// stale; None: three report intervals.
     pub stale_after: Option<Duration>,
+    /// Requests per minute of a company's users, a bucket apart from its agents' (0: off).
+    pub rate_company_users_per_min: u32,
+    /// Failed authentications per minute per client address (0: off; `preauth.rs`).
+    pub rate_auth_failures_per_min: u32,
+    /// Enroll attempts per minute per client address (0: off).
+    pub rate_enroll_per_min: u32,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's whole body.
+    pub body_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -146,6 +156,11 @@ impl Default for ServerConfig {
             secure_cookies: false,
             stale_after: None,
             claim_overdue_after: Duration::from_secs(1),
+            rate_company_users_per_min: 6_000,
+            rate_auth_failures_per_min: 60,
+            rate_enroll_per_min: 600,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod config;
+mod conn;
 mod dashboard;
 pub mod error;
 pub mod export;
@@ -17,7 +18,9 @@ mod janitor;
 pub mod live;
 pub mod matching;
 pub mod openapi;
+pub mod preauth;
 mod ratelimit;
+pub mod revocation;
 pub mod routes;
 pub mod shared;
 pub mod state;
@@ -67,6 +70,12 @@ where
     let state = AppState::new(store, config.clone());
     telemetry::register_all(config.role.as_str());
     janitor::record_gauges(&state).await;
+    // Before the first request: credentials shared through Redis are signed with it, and
+    // the credentials revision is where this process starts.
+    revocation::load_signing_key(&state).await;
+    if let Ok(r) = state.store.credentials_revision().await {
+        state.tokens.saw_revision(r);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
     if config.role.runs_workers() {
@@ -114,13 +123,17 @@ where
         )));
     }
     background.push(tokio::spawn(janitor::run(state.clone(), stop_rx.clone())));
+    background.push(tokio::spawn(revocation::watch(
+        state.clone(),
+        stop_rx.clone(),
+    )));
     background.push(tokio::spawn(janitor::checkpoints(
         state.clone(),
         stop_rx.clone(),
     )));
 
-    // Every request knows its connection's peer (`client.rs`).
-    let app = routes::router(state.clone()).into_make_service_with_connect_info::<PeerAddr>();
+    // Every request knows its connection's peer (`client.rs`, `conn.rs`).
+    let app = routes::router(state.clone());
     let stop = stop_tx.clone();
     let hub = state.events.clone();
     let graceful = async move {
@@ -130,17 +143,10 @@ where
         // Live-event streams never finish by themselves.
         hub.close();
     };
+    let header_timeout = config.header_timeout;
     let result = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-        }
-        Some(tls) => {
-            axum::serve(tls.listener(listener)?, app)
-                .with_graceful_shutdown(graceful)
-                .await
-        }
+        None => conn::serve(listener, app, header_timeout, graceful).await,
+        Some(tls) => conn::serve(tls.listener(listener)?, app, header_timeout, graceful).await,
     };
     stop_tx.send_replace(true);
     for task in background {

@@ -16,7 +16,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::shared::{SharedState, SharedVerdict};
 
 pub struct RateLimits {
+    /// A company's agents together (scope `company`).
     company: Option<DefaultKeyedRateLimiter<Uuid>>,
+    /// A company's users together (scope `company_users`): a script looping on the API
+    /// cannot lock the fleet out, nor the fleet the dashboard.
+    users: Option<DefaultKeyedRateLimiter<Uuid>>,
+    users_per_min: u32,
     agent: Option<DefaultKeyedRateLimiter<Uuid>>,
     company_per_min: u32,
     agent_per_min: u32,
@@ -41,6 +46,8 @@ impl RateLimits {
     ) -> Self {
         RateLimits {
             company: limiter(company_per_min),
+            users: limiter(company_per_min),
+            users_per_min: company_per_min,
             agent: limiter(agent_per_min),
             company_per_min,
             agent_per_min,
@@ -49,16 +56,50 @@ impl RateLimits {
         }
     }
 
+    /// The users' bucket of each company at `per_minute` (0: off); by default it has the
+    /// agents' rate.
+    pub fn with_users(mut self, per_minute: u32) -> Self {
+        self.users = limiter(per_minute);
+        self.users_per_min = per_minute;
+        self
+    }
+
     /// Counts one request of `principal`; 429 with the wait when a limit is exceeded. The
-    /// operator is not limited.
+    /// operator is not limited. Agents count against their own bucket and their company's
+    /// fleet's (enroll secrets too); users against their company's users'.
     pub async fn check(&self, principal: &Principal) -> ApiResult<()> {
-        if let (Principal::Agent { agent_id, .. }, Some(l)) = (principal, &self.agent) {
-            self.check_one(l, self.agent_per_min, &agent_id.as_uuid(), "agent")
-                .await?;
-        }
-        if let (Some(company_id), Some(l)) = (principal.company_id(), &self.company) {
-            self.check_one(l, self.company_per_min, &company_id.as_uuid(), "company")
-                .await?;
+        match principal {
+            Principal::Operator => {}
+            Principal::Agent {
+                agent_id,
+                company_id,
+            } => {
+                if let Some(l) = &self.agent {
+                    self.check_one(l, self.agent_per_min, &agent_id.as_uuid(), "agent")
+                        .await?;
+                }
+                if let Some(l) = &self.company {
+                    self.check_one(l, self.company_per_min, &company_id.as_uuid(), "company")
+                        .await?;
+                }
+            }
+            Principal::Enroll { company_id } => {
+                if let Some(l) = &self.company {
+                    self.check_one(l, self.company_per_min, &company_id.as_uuid(), "company")
+                        .await?;
+                }
+            }
+            Principal::User { company_id, .. } => {
+                if let Some(l) = &self.users {
+                    self.check_one(
+                        l,
+                        self.users_per_min,
+                        &company_id.as_uuid(),
+                        "company_users",
+                    )
+                    .await?;
+                }
+            }
         }
         Ok(())
     }
@@ -91,7 +132,10 @@ impl RateLimits {
 
     /// Forgets keys whose limit state has fully recovered (bounds memory).
     pub fn prune(&self) {
-        for l in [&self.company, &self.agent].into_iter().flatten() {
+        for l in [&self.company, &self.users, &self.agent]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -125,21 +169,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn company_limit_covers_all_its_tokens() {
-        let limits = RateLimits::new(3, 1000);
+    async fn agents_and_users_of_a_company_have_buckets_of_their_own() {
+        let limits = RateLimits::new(3, 1000).with_users(2);
         let company_id = CompanyId::new_v4();
         let user = Principal::User {
             company_id,
             role: zt_store::model::Role::Viewer,
         };
-        for _ in 0..3 {
-            assert!(limits.check(&user).await.is_ok());
-        }
-        let agent = Principal::Agent {
+        let admin = Principal::User {
+            company_id,
+            role: zt_store::model::Role::Admin,
+        };
+        let agent = |_| Principal::Agent {
             company_id,
             agent_id: AgentId::new_v4(),
         };
-        assert_eq!(limits.check(&agent).await.unwrap_err().code, "rate_limited");
+        // A script looping with the users' tokens exhausts the users' bucket only.
+        assert!(limits.check(&user).await.is_ok());
+        assert!(limits.check(&admin).await.is_ok());
+        let e = limits.check(&user).await.unwrap_err();
+        assert_eq!((e.code, e.status.as_u16()), ("rate_limited", 429));
+        assert!(e.message.contains("company_users"), "{}", e.message);
+        for i in 0..3 {
+            assert!(limits.check(&agent(i)).await.is_ok(), "agent {i}");
+        }
+        // The fleet's bucket covers all its agents, and leaves other companies alone.
+        let e = limits.check(&agent(3)).await.unwrap_err();
+        assert!(e.message.contains("company"), "{}", e.message);
         let other = Principal::User {
             company_id: CompanyId::new_v4(),
             role: zt_store::model::Role::Viewer,

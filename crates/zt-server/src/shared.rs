@@ -50,6 +50,8 @@ pub struct SharedState {
     paused_until: Mutex<Option<Instant>>,
     /// Whether the last attempt failed (to log transitions once, not per request).
     degraded: AtomicBool,
+    /// Signs shared credentials (see [`SharedState::cached_principal`]).
+    signing_key: std::sync::OnceLock<[u8; 32]>,
 }
 
 /// The answer of a shared limit.
@@ -76,6 +78,7 @@ impl SharedState {
             gcra: redis::Script::new(GCRA),
             paused_until: Mutex::new(None),
             degraded: AtomicBool::new(false),
+            signing_key: std::sync::OnceLock::new(),
         })
     }
 
@@ -157,30 +160,51 @@ impl SharedState {
         })
     }
 
-    /// A principal another replica resolved recently.
-    pub async fn cached_principal(&self, hash: &TokenHash) -> Option<Principal> {
-        let key = format!("{}tok:{}", self.prefix, hex::encode(hash.0));
+    /// Sets the key cached credentials are signed with (shared by the replicas through the
+    /// database, never sent to Redis). Until it is set nothing is shared.
+    pub fn set_signing_key(&self, key: [u8; 32]) {
+        let _ = self.signing_key.set(key);
+    }
+
+    /// A principal another replica resolved recently, at credentials revision `revision` or
+    /// later. An entry is trusted only if it carries a valid signature of this deployment's
+    /// key (Redis alone cannot grant authority: whoever can write to it cannot forge one) and
+    /// was resolved at a revision no older than the newest this process has seen (a
+    /// revocation voids every entry written before it).
+    pub async fn cached_principal(&self, hash: &TokenHash, revision: u64) -> Option<Principal> {
+        let key = self.signing_key.get()?;
+        let redis_key = format!("{}tok:{}", self.prefix, hex::encode(hash.0));
         let mut conn = self.conn.clone();
         let value: Option<String> = self
             .call("token cache", async {
-                redis::cmd("GET").arg(&key).query_async(&mut conn).await
+                redis::cmd("GET")
+                    .arg(&redis_key)
+                    .query_async(&mut conn)
+                    .await
             })
             .await?;
-        value.as_deref().and_then(decode_principal)
+        let (principal, at) = verify_entry(key, hash, value.as_deref()?)?;
+        if at < revision {
+            return None;
+        }
+        Some(principal)
     }
 
-    /// Shares a resolved principal (operators stay local: there are few, and their tokens are
-    /// the most sensitive).
-    pub async fn cache_principal(&self, hash: &TokenHash, principal: &Principal) {
-        let Some(value) = encode_principal(principal) else {
+    /// Shares a resolved principal, signed, with the revision it was resolved at (operators
+    /// stay local: there are few, and their tokens are the most sensitive).
+    pub async fn cache_principal(&self, hash: &TokenHash, principal: &Principal, revision: u64) {
+        let Some(key) = self.signing_key.get() else {
             return;
         };
-        let key = format!("{}tok:{}", self.prefix, hex::encode(hash.0));
+        let Some(value) = sign_entry(key, hash, principal, revision) else {
+            return;
+        };
+        let redis_key = format!("{}tok:{}", self.prefix, hex::encode(hash.0));
         let mut conn = self.conn.clone();
         let _: Option<()> = self
             .call("token cache", async {
                 redis::cmd("SET")
-                    .arg(&key)
+                    .arg(&redis_key)
                     .arg(value)
                     .arg("PX")
                     .arg(TOKEN_TTL_MS)
@@ -189,6 +213,53 @@ impl SharedState {
             })
             .await;
     }
+
+    /// Drops revoked tokens' shared entries (the revision voids them anyway; this frees them).
+    pub async fn forget(&self, hashes: &[TokenHash]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = hashes
+            .iter()
+            .map(|h| format!("{}tok:{}", self.prefix, hex::encode(h.0)))
+            .collect();
+        let mut conn = self.conn.clone();
+        let _: Option<i64> = self
+            .call("token cache", async {
+                redis::cmd("DEL").arg(&keys).query_async(&mut conn).await
+            })
+            .await;
+    }
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn entry_mac(key: &[u8; 32], hash: &TokenHash, body: &str) -> HmacSha256 {
+    use hmac::Mac;
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(&hash.0);
+    mac.update(b"\0");
+    mac.update(body.as_bytes());
+    mac
+}
+
+/// `<principal>|<revision>|<hex HMAC-SHA256(key, token hash, "<principal>|<revision>")>`.
+fn sign_entry(key: &[u8; 32], hash: &TokenHash, p: &Principal, revision: u64) -> Option<String> {
+    use hmac::Mac;
+    let body = format!("{}|{revision}", encode_principal(p)?);
+    let tag = hex::encode(entry_mac(key, hash, &body).finalize().into_bytes());
+    Some(format!("{body}|{tag}"))
+}
+
+/// The principal and revision of a signed entry for `hash`; None when it is malformed, for
+/// another token, or not signed with `key` (compared in constant time).
+fn verify_entry(key: &[u8; 32], hash: &TokenHash, value: &str) -> Option<(Principal, u64)> {
+    use hmac::Mac;
+    let (body, tag) = value.rsplit_once('|')?;
+    let tag = hex::decode(tag).ok()?;
+    entry_mac(key, hash, body).verify_slice(&tag).ok()?;
+    let (principal, revision) = body.rsplit_once('|')?;
+    Some((decode_principal(principal)?, revision.parse().ok()?))
 }
 
 /// Whether `url` is a Redis URL the client accepts (checked before the server starts).
@@ -263,5 +334,27 @@ mod tests {
         ] {
             assert_eq!(decode_principal(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn signed_entries_verify_only_with_their_key_and_token() {
+        let key = [7u8; 32];
+        let hash = TokenHash([1u8; 32]);
+        let p = Principal::User {
+            company_id: CompanyId::new_v4(),
+            role: Role::Viewer,
+        };
+        let entry = sign_entry(&key, &hash, &p, 42).unwrap();
+        assert_eq!(verify_entry(&key, &hash, &entry), Some((p, 42)));
+        // Another key, another token, or any change to the entry: not trusted.
+        assert_eq!(verify_entry(&[8u8; 32], &hash, &entry), None);
+        assert_eq!(verify_entry(&key, &TokenHash([2u8; 32]), &entry), None);
+        let admin = entry.replacen("viewer", "admin", 1);
+        assert_eq!(verify_entry(&key, &hash, &admin), None);
+        let later = entry.replacen("|42|", "|43|", 1);
+        assert_eq!(verify_entry(&key, &hash, &later), None);
+        // What the old cache wrote (no signature) grants nothing.
+        let unsigned = encode_principal(&p).unwrap();
+        assert_eq!(verify_entry(&key, &hash, &unsigned), None);
     }
 }

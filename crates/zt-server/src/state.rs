@@ -24,6 +24,8 @@ pub struct Inner {
     pub config: ServerConfig,
     pub tokens: TokenCache,
     pub limits: RateLimits,
+    /// Limits per client address before authentication (`preauth.rs`).
+    pub preauth: crate::preauth::PreAuthLimits,
     /// Redis shared with the other replicas, when configured.
     pub shared: Option<Arc<SharedState>>,
     pub ingest: IngestHandle,
@@ -67,6 +69,12 @@ impl AppState {
             limits: RateLimits::with_shared(
                 config.rate_company_per_min,
                 config.rate_agent_per_min,
+                shared.clone(),
+            )
+            .with_users(config.rate_company_users_per_min),
+            preauth: crate::preauth::PreAuthLimits::new(
+                config.rate_auth_failures_per_min,
+                config.rate_enroll_per_min,
                 shared.clone(),
             ),
             shared,

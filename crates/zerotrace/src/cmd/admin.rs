@@ -17,6 +17,9 @@ pub enum Command {
     /// User tokens of a company.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Enrolled agents (hosts) of a company.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Copies the embedded database to PATH while servers keep running (one consistent
     /// snapshot, checked). PostgreSQL: use pg_dump (README.md, "Deploy" > "Backups").
     Backup {
@@ -51,6 +54,49 @@ pub enum CompanyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Deletes a company with all its data (agents, findings, tokens, sessions, events).
+    Delete {
+        id: zt_store::model::CompanyId,
+        /// The company's id or exact name again, to confirm.
+        #[arg(long)]
+        confirm: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replaces a company's enroll secret; prints the new one (shown once). The old one
+    /// stops enrolling at once.
+    RotateEnrollSecret {
+        id: zt_store::model::CompanyId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Gives an agent a new token (printed once) and revokes its old one.
+    RotateToken {
+        #[arg(long)]
+        company: zt_store::model::CompanyId,
+        agent: zt_store::model::AgentId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes an agent's token: it can no longer report.
+    RevokeToken {
+        #[arg(long)]
+        company: zt_store::model::CompanyId,
+        agent: zt_store::model::AgentId,
+    },
+    /// Decommissions an agent: token revoked, open findings resolved as `decommissioned`,
+    /// apps removed from the counts.
+    Decommission {
+        #[arg(long)]
+        company: zt_store::model::CompanyId,
+        agent: zt_store::model::AgentId,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -67,8 +113,27 @@ pub enum TokenCommand {
         company: zt_store::model::CompanyId,
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// What the token is for (shown in the list).
+        #[arg(long)]
+        name: Option<String>,
+        /// The token stops working this many days from now (1 to 3650; default never).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
         #[arg(long)]
         json: bool,
+    },
+    /// Lists a company's user tokens (never their secrets).
+    List {
+        #[arg(long)]
+        company: zt_store::model::CompanyId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes a user token at once (running servers drop it within a second).
+    Revoke {
+        #[arg(long)]
+        company: zt_store::model::CompanyId,
+        token_id: uuid::Uuid,
     },
 }
 
@@ -190,24 +255,182 @@ async fn dispatch(c: Command, store: &dyn Storage) -> anyhow::Result<ExitCode> {
         Command::Token(TokenCommand::Create {
             company,
             role,
+            name,
+            expires_in_days,
             json,
         }) => {
             let role = match role {
                 RoleArg::Admin => Role::Admin,
                 RoleArg::Viewer => Role::Viewer,
             };
-            let Some(token) = zt_server::accounts::create_user_token(store, company, role).await?
+            let name = name.map(|n| n.trim().to_string());
+            if let Some(n) = &name {
+                if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
+                    anyhow::bail!("--name: a token name is 1 to 100 printable characters");
+                }
+            }
+            let Some((token, info)) = zt_server::accounts::create_named_token(
+                store,
+                company,
+                role,
+                name,
+                expires_in_days,
+            )
+            .await?
             else {
                 anyhow::bail!("no company {company}");
             };
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"token": token, "company_id": company, "role": role})
+                    serde_json::json!({"token": token, "token_id": info.token_id,
+                        "company_id": company, "role": role, "name": info.name,
+                        "expires_at": info.expires_at})
                 );
             } else {
                 println!("{token}");
-                eprintln!("(the token is shown once)");
+                eprintln!("(the token is shown once; its id is {})", info.token_id);
+            }
+        }
+        Command::Token(TokenCommand::List { company, json }) => {
+            if store.get_company(company).await?.is_none() {
+                anyhow::bail!("no company {company}");
+            }
+            let tokens = store.list_tokens(company).await?;
+            if json {
+                println!("{}", serde_json::json!({ "items": tokens }));
+            } else {
+                let mut table = comfy_table::Table::new();
+                table.load_style(comfy_table::presets::NOTHING);
+                table.set_header([
+                    "TOKEN ID",
+                    "ROLE",
+                    "NAME",
+                    "CREATED",
+                    "LAST USED",
+                    "EXPIRES",
+                    "REVOKED",
+                ]);
+                let t = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                    d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
+                };
+                for k in &tokens {
+                    table.add_row([
+                        k.token_id.to_string(),
+                        k.role.as_str().to_string(),
+                        k.name.clone().unwrap_or_default(),
+                        k.created_at.to_rfc3339(),
+                        t(k.last_used_at),
+                        t(k.expires_at),
+                        t(k.revoked_at),
+                    ]);
+                }
+                println!("{table}");
+            }
+        }
+        Command::Token(TokenCommand::Revoke { company, token_id }) => {
+            if store
+                .revoke_token(company, token_id, chrono::Utc::now())
+                .await?
+                .is_none()
+            {
+                anyhow::bail!("company {company} has no token {token_id}");
+            }
+            eprintln!("token {token_id} revoked");
+        }
+        Command::Company(CompanyCommand::Delete { id, confirm, json }) => {
+            let Some(company) = store.get_company(id).await? else {
+                anyhow::bail!("no company {id}");
+            };
+            let confirm = confirm.trim();
+            if confirm != company.name && confirm.parse().ok() != Some(id) {
+                anyhow::bail!(
+                    "--confirm: {confirm:?} is neither the id nor the exact name of company {id} ({:?})",
+                    company.name
+                );
+            }
+            let Some(purged) = store.delete_company(id).await? else {
+                anyhow::bail!("no company {id}");
+            };
+            if json {
+                let deleted: std::collections::BTreeMap<_, _> = purged.tables.into_iter().collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"company_id": id, "deleted": deleted})
+                );
+            } else {
+                for (table, n) in &purged.tables {
+                    println!("{table}: {n}");
+                }
+                eprintln!("company {id} ({}) deleted with all its data", company.name);
+            }
+        }
+        Command::Company(CompanyCommand::RotateEnrollSecret { id, json }) => {
+            let Some((secret, _)) = zt_server::accounts::rotate_enroll_secret(store, id).await?
+            else {
+                anyhow::bail!("no company {id}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"company_id": id, "enroll_secret": secret})
+                );
+            } else {
+                println!("{secret}");
+                eprintln!("(the enroll secret is shown once; the old one no longer enrolls)");
+            }
+        }
+        Command::Agent(AgentCommand::RotateToken {
+            company,
+            agent,
+            json,
+        }) => {
+            let Some((token, _)) =
+                zt_server::accounts::rotate_agent_token(store, company, agent).await?
+            else {
+                anyhow::bail!("company {company} has no live agent {agent}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"agent_id": agent, "agent_token": token})
+                );
+            } else {
+                println!("{token}");
+                eprintln!("(the agent token is shown once; the old one no longer works)");
+            }
+        }
+        Command::Agent(AgentCommand::RevokeToken { company, agent }) => {
+            if store
+                .replace_agent_token(company, agent, None, chrono::Utc::now())
+                .await?
+                .is_none()
+            {
+                anyhow::bail!("company {company} has no live agent {agent}");
+            }
+            eprintln!("the token of agent {agent} is revoked");
+        }
+        Command::Agent(AgentCommand::Decommission {
+            company,
+            agent,
+            json,
+        }) => {
+            let Some(done) = store
+                .decommission_agent(company, agent, chrono::Utc::now())
+                .await?
+            else {
+                anyhow::bail!("company {company} has no live agent {agent}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"agent_id": agent, "resolved_findings": done.resolved_findings,
+                        "removed_apps": done.removed_apps})
+                );
+            } else {
+                println!("resolved_findings: {}", done.resolved_findings);
+                println!("removed_apps: {}", done.removed_apps);
+                eprintln!("agent {agent} decommissioned");
             }
         }
     }

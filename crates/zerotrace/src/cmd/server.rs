@@ -1,7 +1,7 @@
 //! `zerotrace server`: the API, the queue workers and the dashboard in one process (or the
 //! API or the workers alone with `--role`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,9 +113,52 @@ pub struct Args {
     /// intervals).
     #[arg(long)]
     pub stale_after_hours: Option<f64>,
-    /// Fault injection for tests: workers hold each claimed batch this long first.
+    /// Fault injection for tests: workers hold each claimed batch this long first. Only in
+    /// debug builds (the tests'): a release binary has no such flag.
+    #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
+    /// Requests per minute of a company's users (tokens and dashboard sessions), apart from
+    /// its agents' (--rate-company) so that neither can starve the other (0: unlimited).
+    #[arg(long, default_value_t = 6_000)]
+    pub rate_company_users: u32,
+    /// Failed authentications (answers 401) per minute per client address before the
+    /// address is refused with 429 (0: unlimited).
+    #[arg(long, default_value_t = 60)]
+    pub rate_auth_failures: u32,
+    /// Enroll attempts per minute per client address (0: unlimited).
+    #[arg(long, default_value_t = 600)]
+    pub rate_enroll: u32,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 30.0)]
+    pub header_timeout_secs: f64,
+    /// Seconds a client may take to send a request's body, all of it.
+    #[arg(long, default_value_t = 120.0)]
+    pub body_timeout_secs: f64,
+}
+
+/// Writes `secret` to `path`, readable and writable by this user only (created so: the
+/// secret is never in a file others may read, not even for a moment).
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        // An older file keeps its mode on open: make sure.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{secret}")?;
+    file.sync_all()
 }
 
 fn parse_trusted_proxies(list: &str) -> Result<zt_server::TrustedProxies, String> {
@@ -155,6 +198,18 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         Some(_) => None,
         None => zt_server::accounts::init_operator_token(&*store).await?,
     };
+    // Shown on a terminal only: a service's stdout ends up in journals and log collectors
+    // that keep it forever. Otherwise it goes to a file only this user can read.
+    let token_file = match &new_operator_token {
+        Some(token) if !std::io::stdout().is_terminal() => {
+            let path = super::data_dir(global)?.join("operator-token");
+            write_secret_file(&path, token)
+                .with_context(|| format!("writing the operator token to {}", path.display()))?;
+            tracing::info!(path = %path.display(), "operator token written (mode 0600)");
+            Some(path)
+        }
+        _ => None,
+    };
 
     let role = match args.role {
         Role::Api => ServerRole::Api,
@@ -175,6 +230,7 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         report_interval_s: args.report_interval_secs,
         admin_token_env: admin_env.as_deref().map(zt_server::auth::hash_token),
+        #[cfg(debug_assertions)]
         hold_after_claim: args.hold_after_claim_ms.map(Duration::from_millis),
         redis_url: args.redis_url.clone(),
         redis_prefix: args.redis_prefix.clone(),
@@ -192,6 +248,11 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         stale_after: args
             .stale_after_hours
             .map(|h| Duration::from_secs_f64((h * 3600.0).clamp(1.0, 3650.0 * 86400.0))),
+        rate_company_users_per_min: args.rate_company_users,
+        rate_auth_failures_per_min: args.rate_auth_failures,
+        rate_enroll_per_min: args.rate_enroll,
+        header_timeout: Duration::from_secs_f64(args.header_timeout_secs.clamp(0.1, 3600.0)),
+        body_timeout: Duration::from_secs_f64(args.body_timeout_secs.clamp(0.1, 86400.0)),
         ..ServerConfig::default()
     };
 
@@ -214,10 +275,15 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
             env!("CARGO_PKG_VERSION"),
             args.role,
         )?;
-        match (&new_operator_token, admin_env.is_some()) {
-            (Some(t), _) => writeln!(out, "operator token (shown once, store it now): {t}")?,
-            (None, true) => writeln!(out, "operator token: from ZEROTRACE_ADMIN_TOKEN")?,
-            (None, false) => {}
+        match (&new_operator_token, &token_file, admin_env.is_some()) {
+            (Some(_), Some(path), _) => writeln!(
+                out,
+                "operator token: written to {} (readable by this user only; shown nowhere else)",
+                path.display()
+            )?,
+            (Some(t), None, _) => writeln!(out, "operator token (shown once, store it now): {t}")?,
+            (None, _, true) => writeln!(out, "operator token: from ZEROTRACE_ADMIN_TOKEN")?,
+            (None, _, false) => {}
         }
         if role.runs_api() {
             writeln!(out, "dashboard: {scheme}://{addr}/")?;

@@ -45,18 +45,32 @@ pub struct CompanyList {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"role": "viewer"}))]
+#[schema(example = json!({"role": "viewer", "name": "CI export", "expires_in_days": 90}))]
 pub struct CreateToken {
     role: Role,
+    /// What the token is for, shown in the token list.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    name: Option<String>,
+    /// The token stops working this many days from now (default: never).
+    #[schema(minimum = 1, maximum = 3650)]
+    expires_in_days: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenCreated {
     /// The bearer token (`ztu_…`); shown this once (stored hashed).
     token: String,
+    /// Names the token in the list and to revoke it.
+    token_id: uuid::Uuid,
     #[schema(value_type = Uuid)]
     company_id: CompanyId,
     role: Role,
+    name: Option<String>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Creates a company with its enroll secret; the operator's business.
@@ -140,12 +154,37 @@ pub async fn create_token(
     }
     let bytes = read_body(body, ADMIN_BODY_LIMIT).await?;
     let req: CreateToken = parse_json(&bytes)?;
-    let token = crate::accounts::create_user_token(&*state.store, company_id, req.role)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let name = match req.name {
+        Some(name) => {
+            let name = name.trim().to_string();
+            check_text("name", &name, 1, 100)?;
+            Some(name)
+        }
+        None => None,
+    };
+    if let Some(days) = req.expires_in_days {
+        if !(1..=crate::accounts::MAX_TOKEN_DAYS).contains(&days) {
+            return Err(ApiError::invalid_request(
+                "expires_in_days",
+                format!("must be from 1 to {}", crate::accounts::MAX_TOKEN_DAYS),
+            ));
+        }
+    }
+    let (token, info) = crate::accounts::create_named_token(
+        &*state.store,
+        company_id,
+        req.role,
+        name,
+        req.expires_in_days,
+    )
+    .await?
+    .ok_or_else(ApiError::not_found)?;
     Ok(created(TokenCreated {
         token,
+        token_id: info.token_id,
         company_id,
         role: req.role,
+        name: info.name,
+        expires_at: info.expires_at,
     }))
 }

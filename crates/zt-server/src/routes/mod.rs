@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod events;
+mod lifecycle;
 pub(crate) mod reads;
 mod session;
 mod system;
@@ -45,13 +46,13 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(agent::enroll))
         .routes(routes!(agent::report_status))
         .routes(routes!(admin::list_companies, admin::create_company))
-        .routes(routes!(admin::create_token))
+        .routes(routes!(admin::create_token, lifecycle::list_tokens))
         .routes(routes!(reads::summary))
         .routes(routes!(reads::agents))
         .routes(routes!(reads::apps))
         .routes(routes!(reads::findings))
         .routes(routes!(reads::vulnerability))
-        .routes(routes!(views::agent))
+        .routes(routes!(views::agent, lifecycle::decommission_agent))
         .routes(routes!(views::agent_reports))
         .routes(routes!(views::software))
         .routes(routes!(views::vulnerabilities))
@@ -60,6 +61,13 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(events::company_events))
         .routes(routes!(events::all_events))
         .routes(routes!(session::sign_in, session::sign_out))
+        .routes(routes!(lifecycle::revoke_token))
+        .routes(routes!(
+            lifecycle::rotate_agent_token,
+            lifecycle::revoke_agent_token
+        ))
+        .routes(routes!(lifecycle::rotate_enroll_secret))
+        .routes(routes!(lifecycle::delete_company))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)
@@ -96,6 +104,20 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(crate::telemetry::track_http))
         // Before any handler: a write made with the session cookie carries its CSRF token.
         .layer(middleware::from_fn(crate::auth::csrf_guard))
+        // A request body must arrive whole within the configured time (a slow upload cannot
+        // hold a handler); the handlers' `read_body` answers 408 when it does not.
+        .layer(tower_http::map_request_body::MapRequestBodyLayer::new(
+            Body::new,
+        ))
+        .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
+            state.config.body_timeout,
+        ))
+        // Before everything: an address that failed to authenticate too often is refused
+        // before its credential is looked at (`preauth.rs`).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::preauth::guard,
+        ))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         // Handlers enforce the configured limit themselves (with a JSON 413), after checking
@@ -148,8 +170,19 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) => {
+            let timed_out =
+                std::iter::successors(Some(&*e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<tower_http::timeout::TimeoutError>());
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 Err(ApiError::too_large(limit))
+            } else if timed_out {
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                ))
             } else {
                 Err(ApiError::invalid_request(
                     "",
