@@ -95,6 +95,8 @@ pub struct ServerConfig {
     /// An agent not heard of (no report accepted, or since enrollment) for this long is
     /// stale; None: three report intervals.
     pub stale_after: Option<Duration>,
+    /// The scheduled feed sync (`--feeds-sync-interval`); None: off (`--offline`).
+    pub feeds_sync: Option<crate::feeds::ScheduledSync>,
 }
 
 impl ServerConfig {
@@ -145,6 +147,7 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: false,
             stale_after: None,
+            feeds_sync: None,
             claim_overdue_after: Duration::from_secs(1),
         }
     }

@@ -116,6 +116,18 @@ pub struct Args {
     /// Fault injection for tests: workers hold each claimed batch this long first.
     #[arg(long, hide = true)]
     pub hold_after_claim_ms: Option<u64>,
+    /// How often the server syncs its vulnerability feeds (e.g. 30m, 1h, 6h; KEV and EPSS at
+    /// most daily). One process at a time syncs for the whole deployment.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration,
+          env = "ZEROTRACE_FEEDS_SYNC_INTERVAL", value_name = "DURATION")]
+    pub feeds_sync_interval: Duration,
+    /// No scheduled feed sync: for air-gapped sites, which import a bundle made elsewhere by
+    /// `zerotrace feeds export` with `zerotrace feeds import`.
+    #[arg(long, env = "ZEROTRACE_OFFLINE")]
+    pub offline: bool,
+    /// The scheduled sync's sources, as `zerotrace feeds sync` takes them.
+    #[command(flatten)]
+    pub feeds: super::feeds::SyncArgs,
 }
 
 fn parse_trusted_proxies(list: &str) -> Result<zt_server::TrustedProxies, String> {
@@ -161,6 +173,16 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         Role::Worker => ServerRole::Worker,
         Role::All => ServerRole::All,
     };
+    let feeds_sync = if args.offline {
+        None
+    } else {
+        let (sources, client) = super::feeds::sync_setup(&args.feeds, global)?;
+        Some(zt_server::feeds::ScheduledSync {
+            interval: args.feeds_sync_interval.max(Duration::from_secs(1)),
+            sources,
+            client,
+        })
+    };
     let config = ServerConfig {
         role,
         workers: args.workers.max(1),
@@ -192,6 +214,7 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         stale_after: args
             .stale_after_hours
             .map(|h| Duration::from_secs_f64((h * 3600.0).clamp(1.0, 3650.0 * 86400.0))),
+        feeds_sync,
         ..ServerConfig::default()
     };
 

@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod events;
+mod feeds;
 pub(crate) mod reads;
 mod session;
 mod system;
@@ -60,6 +61,7 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(events::company_events))
         .routes(routes!(events::all_events))
         .routes(routes!(session::sign_in, session::sign_out))
+        .routes(routes!(feeds::feeds))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)
