@@ -45,6 +45,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the size of `server`'s options (with the feed sync's) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API, the workers and the dashboard.

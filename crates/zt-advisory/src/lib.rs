@@ -10,6 +10,7 @@
 
 mod advisory;
 mod group;
+pub mod import;
 mod knowledge;
 mod severity;
 

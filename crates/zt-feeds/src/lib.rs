@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use zt_advisory::{Advisory, EpssScore, KevEntry, Severity};
 
+pub mod bundle;
 mod epss;
 mod kev;
 mod nvd;
@@ -198,6 +199,29 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<ReadResult, InputError> {
 /// Never fails as a whole: an unreadable file is reported as a [`FeedItem::Error`].
 pub fn read_file(path: &Path, on_item: &mut dyn FnMut(FeedItem)) {
     let name = path.display().to_string();
+    read_file_named(path, &name, on_item)
+}
+
+/// [`read_file`], naming the file `name` in errors (e.g. the URL it was downloaded from).
+/// A zip archive is read from the file entry by entry, never whole.
+pub fn read_file_named(path: &Path, name: &str, on_item: &mut dyn FnMut(FeedItem)) {
+    let mut magic = [0u8; 4];
+    let is_zip = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"PK\x03\x04";
+    if is_zip {
+        match std::fs::File::open(path) {
+            Ok(f) => read_zip_from(name, std::io::BufReader::new(f), on_item, 0),
+            Err(e) => on_item(FeedItem::Error(RecordError {
+                file: name.to_string(),
+                record_id: None,
+                reason: format!("cannot read: {e}"),
+            })),
+        }
+        return;
+    }
+    let name = name.to_string();
     match std::fs::read(path) {
         Ok(bytes) => read_bytes(&name, &bytes, on_item),
         Err(e) => on_item(FeedItem::Error(RecordError {
@@ -362,7 +386,18 @@ fn wrap(name: &str, r: Result<FeedRecord, RecordFailure>) -> FeedItem {
 }
 
 fn read_zip(name: &str, bytes: &[u8], on_item: &mut dyn FnMut(FeedItem), depth: u8) {
-    let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
+    read_zip_from(name, std::io::Cursor::new(bytes), on_item, depth)
+}
+
+/// A zip archive from any seekable reader: a file is read one entry at a time, so a bulk
+/// download (OSV's `all.zip` of an ecosystem is hundreds of MB) is never all in memory.
+fn read_zip_from<R: Read + std::io::Seek>(
+    name: &str,
+    reader: R,
+    on_item: &mut dyn FnMut(FeedItem),
+    depth: u8,
+) {
+    let mut archive = match zip::ZipArchive::new(reader) {
         Ok(a) => a,
         Err(e) => {
             on_item(file_error(name, None, format!("bad zip archive: {e}")));

@@ -105,6 +105,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// How long a client may take to send a request's whole body.
     pub body_timeout: Duration,
+    /// The scheduled feed sync (`--feeds-sync-interval`); None: off (`--offline`).
+    pub feeds_sync: Option<crate::feeds::ScheduledSync>,
 }
 
 impl ServerConfig {
@@ -155,6 +157,7 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: false,
             stale_after: None,
+            feeds_sync: None,
             claim_overdue_after: Duration::from_secs(1),
             rate_company_users_per_min: 6_000,
             rate_auth_failures_per_min: 60,

@@ -13,6 +13,7 @@ mod conn;
 mod dashboard;
 pub mod error;
 pub mod export;
+pub mod feeds;
 mod ingest;
 mod janitor;
 pub mod live;
@@ -131,6 +132,19 @@ where
         state.clone(),
         stop_rx.clone(),
     )));
+    background.push(tokio::spawn(feeds::gauges(state.clone(), stop_rx.clone())));
+    // Processes that run workers sync (they apply what changed); API replicas never download.
+    if let Some(sync) = config
+        .feeds_sync
+        .clone()
+        .filter(|_| config.role.runs_workers())
+    {
+        background.push(tokio::spawn(feeds::run_schedule(
+            state.store.clone(),
+            sync,
+            stop_rx.clone(),
+        )));
+    }
 
     // Every request knows its connection's peer (`client.rs`, `conn.rs`).
     let app = routes::router(state.clone());

@@ -162,6 +162,14 @@ pub async fn rematch_stale(
             tracing::warn!(software = %key, %error, "re-match failed; retried at the next pass");
         }
         let delta = state.store.store_rematch(&results, index.revision).await?;
+        metrics::counter!("knowledge_rematched_software_total").increment(results.len() as u64);
+        if total % (PAGE as u64 * 20) == 0 {
+            tracing::info!(
+                revision = index.revision,
+                software = total,
+                "re-matching known software"
+            );
+        }
         changed_pairs +=
             (delta.appeared.len() + delta.disappeared.len() + delta.changed.len()) as u64;
     }
@@ -186,16 +194,16 @@ const RECONCILE_AGENTS: u32 = 200;
 
 /// Brings every company's findings in line with the cached matches after they changed
 /// (re-matching marks that durably; a crash before the end just means it runs again).
-pub async fn reconcile(state: &AppState, shutdown: &watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn reconcile(state: &AppState, shutdown: &watch::Receiver<bool>) -> anyhow::Result<bool> {
     let Some(generation) = state.store.reconcile_pending().await? else {
-        return Ok(());
+        return Ok(false);
     };
     let started = std::time::Instant::now();
     for company in state.store.list_companies().await? {
         let mut after = None;
         loop {
             if *shutdown.borrow() {
-                return Ok(());
+                return Ok(false);
             }
             match state
                 .store
@@ -213,21 +221,54 @@ pub async fn reconcile(state: &AppState, shutdown: &watch::Receiver<bool>) -> an
         elapsed_ms = started.elapsed().as_millis() as u64,
         "findings reconciled with the match cache"
     );
-    Ok(())
+    Ok(true)
+}
+
+/// The deployment-wide hold of the re-match after a knowledge change.
+pub const REMATCH_JOB: &str = "rematch";
+
+/// Re-matches and reconciles when this process holds the deployment's re-match (one process
+/// does it for everyone: the others only rebuild their index), then announces the revision
+/// with `knowledge.updated`.
+async fn rematch_as_the_one(state: &AppState, shutdown: &watch::Receiver<bool>) {
+    let guard = match state.store.try_exclusive(REMATCH_JOB).await {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            tracing::debug!("another process re-matches after knowledge changes");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take the re-match hold");
+            return;
+        }
+    };
+    let started = std::time::Instant::now();
+    let revision = state.matcher.load().revision;
+    let mut worked = false;
+    match rematch_stale(state, shutdown).await {
+        Ok(n) => worked |= n > 0,
+        Err(e) => tracing::warn!(error = %e, "re-matching known software failed"),
+    }
+    match reconcile(state, shutdown).await {
+        Ok(done) => worked |= done,
+        Err(e) => tracing::warn!(error = %e, "updating findings after re-matching failed"),
+    }
+    if worked && !*shutdown.borrow() {
+        metrics::gauge!("knowledge_rematched_revision").set(revision as f64);
+        metrics::histogram!("knowledge_rematch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = crate::live::knowledge_updated(&*state.store, revision).await {
+            tracing::warn!(error = %e, "cannot announce the knowledge revision");
+        }
+    }
+    guard.release().await;
 }
 
 /// Polls the knowledge revision and keeps index, cache and findings current until shutdown.
 pub async fn watch_knowledge(state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         match refresh_index(&state).await {
-            Ok(_) => {
-                if let Err(e) = rematch_stale(&state, &shutdown).await {
-                    tracing::warn!(error = %e, "re-matching known software failed");
-                }
-                if let Err(e) = reconcile(&state, &shutdown).await {
-                    tracing::warn!(error = %e, "updating findings after re-matching failed");
-                }
-            }
+            Ok(_) => rematch_as_the_one(&state, &shutdown).await,
             Err(e) => tracing::warn!(error = %e, "loading the knowledge base failed"),
         }
         tokio::select! {

@@ -8,6 +8,7 @@
 //! Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
 
 pub mod any;
+pub mod exclusive;
 #[macro_use]
 mod common;
 pub mod knowledge;

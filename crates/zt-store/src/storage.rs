@@ -376,4 +376,27 @@ pub trait Storage: Send + Sync + 'static {
     /// process, e.g. the key that signs credentials cached in Redis): the stored one, or
     /// `proposed` when none was stored yet (the first process to ask stores it).
     async fn deployment_secret(&self, name: &str, proposed: &str) -> Result<String>;
+    // --- feeds (issue 15): imports and sync bookkeeping, one process for deployment-wide jobs
+
+    /// Imports knowledge records in one transaction (rules: `crate::knowledge`).
+    async fn import_knowledge(
+        &self,
+        batch: crate::knowledge::KnowledgeImport,
+    ) -> Result<crate::knowledge::ImportSummary>;
+
+    /// The sync state of one feed, if it was ever synced or imported.
+    async fn feed_state(&self, feed: &str) -> Result<Option<crate::knowledge::FeedState>>;
+
+    /// Every feed's sync state, by name.
+    async fn feed_states(&self) -> Result<Vec<crate::knowledge::FeedState>>;
+
+    /// Creates or replaces a feed's sync state.
+    async fn save_feed_state(&self, state: &crate::knowledge::FeedState) -> Result<()>;
+
+    /// The deployment-wide hold on the job `name`, or `None` while another process (or task)
+    /// holds it (PostgreSQL: an advisory lock; SQLite: within the process).
+    async fn try_exclusive(&self, name: &str) -> Result<Option<crate::exclusive::ExclusiveGuard>>;
+
+    /// Every stored EPSS score, by CVE (`load_knowledge` keeps only those advisories name).
+    async fn epss_scores(&self) -> Result<Vec<zt_advisory::EpssScore>>;
 }

@@ -31,7 +31,11 @@ pub enum FetchStatus {
 pub struct Fetched {
     pub url: String,
     pub status: FetchStatus,
+    /// The body, unless it went to a file (`RequestOptions::to_file`).
     pub body: Vec<u8>,
+    /// Where the body is when it was streamed to a file (the cache's copy, or `to_file`);
+    /// `None` on a 304 without a cached copy.
+    pub file: Option<PathBuf>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
 }
@@ -155,6 +159,20 @@ impl Cache {
         self.touch(url, etag, last_modified, &meta_path)
     }
 
+    /// Moves a body streamed to `tmp` into the cache; returns where it is now.
+    fn adopt(
+        &self,
+        url: &str,
+        tmp: &Path,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) -> Result<PathBuf, SyncError> {
+        let (body_path, meta_path) = self.paths(url);
+        std::fs::rename(tmp, &body_path).map_err(|e| SyncError::Cache(body_path.clone(), e))?;
+        self.touch(url, etag, last_modified, &meta_path)?;
+        Ok(body_path)
+    }
+
     fn touch(
         &self,
         url: &str,
@@ -193,6 +211,8 @@ pub struct RequestOptions<'a> {
     /// Validators from the store when the cache has nothing (first run on a new cache dir).
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// Streams the body to this file (or into the cache when it is used) instead of memory.
+    pub to_file: Option<PathBuf>,
 }
 
 impl Fetcher {
@@ -225,12 +245,12 @@ impl Fetcher {
         if let (Some(cache), Some((meta, body_path))) = (&self.cache, &cached) {
             let age = Utc::now().signed_duration_since(meta.fetched_at);
             if age.to_std().is_ok_and(|a| a < cache.ttl) {
-                let body =
-                    std::fs::read(body_path).map_err(|e| SyncError::Cache(body_path.clone(), e))?;
+                let (body, file) = cached_body(body_path, opts)?;
                 return Ok(Fetched {
                     url: url.to_string(),
                     status: FetchStatus::FromCache,
                     body,
+                    file,
                     etag: meta.etag.clone(),
                     last_modified: meta.last_modified.clone(),
                 });
@@ -275,12 +295,12 @@ impl Fetcher {
                                 url: url.to_string(),
                                 status: FetchStatus::NotModified,
                                 body: Vec::new(),
+                                file: None,
                                 etag,
                                 last_modified,
                             });
                         };
-                        let body = std::fs::read(body_path)
-                            .map_err(|e| SyncError::Cache(body_path.clone(), e))?;
+                        let (body, file) = cached_body(body_path, opts)?;
                         if let Some(cache) = &self.cache {
                             let (_, meta_path) = cache.paths(url);
                             cache.touch(
@@ -294,6 +314,7 @@ impl Fetcher {
                             url: url.to_string(),
                             status: FetchStatus::NotModified,
                             body,
+                            file,
                             etag: meta.etag.clone(),
                             last_modified: meta.last_modified.clone(),
                         });
@@ -308,6 +329,43 @@ impl Fetcher {
                         };
                         let new_etag = header(ETAG);
                         let new_lm = header(LAST_MODIFIED);
+                        if let Some(dest) = &opts.to_file {
+                            let cache = self.cache.as_ref().filter(|_| opts.use_cache);
+                            let target = match cache {
+                                Some(c) => {
+                                    std::fs::create_dir_all(&c.dir)
+                                        .map_err(|e| SyncError::Cache(c.dir.clone(), e))?;
+                                    c.paths(url).0.with_extension("body.tmp")
+                                }
+                                None => dest.clone(),
+                            };
+                            match stream_to_file(resp, &target).await {
+                                Ok(()) => {
+                                    let file = match cache {
+                                        Some(c) => {
+                                            c.adopt(url, &target, new_etag.clone(), new_lm.clone())?
+                                        }
+                                        None => target,
+                                    };
+                                    return Ok(Fetched {
+                                        url: url.to_string(),
+                                        status: FetchStatus::Downloaded,
+                                        body: Vec::new(),
+                                        file: Some(file),
+                                        etag: new_etag,
+                                        last_modified: new_lm,
+                                    });
+                                }
+                                Err(StreamError::Io(e)) => return Err(SyncError::Cache(target, e)),
+                                Err(StreamError::Http(e)) if attempt < self.retry.max_retries => {
+                                    tracing::warn!(url, error = %e, "download interrupted; retrying");
+                                    attempt += 1;
+                                    tokio::time::sleep(self.retry.backoff(attempt - 1, None)).await;
+                                    continue;
+                                }
+                                Err(StreamError::Http(e)) => return Err(SyncError::Http(e)),
+                            }
+                        }
                         match resp.bytes().await {
                             Ok(body) => {
                                 let body = body.to_vec();
@@ -325,6 +383,7 @@ impl Fetcher {
                                     url: url.to_string(),
                                     status: FetchStatus::Downloaded,
                                     body,
+                                    file: None,
                                     etag: new_etag,
                                     last_modified: new_lm,
                                 });
@@ -364,6 +423,38 @@ impl Fetcher {
             attempt += 1;
         }
     }
+}
+
+/// A cached body: its path when the caller streams to files, else its bytes.
+fn cached_body(
+    body_path: &Path,
+    opts: &RequestOptions<'_>,
+) -> Result<(Vec<u8>, Option<PathBuf>), SyncError> {
+    if opts.to_file.is_some() {
+        return Ok((Vec::new(), Some(body_path.to_path_buf())));
+    }
+    let body =
+        std::fs::read(body_path).map_err(|e| SyncError::Cache(body_path.to_path_buf(), e))?;
+    Ok((body, None))
+}
+
+enum StreamError {
+    Http(reqwest::Error),
+    Io(std::io::Error),
+}
+
+/// Writes a response body to `path` chunk by chunk (never the whole body in memory).
+async fn stream_to_file(mut resp: reqwest::Response, path: &Path) -> Result<(), StreamError> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(StreamError::Io)?;
+    while let Some(chunk) = resp.chunk().await.map_err(StreamError::Http)? {
+        file.write_all(&chunk).await.map_err(StreamError::Io)?;
+    }
+    file.flush().await.map_err(StreamError::Io)?;
+    file.sync_all().await.map_err(StreamError::Io)?;
+    Ok(())
 }
 
 #[cfg(test)]

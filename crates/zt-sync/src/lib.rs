@@ -4,7 +4,8 @@
 //!   cache with TTL for bulk files, retries with exponential backoff + jitter honouring
 //!   `Retry-After`, and NVD's published rate limits (5 requests / 30 s without an API key,
 //!   50 / 30 s with one, enforced with `governor`).
-//! - [`sync`] runs the sources against a [`KnowledgeTarget`] (the store): each source is parsed
+//! - [`sync`] runs the sources against a [`KnowledgeTarget`] (the store, behind a trait: this
+//!   crate does not depend on `zt-store`): each source is parsed
 //!   with `zt-feeds` and imported in its own transaction; the feed state (validators, NVD
 //!   watermark) is saved only after a successful import, so an interrupted sync resumes safely.
 //!
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use zt_advisory::import::{FeedState, ImportSummary, KnowledgeImport};
 use zt_feeds::{FeedItem, FeedRecord, RecordError};
-use zt_store::knowledge::{FeedState, ImportSummary, KnowledgeImport};
 
 pub use http::{
     parse_retry_after, Cache, FetchStatus, Fetched, Fetcher, RequestOptions, RetryPolicy,
@@ -74,6 +75,9 @@ pub struct SyncConfig {
     /// Overrides [`nvd_quota`] (tests use a short period).
     pub nvd_rate: Option<(u32, Duration)>,
     pub nvd_results_per_page: u32,
+    /// NVD pages imported per transaction (bounds memory; an interrupted first download
+    /// resumes after the last imported page).
+    pub nvd_pages_per_import: usize,
     /// Download cache for bulk files (OSV zips, KEV, EPSS); `None` disables it.
     pub cache_dir: Option<PathBuf>,
     pub cache_ttl: Duration,
@@ -91,6 +95,7 @@ impl Default for SyncConfig {
             nvd_api_key: None,
             nvd_rate: None,
             nvd_results_per_page: 2000,
+            nvd_pages_per_import: 10,
             cache_dir: None,
             cache_ttl: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
@@ -170,6 +175,39 @@ impl SyncClient {
         };
         self.fetcher.get(url, &opts).await
     }
+
+    /// A bulk download streamed to a file: into the cache when there is one, else to `dest`
+    /// (`Fetched::file`; `None` on a 304 without a cached copy).
+    pub async fn fetch_bulk_to_file(
+        &self,
+        url: &str,
+        state: Option<&FeedState>,
+        dest: &std::path::Path,
+    ) -> Result<Fetched, SyncError> {
+        let opts = RequestOptions {
+            use_cache: true,
+            etag: state.and_then(|s| s.etag.clone()),
+            last_modified: state.and_then(|s| s.last_modified.clone()),
+            to_file: Some(dest.to_path_buf()),
+            ..Default::default()
+        };
+        self.fetcher.get(url, &opts).await
+    }
+}
+
+/// The last path segment of a URL (`all.zip`, `kev.json`), for the downloaded file's name.
+fn download_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let last = path.rsplit('/').next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
+        .collect();
+    if clean.is_empty() {
+        "download".into()
+    } else {
+        clean
+    }
 }
 
 /// Percent-encodes one URL path segment (OSV ecosystems contain ':' and ' ').
@@ -185,7 +223,8 @@ fn encode_path_segment(s: &str) -> String {
     out
 }
 
-/// Where sync results go: the store. A trait so PostgreSQL can follow the same path.
+/// Where sync results go: the store, which this crate knows only through this trait (the
+/// server implements it over its `Storage`).
 pub trait KnowledgeTarget: Sync {
     fn import(
         &self,
@@ -196,47 +235,6 @@ pub trait KnowledgeTarget: Sync {
         feed: &str,
     ) -> impl Future<Output = Result<Option<FeedState>, SyncError>> + Send;
     fn save_state(&self, state: &FeedState) -> impl Future<Output = Result<(), SyncError>> + Send;
-}
-
-impl KnowledgeTarget for zt_store::SqliteStore {
-    async fn import(&self, batch: KnowledgeImport) -> Result<ImportSummary, SyncError> {
-        self.import_knowledge(batch)
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))
-    }
-
-    async fn load_state(&self, feed: &str) -> Result<Option<FeedState>, SyncError> {
-        self.feed_state(feed)
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))
-    }
-
-    async fn save_state(&self, state: &FeedState) -> Result<(), SyncError> {
-        self.save_feed_state(state)
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))
-    }
-}
-
-/// Either backend (`zerotrace feeds sync --database-url postgres://…`).
-impl KnowledgeTarget for zt_store::AnyStore {
-    async fn import(&self, batch: KnowledgeImport) -> Result<ImportSummary, SyncError> {
-        self.import_knowledge(batch)
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))
-    }
-
-    async fn load_state(&self, feed: &str) -> Result<Option<FeedState>, SyncError> {
-        self.feed_state(feed)
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))
-    }
-
-    async fn save_state(&self, state: &FeedState) -> Result<(), SyncError> {
-        self.save_feed_state(state)
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))
-    }
 }
 
 /// One online source.
@@ -315,6 +313,25 @@ impl Collected {
         });
     }
 
+    pub(crate) fn add_file(&mut self, path: &std::path::Path, name: &str) {
+        zt_feeds::read_file_named(path, name, &mut |item| self.add_item(item));
+    }
+
+    fn add_item(&mut self, item: FeedItem) {
+        match item {
+            FeedItem::Record(r) => {
+                self.read += 1;
+                match r {
+                    FeedRecord::Advisory(a) => self.batch.advisories.push(*a),
+                    FeedRecord::Kev(k) => self.batch.kev.push(k),
+                    FeedRecord::Epss(e) => self.batch.epss.push(e),
+                }
+            }
+            FeedItem::Error(e) => self.errors.push(e),
+            FeedItem::SkippedFile { .. } => {}
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.batch.advisories.is_empty() && self.batch.kev.is_empty() && self.batch.epss.is_empty()
     }
@@ -388,17 +405,29 @@ async fn sync_bulk<T: KnowledgeTarget>(
 ) -> Result<SourceReport, SyncError> {
     let previous = target.load_state(feed).await?;
     let started = Utc::now();
-    let fetched = client.fetch_bulk(url, previous.as_ref()).await?;
+    // Streamed to a file and read from it (a zip entry by entry): a bulk download is never
+    // held in memory whole.
+    let scratch = tempfile::tempdir().map_err(|e| SyncError::Cache(std::env::temp_dir(), e))?;
+    let dest = scratch.path().join(download_name(url));
+    let fetched = client
+        .fetch_bulk_to_file(url, previous.as_ref(), &dest)
+        .await?;
+    let bytes = fetched
+        .file
+        .as_ref()
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
     on_event(SyncEvent::Fetched {
         feed: feed.to_string(),
         url: url.to_string(),
         status: fetched.status,
-        bytes: fetched.body.len(),
+        bytes,
     });
     let mut collected = Collected::default();
     collected.batch.origin = format!("sync {feed}");
-    if !fetched.body.is_empty() {
-        collected.add_document(url, &fetched.body);
+    if let Some(file) = &fetched.file {
+        collected.add_file(file, url);
         if collected.is_empty() && !collected.errors.is_empty() {
             return Err(SyncError::Protocol(format!(
                 "{url}: nothing readable: {}",
@@ -416,7 +445,7 @@ async fn sync_bulk<T: KnowledgeTarget>(
         FetchStatus::NotModified => "not-modified",
         FetchStatus::FromCache => "from-cache",
     };
-    let records = if fetched.body.is_empty() {
+    let records = if fetched.file.is_none() {
         previous.as_ref().map(|p| p.records).unwrap_or(0)
     } else {
         collected.read

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Deserialize;
-use zt_store::knowledge::{FeedState, ImportSummary};
+use zt_advisory::import::{FeedState, ImportSummary};
 
 use crate::{
     Collected, KnowledgeTarget, RequestOptions, SourceReport, SyncClient, SyncError, SyncEvent,
@@ -12,9 +12,6 @@ use crate::{
 
 /// NVD refuses date ranges longer than this.
 pub const NVD_MAX_WINDOW_DAYS: i64 = 120;
-
-/// Pages of a full download imported per transaction (bounds memory on a first sync).
-const PAGES_PER_IMPORT: usize = 10;
 
 /// Splits `[from, to)` into consecutive windows of at most 120 days.
 pub fn nvd_windows(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
@@ -86,17 +83,49 @@ impl SyncClient {
     }
 }
 
-/// Fetches every page of one query, importing every `PAGES_PER_IMPORT` pages.
+/// Where a first (full) download stands: the next `startIndex`, and when the download began
+/// (the watermark once it is done). Stored in the feed state's cursor as
+/// `full:<start_index>@<RFC 3339>`, so an interrupted first sync resumes after the last page
+/// it imported instead of starting over (NVD holds over 300,000 records: at 2,000 a page and
+/// 5 requests per 30 s without an API key, a full download takes a while).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FullProgress {
+    pub(crate) start_index: u32,
+    pub(crate) began: DateTime<Utc>,
+}
+
+impl FullProgress {
+    pub(crate) fn encode(&self) -> String {
+        format!("full:{}@{}", self.start_index, self.began.to_rfc3339())
+    }
+
+    pub(crate) fn decode(cursor: &str) -> Option<FullProgress> {
+        let rest = cursor.strip_prefix("full:")?;
+        let (index, began) = rest.split_once('@')?;
+        Some(FullProgress {
+            start_index: index.parse().ok()?,
+            began: DateTime::parse_from_rfc3339(began)
+                .ok()?
+                .with_timezone(&Utc),
+        })
+    }
+}
+
+/// Fetches every page of one query from `start_index` on, importing every
+/// `nvd_pages_per_import` pages; on a full download (`full` set) the progress is saved after
+/// each import.
 async fn fetch_query<T: KnowledgeTarget>(
     target: &T,
     client: &SyncClient,
     window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    mut start_index: u32,
+    mut full: Option<(&mut FeedState, DateTime<Utc>)>,
     report: &mut SourceReport,
     on_event: &(dyn Fn(SyncEvent) + Sync),
 ) -> Result<(), SyncError> {
-    let mut start_index = 0u32;
     let mut collected = Collected::default();
     let mut pages = 0usize;
+    let per_import = client.config.nvd_pages_per_import.max(1);
     loop {
         let (header, body) = client.nvd_page(window, start_index).await?;
         on_event(SyncEvent::NvdPage {
@@ -107,11 +136,25 @@ async fn fetch_query<T: KnowledgeTarget>(
             &format!("{}?startIndex={start_index}", client.config.nvd_url),
             &body,
         );
+        drop(body);
         pages += 1;
         let next = start_index.saturating_add(header.results_per_page);
         let done = header.results_per_page == 0 || next >= header.total_results;
-        if pages % PAGES_PER_IMPORT == 0 || done {
+        if pages % per_import == 0 || done {
             flush(target, &mut collected, report).await?;
+            if let Some((state, began)) = full.as_mut() {
+                if !done {
+                    state.cursor = Some(
+                        FullProgress {
+                            start_index: next,
+                            began: *began,
+                        }
+                        .encode(),
+                    );
+                    state.last_status = Some("in progress".into());
+                    target.save_state(state).await?;
+                }
+            }
         }
         if done {
             return Ok(());
@@ -159,29 +202,57 @@ pub(crate) async fn sync_nvd<T: KnowledgeTarget>(
     });
     state.url = Some(client.config.nvd_url.clone());
     state.last_attempt_at = Some(started);
-    let cursor = previous
-        .as_ref()
-        .and_then(|p| p.cursor.as_deref())
+    let cursor = previous.as_ref().and_then(|p| p.cursor.clone());
+    let full = cursor.as_deref().and_then(FullProgress::decode);
+    let watermark = cursor
+        .as_deref()
+        .filter(|_| full.is_none())
         .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
         .map(|c| c.with_timezone(&Utc));
-    match cursor {
-        Some(from) => {
+    // The watermark once this sync is done: changes made while a full download ran are
+    // fetched by the next incremental one.
+    let mut done_at = started;
+    // Records a resumed first download read before it was interrupted.
+    let mut read_before = 0u64;
+    match (watermark, full) {
+        (Some(from), _) => {
             for window in nvd_windows(from, started) {
-                fetch_query(target, client, Some(window), &mut report, on_event).await?;
+                fetch_query(target, client, Some(window), 0, None, &mut report, on_event).await?;
                 // Each finished window moves the watermark, so a failure later resumes here.
                 state.cursor = Some(window.1.to_rfc3339());
                 state.last_status = Some("in progress".into());
                 target.save_state(&state).await?;
             }
         }
-        None => {
-            fetch_query(target, client, None, &mut report, on_event).await?;
+        (None, resume) => {
+            let (from_index, began) = match resume {
+                Some(p) => {
+                    tracing::info!(
+                        start_index = p.start_index,
+                        "resuming the first NVD download"
+                    );
+                    read_before = u64::from(p.start_index);
+                    (p.start_index, p.began)
+                }
+                None => (0, started),
+            };
+            done_at = began;
+            fetch_query(
+                target,
+                client,
+                None,
+                from_index,
+                Some((&mut state, began)),
+                &mut report,
+                on_event,
+            )
+            .await?;
         }
     }
-    state.cursor = Some(started.to_rfc3339());
+    state.cursor = Some(done_at.to_rfc3339());
     state.last_success_at = Some(Utc::now());
     state.last_status = Some("ok".into());
-    state.records = report.records_read;
+    state.records = report.records_read + read_before;
     target.save_state(&state).await?;
     Ok(report)
 }
@@ -204,6 +275,18 @@ mod tests {
         }
         assert!(w.iter().all(|(a, b)| *b - *a <= ChronoDuration::days(120)));
         assert!(nvd_windows(to, from).is_empty());
+    }
+
+    #[test]
+    fn full_progress_round_trips() {
+        let p = FullProgress {
+            start_index: 4000,
+            began: Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap(),
+        };
+        assert_eq!(p.encode(), "full:4000@2026-12-01T10:00:00+00:00");
+        assert_eq!(FullProgress::decode(&p.encode()), Some(p));
+        assert_eq!(FullProgress::decode("2026-12-01T10:00:00+00:00"), None);
+        assert_eq!(FullProgress::decode("full:x@2026"), None);
     }
 
     #[test]

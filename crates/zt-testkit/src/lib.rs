@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+pub mod feed_replay;
 pub mod postgres;
 pub mod redis;
 pub mod systemd;
@@ -117,7 +118,10 @@ impl ServerProcess {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+            .stderr(Stdio::from(stderr))
+            // No scheduled feed sync from the Internet in tests; a test of the sync passes
+            // ("ZEROTRACE_OFFLINE", "false") and the replay server's URLs.
+            .env("ZEROTRACE_OFFLINE", "true");
         for (k, v) in envs {
             cmd.env(k, v);
         }

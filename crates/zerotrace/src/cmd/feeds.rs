@@ -29,6 +29,15 @@ pub enum Command {
     Sync(SyncArgs),
     /// Show what the knowledge base holds and when each feed was last synced.
     Status(StatusArgs),
+    /// Write the whole knowledge base to a bundle FILE (a zip of JSON lines with a manifest and
+    /// SHA-256 checksums) for `zerotrace feeds import FILE` on an air-gapped site.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The bundle to write (replaced when it exists).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +58,7 @@ pub enum SourceArg {
     Epss,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct SyncArgs {
     /// Sources to sync (repeatable; default: all).
     #[arg(long = "source", value_enum)]
@@ -74,6 +83,13 @@ pub struct SyncArgs {
     pub kev_url: String,
     #[arg(long, default_value = zt_sync::DEFAULT_EPSS_URL)]
     pub epss_url: String,
+    /// CVE records per NVD page (NVD's largest is 2000).
+    #[arg(long, default_value_t = 2000, hide = true)]
+    pub nvd_results_per_page: u32,
+    /// NVD pages imported per transaction; an interrupted first sync resumes after the last
+    /// imported page.
+    #[arg(long, default_value_t = 10, hide = true)]
+    pub nvd_pages_per_import: usize,
 }
 
 fn default_ecosystems() -> Vec<String> {
@@ -119,11 +135,86 @@ pub fn run(c: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Command::Import(args) => import(&store, args).await,
             Command::Sync(args) => sync(&store, args, global).await,
             Command::Status(args) => status(&store, args).await,
+            Command::Export(args) => export(&store, args).await,
         }
     })
 }
 
+/// `feeds export FILE`: every advisory (withdrawn ones too), the KEV catalog and every EPSS
+/// score, at the current revision.
+async fn export(store: &AnyStore, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let storage = store.storage();
+    let kb = storage.load_knowledge().await?;
+    let epss = storage.epss_scores().await?;
+    let knowledge = KnowledgeImport {
+        advisories: kb.advisories,
+        kev: kb.kev,
+        epss,
+        origin: String::new(),
+    };
+    let revision = kb.revision;
+    let file = args.file.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        zt_feeds::bundle::write_bundle(&file, &knowledge, revision)
+    })
+    .await??;
+    let n = |f: &str| manifest.files.get(f).map(|e| e.records).unwrap_or(0);
+    println!(
+        "wrote {}: knowledge revision {revision}, {} advisories, {} KEV entries, {} EPSS scores",
+        args.file.display(),
+        n("advisories.jsonl"),
+        n("kev.jsonl"),
+        n("epss.jsonl"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `feeds import BUNDLE`: checked whole, then imported in one transaction.
+async fn import_bundle(store: &AnyStore, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || zt_feeds::bundle::read_bundle(&owned)).await?;
+    let (manifest, batch) = match read {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: bundle refused, nothing was imported: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let feeds = zt_store::knowledge::import_feeds(&batch);
+    let origin = batch.origin.clone();
+    let started = chrono::Utc::now();
+    let result = store.import_knowledge(batch).await;
+    let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+    if let Err(e) =
+        zt_store::knowledge::record_import(&*store.storage(), &feeds, started, &origin, outcome)
+            .await
+    {
+        eprintln!("warning: cannot record the import in the feed status: {e}");
+    }
+    let summary = result.context("import failed; nothing was stored")?;
+    println!(
+        "bundle of {} (knowledge revision {} there)",
+        manifest.created_at.to_rfc3339(),
+        manifest.revision
+    );
+    print_counts("advisories", &summary.advisories);
+    print_counts("kev", &summary.kev);
+    print_counts("epss", &summary.epss);
+    println!("knowledge revision {}", summary.revision);
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn import(store: &AnyStore, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bundle) = args.paths.iter().find(|p| zt_feeds::bundle::is_bundle(p)) {
+        if args.paths.len() > 1 {
+            eprintln!(
+                "error: {} is a knowledge bundle: import it alone",
+                bundle.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        return import_bundle(store, bundle).await;
+    }
     let started = Instant::now();
     let files = zt_feeds::list_inputs(&args.paths)?;
     let total_bytes: u64 = files
@@ -166,11 +257,26 @@ async fn import(store: &AnyStore, args: ImportArgs) -> anyhow::Result<ExitCode> 
         bar.set_message(format!("{read} records"));
     }
     bar.set_message("writing");
+    let feeds = zt_store::knowledge::import_feeds(&batch);
+    let origin = batch.origin.clone();
+    let import_started = chrono::Utc::now();
     let summary = if read > 0 {
-        store
-            .import_knowledge(batch)
-            .await
-            .context("import failed; nothing was stored")?
+        let result = store.import_knowledge(batch).await;
+        // Every import shows in `feeds status` and `GET /api/v1/feeds`, a failed one with its
+        // error (and its last success kept).
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        if let Err(e) = zt_store::knowledge::record_import(
+            &*store.storage(),
+            &feeds,
+            import_started,
+            &origin,
+            outcome,
+        )
+        .await
+        {
+            eprintln!("warning: cannot record the import in the feed status: {e}");
+        }
+        result.context("import failed; nothing was stored")?
     } else {
         ImportSummary::default()
     };
@@ -239,9 +345,17 @@ fn print_counts(kind: &str, c: &ImportCounts) {
         c.skipped_older,
         c.skipped_duplicate
     );
+    if c.removed > 0 {
+        println!("{kind}: {} withdrawn upstream, removed", c.removed);
+    }
 }
 
-async fn sync(store: &AnyStore, args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+/// The sources and client configuration `args` name (shared with `zerotrace server`'s
+/// scheduled sync).
+pub fn sync_setup(
+    args: &SyncArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<(Vec<Source>, SyncConfig)> {
     let wanted = if args.sources.is_empty() {
         vec![
             SourceArg::Nvd,
@@ -264,12 +378,14 @@ async fn sync(store: &AnyStore, args: SyncArgs, global: &GlobalArgs) -> anyhow::
         }
     }
     let cache_dir = super::data_dir(global)?.join("cache").join("feeds");
-    let client = SyncClient::new(SyncConfig {
-        nvd_url: args.nvd_url,
-        osv_url: args.osv_url,
-        kev_url: args.kev_url,
-        epss_url: args.epss_url,
-        nvd_api_key: args.nvd_api_key.filter(|k| !k.trim().is_empty()),
+    let config = SyncConfig {
+        nvd_url: args.nvd_url.clone(),
+        osv_url: args.osv_url.clone(),
+        kev_url: args.kev_url.clone(),
+        epss_url: args.epss_url.clone(),
+        nvd_api_key: args.nvd_api_key.clone().filter(|k| !k.trim().is_empty()),
+        nvd_results_per_page: args.nvd_results_per_page,
+        nvd_pages_per_import: args.nvd_pages_per_import.max(1),
         cache_dir: Some(cache_dir),
         cache_ttl: Duration::from_secs(args.cache_ttl),
         retry: RetryPolicy {
@@ -277,7 +393,13 @@ async fn sync(store: &AnyStore, args: SyncArgs, global: &GlobalArgs) -> anyhow::
             ..Default::default()
         },
         ..Default::default()
-    })?;
+    };
+    Ok((sources, config))
+}
+
+async fn sync(store: &AnyStore, args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let (sources, config) = sync_setup(&args, global)?;
+    let client = SyncClient::new(config)?;
     let spinner = ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(200));
     let on_event = |e: SyncEvent| match e {
@@ -289,7 +411,9 @@ async fn sync(store: &AnyStore, args: SyncArgs, global: &GlobalArgs) -> anyhow::
             spinner.set_message(format!("nvd: {start_index}/{total} records"))
         }
     };
-    let reports = zt_sync::sync(store, &client, &sources, &on_event).await;
+    let storage = store.storage();
+    let target = zt_server::feeds::StoreTarget(&*storage);
+    let reports = zt_sync::sync(&target, &client, &sources, &on_event).await;
     spinner.finish_and_clear();
     let mut failed = 0;
     for r in &reports {
@@ -344,7 +468,14 @@ fn print_status(s: &KnowledgeStatus) {
     }
     if !s.feeds.is_empty() {
         let mut table = comfy_table::Table::new();
-        table.set_header(["feed", "last success", "last attempt", "status", "records"]);
+        table.set_header([
+            "feed",
+            "last success",
+            "last attempt",
+            "records",
+            "status",
+            "error",
+        ]);
         for f in &s.feeds {
             let t = |x: Option<chrono::DateTime<chrono::Utc>>| {
                 x.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -354,8 +485,12 @@ fn print_status(s: &KnowledgeStatus) {
                 f.feed.clone(),
                 t(f.last_success_at),
                 t(f.last_attempt_at),
-                f.last_status.clone().unwrap_or_default(),
                 f.records.to_string(),
+                match f.error() {
+                    Some(_) => "error".to_string(),
+                    None => f.last_status.clone().unwrap_or_default(),
+                },
+                f.error().unwrap_or("").to_string(),
             ]);
         }
         println!("{table}");

@@ -135,6 +135,18 @@ pub struct Args {
     /// Seconds a client may take to send a request's body, all of it.
     #[arg(long, default_value_t = 120.0)]
     pub body_timeout_secs: f64,
+    /// How often the server syncs its vulnerability feeds (e.g. 30m, 1h, 6h; KEV and EPSS at
+    /// most daily). One process at a time syncs for the whole deployment.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration,
+          env = "ZEROTRACE_FEEDS_SYNC_INTERVAL", value_name = "DURATION")]
+    pub feeds_sync_interval: Duration,
+    /// No scheduled feed sync: for air-gapped sites, which import a bundle made elsewhere by
+    /// `zerotrace feeds export` with `zerotrace feeds import`.
+    #[arg(long, env = "ZEROTRACE_OFFLINE")]
+    pub offline: bool,
+    /// The scheduled sync's sources, as `zerotrace feeds sync` takes them.
+    #[command(flatten)]
+    pub feeds: super::feeds::SyncArgs,
 }
 
 /// Writes `secret` to `path`, readable and writable by this user only (created so: the
@@ -216,6 +228,16 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         Role::Worker => ServerRole::Worker,
         Role::All => ServerRole::All,
     };
+    let feeds_sync = if args.offline {
+        None
+    } else {
+        let (sources, client) = super::feeds::sync_setup(&args.feeds, global)?;
+        Some(zt_server::feeds::ScheduledSync {
+            interval: args.feeds_sync_interval.max(Duration::from_secs(1)),
+            sources,
+            client,
+        })
+    };
     let config = ServerConfig {
         role,
         workers: args.workers.max(1),
@@ -253,6 +275,7 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         rate_enroll_per_min: args.rate_enroll,
         header_timeout: Duration::from_secs_f64(args.header_timeout_secs.clamp(0.1, 3600.0)),
         body_timeout: Duration::from_secs_f64(args.body_timeout_secs.clamp(0.1, 86400.0)),
+        feeds_sync,
         ..ServerConfig::default()
     };
 

@@ -4,6 +4,7 @@ mod admin;
 mod agent;
 mod events;
 mod lifecycle;
+mod feeds;
 pub(crate) mod reads;
 mod session;
 mod system;
@@ -68,6 +69,7 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         ))
         .routes(routes!(lifecycle::rotate_enroll_secret))
         .routes(routes!(lifecycle::delete_company))
+        .routes(routes!(feeds::feeds))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)

@@ -376,6 +376,42 @@ macro_rules! delegate_storage {
                 async fn deployment_secret(&self, name: &str, proposed: &str) -> Result<String> {
                     self.deployment_secret_impl(name, proposed).await
                 }
+
+                async fn import_knowledge(
+                    &self,
+                    batch: $crate::knowledge::KnowledgeImport,
+                ) -> Result<$crate::knowledge::ImportSummary> {
+                    <$store>::import_knowledge(self, batch).await
+                }
+
+                async fn feed_state(
+                    &self,
+                    feed: &str,
+                ) -> Result<Option<$crate::knowledge::FeedState>> {
+                    <$store>::feed_state(self, feed).await
+                }
+
+                async fn feed_states(&self) -> Result<Vec<$crate::knowledge::FeedState>> {
+                    <$store>::feed_states(self).await
+                }
+
+                async fn save_feed_state(
+                    &self,
+                    state: &$crate::knowledge::FeedState,
+                ) -> Result<()> {
+                    <$store>::save_feed_state(self, state).await
+                }
+
+                async fn try_exclusive(
+                    &self,
+                    name: &str,
+                ) -> Result<Option<$crate::exclusive::ExclusiveGuard>> {
+                    self.try_exclusive_impl(name).await
+                }
+
+                async fn epss_scores(&self) -> Result<Vec<zt_advisory::EpssScore>> {
+                    self.epss_scores_impl().await
+                }
             }
         };
     };

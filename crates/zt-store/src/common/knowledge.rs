@@ -204,6 +204,28 @@ pub(crate) fn kev_to_write(
     Ok(out)
 }
 
+/// The stored KEV entries an import's catalog no longer lists: CISA withdraws entries now and
+/// then, and the catalog is always published whole, so an import that carries KEV entries
+/// replaces the catalog. An import without KEV entries withdraws nothing. Sorted.
+pub(crate) fn kev_withdrawn(
+    kev: &[KevEntry],
+    stored: &HashMap<String, String>,
+    counts: &mut ImportCounts,
+) -> Vec<String> {
+    if kev.is_empty() {
+        return Vec::new();
+    }
+    let listed: std::collections::HashSet<&str> = kev.iter().map(|k| k.cve.as_str()).collect();
+    let mut gone: Vec<String> = stored
+        .keys()
+        .filter(|cve| !listed.contains(cve.as_str()))
+        .cloned()
+        .collect();
+    gone.sort();
+    counts.removed += gone.len() as u64;
+    gone
+}
+
 /// Counts each EPSS score against the stored `(score, percentile, date)` (by CVE): incremental
 /// by score date, then by value. `date_of` gives a score's date as the backend stores it.
 pub(crate) fn epss_to_write<'a, D: PartialOrd>(

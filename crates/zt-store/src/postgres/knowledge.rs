@@ -15,8 +15,8 @@ use zt_advisory::{EpssScore, KnowledgeBase};
 use super::{PgStore, Tx};
 use crate::common::knowledge::{
     advisories_to_write, decode_advisory, decode_kev, decode_summary, encode_snapshot,
-    encode_summary, epss_to_write, kev_to_write, named_cves, prepare_import, usable_snapshot,
-    PreparedImport, StoredAdvisory,
+    encode_summary, epss_to_write, kev_to_write, kev_withdrawn, named_cves, prepare_import,
+    usable_snapshot, PreparedImport, StoredAdvisory,
 };
 use crate::common::ms;
 use crate::knowledge::{
@@ -110,6 +110,13 @@ impl PgStore {
                 .into_iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<_>>()?;
+        let withdrawn = kev_withdrawn(&kev, &stored_kev, &mut summary.kev);
+        for chunk in withdrawn.chunks(BULK_ROWS) {
+            sqlx::query("DELETE FROM kb_kev WHERE cve = ANY($1)")
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut kev_rows = kev_to_write(&kev, &stored_kev, &mut summary.kev)?;
         kev_rows.sort();
         for chunk in kev_rows.chunks(BULK_ROWS) {
@@ -418,4 +425,34 @@ async fn write_snapshot(tx: &mut Tx, kb: &KnowledgeBase) -> Result<()> {
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+impl PgStore {
+    /// A session-level advisory lock shared by every process on this database.
+    pub(crate) async fn try_exclusive_impl(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::exclusive::ExclusiveGuard>> {
+        crate::exclusive::ExclusiveGuard::postgres(&self.pool, name).await
+    }
+}
+
+impl PgStore {
+    /// Every stored EPSS score, by CVE (a bundle carries them all).
+    pub(crate) async fn epss_scores_impl(&self) -> Result<Vec<EpssScore>> {
+        let rows =
+            sqlx::query("SELECT cve, epss, percentile, score_date FROM kb_epss ORDER BY cve")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(EpssScore {
+                cve: r.try_get(0)?,
+                epss: r.try_get(1)?,
+                percentile: r.try_get(2)?,
+                date: r.try_get(3)?,
+            });
+        }
+        Ok(out)
+    }
 }

@@ -21,8 +21,8 @@ use zt_advisory::{EpssScore, KnowledgeBase};
 use super::SqliteStore;
 use crate::common::knowledge::{
     advisories_to_write, decode_advisory, decode_kev, decode_summary, encode_snapshot,
-    encode_summary, epss_to_write, kev_to_write, named_cves, prepare_import, usable_snapshot,
-    PreparedImport, StoredAdvisory,
+    encode_summary, epss_to_write, kev_to_write, kev_withdrawn, named_cves, prepare_import,
+    usable_snapshot, PreparedImport, StoredAdvisory,
 };
 use crate::common::{from_ms, ms, opt_ms};
 use crate::knowledge::{
@@ -111,6 +111,17 @@ impl SqliteStore {
                 .into_iter()
                 .map(|r| Ok((r.try_get("cve")?, r.try_get("content_hash")?)))
                 .collect::<Result<_>>()?;
+        let withdrawn = kev_withdrawn(&kev, &stored_kev, &mut summary.kev);
+        for chunk in withdrawn.chunks(BULK_ROWS) {
+            sqlx::query("DELETE FROM kb_kev WHERE cve IN (SELECT value FROM json_each(?1))")
+                .bind(
+                    serde_json::to_string(chunk).map_err(|e| {
+                        crate::StoreError::Other(format!("cannot encode KEV ids: {e}"))
+                    })?,
+                )
+                .execute(&mut **tx)
+                .await?;
+        }
         let kev_rows: Vec<serde_json::Value> = kev_to_write(&kev, &stored_kev, &mut summary.kev)?
             .into_iter()
             .map(|(cve, hash, json)| serde_json::json!([cve, hash, json]))
@@ -427,4 +438,35 @@ async fn write_snapshot(tx: &mut Transaction<'static, Sqlite>, kb: &KnowledgeBas
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+impl SqliteStore {
+    /// One server process owns a SQLite database: a hold within the process is enough.
+    pub(crate) async fn try_exclusive_impl(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::exclusive::ExclusiveGuard>> {
+        Ok(crate::exclusive::ExclusiveGuard::local(name))
+    }
+}
+
+impl SqliteStore {
+    /// Every stored EPSS score, by CVE (a bundle carries them all).
+    pub(crate) async fn epss_scores_impl(&self) -> Result<Vec<EpssScore>> {
+        let rows =
+            sqlx::query("SELECT cve, epss, percentile, score_date FROM kb_epss ORDER BY cve")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let date: Option<String> = r.try_get("score_date")?;
+            out.push(EpssScore {
+                cve: r.try_get("cve")?,
+                epss: r.try_get("epss")?,
+                percentile: r.try_get("percentile")?,
+                date: date.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+            });
+        }
+        Ok(out)
+    }
 }

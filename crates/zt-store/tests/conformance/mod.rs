@@ -12,10 +12,12 @@ use zt_store::Storage;
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
 mod dashboard;
+mod feeds;
 mod lifecycle;
 mod live;
 mod sessions;
 pub use dashboard::*;
+pub use feeds::*;
 pub use lifecycle::*;
 pub use live::*;
 pub use sessions::*;
@@ -39,6 +41,9 @@ macro_rules! conformance_tests {
             dashboard_findings_sort_every_way_and_page,
             dashboard_vulnerability_detail_pages_hosts_with_references,
             dashboard_trends_and_overview,
+            kev_withdrawn_upstream_is_removed,
+            epss_of_a_cve_named_later_is_kept,
+            feed_states_and_exclusive_holds_through_the_interface,
         );
         conformance_tests!(
             $fresh;
