@@ -7,12 +7,14 @@
 //! backend-neutral code (no SQL) in `common/`.
 //! Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
 
+pub mod analysis;
 pub mod any;
 #[macro_use]
 mod common;
 pub mod knowledge;
 pub mod model;
 pub mod postgres;
+pub mod sla;
 pub mod sqlite;
 pub mod storage;
 

@@ -11,9 +11,11 @@ use zt_store::Storage;
 
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
+mod analyses;
 mod dashboard;
 mod live;
 mod sessions;
+pub use analyses::*;
 pub use dashboard::*;
 pub use live::*;
 pub use sessions::*;
@@ -37,6 +39,8 @@ macro_rules! conformance_tests {
             dashboard_findings_sort_every_way_and_page,
             dashboard_vulnerability_detail_pages_hosts_with_references,
             dashboard_trends_and_overview,
+            analyses_cover_present_and_future_findings_until_they_expire,
+            analyses_are_refused_whole_when_invalid_and_keep_their_history,
         );
         conformance_tests!(
             $fresh;
