@@ -7,6 +7,7 @@
 //! backend-neutral code (no SQL) in `common/`.
 //! Knowledge-base tables (advisories, KEV, EPSS, feed state) live in `*/knowledge.rs`.
 
+pub mod analysis;
 pub mod any;
 pub mod exclusive;
 #[macro_use]
@@ -14,6 +15,7 @@ mod common;
 pub mod knowledge;
 pub mod model;
 pub mod postgres;
+pub mod sla;
 pub mod sqlite;
 pub mod storage;
 

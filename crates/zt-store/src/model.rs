@@ -443,6 +443,15 @@ pub struct Summary {
     pub kev: u64,
     /// Open findings with a known fixed version.
     pub fixable: u64,
+    /// Open findings past their SLA due date (suppressed ones left out).
+    #[serde(default)]
+    pub overdue: u64,
+    /// Open findings due within 7 days, not overdue yet.
+    #[serde(default)]
+    pub due_soon: u64,
+    /// Open findings an analysis suppresses (left out of the counts above).
+    #[serde(default)]
+    pub suppressed: u64,
 }
 
 /// A page request: `cursor` is opaque, from a previous page's `next_cursor`.
@@ -502,6 +511,12 @@ pub struct FindingFilter {
     pub sort: FindingSort,
     /// None: the sort's natural direction.
     pub order: Option<SortOrder>,
+    /// Findings an analysis suppresses: left out by default.
+    pub suppressed: crate::analysis::SuppressedFilter,
+    /// Only findings on hosts carrying this tag.
+    pub tag: Option<String>,
+    /// Only findings due at or before a time (see [`crate::sla::SlaPolicy::due_by`]).
+    pub due_by: Option<crate::sla::DueBy>,
 }
 
 /// The order of the findings list.
@@ -568,6 +583,13 @@ pub struct FindingRow {
     pub first_seen: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolution: Option<String>,
+    /// The analysis covering this finding, if any.
+    pub analysis: Option<crate::analysis::FindingAnalysis>,
+    /// By when it must be fixed under the company's SLA (open findings).
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 /// One host a vulnerability hits.
@@ -790,8 +812,8 @@ impl TrendPoint {
             unknown: s.findings.unknown,
             kev: s.kev,
             fixable: s.fixable,
-            overdue: 0,
-            suppressed: 0,
+            overdue: s.overdue,
+            suppressed: s.suppressed,
         }
     }
 }
@@ -878,14 +900,18 @@ pub enum EventKind {
     /// `knowledge.updated` {revision}: about every company.
     #[serde(rename = "knowledge.updated")]
     KnowledgeUpdated,
+    /// `analysis.changed` {analysis_id, vuln_id, state, status, change}
+    #[serde(rename = "analysis.changed")]
+    AnalysisChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::ReportProcessed,
         EventKind::FindingsChanged,
         EventKind::AgentEnrolled,
         EventKind::KnowledgeUpdated,
+        EventKind::AnalysisChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -894,6 +920,7 @@ impl EventKind {
             EventKind::FindingsChanged => "findings.changed",
             EventKind::AgentEnrolled => "agent.enrolled",
             EventKind::KnowledgeUpdated => "knowledge.updated",
+            EventKind::AnalysisChanged => "analysis.changed",
         }
     }
 

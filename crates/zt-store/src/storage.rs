@@ -399,4 +399,121 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every stored EPSS score, by CVE (`load_knowledge` keeps only those advisories name).
     async fn epss_scores(&self) -> Result<Vec<zt_advisory::EpssScore>>;
+    // --- analyses, host tags and the audit trail (issue 13) ---------------------------------
+    //
+    // Every change appends its audit entry (and, for analyses, an `analysis.changed` event)
+    // in its own transaction, and brings the covered findings and the agents' counters up to
+    // date there: counts are right at the commit.
+
+    /// Stores an analysis of the vulnerability group `new.vuln_id` names (an id or an alias);
+    /// `StoreError::Invalid` (field `vuln_id`) when the store knows no such vulnerability.
+    async fn create_analysis(
+        &self,
+        company_id: CompanyId,
+        new: &crate::analysis::NewAnalysis,
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<crate::analysis::Analysis>;
+
+    /// The company's analyses, newest first.
+    async fn list_analyses(
+        &self,
+        company_id: CompanyId,
+        filter: &crate::analysis::AnalysisFilter,
+        page: &PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Page<crate::analysis::Analysis>>;
+
+    async fn get_analysis(
+        &self,
+        company_id: CompanyId,
+        analysis_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::analysis::Analysis>>;
+
+    /// Replaces the decision of an analysis (not withdrawn); None when there is none.
+    async fn update_analysis(
+        &self,
+        company_id: CompanyId,
+        analysis_id: uuid::Uuid,
+        decision: &crate::analysis::AnalysisDecision,
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<Option<crate::analysis::Analysis>>;
+
+    /// Withdraws an analysis (kept, with its history); None when there is none or it was
+    /// withdrawn already.
+    async fn withdraw_analysis(
+        &self,
+        company_id: CompanyId,
+        analysis_id: uuid::Uuid,
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<Option<crate::analysis::Analysis>>;
+
+    /// Applies the expiry of every analysis whose `expires_at` has passed at `now` and was not
+    /// applied yet: its findings come back, an `analysis.changed` event and an audit entry
+    /// are written. Returns how many expired.
+    async fn expire_analyses(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Replaces an agent's tags; None when the agent does not exist in this company.
+    async fn set_agent_tags(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        tags: &[String],
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<Option<Vec<String>>>;
+
+    /// An agent's tags; None when the agent does not exist in this company.
+    async fn agent_tags(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+    ) -> Result<Option<Vec<String>>>;
+
+    /// Appends an audit entry of a change made elsewhere (a token created).
+    async fn append_audit(
+        &self,
+        company_id: CompanyId,
+        entry: &crate::analysis::NewAudit,
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<()>;
+
+    /// The company's audit trail, newest first.
+    async fn list_audit(
+        &self,
+        company_id: CompanyId,
+        page: &PageRequest,
+    ) -> Result<Page<crate::analysis::AuditEntry>>;
+    // --- SLA (issue 13) ----------------------------------------------------------------------
+
+    /// The company's SLA policy (the defaults when none was set).
+    async fn sla_policy(&self, company_id: CompanyId) -> Result<crate::sla::SlaPolicy>;
+
+    /// Replaces the company's SLA policy (audited); `StoreError::Invalid` names a field out
+    /// of range.
+    async fn set_sla_policy(
+        &self,
+        company_id: CompanyId,
+        policy: &crate::sla::SlaPolicy,
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<()>;
+
+    /// How many findings a filter keeps.
+    async fn count_findings(&self, company_id: CompanyId, filter: &FindingFilter) -> Result<u64>;
+
+    /// `(severity, first_seen, resolved_at)` of the company's findings remediated (package
+    /// removed or upgraded) since `since`.
+    async fn remediation_rows(
+        &self,
+        company_id: CompanyId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(zt_advisory::Severity, DateTime<Utc>, DateTime<Utc>)>>;
+    /// Stores analyses (a VEX import) in one transaction: all are checked first and a bad one
+    /// refuses them all; statements about vulnerabilities the store does not know are skipped
+    /// and named in the outcome.
+    async fn import_analyses(
+        &self,
+        company_id: CompanyId,
+        list: &[crate::analysis::NewAnalysis],
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<crate::analysis::ImportOutcome>;
 }

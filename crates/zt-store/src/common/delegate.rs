@@ -185,7 +185,18 @@ macro_rules! delegate_storage {
                 }
 
                 async fn summary(&self, company_id: CompanyId) -> Result<Summary> {
-                    self.summary_impl(company_id).await
+                    let mut summary = self.summary_impl(company_id).await?;
+                    // SLA and suppression counts (issue 13), from the findings filter.
+                    let policy = self.sla_policy_impl(company_id).await?;
+                    let [overdue, due_week, suppressed] =
+                        $crate::common::analyses::sla_count_filters(&policy, Utc::now());
+                    summary.overdue = self.count_findings_impl(company_id, &overdue).await?;
+                    summary.due_soon = self
+                        .count_findings_impl(company_id, &due_week)
+                        .await?
+                        .saturating_sub(summary.overdue);
+                    summary.suppressed = self.count_findings_impl(company_id, &suppressed).await?;
+                    Ok(summary)
                 }
 
                 async fn list_agents(
@@ -411,6 +422,130 @@ macro_rules! delegate_storage {
 
                 async fn epss_scores(&self) -> Result<Vec<zt_advisory::EpssScore>> {
                     self.epss_scores_impl().await
+                }
+
+                async fn create_analysis(
+                    &self,
+                    company_id: CompanyId,
+                    new: &$crate::analysis::NewAnalysis,
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<$crate::analysis::Analysis> {
+                    $write!(self.create_analysis_impl(company_id, new, ctx))
+                }
+
+                async fn list_analyses(
+                    &self,
+                    company_id: CompanyId,
+                    filter: &$crate::analysis::AnalysisFilter,
+                    page: &PageRequest,
+                    now: DateTime<Utc>,
+                ) -> Result<Page<$crate::analysis::Analysis>> {
+                    self.list_analyses_impl(company_id, filter, page, now).await
+                }
+
+                async fn get_analysis(
+                    &self,
+                    company_id: CompanyId,
+                    analysis_id: uuid::Uuid,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<$crate::analysis::Analysis>> {
+                    self.get_analysis_impl(company_id, analysis_id, now).await
+                }
+
+                async fn update_analysis(
+                    &self,
+                    company_id: CompanyId,
+                    analysis_id: uuid::Uuid,
+                    decision: &$crate::analysis::AnalysisDecision,
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<Option<$crate::analysis::Analysis>> {
+                    $write!(self.update_analysis_impl(company_id, analysis_id, decision, ctx))
+                }
+
+                async fn withdraw_analysis(
+                    &self,
+                    company_id: CompanyId,
+                    analysis_id: uuid::Uuid,
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<Option<$crate::analysis::Analysis>> {
+                    $write!(self.withdraw_analysis_impl(company_id, analysis_id, ctx))
+                }
+
+                async fn expire_analyses(&self, now: DateTime<Utc>) -> Result<u64> {
+                    self.expire_analyses_impl(now).await
+                }
+
+                async fn set_agent_tags(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    tags: &[String],
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<Option<Vec<String>>> {
+                    $write!(self.set_agent_tags_impl(company_id, agent_id, tags, ctx))
+                }
+
+                async fn agent_tags(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                ) -> Result<Option<Vec<String>>> {
+                    self.agent_tags_impl(company_id, agent_id).await
+                }
+
+                async fn append_audit(
+                    &self,
+                    company_id: CompanyId,
+                    entry: &$crate::analysis::NewAudit,
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<()> {
+                    $write!(self.append_audit_impl(company_id, entry, ctx))
+                }
+
+                async fn list_audit(
+                    &self,
+                    company_id: CompanyId,
+                    page: &PageRequest,
+                ) -> Result<Page<$crate::analysis::AuditEntry>> {
+                    self.list_audit_impl(company_id, page).await
+                }
+
+                async fn sla_policy(&self, company_id: CompanyId) -> Result<$crate::sla::SlaPolicy> {
+                    self.sla_policy_impl(company_id).await
+                }
+
+                async fn set_sla_policy(
+                    &self,
+                    company_id: CompanyId,
+                    policy: &$crate::sla::SlaPolicy,
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<()> {
+                    $write!(self.set_sla_policy_impl(company_id, policy, ctx))
+                }
+
+                async fn count_findings(
+                    &self,
+                    company_id: CompanyId,
+                    filter: &FindingFilter,
+                ) -> Result<u64> {
+                    self.count_findings_impl(company_id, filter).await
+                }
+
+                async fn import_analyses(
+                    &self,
+                    company_id: CompanyId,
+                    list: &[$crate::analysis::NewAnalysis],
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<$crate::analysis::ImportOutcome> {
+                    $write!(self.import_analyses_impl(company_id, list, ctx))
+                }
+
+                async fn remediation_rows(
+                    &self,
+                    company_id: CompanyId,
+                    since: DateTime<Utc>,
+                ) -> Result<Vec<(zt_advisory::Severity, DateTime<Utc>, DateTime<Utc>)>> {
+                    self.remediation_rows_impl(company_id, since).await
                 }
             }
         };

@@ -21,11 +21,16 @@ pub(crate) trait FilterDialect: Database {
     const CONTAINS: &'static str;
     /// A row source of `v.aliases`' elements, one column `value` (row alias `al`).
     const ALIAS_ELEMENTS: &'static str;
+    /// Binds a time as the dialect stores it.
+    fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>);
 }
 
 impl FilterDialect for sqlx::Sqlite {
     const CONTAINS: &'static str = "LIKE";
     const ALIAS_ELEMENTS: &'static str = "json_each(v.aliases) al";
+    fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>) {
+        qb.push_bind(t.timestamp_millis());
+    }
 }
 
 impl FilterDialect for sqlx::Postgres {
@@ -33,6 +38,9 @@ impl FilterDialect for sqlx::Postgres {
     // The elements of a text[] take the database's default collation: "C" keeps the
     // comparison to ASCII case, as on the other columns.
     const ALIAS_ELEMENTS: &'static str = "unnest(v.aliases COLLATE \"C\") al(value)";
+    fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>) {
+        qb.push_bind(t);
+    }
 }
 
 /// Appends ` AND …` for `filter` to a query already restricted to `company_id` (a list that
@@ -81,6 +89,55 @@ pub(crate) fn push_finding_conditions<DB>(
     }
     if let Some(v) = &filter.vuln_id {
         qb.push(" AND f.vuln_id = ").push_bind(v.clone());
+    }
+    match filter.suppressed {
+        crate::analysis::SuppressedFilter::Exclude => {
+            qb.push(" AND f.suppressed = ").push_bind(false);
+        }
+        crate::analysis::SuppressedFilter::Only => {
+            qb.push(" AND f.suppressed = ").push_bind(true);
+        }
+        crate::analysis::SuppressedFilter::Include => {}
+    }
+    if let Some(due) = &filter.due_by {
+        // Due at or before the bound: first seen early enough for its severity, or (KEV)
+        // CISA's due date reached.
+        qb.push(" AND (");
+        for (i, (cond, bound)) in [
+            "f.severity = 5",
+            "f.severity = 4",
+            "f.severity = 3",
+            "f.severity = 2",
+            "f.severity <= 1",
+        ]
+        .iter()
+        .zip(due.first_seen_by.iter())
+        .enumerate()
+        {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push(format_args!("({cond} AND f.first_seen <= "));
+            DB::push_time(qb, *bound);
+            qb.push(")");
+        }
+        if let Some(date) = &due.kev_date {
+            qb.push(" OR (f.kev = ")
+                .push_bind(true)
+                .push(
+                    " AND f.vuln_id IN (SELECT kv.vuln_id FROM vulns kv WHERE kv.kev_due_date <= ",
+                )
+                .push_bind(date.clone())
+                .push("))");
+        }
+        qb.push(")");
+    }
+    if let Some(tag) = &filter.tag {
+        qb.push(" AND f.agent_id IN (SELECT t.agent_id FROM agent_tags t WHERE t.company_id = ")
+            .push_bind(company_id.0)
+            .push(" AND t.tag = ")
+            .push_bind(tag.clone())
+            .push(")");
     }
     if let Some(q) = search_of(filter) {
         let pattern = contains_pattern(q);

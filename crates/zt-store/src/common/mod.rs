@@ -3,6 +3,7 @@
 //! driver; the backends (`sqlite/`, `postgres/`) read and write rows and call into it.
 
 pub(crate) mod accept;
+pub(crate) mod analyses;
 #[macro_use]
 mod delegate;
 pub(crate) mod events;

@@ -238,6 +238,7 @@ pub(crate) fn summary_from_row(c: &impl Cols, base: usize) -> Result<Summary> {
         },
         kev: n(7)?,
         fixable: n(8)?,
+        ..Default::default()
     })
 }
 
@@ -349,14 +350,16 @@ pub(crate) type FindingKey = (i64, String, String, String);
 pub(crate) const FINDING_COLUMNS: &str = "SELECT f.agent_id, ag.hostname, s.name, s.version, s.ecosystem, s.source, \
      f.vuln_id, v.aliases, v.summary, f.severity, v.cvss_version, v.cvss_vector, v.cvss_score, f.kev, \
      v.kev_due_date, v.epss, v.epss_percentile, v.informational, sv.fixed_versions, sv.method, \
-     sv.confidence, f.first_seen, f.resolved_at, f.resolution, f.software_key \
+     sv.confidence, f.first_seen, f.resolved_at, f.resolution, f.software_key, \
+     f.analysis_id, an.state, an.justification, f.suppressed, an.expires_at \
      FROM findings f \
      JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
      JOIN software s ON s.software_key = f.software_key \
      LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
-     LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id";
+     LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
+     LEFT JOIN analyses an ON an.company_id = f.company_id AND an.analysis_id = f.analysis_id";
 
-/// A row of [`FINDING_COLUMNS`] (0-24).
+/// A row of [`FINDING_COLUMNS`] (0-29).
 pub(crate) fn finding_from_row(c: &impl Cols) -> Result<(FindingRow, FindingKey)> {
     let agent_id = c.agent_id(0)?;
     let vulnerability = vuln_at(c, 6)?;
@@ -379,6 +382,9 @@ pub(crate) fn finding_from_row(c: &impl Cols) -> Result<(FindingRow, FindingKey)
         first_seen: c.time(21)?,
         resolved_at: c.opt_time(22)?,
         resolution: c.opt_text(23)?,
+        analysis: super::analyses::finding_analysis_at(c, 25)?,
+        due_at: None,
+        overdue: false,
     };
     Ok((item, key))
 }

@@ -688,7 +688,11 @@ const FINDING_SELECT: &str = "SELECT f.agent_id, ag.hostname, s.name, s.version,
      s.source, f.vuln_id, v.aliases, v.summary, f.severity, v.cvss_version, v.cvss_vector, \
      v.cvss_score, f.kev, v.kev_due_date, v.epss, v.epss_percentile, v.informational, \
      sv.fixed_versions, sv.method, sv.confidence, f.first_seen, f.resolved_at, f.resolution, \
-     f.software_key";
+     f.software_key, f.analysis_id, an.state, an.justification, f.suppressed, an.expires_at";
+
+/// The analysis covering each finding (columns 25-29 of `finding_from_row`).
+const ANALYSIS_JOIN: &str =
+    " LEFT JOIN analyses an ON an.company_id = f.company_id AND an.analysis_id = f.analysis_id";
 
 pub(crate) fn finding_keyset(filter: &FindingFilter) -> Keyset {
     use KeyKind::*;
@@ -789,6 +793,7 @@ where
             .to_string(),
     };
     qb.push(from);
+    qb.push(ANALYSIS_JOIN);
     qb.push(" WHERE f.company_id = ");
     push_uuid(&mut qb, company_id);
     if filter.sort == FindingSort::Hostname {
@@ -809,7 +814,7 @@ pub(crate) fn findings_page<R: Cols>(
     keyset: &Keyset,
     limit: i64,
 ) -> Result<Page<FindingRow>> {
-    keyset_page(rows, limit, keyset, 25, |c| Ok(finding_from_row(c)?.0))
+    keyset_page(rows, limit, keyset, 30, |c| Ok(finding_from_row(c)?.0))
 }
 
 // --- trends and the operator's overview ----------------------------------------------------------

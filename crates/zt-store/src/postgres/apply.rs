@@ -144,6 +144,14 @@ pub(crate) async fn apply_company(
         }
         todo = later;
     }
+    // New findings an analysis covers are suppressed before they are counted.
+    let mut changed: Vec<AgentId> = agents
+        .iter()
+        .filter(|(_, a)| a.findings_changed)
+        .map(|(id, _)| *id)
+        .collect();
+    changed.sort();
+    super::analyses::cover_agents(tx, company_id, &changed, now).await?;
     write_agents(tx, company_id, now, batch, &agents).await?;
 
     // The report rows: settled with their outcome, bodies dropped.

@@ -193,6 +193,8 @@ impl PgStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // New findings an analysis covers are suppressed before they are counted.
+        super::analyses::cover_agents(&mut tx, company_id, &agents, now).await?;
         let sql = format!(
             "UPDATE agents a SET {COUNTERS_FROM_FINDINGS} \
              WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3"
@@ -224,7 +226,8 @@ impl PgStore {
         };
         let rows = sqlx::query(
             "SELECT severity, count(*), count(*) FILTER (WHERE kev), count(*) FILTER (WHERE fixable) \
-             FROM findings WHERE company_id = $1 AND resolved_at IS NULL GROUP BY severity",
+             FROM findings WHERE company_id = $1 AND resolved_at IS NULL AND NOT suppressed \
+             GROUP BY severity",
         )
         .bind(company_id)
         .fetch_all(&mut *tx)

@@ -22,6 +22,7 @@
 //! - Concurrent writers lock in one order (queue rows, then agents by company and id, shared
 //!   rows by key) and retry a transaction that still lost a deadlock or serialization race.
 
+pub(crate) mod analyses;
 mod apply;
 mod events;
 mod knowledge;

@@ -20,6 +20,8 @@ use crate::Result;
 /// Recomputes the open-finding counters of the agent(s) the WHERE clause picks from their
 /// findings; appended to an `UPDATE agents a SET …` statement.
 ///
+/// Findings an analysis suppresses are not counted.
+///
 /// "Open" is tested in the FILTERs, not in the WHERE clause: with `resolved_at IS NULL` there,
 /// the planner may read the agent's rows from the partial index `findings_open`, whose leading
 /// columns after company_id are severity and vuln_id — a pass over every open finding of the
@@ -28,13 +30,13 @@ use crate::Result;
 pub(crate) const COUNTERS_FROM_FINDINGS: &str =
     "(open_critical, open_high, open_medium, open_low, \
      open_unknown, open_kev, open_fixable) = (SELECT \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.severity = 5), \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.severity = 4), \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.severity = 3), \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.severity = 2), \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.severity <= 1), \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.kev), \
-     count(*) FILTER (WHERE f.resolved_at IS NULL AND f.fixable) \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.severity = 5), \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.severity = 4), \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.severity = 3), \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.severity = 2), \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.severity <= 1), \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.kev), \
+     count(*) FILTER (WHERE f.resolved_at IS NULL AND NOT f.suppressed AND f.fixable) \
      FROM findings f WHERE f.company_id = a.company_id AND f.agent_id = a.agent_id)";
 
 /// PostgreSQL text cannot hold NUL; advisory text is the one place it could come from.

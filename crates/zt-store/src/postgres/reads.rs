@@ -52,6 +52,7 @@ impl PgStore {
             },
             kev: n(7)?,
             fixable: n(8)?,
+            ..Default::default()
         })
     }
 
@@ -375,6 +376,18 @@ impl PgStore {
             )
             .bind(company)
             .bind(day)
+            .execute(&mut *tx)
+            .await?;
+            // Overdue and suppressed findings (issue 13), counted through the findings filter.
+            let (overdue, suppressed) = self.trend_sla_counts(company).await?;
+            sqlx::query(
+                "UPDATE company_daily SET overdue = $3, suppressed = $4 \
+                 WHERE company_id = $1 AND day = $2",
+            )
+            .bind(company)
+            .bind(day)
+            .bind(i64::try_from(overdue).unwrap_or(i64::MAX))
+            .bind(i64::try_from(suppressed).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM company_daily WHERE company_id = $1 AND day < $2")

@@ -153,6 +153,10 @@ pub(crate) async fn write_batches(
     }
 
     write_company_software(tx, &software_hosts).await?;
+    // New findings an analysis covers are suppressed before they are counted.
+    if let Some(first) = batches.first() {
+        super::analyses::cover_agents(tx, &recount, ms(first.now)).await?;
+    }
     let counters = count_open_findings(tx, &recount).await?;
     write_agents(tx, batches, &agents, &counters).await?;
     mark_done(tx, &done).await?;
@@ -897,7 +901,7 @@ pub(super) fn count_open_sql(n: usize) -> String {
          sum(f.fixable) \
          FROM (SELECT DISTINCT column1, column2 FROM (VALUES {})) AS v CROSS JOIN findings f \
          ON f.company_id = v.column1 AND f.agent_id = v.column2 \
-         WHERE f.resolved_at IS NULL GROUP BY f.company_id, f.agent_id",
+         WHERE f.resolved_at IS NULL AND f.suppressed = 0 GROUP BY f.company_id, f.agent_id",
         values(n, "(?, ?)")
     )
 }

@@ -173,6 +173,12 @@ impl SqliteStore {
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
+        // New findings an analysis covers are suppressed before they are counted.
+        let mut covered = std::collections::HashSet::with_capacity(agents.len());
+        for a in &agents {
+            covered.insert((company_id, agent_from(a)?));
+        }
+        super::analyses::cover_agents(&mut w.tx, &covered, now).await?;
         sqlx::query(
             "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
              open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0), \
@@ -180,7 +186,7 @@ impl SqliteStore {
              coalesce(sum(f.severity = 2), 0), coalesce(sum(f.severity <= 1), 0), \
              coalesce(sum(f.kev), 0), coalesce(sum(f.fixable), 0) FROM findings f \
              WHERE f.company_id = agents.company_id AND f.agent_id = agents.agent_id \
-             AND f.resolved_at IS NULL) \
+             AND f.resolved_at IS NULL AND f.suppressed = 0) \
              WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3",
         )
         .bind(company_id)

@@ -19,6 +19,7 @@
 //! error anyway (measured: the statement journal was ~15% of server CPU on first-time
 //! inventories).
 
+pub(crate) mod analyses;
 mod apply;
 pub mod backup;
 pub(crate) mod events;

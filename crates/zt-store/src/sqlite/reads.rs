@@ -269,12 +269,26 @@ impl SqliteStore {
         // ingest waits for one of them at most.
         for company in &companies {
             let started = std::time::Instant::now();
+            // Overdue and suppressed findings (issue 13), counted through the findings filter.
+            let (overdue, suppressed) = self
+                .trend_sla_counts(crate::common::company_from(company)?)
+                .await?;
             let mut w = self.begin_background_write().await?;
             sqlx::query(RECORD_TREND_SQL)
                 .bind(company)
                 .bind(&day)
                 .execute(&mut *w.tx)
                 .await?;
+            sqlx::query(
+                "UPDATE company_daily SET overdue = ?3, suppressed = ?4 \
+                 WHERE company_id = ?1 AND day = ?2",
+            )
+            .bind(company)
+            .bind(&day)
+            .bind(i64::try_from(overdue).unwrap_or(i64::MAX))
+            .bind(i64::try_from(suppressed).unwrap_or(i64::MAX))
+            .execute(&mut *w.tx)
+            .await?;
             w.commit().await?;
             crate::common::janitor_timing("trend point", started, 1);
         }

@@ -101,7 +101,7 @@ fn matcher(s: &Software) -> Vec<StoredMatch> {
 
 /// Sends one report of `apps` for an agent and processes it as a worker would (the host
 /// named and with the OS given), collected at `at`.
-async fn report(
+pub(super) async fn report(
     store: &dyn Storage,
     company_id: CompanyId,
     agent_id: AgentId,
@@ -183,19 +183,19 @@ async fn report(
 
 /// Acme: web-1 (Debian; lodash, minimist, left-pad), db-2 (Ubuntu; lodash, event-stream),
 /// app-3 (Debian; left-pad), idle-4 (enrolled, never reported). Beta: one host with lodash.
-struct Fleet {
-    acme: CompanyId,
-    beta: CompanyId,
-    web: AgentId,
-    db: AgentId,
-    app: AgentId,
-    idle: AgentId,
-    beta_host: AgentId,
+pub(super) struct Fleet {
+    pub(super) acme: CompanyId,
+    pub(super) beta: CompanyId,
+    pub(super) web: AgentId,
+    pub(super) db: AgentId,
+    pub(super) app: AgentId,
+    pub(super) idle: AgentId,
+    pub(super) beta_host: AgentId,
     /// When the reports were collected (db-2's last).
-    t: DateTime<Utc>,
+    pub(super) t: DateTime<Utc>,
 }
 
-fn debian() -> OsInfo {
+pub(super) fn debian() -> OsInfo {
     os("debian", "12", "Debian GNU/Linux 12 (bookworm)")
 }
 
@@ -211,7 +211,7 @@ fn web_apps() -> Vec<App> {
     ]
 }
 
-async fn fleet(store: &dyn Storage) -> Fleet {
+pub(super) async fn fleet(store: &dyn Storage) -> Fleet {
     let acme = company(store, "Acme", 110).await;
     let beta = company(store, "Beta", 111).await;
     let web = agent(store, acme, "web-1", 112).await;

@@ -11,11 +11,13 @@ use zt_store::Storage;
 
 use super::common::{agent_with, company_with, npm as app, process, process_together};
 
+mod analyses;
 mod dashboard;
 mod feeds;
 mod lifecycle;
 mod live;
 mod sessions;
+pub use analyses::*;
 pub use dashboard::*;
 pub use feeds::*;
 pub use lifecycle::*;
@@ -44,6 +46,8 @@ macro_rules! conformance_tests {
             kev_withdrawn_upstream_is_removed,
             epss_of_a_cve_named_later_is_kept,
             feed_states_and_exclusive_holds_through_the_interface,
+            analyses_cover_present_and_future_findings_until_they_expire,
+            analyses_are_refused_whole_when_invalid_and_keep_their_history,
         );
         conformance_tests!(
             $fresh;

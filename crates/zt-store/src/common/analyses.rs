@@ -1,0 +1,465 @@
+//! Analyses without the database: validation of a decision, the rule that picks the analysis
+//! covering a finding (as SQL both backends run, written once with `?N` parameters; the
+//! PostgreSQL backend spells them `$N` through [`pg`]), the mapping of rows, statuses, audit
+//! entries and the `analysis.changed` event.
+//!
+//! Coverage rule: a finding is covered by the live analyses (not withdrawn, not expired at
+//! `now`) of its vulnerability group whose scope holds for it — the finding's agent is listed
+//! (or none are), its host carries one of the tags (or none are given), its package has the
+//! name, version and ecosystem given. Of several, a suppressing one wins, then the newest.
+//! The finding is suppressed when the winner suppresses.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::reads::Cols;
+use crate::analysis::*;
+use crate::model::*;
+use crate::{Result, StoreError};
+
+/// Tags per agent and per scope, agents per scope, at most.
+pub(crate) const MAX_TAGS: usize = 64;
+pub(crate) const MAX_SCOPE_AGENTS: usize = 1000;
+const MAX_TAG_LEN: usize = 64;
+const MAX_DETAILS_LEN: usize = 10_000;
+const MAX_TEXT_LEN: usize = 512;
+
+/// `?N` parameters as PostgreSQL spells them (`$N`). The statements here contain no other `?`.
+pub(crate) fn pg(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
+    StoreError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a tag: 1-64 characters of letters, digits and `-_.:/=`.
+pub(crate) fn check_tag(field: &'static str, tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN {
+        return Err(invalid(
+            field,
+            format!("a tag has 1 to {MAX_TAG_LEN} characters, not {:?}", tag),
+        ));
+    }
+    if let Some(c) = tag
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
+    {
+        return Err(invalid(
+            field,
+            format!("tag {tag:?} has {c:?}; tags are letters, digits and - _ . : / ="),
+        ));
+    }
+    Ok(())
+}
+
+/// Tags as stored: checked, sorted, without repeats.
+pub(crate) fn normalize_tags(field: &'static str, tags: &[String]) -> Result<Vec<String>> {
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(field, format!("at most {MAX_TAGS} tags")));
+    }
+    for t in tags {
+        check_tag(field, t)?;
+    }
+    let mut out = tags.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if let Some(problem) = zt_inventory::text_problem(value, max) {
+        return Err(invalid(field, problem));
+    }
+    Ok(())
+}
+
+/// Checks a decision and brings it into stored form (tags and agents sorted, without
+/// repeats). `now`: an expiry must lie after it.
+pub(crate) fn normalize_decision(
+    mut d: AnalysisDecision,
+    now: DateTime<Utc>,
+) -> Result<AnalysisDecision> {
+    d.scope.tags = normalize_tags("scope.tags", &d.scope.tags)?;
+    if d.scope.agent_ids.len() > MAX_SCOPE_AGENTS {
+        return Err(invalid(
+            "scope.agent_ids",
+            format!("at most {MAX_SCOPE_AGENTS} agents"),
+        ));
+    }
+    d.scope.agent_ids.sort();
+    d.scope.agent_ids.dedup();
+    if let Some(p) = &d.scope.package {
+        check_text("scope.package.name", &p.name, MAX_TEXT_LEN)?;
+        if let Some(v) = &p.version {
+            check_text("scope.package.version", v, MAX_TEXT_LEN)?;
+        }
+        if let Some(e) = &p.ecosystem {
+            check_text("scope.package.ecosystem", e, MAX_TEXT_LEN)?;
+        }
+    }
+    if let Some(details) = &d.details {
+        if let Some(problem) = zt_inventory::text_problem(details, MAX_DETAILS_LEN) {
+            return Err(invalid("details", problem));
+        }
+    }
+    d.response.sort_by_key(|r| r.as_str());
+    d.response.dedup();
+    if let Some(at) = d.expires_at {
+        if at <= now {
+            return Err(invalid(
+                "expires_at",
+                format!("{} is not in the future", at.to_rfc3339()),
+            ));
+        }
+    }
+    Ok(d)
+}
+
+/// Where an analysis stands at `now`.
+pub(crate) fn status_of(
+    withdrawn_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> AnalysisStatus {
+    if withdrawn_at.is_some() {
+        AnalysisStatus::Withdrawn
+    } else if expires_at.is_some_and(|e| e <= now) {
+        AnalysisStatus::Expired
+    } else {
+        AnalysisStatus::Active
+    }
+}
+
+/// The columns of [`ANALYSIS_COLUMNS`] (0-17), with the scope's agents and tags read apart.
+pub(crate) const ANALYSIS_COLUMNS: &str =
+    "SELECT analysis_id, vuln_id, requested_id, any_agent, any_tag, pkg_name, pkg_version, \
+     pkg_ecosystem, state, justification, response, details, suppress, expires_at, source, \
+     created_at, updated_at, withdrawn_at FROM analyses";
+
+pub(crate) fn analysis_from_row(
+    c: &impl Cols,
+    agent_ids: Vec<AgentId>,
+    tags: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<Analysis> {
+    let package = match c.opt_text(5)? {
+        Some(name) => Some(PackageScope {
+            name,
+            version: c.opt_text(6)?,
+            ecosystem: c.opt_text(7)?,
+        }),
+        None => None,
+    };
+    let state = c.text(8)?;
+    let justification = c.opt_text(9)?;
+    let response: Vec<String> = serde_json::from_str(&c.text(10)?)
+        .map_err(|e| StoreError::Corrupt(format!("analysis response: {e}")))?;
+    let expires_at = c.opt_time(13)?;
+    let withdrawn_at = c.opt_time(17)?;
+    Ok(Analysis {
+        analysis_id: c.uuid(0)?,
+        vuln_id: c.text(1)?,
+        requested_id: c.text(2)?,
+        scope: AnalysisScope {
+            agent_ids,
+            tags,
+            package,
+        },
+        state: AnalysisState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("analysis state {state}")))?,
+        justification: match justification {
+            Some(j) => Some(
+                Justification::parse(&j)
+                    .ok_or_else(|| StoreError::Corrupt(format!("justification {j}")))?,
+            ),
+            None => None,
+        },
+        response: response
+            .iter()
+            .map(|r| {
+                VexResponse::parse(r).ok_or_else(|| StoreError::Corrupt(format!("response {r}")))
+            })
+            .collect::<Result<_>>()?,
+        details: c.opt_text(11)?,
+        suppress: c.bool(12)?,
+        expires_at,
+        status: status_of(withdrawn_at, expires_at, now),
+        source: c.opt_text(14)?,
+        created_at: c.time(15)?,
+        updated_at: c.time(16)?,
+        withdrawn_at,
+    })
+}
+
+/// The response list as stored (a JSON array of wire names).
+pub(crate) fn response_json(response: &[VexResponse]) -> String {
+    Value::Array(
+        response
+            .iter()
+            .map(|r| Value::String(r.as_str().to_string()))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// The analysis a finding row names (columns `analysis_id, state, justification, suppressed,
+/// expires_at` from `base` on; all NULL but `suppressed` when none covers it).
+pub(crate) fn finding_analysis_at(c: &impl Cols, base: usize) -> Result<Option<FindingAnalysis>> {
+    let Some(id) = c.opt_uuid(base)? else {
+        return Ok(None);
+    };
+    let Some(state) = c.opt_text(base + 1)? else {
+        return Ok(None);
+    };
+    Ok(Some(FindingAnalysis {
+        analysis_id: id,
+        state: AnalysisState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("analysis state {state}")))?,
+        justification: c
+            .opt_text(base + 2)?
+            .as_deref()
+            .and_then(Justification::parse),
+        suppressed: c.bool(base + 3)?,
+        expires_at: c.opt_time(base + 4)?,
+    }))
+}
+
+/// An audit row: `audit_id, at, actor_kind, actor_token_id, actor_role, action, object,
+/// before, after, comment` (0-9).
+pub(crate) fn audit_from_row(c: &impl Cols) -> Result<AuditEntry> {
+    let json_of = |i: usize| -> Result<Option<Value>> {
+        match c.opt_text(i)? {
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("audit JSON: {e}"))),
+            None => Ok(None),
+        }
+    };
+    Ok(AuditEntry {
+        id: c.count(0)?,
+        at: c.time(1)?,
+        actor: Actor {
+            kind: c.text(2)?,
+            token_id: c.opt_text(3)?,
+            role: c.opt_text(4)?,
+        },
+        action: c.text(5)?,
+        object: c.text(6)?,
+        before: json_of(7)?,
+        after: json_of(8)?,
+        comment: c.opt_text(9)?,
+    })
+}
+
+/// The audit image of an analysis (what `before`/`after` show).
+pub(crate) fn audit_image(a: &Analysis) -> Value {
+    serde_json::to_value(a).unwrap_or(Value::Null)
+}
+
+/// The `analysis.changed` event of an analysis.
+pub(crate) fn changed_event(company_id: CompanyId, a: &Analysis, change: &str) -> NewEvent {
+    let mut data = Map::new();
+    data.insert("analysis_id".into(), json!(a.analysis_id.to_string()));
+    data.insert("vuln_id".into(), json!(a.vuln_id));
+    data.insert("state".into(), json!(a.state.as_str()));
+    data.insert("status".into(), json!(a.status.as_str()));
+    data.insert("change".into(), json!(change));
+    NewEvent {
+        company_id: Some(company_id),
+        kind: EventKind::AnalysisChanged,
+        data,
+    }
+}
+
+/// The cursor of the analyses list (newest first): created_at (µs, PostgreSQL's precision)
+/// and id.
+pub(crate) type AnalysisKey = (i64, String);
+
+pub(crate) fn analysis_key(a: &Analysis) -> AnalysisKey {
+    (a.created_at.timestamp_micros(), a.analysis_id.to_string())
+}
+
+pub(crate) fn decode_analysis_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid)> {
+    let (us, id): AnalysisKey = super::reads::decode_cursor(cursor)?;
+    let at = DateTime::<Utc>::from_timestamp_micros(us)
+        .ok_or_else(|| super::reads::invalid_cursor("time out of range"))?;
+    let id = Uuid::parse_str(&id).map_err(super::reads::invalid_cursor)?;
+    Ok((at, id))
+}
+
+/// The condition "analysis `a` is live at ?NOW and its scope holds for the finding row
+/// `findings`" (`now` is the parameter's spelling, e.g. `?3`).
+fn covers(now: &str) -> String {
+    format!(
+        "a.company_id = findings.company_id AND a.vuln_id IN (SELECT findings.vuln_id \
+         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id) \
+         AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > {now}) \
+         AND (a.any_agent = TRUE OR EXISTS (SELECT 1 FROM analysis_agents x \
+              WHERE x.company_id = a.company_id AND x.analysis_id = a.analysis_id \
+              AND x.agent_id = findings.agent_id)) \
+         AND (a.any_tag = TRUE OR EXISTS (SELECT 1 FROM analysis_tags t JOIN agent_tags g \
+              ON g.company_id = t.company_id AND g.tag = t.tag \
+              WHERE t.company_id = a.company_id AND t.analysis_id = a.analysis_id \
+              AND g.agent_id = findings.agent_id)) \
+         AND (a.pkg_name IS NULL OR EXISTS (SELECT 1 FROM software s \
+              WHERE s.software_key = findings.software_key AND s.name = a.pkg_name \
+              AND (a.pkg_version IS NULL OR s.version = a.pkg_version) \
+              AND (a.pkg_ecosystem IS NULL OR s.ecosystem = a.pkg_ecosystem)))"
+    )
+}
+
+/// Sets `analysis_id` of the findings `restriction` picks (a condition on `findings`, whose
+/// company is `?1`; its own parameters start at `?3`) to the analysis covering each; `now`
+/// is `?2`.
+pub(crate) fn cover_sql(restriction: &str) -> String {
+    format!(
+        "UPDATE findings SET analysis_id = (SELECT a.analysis_id FROM analyses a WHERE {} \
+         ORDER BY a.suppress DESC, a.created_at DESC, a.analysis_id DESC LIMIT 1) \
+         WHERE findings.company_id = ?1 AND {restriction}",
+        covers("?2")
+    )
+}
+
+/// Sets `suppressed` of the findings `restriction` picks (its parameters start at `?2`) from
+/// the analysis now covering each.
+pub(crate) fn suppressed_sql(restriction: &str) -> String {
+    format!(
+        "UPDATE findings SET suppressed = (findings.analysis_id IS NOT NULL AND EXISTS \
+         (SELECT 1 FROM analyses a WHERE a.company_id = findings.company_id \
+          AND a.analysis_id = findings.analysis_id AND a.suppress = TRUE)) \
+         WHERE findings.company_id = ?1 AND {restriction}"
+    )
+}
+
+/// The restriction of a vulnerability's findings, its id the parameter `?{n}`.
+pub(crate) fn by_vuln(n: usize) -> String {
+    format!(
+        "findings.vuln_id IN (SELECT ?{n} UNION SELECT va.vuln_id FROM vuln_aliases va \
+         WHERE va.alias = ?{n})"
+    )
+}
+
+/// The restriction of agents' findings that an analysis may concern: those covered now, and
+/// those of vulnerabilities with analyses (`agents` is the condition on `findings.agent_id`).
+pub(crate) fn by_agents(agents: &str) -> String {
+    format!(
+        "{agents} AND (findings.analysis_id IS NOT NULL OR findings.vuln_id IN \
+         (SELECT a.vuln_id FROM analyses a WHERE a.company_id = ?1 AND a.withdrawn_at IS NULL \
+          UNION SELECT va.vuln_id FROM analyses a JOIN vuln_aliases va ON va.alias = a.vuln_id \
+          WHERE a.company_id = ?1 AND a.withdrawn_at IS NULL))"
+    )
+}
+
+/// The vulnerability group an id or alias names (`?1`), among the vulnerabilities matched
+/// here (the id itself first), or else the id itself when it is an advisory of the knowledge
+/// base not matched yet: an analysis of it covers the findings of whichever group comes to
+/// have that id or alias (coverage compares aliases too).
+pub(crate) const RESOLVE_VULN: &str =
+    "SELECT c.vuln_id FROM (SELECT v.vuln_id, 0 AS pref FROM vulns v WHERE v.vuln_id = ?1 \
+     UNION SELECT al.vuln_id, 1 AS pref FROM vuln_aliases al WHERE al.alias = ?1 \
+     UNION SELECT k.id, 2 AS pref FROM kb_advisories k WHERE k.id = ?1) c \
+     ORDER BY c.pref, c.vuln_id LIMIT 1";
+
+/// Checks the vulnerability id of a new analysis.
+pub(crate) fn check_vuln_id(id: &str) -> Result<()> {
+    check_text("vuln_id", id, MAX_TEXT_LEN)
+}
+
+pub(crate) fn unknown_vuln(id: &str) -> StoreError {
+    invalid(
+        "vuln_id",
+        format!(
+            "unknown vulnerability {id:?}: no advisory of the knowledge base matched by this \
+             server has it as its id or an alias"
+        ),
+    )
+}
+
+pub(crate) fn unknown_agent(id: AgentId) -> StoreError {
+    invalid(
+        "scope.agent_ids",
+        format!("no agent {} in this company", id.0),
+    )
+}
+
+/// The actor of changes the store makes by itself (expiry).
+pub(crate) fn system_actor() -> Actor {
+    Actor {
+        kind: "system".into(),
+        token_id: None,
+        role: None,
+    }
+}
+
+/// An SLA policy from columns `critical_days, high_days, medium_days, low_days,
+/// unknown_days, kev_uses_cisa_due_date` (0-5).
+pub(crate) fn sla_from_row(c: &impl Cols) -> Result<crate::sla::SlaPolicy> {
+    let d = |i: usize| -> Result<u32> {
+        u32::try_from(c.int(i)?).map_err(|_| StoreError::Corrupt("SLA days".into()))
+    };
+    Ok(crate::sla::SlaPolicy {
+        critical_days: d(0)?,
+        high_days: d(1)?,
+        medium_days: d(2)?,
+        low_days: d(3)?,
+        unknown_days: d(4)?,
+        kev_uses_cisa_due_date: c.bool(5)?,
+    })
+}
+
+pub(crate) fn check_sla(p: &crate::sla::SlaPolicy) -> Result<()> {
+    match p.problem() {
+        Some((field, message)) => Err(invalid(field, message)),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn sla_audit(before: &crate::sla::SlaPolicy, after: &crate::sla::SlaPolicy) -> NewAudit {
+    NewAudit {
+        action: "sla.updated".into(),
+        object: "sla".into(),
+        before: serde_json::to_value(before).ok(),
+        after: serde_json::to_value(after).ok(),
+    }
+}
+
+/// The summary's SLA and suppression counts, as filters of open findings: overdue (due by
+/// `now`), due by `now + 7 days`, suppressed.
+pub(crate) fn sla_count_filters(
+    policy: &crate::sla::SlaPolicy,
+    now: DateTime<Utc>,
+) -> [FindingFilter; 3] {
+    [
+        FindingFilter {
+            due_by: Some(policy.due_by(now)),
+            ..Default::default()
+        },
+        FindingFilter {
+            due_by: Some(policy.due_by(now + chrono::Duration::days(7))),
+            ..Default::default()
+        },
+        FindingFilter {
+            suppressed: SuppressedFilter::Only,
+            ..Default::default()
+        },
+    ]
+}
+
+/// An error of the `i`th analysis of an import, its field prefixed with its place.
+pub(crate) fn in_item(i: usize, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Invalid { field, message } => StoreError::Invalid {
+            field: "statements",
+            message: format!("statement {i}: {field}: {message}"),
+        },
+        other => other,
+    }
+}
