@@ -12,6 +12,7 @@ pub mod any;
 mod common;
 pub mod knowledge;
 pub mod model;
+pub mod notify;
 pub mod postgres;
 pub mod sqlite;
 pub mod storage;

@@ -308,4 +308,9 @@ pub trait Storage: Send + Sync + 'static {
     /// in this process; PostgreSQL: in any process, through LISTEN/NOTIFY). Readers still
     /// poll now and then: a wake-up may be coalesced, or lost while a connection reconnects.
     async fn event_notifications(&self) -> Result<tokio::sync::mpsc::Receiver<()>>;
+
+    // --- notifications (issue 14) ----------------------------------------------------------
+
+    /// Rules, outbox, claims and the delivery log (see [`crate::notify`]).
+    fn notifications(&self) -> &dyn crate::notify::NotificationStore;
 }

@@ -11,6 +11,7 @@ pub(crate) mod inventory;
 pub(crate) mod keyset;
 pub(crate) mod knowledge;
 pub(crate) mod matches;
+pub(crate) mod notify;
 pub(crate) mod queue;
 #[macro_use]
 pub(crate) mod reads;

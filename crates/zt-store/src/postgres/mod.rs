@@ -26,6 +26,7 @@ mod apply;
 mod events;
 mod knowledge;
 mod matches;
+pub(crate) mod notify;
 mod process;
 mod queue;
 mod reads;
@@ -375,6 +376,10 @@ impl Dialect for Postgres {
 delegate_storage!(PgStore, retry_on_conflict, {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn notifications(&self) -> &dyn crate::notify::NotificationStore {
+        self
     }
 
     async fn housekeeping(&self) -> Result<()> {

@@ -24,6 +24,7 @@ pub mod backup;
 pub(crate) mod events;
 pub(crate) mod knowledge;
 mod matches;
+pub(crate) mod notify;
 pub(crate) mod process;
 mod queue;
 pub(crate) mod reads;
@@ -297,6 +298,10 @@ macro_rules! once {
 delegate_storage!(SqliteStore, once, {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn notifications(&self) -> &dyn crate::notify::NotificationStore {
+        self
     }
 
     async fn housekeeping(&self) -> Result<()> {
