@@ -72,7 +72,8 @@ done
 echo "server at $url (log: $work/server.log)" >&2
 
 status=0
-"$bin" loadgen --server "$url" --admin-token "$token" "$@" || status=$?
+ZEROTRACE_BENCH_SERVER_PID="$server_pid" \
+  "$bin" loadgen --server "$url" --admin-token "$token" "$@" || status=$?
 # The server's own cost of the run: CPU seconds (user+system) and peak memory.
 read -r utime stime < <(awk '{print $14, $15}' "/proc/$server_pid/stat")
 ticks=$(getconf CLK_TCK)

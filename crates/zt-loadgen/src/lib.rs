@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod client;
 pub mod fleet;
+pub mod live;
 pub mod reads;
 mod stats;
 
@@ -53,6 +54,8 @@ pub struct LoadConfig {
     pub company_prefix: String,
     /// After the load (and its processing), measure the dashboard's reads.
     pub reads: Option<reads::ReadConfig>,
+    /// Hold Server-Sent Event streams open during the measured rounds and time the events.
+    pub live: Option<live::LiveConfig>,
 }
 
 impl Default for LoadConfig {
@@ -74,6 +77,7 @@ impl Default for LoadConfig {
             seed: 42,
             company_prefix: "loadgen".into(),
             reads: None,
+            live: None,
         }
     }
 }
@@ -110,6 +114,9 @@ pub struct LoadReport {
     /// The dashboard's reads after the load, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reads: Option<reads::ReadReport>,
+    /// The connected streams' figures, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<live::LiveReport>,
 }
 
 /// Live counters a progress printer can read while the run goes on.
@@ -151,6 +158,8 @@ struct Accepted {
 }
 
 struct Agent {
+    /// Index of its company in the run's companies.
+    company: usize,
     host: SimHost,
     token: String,
 }
@@ -184,7 +193,7 @@ pub async fn run(
     let fleet = Fleet::new(catalog, config.apps_per_agent);
 
     *progress.phase.lock() = "enrolling";
-    let agents = enroll_fleet(config, &client, &fleet, concurrency).await?;
+    let (agents, company_ids) = enroll_fleet(config, &client, &fleet, concurrency).await?;
 
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let mut agents = agents;
@@ -206,6 +215,7 @@ pub async fn run(
                 None,
                 &Recorder::new(),
                 &progress,
+                None,
             )
             .await;
             warm.extend(sent.accepted);
@@ -221,6 +231,23 @@ pub async fn run(
         progress.reset_counts();
         drift_fleet(&fleet, &mut agents, config.change_rate, &mut rng);
     }
+
+    let live_watch = match &config.live {
+        Some(live_config) => {
+            *progress.phase.lock() = "connecting event streams";
+            Some(
+                live::LiveWatch::open(
+                    &config.server,
+                    &config.admin_token,
+                    &company_ids,
+                    live_config,
+                    Duration::from_secs(60),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
 
     *progress.phase.lock() = "sending";
     let recorder = Recorder::new();
@@ -251,6 +278,7 @@ pub async fn run(
             deadline,
             &recorder,
             &progress,
+            live_watch.as_deref(),
         )
         .await;
         sent_total += round.sent;
@@ -275,6 +303,16 @@ pub async fn run(
         .await
     } else {
         Processing::default()
+    };
+    let live_report = match &live_watch {
+        Some(watch) => {
+            let measured: Vec<String> = accepted
+                .iter()
+                .map(|a| company_ids[agents[a.agent].company].clone())
+                .collect();
+            Some(watch.finish(&measured, Duration::from_secs(10)).await)
+        }
+        None => None,
     };
     let read_report = match &config.reads {
         Some(read_config) => {
@@ -320,6 +358,7 @@ pub async fn run(
         failed: processing.failed,
         first_error,
         reads: read_report,
+        live: live_report,
     })
 }
 
@@ -337,7 +376,7 @@ async fn enroll_fleet(
     client: &ApiClient,
     fleet: &Fleet,
     concurrency: usize,
-) -> Result<Vec<Agent>, LoadError> {
+) -> Result<(Vec<Agent>, Vec<String>), LoadError> {
     let run_tag = format!("{:08x}", rand::random::<u32>());
     let mut secrets = Vec::with_capacity(config.companies);
     for c in 0..config.companies {
@@ -353,6 +392,7 @@ async fn enroll_fleet(
                 let (os, arch) = fleet.os_of(&host);
                 let enrolled = client.enroll(&secret, &host.hostname, os, arch).await?;
                 Ok::<Agent, ClientError>(Agent {
+                    company: c,
                     host,
                     token: enrolled.agent_token,
                 })
@@ -366,7 +406,7 @@ async fn enroll_fleet(
     for r in results {
         agents.push(r?);
     }
-    Ok(agents)
+    Ok((agents, secrets.into_iter().map(|s| s.id).collect()))
 }
 
 struct RoundResult {
@@ -387,6 +427,7 @@ async fn send_round(
     deadline: Option<Instant>,
     recorder: &Recorder,
     progress: &Progress,
+    live_watch: Option<&live::LiveWatch>,
 ) -> RoundResult {
     let jobs = agents.iter().enumerate().map(|(i, agent)| async move {
         if let Some(rate) = rate {
@@ -424,6 +465,9 @@ async fn send_round(
                     .overloaded
                     .fetch_add(o.overloaded as u64, Ordering::Relaxed);
                 if o.accepted {
+                    if let Some(watch) = live_watch {
+                        watch.accepted(report_id);
+                    }
                     recorder.record(o.latency);
                     progress.accepted.fetch_add(1, Ordering::Relaxed);
                     progress.apps_accepted.fetch_add(apps, Ordering::Relaxed);

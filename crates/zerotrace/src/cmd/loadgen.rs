@@ -74,6 +74,15 @@ pub struct Args {
     /// no reports sent).
     #[arg(long)]
     reads_only: bool,
+    /// Hold this many Server-Sent Event streams open (the operator's token, spread over the
+    /// run's companies) during the measured rounds and time each report's `report.processed`
+    /// event from its acceptance to its arrival at every stream.
+    #[arg(long, default_value_t = 0)]
+    sse_clients: usize,
+    /// The server's process id (same machine), to read its memory before and after the
+    /// streams connect.
+    #[arg(long, value_name = "PID", env = "ZEROTRACE_BENCH_SERVER_PID")]
+    server_pid: Option<u32>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
 }
@@ -105,6 +114,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             concurrency: args.read_concurrency.max(1),
             export: true,
             seed: args.seed,
+        }),
+        live: (args.sse_clients > 0).then_some(zt_loadgen::live::LiveConfig {
+            clients: args.sse_clients,
+            server_pid: args.server_pid,
         }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -231,6 +244,33 @@ fn print_text(r: &LoadReport) {
         "durations:        sending {:.1} s, total {:.1} s",
         r.send_duration_s, r.total_duration_s
     );
+    if let Some(live) = &r.live {
+        let memory = match (live.server_rss_before_mb, live.server_rss_connected_mb) {
+            (Some(before), Some(after)) => format!(
+                ", server memory {before:.0} MB -> {after:.0} MB (+{:.0} MB)",
+                after - before
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "event streams:    {}/{} connected in {:.1} s{memory}",
+            live.connected, live.clients, live.connect_s
+        );
+        println!(
+            "accepted->event:  p50 {:.0} ms  p90 {:.0} ms  p99 {:.0} ms  max {:.0} ms ({}/{} deliveries, {} stream errors{})",
+            live.accepted_to_event_ms.p50,
+            live.accepted_to_event_ms.p90,
+            live.accepted_to_event_ms.p99,
+            live.accepted_to_event_ms.max,
+            live.deliveries_received,
+            live.deliveries_expected,
+            live.stream_errors,
+            live.first_error
+                .as_deref()
+                .map(|e| format!("; first: {e}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(reads) = &r.reads {
         zt_loadgen::reads::print_text(reads);
     }

@@ -76,7 +76,8 @@ pub struct SessionOpened {
 }
 
 fn cookie(state: &AppState, value: &str, max_age: u64) -> ApiResult<HeaderValue> {
-    let secure = if state.config.secure_cookies {
+    // The server's own TLS always marks the cookie Secure; behind a TLS proxy the flag says so.
+    let secure = if state.config.secure_cookies || state.config.tls {
         "; Secure"
     } else {
         ""

@@ -35,21 +35,6 @@ impl FilterDialect for sqlx::Postgres {
     const ALIAS_ELEMENTS: &'static str = "unnest(v.aliases COLLATE \"C\") al(value)";
 }
 
-/// Appends ` WHERE f.company_id = … AND …` for `filter`.
-pub(crate) fn push_finding_filters<DB>(
-    qb: &mut QueryBuilder<DB>,
-    company_id: CompanyId,
-    filter: &FindingFilter,
-) where
-    DB: FilterDialect,
-    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
-    for<'t> bool: Encode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
-    qb.push(" WHERE f.company_id = ").push_bind(company_id.0);
-    push_finding_conditions(qb, company_id, filter);
-}
-
 /// Appends ` AND …` for `filter` to a query already restricted to `company_id` (a list that
 /// joins in another order adds its own company conditions first).
 ///
