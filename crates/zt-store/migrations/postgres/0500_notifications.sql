@@ -10,7 +10,7 @@ CREATE TABLE notification_rules (
     rule_id uuid NOT NULL,
     name text NOT NULL,
     events text NOT NULL,
-    min_severity smallint,
+    min_severity text,
     kev_only boolean NOT NULL,
     tags text NOT NULL,
     digest_minutes integer NOT NULL,

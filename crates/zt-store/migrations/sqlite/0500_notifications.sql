@@ -13,8 +13,8 @@ CREATE TABLE notification_rules (
     name TEXT NOT NULL,
     -- JSON list of event names
     events TEXT NOT NULL,
-    -- severity rank (common::severity_rank); NULL: any
-    min_severity INTEGER,
+    -- critical | high | medium | low | none | unknown; NULL: any
+    min_severity TEXT,
     kev_only INTEGER NOT NULL,
     -- JSON list: only hosts carrying one of these tags (empty: every host)
     tags TEXT NOT NULL,

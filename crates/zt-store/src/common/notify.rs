@@ -42,6 +42,9 @@ pub(crate) struct Candidate {
     pub(crate) severity: Option<i64>,
     pub(crate) kev: bool,
     pub(crate) item: Map<String, Value>,
+    /// Its host count adds to an unsent message's (hosts newly affected, as a batch's
+    /// findings); otherwise it states the count (a request repeated while unsent).
+    pub(crate) additive: bool,
 }
 
 impl Candidate {
@@ -61,6 +64,7 @@ impl From<&NotificationRequest> for Candidate {
             severity: r.severity.map(severity_rank),
             kev: r.kev,
             item,
+            additive: false,
         }
     }
 }
@@ -119,6 +123,7 @@ pub(crate) fn vuln_candidates<'a>(
                 severity: Some(acc.severity),
                 kev: acc.kev,
                 item: item.clone(),
+                additive: true,
             });
         }
     }
@@ -146,6 +151,7 @@ pub(crate) fn report_failed_candidate(
         severity: None,
         kev: false,
         item: item.as_object().cloned().unwrap_or_default(),
+        additive: false,
     }
 }
 
@@ -170,12 +176,13 @@ pub(crate) fn agent_stale_candidate(
         severity: None,
         kev: false,
         item: item.as_object().cloned().unwrap_or_default(),
+        additive: false,
     }
 }
 
 /// Whether a rule hears of a candidate.
 pub(crate) fn rule_matches(rule: &NotificationRule, c: &Candidate) -> bool {
-    if rule.company_id != c.company_id || !rule.events.iter().any(|e| *e == c.event) {
+    if rule.company_id != c.company_id || !rule.events.contains(&c.event) {
         return false;
     }
     if let Some(sev) = c.severity {
@@ -204,7 +211,11 @@ pub(crate) fn matching(rules: &[NotificationRule], cands: &[Candidate]) -> Vec<(
     }
     let mut out = Vec::new();
     for (ci, c) in cands.iter().enumerate() {
-        for &ri in by_company.get(&c.company_id).map(Vec::as_slice).unwrap_or(&[]) {
+        for &ri in by_company
+            .get(&c.company_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             if rule_matches(&rules[ri], c) {
                 out.push((ri, ci));
             }
@@ -246,23 +257,39 @@ fn digest_key(event: &str) -> String {
 
 /// Adds a candidate's hosts and packages to an item about the same subject.
 fn merge_item(into: &mut Map<String, Value>, c: &Candidate) {
-    let add = c.item.get("host_count").and_then(Value::as_u64).unwrap_or(0);
-    if add > 0 {
-        let hosts = into.get("host_count").and_then(Value::as_u64).unwrap_or(0);
-        into.insert("host_count".into(), json!(hosts + add));
+    let add = c
+        .item
+        .get("host_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let hosts = into.get("host_count").and_then(Value::as_u64).unwrap_or(0);
+    let total = if c.additive {
+        hosts + add
+    } else {
+        add.max(hosts)
+    };
+    if total > 0 {
+        into.insert("host_count".into(), json!(total));
     }
     if let Some(Value::Array(more)) = c.item.get("packages") {
         let mut set: BTreeSet<String> = into
             .get("packages")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         for p in more.iter().filter_map(Value::as_str) {
             if set.len() < PACKAGES_CAP {
                 set.insert(p.to_string());
             }
         }
-        into.insert("packages".into(), json!(set.into_iter().collect::<Vec<_>>()));
+        into.insert(
+            "packages".into(),
+            json!(set.into_iter().collect::<Vec<_>>()),
+        );
     }
 }
 
@@ -285,10 +312,15 @@ pub(crate) fn plan(
         Open(i64),
         New(usize),
     }
-    let mut slots: HashMap<(Uuid, String), (Slot, Map<String, Value>, bool)> = HashMap::new();
+    // (where the message is, its data, whether this plan changed it)
+    type Slots = HashMap<(Uuid, String), (Slot, Map<String, Value>, bool)>;
+    let mut slots: Slots = HashMap::new();
     for row in open {
         let data: Map<String, Value> = serde_json::from_str(&row.data).unwrap_or_default();
-        slots.insert((row.rule_id, row.group_key), (Slot::Open(row.outbox_id), data, false));
+        slots.insert(
+            (row.rule_id, row.group_key),
+            (Slot::Open(row.outbox_id), data, false),
+        );
     }
     let mut inserts: Vec<OutboxInsert> = Vec::new();
     for &(ri, ci) in pairs {
@@ -323,9 +355,9 @@ pub(crate) fn plan(
                     .entry("items")
                     .or_insert_with(|| Value::Array(Vec::new()));
                 let Value::Array(items) = items else { continue };
-                let same = items.iter().position(|i| {
-                    i.as_object().and_then(subject_of) == Some(c.subject.as_str())
-                });
+                let same = items
+                    .iter()
+                    .position(|i| i.as_object().and_then(subject_of) == Some(c.subject.as_str()));
                 match same {
                     Some(p) => {
                         if let Some(existing) = items[p].as_object_mut() {
@@ -394,9 +426,15 @@ pub(crate) fn rule_from_row(row: &impl Cols, at: usize) -> Result<NotificationRu
     })
 }
 
-/// A nullable severity rank (NULL: any severity).
+/// A rule's minimum severity, stored by name (NULL: any severity).
 fn row_rank(row: &impl Cols, i: usize) -> Option<zt_advisory::Severity> {
-    row.int(i).ok().map(severity_from_rank)
+    let name = row.opt_text(i).ok().flatten()?;
+    (0..=5).map(severity_from_rank).find(|s| s.as_str() == name)
+}
+
+/// How a rule's minimum severity is stored.
+pub(crate) fn severity_name(s: Option<zt_advisory::Severity>) -> Option<&'static str> {
+    s.map(|s| s.as_str())
 }
 
 /// The columns [`rule_from_row`] reads, in order (prefix them with a table alias as needed).
@@ -429,10 +467,7 @@ pub(crate) fn delivery_from_row(row: &impl Cols) -> Result<DeliveryRecord> {
         outcome: row.text(7)?,
         attempt_record: AttemptRecord {
             attempted_at: row.time(6)?,
-            status: row
-                .int(8)
-                .ok()
-                .and_then(|s| u16::try_from(s).ok()),
+            status: row.int(8).ok().and_then(|s| u16::try_from(s).ok()),
             response_excerpt: row.opt_text(9)?,
             error: row.opt_text(10)?,
             duration_ms: u32::try_from(row.int(12)?).unwrap_or(0),
@@ -538,7 +573,11 @@ mod tests {
         let now = Utc::now();
         let p = plan(&rules, &cands, &pairs, &fresh, vec![], now);
         assert_eq!(p.inserts.len(), 2, "one immediate message, one digest");
-        let digest_row = p.inserts.iter().find(|i| i.rule_id == digest.rule_id).unwrap();
+        let digest_row = p
+            .inserts
+            .iter()
+            .find(|i| i.rule_id == digest.rule_id)
+            .unwrap();
         assert_eq!(digest_row.due_at, now + Duration::minutes(15));
         let data: Value = serde_json::from_str(&digest_row.data).unwrap();
         assert_eq!(data["items"].as_array().unwrap().len(), 2);

@@ -108,15 +108,17 @@ async fn write_company(
     .collect();
     let plan = plan(&rules, cands, &pairs, &fresh, open, now);
     if !plan.inserts.is_empty() {
-        let mut cols: (Vec<Uuid>, Vec<Uuid>, Vec<String>, Vec<String>, Vec<String>, Vec<DateTime<Utc>>) =
-            Default::default();
+        // The rows as parallel arrays (`unnest`).
+        type Columns = (Vec<Uuid>, Vec<Uuid>, Vec<String>, Vec<String>, Vec<String>);
+        let mut cols: Columns = Default::default();
+        let mut due: Vec<DateTime<Utc>> = Vec::new();
         for i in &plan.inserts {
             cols.0.push(i.delivery_id);
             cols.1.push(i.rule_id);
             cols.2.push(i.event.clone());
             cols.3.push(i.group_key.clone());
             cols.4.push(i.data.clone());
-            cols.5.push(i.due_at);
+            due.push(i.due_at);
         }
         sqlx::query(
             "INSERT INTO notification_outbox (delivery_id, company_id, rule_id, event, group_key, \
@@ -131,7 +133,7 @@ async fn write_company(
         .bind(&cols.2)
         .bind(&cols.3)
         .bind(&cols.4)
-        .bind(&cols.5)
+        .bind(&due)
         .execute(&mut **tx)
         .await?;
     }
@@ -179,10 +181,11 @@ pub(crate) async fn report_failed_in_tx(
 impl NotificationStore for PgStore {
     async fn create_rule(&self, rule: &NotificationRule) -> Result<bool> {
         let mut tx = self.begin_for_company(rule.company_id).await?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM companies WHERE company_id = $1")
-            .bind(rule.company_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM companies WHERE company_id = $1")
+                .bind(rule.company_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             return Ok(false);
         }
@@ -194,7 +197,7 @@ impl NotificationStore for PgStore {
         )
         .bind(&rule.name)
         .bind(json_strings(&rule.events))
-        .bind(rule.min_severity.map(super::severity_rank))
+        .bind(severity_name(rule.min_severity))
         .bind(rule.kev_only)
         .bind(json_strings(&rule.tags))
         .bind(i32::try_from(rule.digest_minutes).unwrap_or(i32::MAX))
@@ -227,7 +230,11 @@ impl NotificationStore for PgStore {
         rows.iter().map(|r| rule_from_row(r, 0)).collect()
     }
 
-    async fn get_rule(&self, company_id: CompanyId, rule_id: Uuid) -> Result<Option<NotificationRule>> {
+    async fn get_rule(
+        &self,
+        company_id: CompanyId,
+        rule_id: Uuid,
+    ) -> Result<Option<NotificationRule>> {
         let mut tx = self.begin_for_company(company_id).await?;
         let sql = format!(
             "SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id = $1 AND rule_id = $2"
@@ -251,7 +258,7 @@ impl NotificationStore for PgStore {
         )
         .bind(&rule.name)
         .bind(json_strings(&rule.events))
-        .bind(rule.min_severity.map(super::severity_rank))
+        .bind(severity_name(rule.min_severity))
         .bind(rule.kev_only)
         .bind(json_strings(&rule.tags))
         .bind(i32::try_from(rule.digest_minutes).unwrap_or(i32::MAX))
@@ -271,11 +278,12 @@ impl NotificationStore for PgStore {
 
     async fn delete_rule(&self, company_id: CompanyId, rule_id: Uuid) -> Result<bool> {
         let mut tx = self.begin_for_company(company_id).await?;
-        let done = sqlx::query("DELETE FROM notification_rules WHERE company_id = $1 AND rule_id = $2")
-            .bind(company_id)
-            .bind(rule_id)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM notification_rules WHERE company_id = $1 AND rule_id = $2")
+                .bind(company_id)
+                .bind(rule_id)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 1 {
             sqlx::query(
                 "DELETE FROM notification_outbox WHERE company_id = $1 AND rule_id = $2 \
@@ -435,8 +443,19 @@ impl NotificationStore for PgStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        insert_delivery(&mut tx, c.company_id, c.rule.rule_id, Some(c.outbox_id), c.delivery_id,
-            &c.event, c.attempt, outcome_label(outcome), a, next_attempt(outcome)).await?;
+        insert_delivery(
+            &mut tx,
+            c.company_id,
+            c.rule.rule_id,
+            Some(c.outbox_id),
+            c.delivery_id,
+            &c.event,
+            c.attempt,
+            outcome_label(outcome),
+            a,
+            next_attempt(outcome),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -450,8 +469,19 @@ impl NotificationStore for PgStore {
     ) -> Result<()> {
         let mut tx = self.begin_for_company(rule.company_id).await?;
         let outcome = if ok { "test_sent" } else { "test_failed" };
-        insert_delivery(&mut tx, rule.company_id, rule.rule_id, None, delivery_id, "test", 1,
-            outcome, a, None).await?;
+        insert_delivery(
+            &mut tx,
+            rule.company_id,
+            rule.rule_id,
+            None,
+            delivery_id,
+            "test",
+            1,
+            outcome,
+            a,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -183,7 +183,9 @@ async fn write_events(
     // Notifications of the opened findings, in this transaction (issue 14).
     let opened = settled.iter().filter_map(|&(at, _)| {
         let r = &batches[at.0].reports[at.1];
-        changes.get(&at).map(|c| c.opened.iter().map(move |f| (r.company_id, r.agent_id, f)))
+        changes
+            .get(&at)
+            .map(|c| c.opened.iter().map(move |f| (r.company_id, r.agent_id, f)))
     });
     let cands = crate::common::notify::vuln_candidates(opened.flatten(), &packages);
     super::notify::write_in_tx(tx, &cands, crate::common::from_ms(now)).await?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::rows::{padded_chunks, values};
 use super::SqliteStore;
 use crate::common::notify::*;
-use crate::common::{from_ms, ms, severity_rank};
+use crate::common::{from_ms, ms};
 use crate::model::*;
 use crate::notify::*;
 use crate::Result;
@@ -20,7 +20,11 @@ use crate::Result;
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// Writes the messages these candidates cause, inside the caller's transaction.
-pub(crate) async fn write_in_tx(tx: &mut Tx, cands: &[Candidate], now: DateTime<Utc>) -> Result<()> {
+pub(crate) async fn write_in_tx(
+    tx: &mut Tx,
+    cands: &[Candidate],
+    now: DateTime<Utc>,
+) -> Result<()> {
     if cands.is_empty() {
         return Ok(());
     }
@@ -69,7 +73,10 @@ pub(crate) async fn write_in_tx(tx: &mut Tx, cands: &[Candidate], now: DateTime<
             q = q.bind(*rule).bind(key.as_str()).bind(ms(now));
         }
         for row in q.fetch_all(&mut **tx).await? {
-            fresh.insert((crate::common::uuid_from(row.get::<&[u8], _>(0))?, row.get(1)));
+            fresh.insert((
+                crate::common::uuid_from(row.get::<&[u8], _>(0))?,
+                row.get(1),
+            ));
         }
     }
     let mut rule_ids: Vec<Uuid> = pairs.iter().map(|&(r, _)| rules[r].rule_id).collect();
@@ -151,10 +158,11 @@ pub(crate) async fn report_failed_in_tx(
 impl NotificationStore for SqliteStore {
     async fn create_rule(&self, rule: &NotificationRule) -> Result<bool> {
         let mut w = self.begin_write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM companies WHERE company_id = ?")
-            .bind(rule.company_id)
-            .fetch_optional(&mut *w.tx)
-            .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM companies WHERE company_id = ?")
+                .bind(rule.company_id)
+                .fetch_optional(&mut *w.tx)
+                .await?;
         if exists.is_none() {
             return Ok(false);
         }
@@ -165,7 +173,7 @@ impl NotificationStore for SqliteStore {
         )
         .bind(rule.name.as_str())
         .bind(json_strings(&rule.events))
-        .bind(rule.min_severity.map(severity_rank))
+        .bind(severity_name(rule.min_severity))
         .bind(rule.kev_only)
         .bind(json_strings(&rule.tags))
         .bind(i64::from(rule.digest_minutes))
@@ -175,11 +183,11 @@ impl NotificationStore for SqliteStore {
         .bind(json_strings(&rule.destination.to))
         .bind(rule.secret_sealed.as_deref())
         .bind(ms(rule.updated_at))
-            .bind(rule.company_id)
-            .bind(rule.rule_id)
-            .bind(ms(rule.created_at))
-            .execute(&mut *w.tx)
-            .await?;
+        .bind(rule.company_id)
+        .bind(rule.rule_id)
+        .bind(ms(rule.created_at))
+        .execute(&mut *w.tx)
+        .await?;
         w.commit().await?;
         Ok(true)
     }
@@ -196,7 +204,11 @@ impl NotificationStore for SqliteStore {
         rows.iter().map(|r| rule_from_row(r, 0)).collect()
     }
 
-    async fn get_rule(&self, company_id: CompanyId, rule_id: Uuid) -> Result<Option<NotificationRule>> {
+    async fn get_rule(
+        &self,
+        company_id: CompanyId,
+        rule_id: Uuid,
+    ) -> Result<Option<NotificationRule>> {
         let sql = format!(
             "SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id = ? AND rule_id = ?"
         );
@@ -217,7 +229,7 @@ impl NotificationStore for SqliteStore {
         )
         .bind(rule.name.as_str())
         .bind(json_strings(&rule.events))
-        .bind(rule.min_severity.map(severity_rank))
+        .bind(severity_name(rule.min_severity))
         .bind(rule.kev_only)
         .bind(json_strings(&rule.tags))
         .bind(i64::from(rule.digest_minutes))
@@ -227,21 +239,22 @@ impl NotificationStore for SqliteStore {
         .bind(json_strings(&rule.destination.to))
         .bind(rule.secret_sealed.as_deref())
         .bind(ms(rule.updated_at))
-            .bind(rule.company_id)
-            .bind(rule.rule_id)
-            .execute(&mut *w.tx)
-            .await?;
+        .bind(rule.company_id)
+        .bind(rule.rule_id)
+        .execute(&mut *w.tx)
+        .await?;
         w.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_rule(&self, company_id: CompanyId, rule_id: Uuid) -> Result<bool> {
         let mut w = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM notification_rules WHERE company_id = ? AND rule_id = ?")
-            .bind(company_id)
-            .bind(rule_id)
-            .execute(&mut *w.tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM notification_rules WHERE company_id = ? AND rule_id = ?")
+                .bind(company_id)
+                .bind(rule_id)
+                .execute(&mut *w.tx)
+                .await?;
         if done.rows_affected() == 1 {
             sqlx::query(
                 "DELETE FROM notification_outbox WHERE rule_id = ? AND company_id = ? \
@@ -402,8 +415,19 @@ impl NotificationStore for SqliteStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        insert_delivery(&mut w.tx, c.company_id, c.rule.rule_id, Some(c.outbox_id), c.delivery_id,
-            &c.event, c.attempt, outcome_label(outcome), a, next_attempt(outcome)).await?;
+        insert_delivery(
+            &mut w.tx,
+            c.company_id,
+            c.rule.rule_id,
+            Some(c.outbox_id),
+            c.delivery_id,
+            &c.event,
+            c.attempt,
+            outcome_label(outcome),
+            a,
+            next_attempt(outcome),
+        )
+        .await?;
         w.commit().await?;
         Ok(true)
     }
@@ -417,8 +441,19 @@ impl NotificationStore for SqliteStore {
     ) -> Result<()> {
         let mut w = self.begin_write().await?;
         let outcome = if ok { "test_sent" } else { "test_failed" };
-        insert_delivery(&mut w.tx, rule.company_id, rule.rule_id, None, delivery_id, "test", 1,
-            outcome, a, None).await?;
+        insert_delivery(
+            &mut w.tx,
+            rule.company_id,
+            rule.rule_id,
+            None,
+            delivery_id,
+            "test",
+            1,
+            outcome,
+            a,
+            None,
+        )
+        .await?;
         w.commit().await
     }
 

@@ -13,9 +13,11 @@ use super::common::{agent_with, company_with, npm as app, process, process_toget
 
 mod dashboard;
 mod live;
+mod notifications;
 mod sessions;
 pub use dashboard::*;
 pub use live::*;
+pub use notifications::*;
 pub use sessions::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
@@ -55,6 +57,9 @@ macro_rules! conformance_tests {
             concurrent_event_writers_get_contiguous_ids,
             queue_stats_name_the_oldest_pending_entry,
             sessions_resolve_to_their_token_until_ended,
+            notification_rules_round_trip_per_company,
+            notifications_one_per_rule_and_vulnerability_with_leases,
+            notifications_of_failed_reports_and_stale_agents,
         );
     };
     ($fresh:expr; $($name:ident),* $(,)?) => {$(
