@@ -14,6 +14,7 @@ pub mod exclusive;
 mod common;
 pub mod knowledge;
 pub mod model;
+pub mod notify;
 pub mod postgres;
 pub mod sla;
 pub mod sqlite;

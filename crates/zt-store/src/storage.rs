@@ -516,4 +516,8 @@ pub trait Storage: Send + Sync + 'static {
         list: &[crate::analysis::NewAnalysis],
         ctx: &crate::analysis::ChangeContext,
     ) -> Result<crate::analysis::ImportOutcome>;
+    // --- notifications (issue 14) ----------------------------------------------------------
+
+    /// Rules, outbox, claims and the delivery log (see [`crate::notify`]).
+    fn notifications(&self) -> &dyn crate::notify::NotificationStore;
 }

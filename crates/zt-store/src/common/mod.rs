@@ -13,6 +13,7 @@ pub(crate) mod keyset;
 pub(crate) mod knowledge;
 pub(crate) mod lifecycle;
 pub(crate) mod matches;
+pub(crate) mod notify;
 pub(crate) mod queue;
 #[macro_use]
 pub(crate) mod reads;

@@ -28,6 +28,7 @@ mod events;
 mod knowledge;
 mod lifecycle;
 mod matches;
+pub(crate) mod notify;
 mod process;
 mod queue;
 mod reads;
@@ -377,6 +378,10 @@ impl Dialect for Postgres {
 delegate_storage!(PgStore, retry_on_conflict, {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn notifications(&self) -> &dyn crate::notify::NotificationStore {
+        self
     }
 
     async fn housekeeping(&self) -> Result<()> {

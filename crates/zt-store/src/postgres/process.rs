@@ -145,6 +145,13 @@ impl PgStore {
                 &packages,
             ));
         }
+        // Notifications of the opened findings, in this transaction (issue 14).
+        let opened = changes.iter().flat_map(|(&i, c)| {
+            let r = &batch.reports[i];
+            c.opened.iter().map(move |f| (r.company_id, r.agent_id, f))
+        });
+        let cands = crate::common::notify::vuln_candidates(opened, &packages);
+        super::notify::write_in_tx(&mut tx, &mut scope, &cands, now).await?;
         append_in_tx(&mut tx, &mut scope, &events, now).await?;
         tx.commit().await?;
         Ok(outcomes)

@@ -184,6 +184,15 @@ async fn write_events(
         events.extend(processed_report_events(r, outcome, changed, &packages));
     }
     let now = batches.iter().map(|b| ms(b.now)).max().unwrap_or_default();
+    // Notifications of the opened findings, in this transaction (issue 14).
+    let opened = settled.iter().filter_map(|&(at, _)| {
+        let r = &batches[at.0].reports[at.1];
+        changes
+            .get(&at)
+            .map(|c| c.opened.iter().map(move |f| (r.company_id, r.agent_id, f)))
+    });
+    let cands = crate::common::notify::vuln_candidates(opened.flatten(), &packages);
+    super::notify::write_in_tx(tx, &cands, crate::common::from_ms(now)).await?;
     super::events::append_in_tx(tx, &events, now).await?;
     Ok(())
 }

@@ -26,6 +26,7 @@ pub(crate) mod events;
 pub(crate) mod knowledge;
 mod lifecycle;
 mod matches;
+pub(crate) mod notify;
 pub(crate) mod process;
 mod queue;
 pub(crate) mod reads;
@@ -299,6 +300,10 @@ macro_rules! once {
 delegate_storage!(SqliteStore, once, {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn notifications(&self) -> &dyn crate::notify::NotificationStore {
+        self
     }
 
     async fn housekeeping(&self) -> Result<()> {

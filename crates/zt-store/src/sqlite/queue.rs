@@ -475,6 +475,7 @@ async fn dead_letter(
     .bind(report_id)
     .execute(&mut **tx)
     .await?;
+    super::notify::report_failed_in_tx(tx, company_id, report_id, agent_id, error, now).await?;
     Ok(())
 }
 

@@ -16,12 +16,14 @@ mod dashboard;
 mod feeds;
 mod lifecycle;
 mod live;
+mod notifications;
 mod sessions;
 pub use analyses::*;
 pub use dashboard::*;
 pub use feeds::*;
 pub use lifecycle::*;
 pub use live::*;
+pub use notifications::*;
 pub use sessions::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
@@ -70,6 +72,9 @@ macro_rules! conformance_tests {
             agent_tokens_rotate_and_revoke_and_enroll_secrets_rotate,
             decommissioned_agents_resolve_their_findings_and_leave_the_counts,
             deleting_a_company_purges_it_and_nothing_else,
+            notification_rules_round_trip_per_company,
+            notifications_one_per_rule_and_vulnerability_with_leases,
+            notifications_of_failed_reports_and_stale_agents,
         );
     };
     ($fresh:expr; $($name:ident),* $(,)?) => {$(

@@ -1,0 +1,580 @@
+//! Notifications on PostgreSQL (see `common/notify.rs` for the steps): the outbox written in
+//! the transaction of the change, under that company's row-level-security scope; dispatchers on
+//! any number of processes claim due messages with `FOR UPDATE SKIP LOCKED`, so each message
+//! goes to exactly one of them, and an expired lease is taken over.
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::queue::CompanyScope;
+use super::{PgStore, Tx};
+use crate::common::notify::*;
+use crate::model::*;
+use crate::notify::*;
+use crate::Result;
+
+async fn all_companies(tx: &mut Tx) -> Result<()> {
+    sqlx::query("SELECT set_config('zerotrace.all_companies', 'on', true)")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes the messages these candidates cause, inside the caller's transaction, company by
+/// company (entering each one's scope).
+pub(crate) async fn write_in_tx(
+    tx: &mut Tx,
+    scope: &mut CompanyScope,
+    cands: &[Candidate],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut by_company: BTreeMap<CompanyId, Vec<Candidate>> = BTreeMap::new();
+    for c in cands {
+        by_company.entry(c.company_id).or_default().push(c.clone());
+    }
+    for (company, cands) in by_company {
+        scope.enter(tx, company).await?;
+        write_company(tx, company, &cands, now).await?;
+    }
+    Ok(())
+}
+
+async fn write_company(
+    tx: &mut Tx,
+    company: CompanyId,
+    cands: &[Candidate],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = format!("SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id = $1");
+    let rules: Vec<NotificationRule> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(company)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| rule_from_row(r, 0))
+        .collect::<Result<_>>()?;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let pairs = matching(&rules, cands);
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    // Keys in one order (concurrent writers lock them alike).
+    let mut keys: Vec<(Uuid, String)> = pairs
+        .iter()
+        .map(|&(r, c)| (rules[r].rule_id, cands[c].key()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let (key_rules, key_texts): (Vec<Uuid>, Vec<String>) = keys.into_iter().unzip();
+    let rows = sqlx::query(
+        "INSERT INTO notification_keys (rule_id, key, created_at) \
+         SELECT r, k, $3 FROM unnest($1::uuid[], $2::text[]) AS t(r, k) \
+         ON CONFLICT DO NOTHING RETURNING rule_id, key",
+    )
+    .bind(&key_rules)
+    .bind(&key_texts)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let fresh: HashSet<(Uuid, String)> = rows
+        .iter()
+        .map(|r| (r.get::<Uuid, _>(0), r.get::<String, _>(1)))
+        .collect();
+    let mut rule_ids: Vec<Uuid> = pairs.iter().map(|&(r, _)| rules[r].rule_id).collect();
+    rule_ids.sort();
+    rule_ids.dedup();
+    let open: Vec<OpenRow> = sqlx::query(
+        "SELECT outbox_id, rule_id, group_key, data FROM notification_outbox \
+         WHERE company_id = $1 AND rule_id = ANY($2) AND state = 'pending' AND attempts = 0 \
+         ORDER BY outbox_id FOR UPDATE",
+    )
+    .bind(company)
+    .bind(&rule_ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| OpenRow {
+        outbox_id: r.get(0),
+        rule_id: r.get(1),
+        group_key: r.get(2),
+        data: r.get(3),
+    })
+    .collect();
+    let plan = plan(&rules, cands, &pairs, &fresh, open, now);
+    if !plan.inserts.is_empty() {
+        // The rows as parallel arrays (`unnest`).
+        type Columns = (Vec<Uuid>, Vec<Uuid>, Vec<String>, Vec<String>, Vec<String>);
+        let mut cols: Columns = Default::default();
+        let mut due: Vec<DateTime<Utc>> = Vec::new();
+        for i in &plan.inserts {
+            cols.0.push(i.delivery_id);
+            cols.1.push(i.rule_id);
+            cols.2.push(i.event.clone());
+            cols.3.push(i.group_key.clone());
+            cols.4.push(i.data.clone());
+            due.push(i.due_at);
+        }
+        sqlx::query(
+            "INSERT INTO notification_outbox (delivery_id, company_id, rule_id, event, group_key, \
+             data, created_at, due_at, state, attempts) \
+             SELECT d, $1, r, e, g, x, $2, t, 'pending', 0 FROM unnest($3::uuid[], $4::uuid[], \
+             $5::text[], $6::text[], $7::text[], $8::timestamptz[]) AS u(d, r, e, g, x, t)",
+        )
+        .bind(company)
+        .bind(now)
+        .bind(&cols.0)
+        .bind(&cols.1)
+        .bind(&cols.2)
+        .bind(&cols.3)
+        .bind(&cols.4)
+        .bind(&due)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (id, data) in &plan.updates {
+        sqlx::query(
+            "UPDATE notification_outbox SET data = $2 WHERE outbox_id = $1 \
+             AND state = 'pending' AND attempts = 0",
+        )
+        .bind(id)
+        .bind(data)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `report.failed` for a report dead-lettered in this transaction (scope: its company).
+pub(crate) async fn report_failed_in_tx(
+    tx: &mut Tx,
+    scope: &mut CompanyScope,
+    company_id: CompanyId,
+    report_id: ReportId,
+    agent_id: AgentId,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    scope.enter(tx, company_id).await?;
+    let hostname: Option<String> =
+        sqlx::query_scalar("SELECT hostname FROM agents WHERE company_id = $1 AND agent_id = $2")
+            .bind(company_id)
+            .bind(agent_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let cand = report_failed_candidate(
+        company_id,
+        report_id,
+        agent_id,
+        hostname.as_deref().unwrap_or(""),
+        error,
+    );
+    write_in_tx(tx, scope, &[cand], now).await
+}
+
+#[async_trait]
+impl NotificationStore for PgStore {
+    async fn create_rule(&self, rule: &NotificationRule) -> Result<bool> {
+        let mut tx = self.begin_for_company(rule.company_id).await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM companies WHERE company_id = $1")
+                .bind(rule.company_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO notification_rules (name, events, min_severity, kev_only, tags, \
+             digest_minutes, stale_days, dest_kind, dest_url, dest_to, secret_sealed, updated_at, \
+             company_id, rule_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&rule.name)
+        .bind(json_strings(&rule.events))
+        .bind(severity_name(rule.min_severity))
+        .bind(rule.kev_only)
+        .bind(json_strings(&rule.tags))
+        .bind(i32::try_from(rule.digest_minutes).unwrap_or(i32::MAX))
+        .bind(i32::try_from(rule.stale_days).unwrap_or(i32::MAX))
+        .bind(&rule.destination.kind)
+        .bind(rule.destination.url.as_deref())
+        .bind(json_strings(&rule.destination.to))
+        .bind(rule.secret_sealed.as_deref())
+        .bind(rule.updated_at)
+        .bind(rule.company_id)
+        .bind(rule.rule_id)
+        .bind(rule.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_rules(&self, company_id: CompanyId) -> Result<Vec<NotificationRule>> {
+        let mut tx = self.begin_for_company(company_id).await?;
+        let sql = format!(
+            "SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id = $1 \
+             ORDER BY created_at, rule_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(company_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(|r| rule_from_row(r, 0)).collect()
+    }
+
+    async fn get_rule(
+        &self,
+        company_id: CompanyId,
+        rule_id: Uuid,
+    ) -> Result<Option<NotificationRule>> {
+        let mut tx = self.begin_for_company(company_id).await?;
+        let sql = format!(
+            "SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id = $1 AND rule_id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(company_id)
+            .bind(rule_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| rule_from_row(&r, 0)).transpose()
+    }
+
+    async fn update_rule(&self, rule: &NotificationRule) -> Result<bool> {
+        let mut tx = self.begin_for_company(rule.company_id).await?;
+        let done = sqlx::query(
+            "UPDATE notification_rules SET name = $1, events = $2, min_severity = $3, \
+             kev_only = $4, tags = $5, digest_minutes = $6, stale_days = $7, dest_kind = $8, \
+             dest_url = $9, dest_to = $10, secret_sealed = $11, updated_at = $12 \
+             WHERE company_id = $13 AND rule_id = $14",
+        )
+        .bind(&rule.name)
+        .bind(json_strings(&rule.events))
+        .bind(severity_name(rule.min_severity))
+        .bind(rule.kev_only)
+        .bind(json_strings(&rule.tags))
+        .bind(i32::try_from(rule.digest_minutes).unwrap_or(i32::MAX))
+        .bind(i32::try_from(rule.stale_days).unwrap_or(i32::MAX))
+        .bind(&rule.destination.kind)
+        .bind(rule.destination.url.as_deref())
+        .bind(json_strings(&rule.destination.to))
+        .bind(rule.secret_sealed.as_deref())
+        .bind(rule.updated_at)
+        .bind(rule.company_id)
+        .bind(rule.rule_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_rule(&self, company_id: CompanyId, rule_id: Uuid) -> Result<bool> {
+        let mut tx = self.begin_for_company(company_id).await?;
+        let done =
+            sqlx::query("DELETE FROM notification_rules WHERE company_id = $1 AND rule_id = $2")
+                .bind(company_id)
+                .bind(rule_id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "DELETE FROM notification_outbox WHERE company_id = $1 AND rule_id = $2 \
+                 AND state IN ('pending', 'leased')",
+            )
+            .bind(company_id)
+            .bind(rule_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM notification_keys WHERE rule_id = $1")
+                .bind(rule_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn enqueue_notifications(
+        &self,
+        requests: &[NotificationRequest],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let cands: Vec<Candidate> = requests.iter().map(Candidate::from).collect();
+        let mut tx = self.pool.begin().await?;
+        let mut scope = CompanyScope::new();
+        write_in_tx(&mut tx, &mut scope, &cands, now).await?;
+        tx.commit().await?;
+        Ok(cands.len() as u64)
+    }
+
+    async fn scan_stale_agents(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        all_companies(&mut tx).await?;
+        let sql = format!(
+            "SELECT {RULE_COLUMNS} FROM notification_rules WHERE events LIKE '%\"agent.stale\"%'"
+        );
+        let rules: Vec<NotificationRule> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| rule_from_row(r, 0))
+            .collect::<Result<_>>()?;
+        tx.commit().await?;
+        let mut cands = Vec::new();
+        for rule in &rules {
+            let days = rule.stale_days.max(1);
+            let cutoff = now - chrono::Duration::days(i64::from(days));
+            let mut tx = self.begin_for_company(rule.company_id).await?;
+            let rows = sqlx::query(
+                "SELECT agent_id, hostname, seen_at FROM agents WHERE company_id = $1 \
+                 AND seen_at < $2 ORDER BY seen_at LIMIT 1000",
+            )
+            .bind(rule.company_id)
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            for row in rows {
+                cands.push(agent_stale_candidate(
+                    rule.company_id,
+                    AgentId(row.get::<Uuid, _>(0)),
+                    row.get::<&str, _>(1),
+                    row.get(2),
+                    days,
+                ));
+            }
+        }
+        if cands.is_empty() {
+            return Ok(0);
+        }
+        cands.sort_by(|a, b| (a.company_id, &a.subject).cmp(&(b.company_id, &b.subject)));
+        cands.dedup_by(|a, b| a.company_id == b.company_id && a.subject == b.subject);
+        let n = cands.len() as u64;
+        let mut tx = self.pool.begin().await?;
+        let mut scope = CompanyScope::new();
+        write_in_tx(&mut tx, &mut scope, &cands, now).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedNotification>> {
+        let mut tx = self.pool.begin().await?;
+        all_companies(&mut tx).await?;
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1));
+        let sql = format!(
+            "WITH due AS (SELECT outbox_id FROM notification_outbox \
+               WHERE state IN ('pending', 'leased') AND due_at <= $1 \
+               ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             leased AS (UPDATE notification_outbox o SET state = 'leased', lease_owner = $3, \
+               attempts = o.attempts + 1, due_at = $4 FROM due WHERE o.outbox_id = due.outbox_id \
+               RETURNING o.outbox_id, o.delivery_id, o.event, o.data, o.created_at, o.attempts, \
+               o.company_id, o.rule_id) \
+             SELECT l.outbox_id, l.delivery_id, l.event, l.data, l.created_at, l.attempts, {} \
+             FROM leased l JOIN notification_rules r \
+             ON r.company_id = l.company_id AND r.rule_id = l.rule_id ORDER BY l.outbox_id",
+            rule_columns("r")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(limit.max(1)))
+            .bind(owner)
+            .bind(until)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let rule = rule_from_row(&row, 6)?;
+            out.push(ClaimedNotification {
+                outbox_id: row.get(0),
+                delivery_id: row.get(1),
+                company_id: rule.company_id,
+                event: row.get(2),
+                data: serde_json::from_str(row.get::<&str, _>(3)).unwrap_or_default(),
+                created_at: row.get(4),
+                attempt: u32::try_from(row.get::<i32, _>(5)).unwrap_or(u32::MAX),
+                owner: owner.to_string(),
+                rule,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn finish_notification(
+        &self,
+        c: &ClaimedNotification,
+        a: &AttemptRecord,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool> {
+        let mut tx = self.begin_for_company(c.company_id).await?;
+        let (state, due, finished) = match outcome {
+            DeliveryOutcome::Sent => ("sent", a.attempted_at, Some(a.attempted_at)),
+            DeliveryOutcome::Dead => ("dead", a.attempted_at, Some(a.attempted_at)),
+            DeliveryOutcome::Retry(at) => ("pending", at, None),
+        };
+        let done = sqlx::query(
+            "UPDATE notification_outbox SET state = $1, due_at = $2, finished_at = $3, \
+             lease_owner = NULL, last_error = $4 \
+             WHERE outbox_id = $5 AND state = 'leased' AND lease_owner = $6 AND attempts = $7",
+        )
+        .bind(state)
+        .bind(due)
+        .bind(finished)
+        .bind(a.error.as_deref())
+        .bind(c.outbox_id)
+        .bind(&c.owner)
+        .bind(i32::try_from(c.attempt).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_delivery(
+            &mut tx,
+            c.company_id,
+            c.rule.rule_id,
+            Some(c.outbox_id),
+            c.delivery_id,
+            &c.event,
+            c.attempt,
+            outcome_label(outcome),
+            a,
+            next_attempt(outcome),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn record_test_delivery(
+        &self,
+        rule: &NotificationRule,
+        delivery_id: Uuid,
+        a: &AttemptRecord,
+        ok: bool,
+    ) -> Result<()> {
+        let mut tx = self.begin_for_company(rule.company_id).await?;
+        let outcome = if ok { "test_sent" } else { "test_failed" };
+        insert_delivery(
+            &mut tx,
+            rule.company_id,
+            rule.rule_id,
+            None,
+            delivery_id,
+            "test",
+            1,
+            outcome,
+            a,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_deliveries(
+        &self,
+        company_id: CompanyId,
+        rule_id: Option<Uuid>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>> {
+        let mut tx = self.begin_for_company(company_id).await?;
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE company_id = $1 \
+             AND ($2::uuid IS NULL OR rule_id = $2) AND seq < $3 ORDER BY seq DESC LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(company_id)
+            .bind(rule_id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats> {
+        let mut tx = self.pool.begin().await?;
+        all_companies(&mut tx).await?;
+        let row = sqlx::query(
+            "SELECT count(*), min(created_at) FROM notification_outbox \
+             WHERE state IN ('pending', 'leased')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(OutboxStats {
+            backlog: u64::try_from(row.get::<i64, _>(0)).unwrap_or(0),
+            oldest: row.get(1),
+        })
+    }
+
+    async fn purge_notifications(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        all_companies(&mut tx).await?;
+        let a = sqlx::query(
+            "DELETE FROM notification_outbox WHERE finished_at IS NOT NULL AND finished_at < $1",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let b = sqlx::query("DELETE FROM notification_deliveries WHERE attempted_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_delivery(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    rule_id: Uuid,
+    outbox_id: Option<i64>,
+    delivery_id: Uuid,
+    event: &str,
+    attempt: u32,
+    outcome: &str,
+    a: &AttemptRecord,
+    next: Option<DateTime<Utc>>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO notification_deliveries (company_id, rule_id, outbox_id, delivery_id, event, \
+         attempt, attempted_at, outcome, status, response_excerpt, error, next_attempt_at, \
+         duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(company_id)
+    .bind(rule_id)
+    .bind(outbox_id)
+    .bind(delivery_id)
+    .bind(event)
+    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind(a.attempted_at)
+    .bind(outcome)
+    .bind(a.status.map(i32::from))
+    .bind(bounded_excerpt(a.response_excerpt.as_deref()))
+    .bind(a.error.as_deref())
+    .bind(next)
+    .bind(i32::try_from(a.duration_ms).unwrap_or(i32::MAX))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
