@@ -3,8 +3,8 @@
 mod admin;
 mod agent;
 mod events;
-mod lifecycle;
 mod feeds;
+mod lifecycle;
 pub(crate) mod reads;
 mod session;
 mod system;
