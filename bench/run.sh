@@ -26,8 +26,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cargo build --release -q -p zerotrace
-bin="$CARGO_TARGET_DIR/release/zerotrace"
+# ZEROTRACE_BIN=path uses that binary instead of building the release one.
+if [ -n "${ZEROTRACE_BIN:-}" ]; then
+  bin="$ZEROTRACE_BIN"
+else
+  cargo build --release -q -p zerotrace
+  bin="$CARGO_TARGET_DIR/release/zerotrace"
+fi
 if [ "$janitor" = 1 ]; then
   cargo bench -q -p zt-store --bench janitor --no-run 2>/dev/null
 fi
