@@ -60,7 +60,7 @@ if [ -e "$feeds" ]; then
   ZEROTRACE_LOG=warn "$bin" "${db_args[@]}" feeds import "$feeds" >&2
 fi
 
-"$bin" "${db_args[@]}" server --listen 127.0.0.1:0 --rate-company 0 \
+"$bin" "${db_args[@]}" server --listen 127.0.0.1:0 --offline --rate-company 0 \
   > "$work/server.out" 2> "$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 600); do

@@ -65,7 +65,9 @@ else
   echo "warning: $data/osv not found: the server runs with an empty knowledge base" >&2
 fi
 
-"$bin" "${db_args[@]}" server --listen 127.0.0.1:0 --rate-enroll 0 "${server_args[@]}" \
+# --offline: the knowledge is the imported shared data, never a sync in the middle of a run;
+# --rate-enroll 0: the simulated fleet enrolls from one address.
+"$bin" "${db_args[@]}" server --listen 127.0.0.1:0 --offline --rate-enroll 0 "${server_args[@]}" \
   > "$work/server.out" 2> "$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 600); do

@@ -68,6 +68,8 @@ impl Server {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env("ZEROTRACE_ADMIN_TOKEN", ADMIN_TOKEN)
+            // No scheduled feed sync from the Internet in a test.
+            .env("ZEROTRACE_OFFLINE", "true")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -105,6 +105,12 @@ fn default_ecosystems() -> Vec<String> {
         "Debian",
         "Ubuntu",
         "Alpine",
+        // Every RPM distribution the agent reports.
+        "Red Hat",
+        "Rocky Linux",
+        "AlmaLinux",
+        "SUSE",
+        "openSUSE",
     ]
     .iter()
     .map(|s| s.to_string())
