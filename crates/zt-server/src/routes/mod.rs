@@ -2,10 +2,13 @@
 
 mod admin;
 mod agent;
+pub(crate) mod analyses;
 mod events;
 pub(crate) mod reads;
 mod session;
+mod sla;
 mod system;
+mod vex;
 mod views;
 
 pub use views::record_trends;
@@ -60,6 +63,17 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(events::company_events))
         .routes(routes!(events::all_events))
         .routes(routes!(session::sign_in, session::sign_out))
+        .routes(routes!(analyses::list_analyses, analyses::create_analysis))
+        .routes(routes!(
+            analyses::get_analysis,
+            analyses::update_analysis,
+            analyses::withdraw_analysis
+        ))
+        .routes(routes!(analyses::audit))
+        .routes(routes!(analyses::get_tags, analyses::put_tags))
+        .routes(routes!(sla::get_sla, sla::put_sla))
+        .routes(routes!(sla::remediation))
+        .routes(routes!(vex::export_vex, vex::import_vex))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)
