@@ -114,6 +114,8 @@ fn main() -> anyhow::Result<()> {
                 });
             }
             store.accept_reports(&incoming, 1_000_000).await?;
+            // Claims may come back smaller than asked (a claim budget): until all are done.
+            loop {
             let claimed = store
                 .claim_batch(&ClaimRequest {
                     owner: "bench".into(),
@@ -168,6 +170,9 @@ fn main() -> anyhow::Result<()> {
             } else {
                 Vec::new()
             };
+            if claimed.is_empty() {
+                break;
+            }
             store
                 .finish_batch(&ProcessedBatch {
                     revision: 1,
@@ -176,6 +181,7 @@ fn main() -> anyhow::Result<()> {
                     now: Utc::now(),
                 })
                 .await?;
+            }
         }
         let before = store.summary(company.id).await?;
         println!(
