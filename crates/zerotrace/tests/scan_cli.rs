@@ -505,3 +505,73 @@ fn table_report_and_output_file() {
         "{text}"
     );
 }
+
+#[test]
+fn vex_documents_remove_the_findings_they_cover() {
+    // The system Python's SBOM has cryptography 38.0.4 with CVE-2023-49083 and CVE-2023-23931
+    // (see json_report_of_a_real_python_sbom). An OpenVEX statement (by the PYSEC alias) and
+    // a CycloneDX one (for another version: covers nothing) are applied.
+    let dir = tempfile::tempdir().unwrap();
+    let openvex = dir.path().join("vendor.openvex.json");
+    std::fs::write(
+        &openvex,
+        r#"{"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.com/vex/1",
+            "author": "Example vendor", "timestamp": "2026-01-01T00:00:00Z", "version": 1,
+            "statements": [{"vulnerability": {"name": "PYSEC-2023-254"},
+              "products": [{"@id": "pkg:pypi/cryptography@38.0.4"}],
+              "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"}]}"#,
+    )
+    .unwrap();
+    let cdx = dir.path().join("other.cdx.json");
+    std::fs::write(
+        &cdx,
+        r#"{"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
+            "vulnerabilities": [{"id": "CVE-2023-23931", "analysis": {"state": "not_affected",
+              "justification": "code_not_reachable"},
+              "affects": [{"ref": "pkg:pypi/cryptography@41.0.0"}]}]}"#,
+    )
+    .unwrap();
+    let sbom = path("sboms/cyclonedx-py-system-python3.cdx.json");
+    let out = scan(&[
+        "--format",
+        "json",
+        "--vex",
+        openvex.to_str().unwrap(),
+        cdx.to_str().unwrap(),
+        "--",
+        &sbom,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = triples(&stdout_json(&out));
+    got.sort();
+    let want: Vec<(String, String, String)> = [
+        ("cryptography", "38.0.4", "CVE-2023-23931"),
+        ("pip", "23.0.1", "CVE-2023-5752"),
+        ("pygments", "2.14.0", "CVE-2022-40896"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want);
+
+    // A bad document stops the scan, naming the file and the JSON path.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"@context": "https://openvex.dev/ns/v0.2.0", "statements": [
+            {"vulnerability": {"name": "CVE-2023-23931"}, "status": "gone", "products": []}]}"#,
+    )
+    .unwrap();
+    let out = scan(&["--vex", bad.to_str().unwrap(), "--", &sbom]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.json") && err.contains("statements[0].status"),
+        "{err}"
+    );
+}

@@ -137,6 +137,8 @@ struct World {
     a: Tenant,
     b: Tenant,
     vuln_id: String,
+    /// An analysis of company A (of `vuln_id`).
+    analysis_id: String,
     /// Sessions by the name of the token's credential.
     sessions: BTreeMap<String, (String, String)>,
     /// Company A's second agent, which the operations that take an agent's credentials away
@@ -166,6 +168,7 @@ impl World {
             "token_id" => self.spare_token_id.clone(),
             "report_id" => self.a.report_id.clone(),
             "vuln_id" => self.vuln_id.clone(),
+            "analysis_id" => self.analysis_id.clone(),
             other => panic!(
                 "{route}: no fixture for the path parameter {{{other}}}; add one of company A \
                  to World::path_value in crates/zerotrace/tests/tenant_matrix.rs"
@@ -425,6 +428,19 @@ async fn world(env: &Env) -> World {
     let b = tenant(&http, &url, "b").await;
     let vuln_id = wait_findings(&http, &url, &a).await;
     wait_findings(&http, &url, &b).await;
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{url}/api/v1/companies/{}/analyses", a.id),
+        Some(a.admin.as_str()),
+        Some(&json!({"vuln_id": vuln_id, "state": "in_triage"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let analysis_id = serde_json::from_str::<Value>(&body).unwrap()["analysis_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut sessions = BTreeMap::new();
     for (name, token) in [
         ("operator", OPERATOR),
@@ -503,6 +519,7 @@ async fn world(env: &Env) -> World {
         a,
         b,
         vuln_id,
+        analysis_id,
         sessions,
         spare_agent_id,
         spare_token_id,
@@ -772,6 +789,10 @@ async fn matrix(env: &Env) {
             let body = body.map(|mut b| {
                 if b.get("collected_at").is_some() {
                     b["collected_at"] = json!(chrono::Utc::now());
+                }
+                // An analysis names a vulnerability company A has.
+                if b.get("vuln_id").is_some() {
+                    b["vuln_id"] = json!(w.vuln_id);
                 }
                 b
             });

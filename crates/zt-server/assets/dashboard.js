@@ -30,6 +30,32 @@
     location.assign("/signin?next=" + encodeURIComponent(location.pathname + location.search));
   }
 
+  // --- decisions: the analysis form of a vulnerability -------------------------------------
+  document.querySelectorAll("form[data-analysis]").forEach((f) => {
+    f.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const fd = new FormData(f);
+      const body = { vuln_id: f.dataset.vuln, state: fd.get("state"), suppress: fd.get("suppress") === "on" };
+      const justification = fd.get("justification");
+      if (justification) body.justification = justification;
+      const pkg = fd.get("package");
+      if (pkg) body.scope = { package: { name: pkg } };
+      const until = fd.get("expires_at");
+      if (until) body.expires_at = until + "T23:59:59Z";
+      const comment = fd.get("comment");
+      if (comment) body.comment = comment;
+      const res = await fetch(f.dataset.api, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-ZeroTrace-CSRF": csrf() },
+        body: JSON.stringify(body),
+      });
+      if (res.ok) location.reload();
+      else if (res.status === 401) signInAgain();
+      else showError(await errorText(res));
+    });
+  });
+
   // --- sign-in ----------------------------------------------------------------------------
   const form = $("signin-form");
   if (form) {

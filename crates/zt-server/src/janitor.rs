@@ -113,6 +113,14 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if tick % 5 == 0 {
             state.metrics.run_upkeep();
         }
+        // Analyses whose expiry passed: their findings return, with an event.
+        if tick % 5 == 2 && state.config.role.runs_workers() {
+            match state.store.expire_analyses(Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(analyses = n, "analyses expired"),
+                Err(e) => tracing::warn!(error = %e, "expiring analyses failed"),
+            }
+        }
         if tick % 60 == 0 {
             state.limits.prune();
             if state.config.role.runs_workers() {

@@ -38,6 +38,10 @@ pub struct Args {
     /// Write the report to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// VEX documents (CycloneDX or OpenVEX) whose not-affected, false-positive, resolved or
+    /// suppressing statements remove the findings they cover, as Trivy's `--vex` does.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub vex: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -103,8 +107,26 @@ fn scan(args: &Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
     let build_ms = t.elapsed().as_millis();
 
     let t = Instant::now();
-    let findings = match_all(&index, &software);
+    let mut findings = match_all(&index, &software);
     let match_ms = t.elapsed().as_millis();
+    if !args.vex.is_empty() {
+        let docs = read_vex(&args.vex)?;
+        let now = chrono::Utc::now();
+        let before = findings.len();
+        findings.retain(|f| {
+            let mut ids: Vec<&str> = vec![f.vuln.id.as_str()];
+            ids.extend(f.vuln.aliases.iter().map(String::as_str));
+            !docs.iter().any(|d| {
+                d.covering(&ids, &f.software.name, &f.software.version, now)
+                    .is_some()
+            })
+        });
+        tracing::info!(
+            suppressed = before - findings.len(),
+            "applied {} VEX document(s)",
+            docs.len()
+        );
+    }
     tracing::info!(
         format = inventory.format.as_str(),
         packages = software.len(),
@@ -140,6 +162,18 @@ fn scan(args: &Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reads VEX documents, refusing a bad one with its file and the JSON path of the problem.
+fn read_vex(paths: &[PathBuf]) -> anyhow::Result<Vec<zt_vex::VexDocument>> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes =
+                std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+            zt_vex::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        })
+        .collect()
 }
 
 /// The distinct software of the inventory's apps on `os`.

@@ -23,6 +23,9 @@ const KEYS: &[&str] = &[
     "vulnerability",
     "sort",
     "order",
+    "suppressed",
+    "overdue",
+    "tag",
     "cursor",
 ];
 /// The sorts of the findings (the API's), with their natural direction (true: descending).
@@ -44,16 +47,20 @@ async fn render(
     let ctx = company_ctx(state, req, company_id).await?;
     let query: FindingsQuery = api_query(req)?;
     let paging: PageQuery = api_query(req)?;
-    let filter = query.filter()?;
+    let mut filter = query.filter()?;
+    let policy = state.store.sla_policy(ctx.id()).await?;
+    let now = chrono::Utc::now();
+    filter.due_by = query.due_by(&policy, now)?;
     let mut page_req: PageRequest = paging.page()?;
     if page_req.limit == 0 {
         page_req.limit = PAGE_SIZE;
     }
     let sort = Sort::parse(params, SORTS)?;
-    let found = state
+    let mut found = state
         .store
         .list_findings(ctx.id(), &filter, &page_req)
         .await?;
+    policy.annotate(&mut found.items, now);
     let filters = Filters {
         base: ctx.url("/findings"),
         params,
@@ -70,8 +77,10 @@ async fn render(
             (select("status", "Status", &[("open", "open"), ("resolved", "resolved"), ("all", "all")], status))
             (check("kev", "in KEV", param(params, "kev") == Some("true")))
             (check("fixable", "fixable", param(params, "fixable") == Some("true")))
+            (check("overdue", "overdue", param(params, "overdue") == Some("true")))
+            (select("suppressed", "Suppressed", &[("exclude", "hidden"), ("include", "shown"), ("only", "only")], param(params, "suppressed").unwrap_or("exclude")))
             (search("q", "Search", param(params, "q").unwrap_or(""), "package, CVE or host"))
-            @for k in ["agent_id", "vulnerability", "sort", "order"] {
+            @for k in ["agent_id", "vulnerability", "sort", "order", "tag"] {
                 @if let Some(v) = param(params, k) {
                     input type="hidden" name=(k) value=(v);
                 }
@@ -123,6 +132,8 @@ pub fn findings_table(
         (th("EPSS", "epss"))
         (th("CVSS", "cvss"))
         (th("First seen", "first_seen"))
+        th scope="col" { "Due" }
+        th scope="col" { "Analysis" }
         @if show_resolved { th scope="col" { "Resolved" } }
     };
     let body = html! {
@@ -143,6 +154,20 @@ pub fn findings_table(
                 td .num { (layout::epss(v.epss)) }
                 td .num { (layout::cvss(v.cvss.as_ref())) }
                 td { (layout::time(f.first_seen)) }
+                td {
+                    @if let Some(due) = f.due_at {
+                        (layout::time(due))
+                        @if f.overdue { " " span .kev { "overdue" } }
+                    }
+                }
+                td {
+                    @if let Some(a) = &f.analysis {
+                        (a.state.as_str())
+                        @if let Some(j) = a.justification { div .muted { (j.as_str()) } }
+                        @if a.suppressed { div .muted { "suppressed" } }
+                        @if let Some(e) = a.expires_at { div .muted { "until " (layout::time(e)) } }
+                    }
+                }
                 @if show_resolved { td { (layout::opt_time(f.resolved_at, "open")) } }
             }
         }

@@ -174,7 +174,7 @@ async fn render_detail(
         .await?
         .ok_or(PageError::NotFound)?;
     mark_stale(&mut agent, state.config.stale_before(Utc::now()));
-    let findings = state
+    let mut findings = state
         .store
         .list_findings(
             ctx.id(),
@@ -188,6 +188,11 @@ async fn render_detail(
             },
         )
         .await?;
+    state
+        .store
+        .sla_policy(ctx.id())
+        .await?
+        .annotate(&mut findings.items, Utc::now());
     let apps = state
         .store
         .list_apps(

@@ -238,6 +238,22 @@ async fn render_detail(
         .await?
         .ok_or(PageError::NotFound)?;
     let v = &detail.vulnerability;
+    let decisions = state
+        .store
+        .list_analyses(
+            ctx.id(),
+            &zt_store::analysis::AnalysisFilter {
+                status: Some(zt_store::analysis::AnalysisStatus::Active),
+                vuln_id: Some(v.id.clone()),
+            },
+            &PageRequest {
+                limit: 50,
+                cursor: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await?
+        .items;
     let base = ctx.url(&format!("/vulnerabilities/{}", segment(vuln_id)));
     let mut refs: Vec<(String, String)> = detail
         .references
@@ -304,6 +320,7 @@ async fn render_detail(
                 }
             }
         }
+        (decisions_section(&ctx, &v.id, &decisions, &detail.packages))
         section aria-labelledby="refs" {
             h2 #refs { "References" }
             ul .refs {
@@ -325,4 +342,63 @@ pub async fn detail(
     render_detail(&state, &req, &company_id, &vuln_id, &params)
         .await
         .unwrap_or_else(|e| req.error(e))
+}
+
+/// The decisions (analyses) in force about a vulnerability, and the form that records one
+/// (sent by dashboard.js to the API with the session's CSRF token).
+fn decisions_section(
+    ctx: &Ctx,
+    vuln_id: &str,
+    decisions: &[zt_store::analysis::Analysis],
+    packages: &[zt_store::model::VulnPackage],
+) -> Markup {
+    use zt_store::analysis::{AnalysisState, Justification};
+    html! {
+        section aria-labelledby="decisions" {
+            h2 #decisions { "Decisions" }
+            @if decisions.is_empty() {
+                p .muted { "No analysis is in force." }
+            } @else {
+                (layout::table("Analyses", html! {
+                    th scope="col" { "State" } th scope="col" { "Justification" }
+                    th scope="col" { "Scope" } th scope="col" { "Suppressed" }
+                    th scope="col" { "Until" } th scope="col" { "Details" }
+                }, html! {
+                    @for a in decisions {
+                        tr {
+                            td { (a.state.as_str()) }
+                            td { (a.justification.map(|j| j.as_str()).unwrap_or("")) }
+                            td {
+                                @if let Some(p) = &a.scope.package {
+                                    (p.name) @if let Some(v) = &p.version { " " span .version { (v) } }
+                                } @else { "every package" }
+                                @if !a.scope.tags.is_empty() { div .muted { "tags: " (a.scope.tags.join(", ")) } }
+                                @if !a.scope.agent_ids.is_empty() { div .muted { (a.scope.agent_ids.len()) " hosts" } }
+                            }
+                            td { @if a.suppress { "yes" } @else { "no" } }
+                            td { (layout::opt_time(a.expires_at, "no expiry")) }
+                            td { (a.details.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }))
+            }
+            form .analysis-form data-analysis="" data-api=(ctx.api("/analyses")) data-vuln=(vuln_id) aria-label="Record a decision" {
+                label { "State " select name="state" {
+                    @for s in AnalysisState::ALL { option value=(s.as_str()) { (s.as_str()) } }
+                } }
+                label { "Justification " select name="justification" {
+                    option value="" { "none" }
+                    @for j in Justification::ALL { option value=(j.as_str()) { (j.as_str()) } }
+                } }
+                label { "Package " select name="package" {
+                    option value="" { "every package" }
+                    @for p in packages { option value=(p.name) { (p.name) } }
+                } }
+                label { input type="checkbox" name="suppress"; " hide the findings" }
+                label { "Until " input type="date" name="expires_at"; }
+                label { "Comment " input type="text" name="comment" maxlength="2000"; }
+                button type="submit" { "Record" }
+            }
+        }
+    }
 }

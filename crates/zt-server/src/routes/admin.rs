@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use zt_store::model::{Company, CompanyId, Principal, Role};
 
 use super::{check_text, created, parse_json, read_body};
-use crate::auth::{authenticate, company_access};
+use crate::auth::authenticate;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{E400, E401, E403, E404, E413, E429};
 use crate::state::AppState;
@@ -144,10 +144,9 @@ pub async fn create_token(
     Path(company_id): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers).await?;
-    state.limits.check(&principal).await?;
-    let company_id = company_access(&state, &principal, &company_id).await?;
-    if let Principal::User { role, .. } = principal {
+    let caller = super::analyses::caller(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
+    if let Principal::User { role, .. } = caller.principal {
         if role != Role::Admin {
             return Err(ApiError::forbidden("only company admins create tokens"));
         }
@@ -179,6 +178,7 @@ pub async fn create_token(
     )
     .await?
     .ok_or_else(ApiError::not_found)?;
+    super::analyses::audit_token_created(&state, &caller, &token, req.role).await?;
     Ok(created(TokenCreated {
         token,
         token_id: info.token_id,

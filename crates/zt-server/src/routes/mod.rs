@@ -2,12 +2,15 @@
 
 mod admin;
 mod agent;
+pub(crate) mod analyses;
 mod events;
 mod feeds;
 mod lifecycle;
 pub(crate) mod reads;
 mod session;
+mod sla;
 mod system;
+mod vex;
 mod views;
 
 pub use views::record_trends;
@@ -70,6 +73,17 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(lifecycle::rotate_enroll_secret))
         .routes(routes!(lifecycle::delete_company))
         .routes(routes!(feeds::feeds))
+        .routes(routes!(analyses::list_analyses, analyses::create_analysis))
+        .routes(routes!(
+            analyses::get_analysis,
+            analyses::update_analysis,
+            analyses::withdraw_analysis
+        ))
+        .routes(routes!(analyses::audit))
+        .routes(routes!(analyses::get_tags, analyses::put_tags))
+        .routes(routes!(sla::get_sla, sla::put_sla))
+        .routes(routes!(sla::remediation))
+        .routes(routes!(vex::export_vex, vex::import_vex))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)

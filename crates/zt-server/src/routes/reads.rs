@@ -364,6 +364,52 @@ pub struct FindingsQuery {
     /// `csv` exports the findings that match (every one, or `limit` of them from `cursor`).
     #[param(value_type = Option<ExportFormat>)]
     format: Option<String>,
+    /// Findings an analysis suppresses: `exclude` (default), `include` or `only`.
+    #[param(value_type = Option<zt_store::analysis::SuppressedFilter>)]
+    suppressed: Option<String>,
+    /// Only findings on hosts carrying this tag.
+    #[param(value_type = Option<String>, max_length = 64)]
+    tag: Option<String>,
+    /// Only findings past their SLA due date (`true`).
+    #[param(value_type = Option<bool>)]
+    overdue: Option<String>,
+    /// Only findings due within this many days (overdue ones included).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 3650)]
+    due_within_days: Option<String>,
+}
+
+impl FindingsQuery {
+    /// The SLA filter the query asks for, under the company's policy.
+    pub(crate) fn due_by(
+        &self,
+        policy: &zt_store::sla::SlaPolicy,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<Option<zt_store::sla::DueBy>> {
+        let overdue = parse_bool(self.overdue.as_deref(), "overdue")?;
+        let within = match self.due_within_days.as_deref() {
+            None | Some("") => None,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if n <= 3650 && s.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+                _ => {
+                    return Err(ApiError::invalid_request(
+                        "due_within_days",
+                        "must be a number of days from 0 to 3650",
+                    ))
+                }
+            },
+        };
+        if overdue == Some(false) {
+            return Err(ApiError::invalid_request(
+                "overdue",
+                "only overdue=true filters (leave it out for every finding)",
+            ));
+        }
+        Ok(match (overdue, within) {
+            (Some(true), _) => Some(policy.due_by(now)),
+            (_, Some(days)) => Some(policy.due_by(now + chrono::Duration::days(i64::from(days)))),
+            _ => None,
+        })
+    }
 }
 
 #[derive(utoipa::ToSchema)]
@@ -402,6 +448,23 @@ impl FindingsQuery {
                 ));
             }
             filter.vuln_id = Some(v.to_string());
+        }
+        filter.suppressed = match self.suppressed.as_deref() {
+            None | Some("") | Some("exclude") => zt_store::analysis::SuppressedFilter::Exclude,
+            Some("include") => zt_store::analysis::SuppressedFilter::Include,
+            Some("only") => zt_store::analysis::SuppressedFilter::Only,
+            Some(_) => {
+                return Err(ApiError::invalid_request(
+                    "suppressed",
+                    "exclude, include or only",
+                ))
+            }
+        };
+        if let Some(t) = self.tag.as_deref().filter(|t| !t.is_empty()) {
+            if t.chars().count() > 64 {
+                return Err(ApiError::invalid_request("tag", "at most 64 characters"));
+            }
+            filter.tag = Some(t.to_string());
         }
         filter.status = match self.status.as_deref() {
             None | Some("open") => FindingStatus::Open,
@@ -446,12 +509,19 @@ pub async fn findings(
     ApiQuery(paging): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let company_id = scope(&state, &headers, &company_id).await?;
-    let filter = query.filter()?;
+    let mut filter = query.filter()?;
     let page = paging.page()?;
+    let policy = state.store.sla_policy(company_id).await?;
+    let now = chrono::Utc::now();
+    filter.due_by = query.due_by(&policy, now)?;
     let store = state.store.clone();
     let fetch = move |page: PageRequest| {
         let (store, filter) = (store.clone(), filter.clone());
-        async move { Ok::<_, ApiError>(store.list_findings(company_id, &filter, &page).await?) }
+        async move {
+            let mut rows = store.list_findings(company_id, &filter, &page).await?;
+            policy.annotate(&mut rows.items, now);
+            Ok::<_, ApiError>(rows)
+        }
     };
     if wants_csv(query.format.as_deref())? {
         return csv_response("findings.csv", page, fetch).await;

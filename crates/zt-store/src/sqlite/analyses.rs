@@ -823,3 +823,55 @@ async fn append_events_in(tx: &mut Tx, events: &[NewEvent], at: DateTime<Utc>) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The coverage statements find their rows through keys: a vulnerability's findings by
+    /// `findings_vuln`, the analyses of a finding by `analyses_vuln`, aliases by their keys.
+    #[tokio::test]
+    async fn coverage_statements_seek_and_never_scan_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("plan.db"))
+            .await
+            .unwrap();
+        let statements = [
+            cover_sql(&by_vuln(3)),
+            suppressed_sql(&by_vuln(2)),
+            cover_sql(&by_agents("findings.agent_id IN (?3, ?4)")),
+            suppressed_sql("findings.agent_id IN (?2, ?3)"),
+            recount_sql(
+                "agent_id IN (SELECT f.agent_id FROM findings f WHERE f.company_id = ?1 \
+                 AND f.vuln_id IN (SELECT ?2 UNION SELECT va.vuln_id FROM vuln_aliases va \
+                 WHERE va.alias = ?2))",
+            ),
+            RESOLVE_VULN.to_string(),
+        ];
+        let mut bad = Vec::new();
+        for sql in statements {
+            let params = (1..=9)
+                .filter(|n| sql.contains(&format!("?{n}")))
+                .max()
+                .unwrap_or(0);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            for _ in 0..params {
+                q = q.bind(vec![0u8; 16]);
+            }
+            let plan: Vec<String> = q
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(3))
+                .collect();
+            for step in &plan {
+                // `c`: the (at most three) rows the id's look-ups found.
+                if step.starts_with("SCAN ") && !step.contains("CONSTANT ROW") && step != "SCAN c" {
+                    bad.push(format!("{sql}\nscans: {plan:#?}"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Applying an analysis that covers 100,000 findings (issue 13): the time to create it (its
+//! findings suppressed and every affected host's counters recounted in the same transaction)
+//! and to expire it (the findings back), with the summary read right after each to show the
+//! counts are right at once.
+//!
+//! `cargo bench -p zt-store --bench analyses` (SQLite in a temporary directory), or with
+//! `ZT_BENCH_PG_URL=postgres://…` on a PostgreSQL database of its own (the schema is
+//! created there). `ZT_BENCH_AGENTS` × `ZT_BENCH_APPS` findings (default 1,000 × 100), all
+//! of one vulnerability.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use uuid::Uuid;
+use zt_advisory::Severity;
+use zt_inventory::{App, AppSource, OsInfo, Software, SoftwareKey};
+use zt_store::analysis::*;
+use zt_store::model::*;
+use zt_store::{PgOptions, PgStore, SqliteStore, Storage};
+
+fn env_n(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn vuln() -> StoredMatch {
+    StoredMatch {
+        vulnerability: VulnInfo {
+            id: "CVE-2099-0001".into(),
+            aliases: vec!["GHSA-bench-0001".into()],
+            summary: "benchmark".into(),
+            severity: Severity::High,
+            cvss: None,
+            kev: false,
+            kev_due_date: None,
+            epss: None,
+            epss_percentile: None,
+            informational: false,
+        },
+        fixed_versions: vec!["2.0.0".into()],
+        method: "osv-range".into(),
+        confidence: "high".into(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let agents = env_n("ZT_BENCH_AGENTS", 1000);
+    let apps_per = env_n("ZT_BENCH_APPS", 100);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Storage> = if let Ok(url) = std::env::var("ZT_BENCH_PG_URL") {
+            Arc::new(PgStore::connect(&url, &PgOptions::default()).await?)
+        } else {
+            Arc::new(SqliteStore::open(&dir.path().join("zerotrace.db")).await?)
+        };
+        let company = Company {
+            id: CompanyId::now_v7(),
+            name: "bench".into(),
+            created_at: Utc::now(),
+        };
+        let mut secret = [0u8; 32];
+        secret[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+        store.create_company(&company, TokenHash(secret)).await?;
+        let os = OsInfo {
+            id: "debian".into(),
+            version_id: "12".into(),
+            name: String::new(),
+        };
+        let apps: Vec<App> = (0..apps_per)
+            .map(|i| App::new(&format!("bench-pkg-{i}"), "1.0.0", AppSource::Npm))
+            .collect();
+        let software: Vec<(SoftwareKey, Software)> = apps
+            .iter()
+            .map(|a| {
+                let s = Software::from_app(a, &os);
+                (s.key(), s)
+            })
+            .collect();
+        let t = Instant::now();
+        let mut first = true;
+        for chunk in (0..agents).collect::<Vec<_>>().chunks(100) {
+            let mut incoming = Vec::new();
+            for _ in chunk {
+                let agent_id = AgentId::now_v7();
+                let mut token = [0u8; 32];
+                token[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+                store
+                    .enroll_agent(&NewAgent {
+                        company_id: company.id,
+                        agent_id,
+                        hostname: format!("host-{agent_id}"),
+                        os: os.clone(),
+                        arch: "x86_64".into(),
+                        agent_version: "bench".into(),
+                        token_hash: TokenHash(token),
+                        enrolled_at: Utc::now(),
+                    })
+                    .await?;
+                incoming.push(IncomingReport {
+                    company_id: company.id,
+                    agent_id,
+                    report_id: Uuid::new_v4(),
+                    collected_at: Utc::now(),
+                    accepted_at: Utc::now(),
+                    digest: zt_inventory::inventory_digest(&apps),
+                    app_count: apps.len() as u32,
+                    body: b"bench".to_vec(),
+                });
+            }
+            store.accept_reports(&incoming, 1_000_000).await?;
+            // Claims may come back smaller than asked (a claim budget): until all are done.
+            loop {
+            let claimed = store
+                .claim_batch(&ClaimRequest {
+                    owner: "bench".into(),
+                    max_apps: 10_000_000,
+                    lease: Duration::from_secs(600),
+                    max_attempts: 3,
+                    overdue_after: Duration::from_secs(3600),
+                    now: Utc::now(),
+                })
+                .await?;
+            let reports = claimed
+                .iter()
+                .map(|c| ProcessedReport {
+                    lease: LeaseRef {
+                        queue_id: c.queue_id,
+                        owner: "bench".into(),
+                        attempts: c.attempts,
+                    },
+                    company_id: c.company_id,
+                    agent_id: c.agent_id,
+                    report_id: c.report_id,
+                    collected_at: c.collected_at,
+                    digest: zt_inventory::inventory_digest(&apps),
+                    hostname: format!("host-{}", c.agent_id),
+                    os: os.clone(),
+                    arch: "x86_64".into(),
+                    apps: software
+                        .iter()
+                        .map(|(k, _)| StoredApp {
+                            software_key: *k,
+                            arch: String::new(),
+                        })
+                        .collect(),
+                    names: software
+                        .iter()
+                        .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
+                        .collect(),
+                })
+                .collect();
+            let matched = if first {
+                first = false;
+                let mut m: Vec<MatchedSoftware> = software
+                    .iter()
+                    .map(|(k, s)| MatchedSoftware {
+                        key: *k,
+                        software: s.clone(),
+                        matches: vec![vuln()],
+                    })
+                    .collect();
+                m.sort_by_key(|m| m.key);
+                m
+            } else {
+                Vec::new()
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            store
+                .finish_batch(&ProcessedBatch {
+                    revision: 1,
+                    software: matched,
+                    reports,
+                    now: Utc::now(),
+                })
+                .await?;
+            }
+        }
+        let before = store.summary(company.id).await?;
+        println!(
+            "{} store: {} hosts x {} packages = {} open high findings of one vulnerability (loaded in {:.1} s)",
+            store.backend(),
+            agents,
+            apps_per,
+            before.findings.high,
+            t.elapsed().as_secs_f64()
+        );
+        let ctx = |at| ChangeContext {
+            actor: Actor {
+                kind: "operator".into(),
+                token_id: None,
+                role: None,
+            },
+            at,
+            comment: Some("benchmark".into()),
+        };
+        let now = Utc::now();
+        let t = Instant::now();
+        store
+            .create_analysis(
+                company.id,
+                &NewAnalysis {
+                    analysis_id: Uuid::now_v7(),
+                    vuln_id: "GHSA-bench-0001".into(),
+                    decision: AnalysisDecision {
+                        scope: AnalysisScope::default(),
+                        state: AnalysisState::Exploitable,
+                        justification: None,
+                        response: vec![VexResponse::WillNotFix],
+                        details: None,
+                        suppress: true,
+                        expires_at: Some(now + chrono::Duration::hours(1)),
+                    },
+                    source: None,
+                },
+                &ctx(now),
+            )
+            .await?;
+        let create = t.elapsed();
+        let t = Instant::now();
+        let after = store.summary(company.id).await?;
+        let summary_ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "create (risk acceptance of all {} findings): {:.0} ms; summary right after: high {}, suppressed {} ({summary_ms:.1} ms)",
+            before.findings.high,
+            create.as_secs_f64() * 1000.0,
+            after.findings.high,
+            after.suppressed
+        );
+        let t = Instant::now();
+        let expired = store
+            .expire_analyses(now + chrono::Duration::hours(2))
+            .await?;
+        let expire = t.elapsed();
+        let back = store.summary(company.id).await?;
+        println!(
+            "expire ({} analysis): {:.0} ms; summary right after: high {}, suppressed {}",
+            expired,
+            expire.as_secs_f64() * 1000.0,
+            back.findings.high,
+            back.suppressed
+        );
+        anyhow::ensure!(after.findings.high == 0 && after.suppressed == before.findings.high);
+        anyhow::ensure!(back.findings.high == before.findings.high && back.suppressed == 0);
+        Ok(())
+    })
+}
