@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use zt_store::analysis::NewAudit;
 use zt_store::model::{AgentId, CompanyId, Principal, Role, TokenInfo};
 
+use super::analyses::Caller;
 use super::{created, ApiQuery};
 use crate::auth::{authenticate, company_access};
 use crate::error::{ApiError, ApiResult};
@@ -67,22 +69,40 @@ pub struct ConfirmQuery {
 
 /// The company of the path, for the operator or an admin of that company (a viewer is
 /// refused; another company's user gets 404, like a missing company).
-async fn admin_scope(
-    state: &AppState,
-    headers: &HeaderMap,
-    company_id: &str,
-) -> ApiResult<CompanyId> {
-    let principal = authenticate(state, headers).await?;
-    let company_id = company_access(state, &principal, company_id).await?;
-    state.limits.check(&principal).await?;
-    if let Principal::User { role, .. } = principal {
+async fn admin_scope(state: &AppState, headers: &HeaderMap, company_id: &str) -> ApiResult<Caller> {
+    let caller = super::analyses::caller(state, headers, company_id).await?;
+    if let Principal::User { role, .. } = caller.principal {
         if role != Role::Admin {
             return Err(ApiError::forbidden(
                 "only company admins manage tokens and agents",
             ));
         }
     }
-    Ok(company_id)
+    Ok(caller)
+}
+
+/// Appends the change to the company's audit trail (who, when, what; never a secret).
+async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    object: String,
+    after: serde_json::Value,
+) -> ApiResult<()> {
+    state
+        .store
+        .append_audit(
+            caller.company_id,
+            &NewAudit {
+                action: action.into(),
+                object,
+                before: None,
+                after: Some(after),
+            },
+            &caller.context(None),
+        )
+        .await?;
+    Ok(())
 }
 
 fn parse_agent(agent_id: &str) -> ApiResult<AgentId> {
@@ -100,7 +120,7 @@ pub async fn list_tokens(
     headers: HeaderMap,
     Path(company_id): Path<String>,
 ) -> ApiResult<Response> {
-    let company_id = admin_scope(&state, &headers, &company_id).await?;
+    let company_id = admin_scope(&state, &headers, &company_id).await?.company_id;
     let items = state.store.list_tokens(company_id).await?;
     Ok(Json(TokenList { items }).into_response())
 }
@@ -119,7 +139,8 @@ pub async fn revoke_token(
     headers: HeaderMap,
     Path((company_id, token_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let company_id = admin_scope(&state, &headers, &company_id).await?;
+    let caller = admin_scope(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let token_id: uuid::Uuid = token_id.parse().map_err(|_| ApiError::not_found())?;
     let revoked = state
         .store
@@ -127,6 +148,14 @@ pub async fn revoke_token(
         .await?
         .ok_or_else(ApiError::not_found)?;
     crate::revocation::revoked(&state, &revoked).await;
+    audit(
+        &state,
+        &caller,
+        "token.revoked",
+        format!("token/{token_id}"),
+        serde_json::json!({"token_id": token_id}),
+    )
+    .await?;
     tracing::info!(company = %company_id, token = %token_id, "user token revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -146,13 +175,22 @@ pub async fn rotate_agent_token(
     headers: HeaderMap,
     Path((company_id, agent_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let company_id = admin_scope(&state, &headers, &company_id).await?;
+    let caller = admin_scope(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let agent_id = parse_agent(&agent_id)?;
     let (agent_token, revoked) =
         crate::accounts::rotate_agent_token(&*state.store, company_id, agent_id)
             .await?
             .ok_or_else(ApiError::not_found)?;
     crate::revocation::revoked(&state, &revoked).await;
+    audit(
+        &state,
+        &caller,
+        "agent.token_rotated",
+        format!("agent/{agent_id}"),
+        serde_json::json!({"agent_id": agent_id}),
+    )
+    .await?;
     tracing::info!(company = %company_id, agent = %agent_id, "agent token rotated");
     Ok(created(AgentTokenRotated {
         agent_id,
@@ -174,7 +212,8 @@ pub async fn revoke_agent_token(
     headers: HeaderMap,
     Path((company_id, agent_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let company_id = admin_scope(&state, &headers, &company_id).await?;
+    let caller = admin_scope(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let agent_id = parse_agent(&agent_id)?;
     let revoked = state
         .store
@@ -182,6 +221,14 @@ pub async fn revoke_agent_token(
         .await?
         .ok_or_else(ApiError::not_found)?;
     crate::revocation::revoked(&state, &revoked).await;
+    audit(
+        &state,
+        &caller,
+        "agent.token_revoked",
+        format!("agent/{agent_id}"),
+        serde_json::json!({"agent_id": agent_id}),
+    )
+    .await?;
     tracing::info!(company = %company_id, agent = %agent_id, "agent token revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -202,7 +249,8 @@ pub async fn decommission_agent(
     headers: HeaderMap,
     Path((company_id, agent_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let company_id = admin_scope(&state, &headers, &company_id).await?;
+    let caller = admin_scope(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let agent_id = parse_agent(&agent_id)?;
     let done = state
         .store
@@ -210,6 +258,14 @@ pub async fn decommission_agent(
         .await?
         .ok_or_else(ApiError::not_found)?;
     crate::revocation::revoked(&state, &done.revoked).await;
+    audit(
+        &state,
+        &caller,
+        "agent.decommissioned",
+        format!("agent/{agent_id}"),
+        serde_json::json!({"agent_id": agent_id, "resolved_findings": done.resolved_findings}),
+    )
+    .await?;
     tracing::info!(company = %company_id, agent = %agent_id,
         resolved = done.resolved_findings, "agent decommissioned");
     Ok(Json(AgentDecommissioned {
@@ -232,11 +288,20 @@ pub async fn rotate_enroll_secret(
     headers: HeaderMap,
     Path(company_id): Path<String>,
 ) -> ApiResult<Response> {
-    let company_id = admin_scope(&state, &headers, &company_id).await?;
+    let caller = admin_scope(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let (enroll_secret, revoked) = crate::accounts::rotate_enroll_secret(&*state.store, company_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     crate::revocation::revoked(&state, &revoked).await;
+    audit(
+        &state,
+        &caller,
+        "enroll_secret.rotated",
+        format!("company/{company_id}"),
+        serde_json::json!({}),
+    )
+    .await?;
     tracing::info!(company = %company_id, "enroll secret rotated");
     Ok(created(EnrollSecretRotated {
         company_id,
