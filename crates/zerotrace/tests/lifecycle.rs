@@ -408,7 +408,15 @@ async fn revocation_on_one_process_holds_on_another_at_once() {
         .0,
         StatusCode::FORBIDDEN
     );
-    for confirm in ["", "?confirm=", "?confirm=Lifecycle%20Cor"] {
+    for (confirm, want) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("?confirm=", StatusCode::BAD_REQUEST),
+        ("?confirm=Lifecycle%20Cor", StatusCode::CONFLICT),
+        (
+            &*format!("?confirm={}", uuid::Uuid::new_v4()),
+            StatusCode::CONFLICT,
+        ),
+    ] {
         let (status, err) = call(
             &http,
             Method::DELETE,
@@ -417,7 +425,7 @@ async fn revocation_on_one_process_holds_on_another_at_once() {
             None,
         )
         .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(status, want, "{confirm}: {err}");
         assert_eq!(err["error"]["field"], "confirm", "{err}");
     }
     assert_eq!(
