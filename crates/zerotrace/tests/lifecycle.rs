@@ -26,25 +26,38 @@ fn start(
     redis_url: &str,
     prefix: &str,
 ) -> ServerProcess {
+    start_with(db, dir, name, redis_url, prefix, &[])
+}
+
+fn start_with(
+    db: &TestDatabase,
+    dir: &Path,
+    name: &str,
+    redis_url: &str,
+    prefix: &str,
+    extra: &[&str],
+) -> ServerProcess {
+    let mut args = vec![
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--partitions",
+        "2",
+        "server",
+        "--role",
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        redis_url,
+        "--redis-prefix",
+        prefix,
+    ];
+    args.extend_from_slice(extra);
     ServerProcess::start(
         bin(),
-        &[
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--database-url",
-            &db.url,
-            "--partitions",
-            "2",
-            "server",
-            "--role",
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis-url",
-            redis_url,
-            "--redis-prefix",
-            prefix,
-        ],
+        &args,
         &[("ZEROTRACE_ADMIN_TOKEN", ADMIN), ("ZEROTRACE_LOG", "info")],
         dir,
         name,
@@ -551,4 +564,60 @@ fn admin_cli_lists_revokes_rotates_decommissions_and_deletes() {
     assert_eq!(json(&out)["deleted"]["companies"], 1);
     let (_, out, _) = run(&["company", "list", "--json"]);
     assert_eq!(json(&out)["items"], json!([]));
+}
+
+/// The per-address limit before authentication is shared by the replicas through Redis: bad
+/// credentials sent to one replica count on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_credentials_count_across_replicas_through_redis() {
+    let db = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("zt-test-{}:", uuid::Uuid::new_v4().simple());
+    let _cleanup = Keys(prefix.clone());
+    let redis_url = zt_testkit::redis::redis_url();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let limit = ["--rate-auth-failures", "3"];
+    let a = start_with(&db, dir.path(), "api-a", &redis_url, &prefix, &limit);
+    let b = start_with(&db, dir.path(), "api-b", &redis_url, &prefix, &limit);
+    let status = |url: String, token: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let on = |s: &ServerProcess| format!("{}/api/v1/companies", s.url);
+    // Three failures in a minute are allowed for the address, wherever they land...
+    assert_eq!(
+        status(on(&a), "ztu_guess-1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(on(&a), "ztu_guess-2").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(on(&b), "ztu_guess-3").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // ...the fourth (on B) is one too many: B refuses the address from then on.
+    assert_eq!(
+        status(on(&b), "ztu_guess-4").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(on(&b), ADMIN).await, StatusCode::TOO_MANY_REQUESTS);
+    // A had seen two failures only, yet its next one is over the shared bucket: A refuses the
+    // address too (with local buckets it would still have had one to spare).
+    assert_eq!(
+        status(on(&a), "ztu_guess-5").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(on(&a), ADMIN).await, StatusCode::TOO_MANY_REQUESTS);
 }
