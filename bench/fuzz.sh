@@ -33,6 +33,13 @@ for dir in crates/*/fuzz; do
     [[ -z "$filter" || "$name" == *"$filter"* ]] || continue
     log="$logs/${crate}_${target}.log"
     mkdir -p "$dir/corpus/$target"
+    # Built first, so that the budget is fuzzing time.
+    if ! (cd "$dir" && cargo +nightly fuzz build "$target") >"$log" 2>&1; then
+      echo "  $name: the build failed:" >&2
+      tail -20 "$log" >&2
+      broken=$(( broken + 1 ))
+      continue
+    fi
     # -max_total_time bounds the run; each crash stops it early (a second run would go on
     # from the saved corpus, so the loop below keeps fuzzing until the budget is spent).
     start=$(date +%s)

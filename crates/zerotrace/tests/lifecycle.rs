@@ -26,25 +26,38 @@ fn start(
     redis_url: &str,
     prefix: &str,
 ) -> ServerProcess {
+    start_with(db, dir, name, redis_url, prefix, &[])
+}
+
+fn start_with(
+    db: &TestDatabase,
+    dir: &Path,
+    name: &str,
+    redis_url: &str,
+    prefix: &str,
+    extra: &[&str],
+) -> ServerProcess {
+    let mut args = vec![
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--partitions",
+        "2",
+        "server",
+        "--role",
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        redis_url,
+        "--redis-prefix",
+        prefix,
+    ];
+    args.extend_from_slice(extra);
     ServerProcess::start(
         bin(),
-        &[
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--database-url",
-            &db.url,
-            "--partitions",
-            "2",
-            "server",
-            "--role",
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis-url",
-            redis_url,
-            "--redis-prefix",
-            prefix,
-        ],
+        &args,
         &[("ZEROTRACE_ADMIN_TOKEN", ADMIN), ("ZEROTRACE_LOG", "info")],
         dir,
         name,
@@ -408,7 +421,15 @@ async fn revocation_on_one_process_holds_on_another_at_once() {
         .0,
         StatusCode::FORBIDDEN
     );
-    for confirm in ["", "?confirm=", "?confirm=Lifecycle%20Cor"] {
+    for (confirm, want) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("?confirm=", StatusCode::BAD_REQUEST),
+        ("?confirm=Lifecycle%20Cor", StatusCode::CONFLICT),
+        (
+            &*format!("?confirm={}", uuid::Uuid::new_v4()),
+            StatusCode::CONFLICT,
+        ),
+    ] {
         let (status, err) = call(
             &http,
             Method::DELETE,
@@ -417,7 +438,7 @@ async fn revocation_on_one_process_holds_on_another_at_once() {
             None,
         )
         .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(status, want, "{confirm}: {err}");
         assert_eq!(err["error"]["field"], "confirm", "{err}");
     }
     assert_eq!(
@@ -543,4 +564,60 @@ fn admin_cli_lists_revokes_rotates_decommissions_and_deletes() {
     assert_eq!(json(&out)["deleted"]["companies"], 1);
     let (_, out, _) = run(&["company", "list", "--json"]);
     assert_eq!(json(&out)["items"], json!([]));
+}
+
+/// The per-address limit before authentication is shared by the replicas through Redis: bad
+/// credentials sent to one replica count on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_credentials_count_across_replicas_through_redis() {
+    let db = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("zt-test-{}:", uuid::Uuid::new_v4().simple());
+    let _cleanup = Keys(prefix.clone());
+    let redis_url = zt_testkit::redis::redis_url();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let limit = ["--rate-auth-failures", "3"];
+    let a = start_with(&db, dir.path(), "api-a", &redis_url, &prefix, &limit);
+    let b = start_with(&db, dir.path(), "api-b", &redis_url, &prefix, &limit);
+    let status = |url: String, token: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let on = |s: &ServerProcess| format!("{}/api/v1/companies", s.url);
+    // Three failures in a minute are allowed for the address, wherever they land...
+    assert_eq!(
+        status(on(&a), "ztu_guess-1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(on(&a), "ztu_guess-2").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(on(&b), "ztu_guess-3").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // ...the fourth (on B) is one too many: B refuses the address from then on.
+    assert_eq!(
+        status(on(&b), "ztu_guess-4").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(on(&b), ADMIN).await, StatusCode::TOO_MANY_REQUESTS);
+    // A had seen two failures only, yet its next one is over the shared bucket: A refuses the
+    // address too (with local buckets it would still have had one to spare).
+    assert_eq!(
+        status(on(&a), "ztu_guess-5").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(on(&a), ADMIN).await, StatusCode::TOO_MANY_REQUESTS);
 }

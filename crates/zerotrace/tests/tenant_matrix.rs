@@ -148,6 +148,8 @@ struct World {
     spare_token_id: String,
     /// A third company, deleted by the walk (deleting A would void A's credentials).
     doomed_company_id: String,
+    /// An admin token of company A, revoked before the walk.
+    revoked_admin: String,
 }
 
 impl World {
@@ -220,6 +222,7 @@ impl World {
                 Kind::Invalid,
                 Company::None,
             ),
+            c("revoked", &self.revoked_admin, Kind::Invalid, Company::None),
             Credential {
                 name: "none".into(),
                 token: None,
@@ -409,6 +412,10 @@ async fn world(env: &Env) -> World {
         "127.0.0.1:0",
         "--knowledge-poll-secs",
         "0.2",
+        // The walk presents bad credentials on every route on purpose: the per-address
+        // limit before authentication (abuse_bounds.rs tests it) would cut it short.
+        "--rate-auth-failures",
+        "0",
     ]);
     let server = ServerProcess::start(
         bin(),
@@ -512,6 +519,30 @@ async fn world(env: &Env) -> World {
         .as_str()
         .unwrap()
         .to_string();
+    // A revoked admin of A: refused everywhere, like a token never issued.
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{url}/api/v1/companies/{}/tokens", a.id),
+        Some(OPERATOR),
+        Some(&json!({ "role": "admin", "name": "revoked" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let revoked: Value = serde_json::from_str(&body).unwrap();
+    let (status, body) = send(
+        &http,
+        Method::DELETE,
+        &format!(
+            "{url}/api/v1/companies/{}/tokens/{}",
+            a.id,
+            revoked["token_id"].as_str().unwrap()
+        ),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     World {
         _server: server,
         url,
@@ -524,6 +555,7 @@ async fn world(env: &Env) -> World {
         spare_agent_id,
         spare_token_id,
         doomed_company_id,
+        revoked_admin: revoked["token"].as_str().unwrap().to_string(),
     }
 }
 

@@ -341,6 +341,39 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_credentials_revision_voids_what_was_cached_before_it() {
+        let cache = TokenCache::new(Duration::from_secs(30));
+        let viewer = Principal::User {
+            company_id: CompanyId::new_v4(),
+            role: zt_store::model::Role::Viewer,
+        };
+        let (a, b) = (hash_token("ztu_a"), hash_token("ztu_b"));
+        cache.put(a, viewer, 0);
+        assert_eq!(cache.get(&a), Some(viewer));
+        // A revocation somewhere: everything resolved before it is a miss.
+        assert!(cache.saw_revision(1));
+        assert_eq!(cache.get(&a), None);
+        assert!(!cache.saw_revision(1), "not newer");
+        // An answer that was in flight during the revocation is not cached.
+        cache.put(b, viewer, 0);
+        assert_eq!(cache.get(&b), None);
+        cache.put(b, viewer, 1);
+        assert_eq!(cache.get(&b), Some(viewer));
+        cache.forget(&[b]);
+        assert_eq!(cache.get(&b), None);
+        // Use is remembered until taken, once per token.
+        cache.mark_used(a);
+        cache.mark_used(a);
+        cache.mark_used(b);
+        let mut used: Vec<TokenHash> = cache.take_used().into_iter().map(|(h, _)| h).collect();
+        used.sort_by_key(|h| h.0);
+        let mut want = vec![a, b];
+        want.sort_by_key(|h| h.0);
+        assert_eq!(used, want);
+        assert!(cache.take_used().is_empty());
+    }
+
+    #[test]
     fn bearer_parsing_rejects_malformed_headers() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);

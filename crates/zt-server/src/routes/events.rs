@@ -29,6 +29,18 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Live events of a company (Server-Sent Events).
+/// One message of an event stream, as a client parses it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the messages the stream writes
+pub struct SseMessage {
+    /// The event log's id (a `summary` or `resync` repeats the stream's position).
+    id: String,
+    /// summary, report.processed, findings.changed, agent.enrolled, knowledge.updated, resync
+    event: String,
+    /// One JSON object.
+    data: String,
+}
+
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/events", tag = "events",
     description = "text/event-stream. Each message has `id:` (the event log's id; a `summary` or `resync` \
 repeats the stream's position), `event:` (summary, report.processed, findings.changed, \
@@ -36,7 +48,7 @@ agent.enrolled, knowledge.updated, resync) and `data:` (one JSON object, with co
 comment line is sent when the stream was idle for the heartbeat interval (15 s).",
     params(("company_id" = Uuid, Path, description = "The company"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (as sent by the stream); `resync` when the events after it are gone.")),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = SseMessage),
         E401, E403, E404, E429,
     ),
     security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
@@ -68,7 +80,7 @@ agent.enrolled, knowledge.updated, resync) and `data:` (one JSON object, with co
 comment line is sent when the stream was idle for the heartbeat interval (15 s).",
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (as sent by the stream); `resync` when the events after it are gone.")),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = SseMessage),
         E401, E403, E429,
     ),
     security(("operator" = [])))]

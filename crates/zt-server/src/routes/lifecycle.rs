@@ -17,7 +17,7 @@ use super::analyses::Caller;
 use super::{created, ApiQuery};
 use crate::auth::{authenticate, company_access};
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{E400, E401, E403, E404, E429};
+use crate::openapi::{E400, E401, E403, E404, E409, E429};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -315,7 +315,7 @@ pub async fn rotate_enroll_secret(
 #[utoipa::path(delete, path = "/api/v1/companies/{company_id}", tag = "companies",
     params(("company_id" = Uuid, Path, description = "The company"), ConfirmQuery),
     responses((status = 200, description = "Deleted", body = CompanyDeleted),
-        E400, E401, E403, E404, E429),
+        E400, E401, E403, E404, E409, E429),
     security(("operator" = [])))]
 pub async fn delete_company(
     State(state): State<AppState>,
@@ -342,10 +342,14 @@ pub async fn delete_company(
         ));
     }
     if confirm != company.name && confirm.parse::<CompanyId>().ok() != Some(company_id) {
-        return Err(ApiError::invalid_request(
-            "confirm",
-            "is neither this company's id nor its exact name",
-        ));
+        // Well-formed, but it names another company (or none): nothing is deleted.
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            "confirmation_mismatch",
+            "confirm is neither this company's id nor its exact name; nothing was deleted",
+        );
+        e.field = Some("confirm".into());
+        return Err(e);
     }
     let purged = state
         .store

@@ -234,10 +234,7 @@ pub async fn decommissioned_agents_resolve_their_findings_and_leave_the_counts(
     );
     // A report of `a` still waiting when it is decommissioned is dropped.
     let late = incoming(acme, a, &[app("lodash", "4.17.19")], Utc::now());
-    store
-        .accept_reports(std::slice::from_ref(&late), 100)
-        .await
-        .unwrap();
+    store.accept_reports(&[late], 100).await.unwrap();
     let head = store.event_log_bounds().await.unwrap().head;
 
     assert_eq!(
