@@ -137,6 +137,8 @@ struct World {
     a: Tenant,
     b: Tenant,
     vuln_id: String,
+    /// A notification rule of company A (its destination a closed local port).
+    rule_id: String,
     /// Sessions by the name of the token's credential.
     sessions: BTreeMap<String, (String, String)>,
 }
@@ -149,6 +151,7 @@ impl World {
             "agent_id" => self.a.agent_id.clone(),
             "report_id" => self.a.report_id.clone(),
             "vuln_id" => self.vuln_id.clone(),
+            "rule_id" => self.rule_id.clone(),
             other => panic!(
                 "{route}: no fixture for the path parameter {{{other}}}; add one of company A \
                  to World::path_value in crates/zerotrace/tests/tenant_matrix.rs"
@@ -389,6 +392,9 @@ async fn world(env: &Env) -> World {
         "127.0.0.1:0",
         "--knowledge-poll-secs",
         "0.2",
+        // Notification rules: the documented example's destination is accepted without DNS,
+        // the fixture rule's is a closed local port (its test message fails at once).
+        "--allow-private-webhooks",
     ]);
     let server = ServerProcess::start(
         bin(),
@@ -408,6 +414,22 @@ async fn world(env: &Env) -> World {
     let b = tenant(&http, &url, "b").await;
     let vuln_id = wait_findings(&http, &url, &a).await;
     wait_findings(&http, &url, &b).await;
+    let rule = http
+        .post(format!(
+            "{url}/api/v1/companies/{}/notification-rules",
+            a.id
+        ))
+        .bearer_auth(OPERATOR)
+        .json(&json!({"name": "matrix rule", "events": ["finding.opened"],
+            "destination": {"kind": "webhook", "url": "http://127.0.0.1:9/matrix"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.status(), StatusCode::CREATED);
+    let rule_id = rule.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut sessions = BTreeMap::new();
     for (name, token) in [
         ("operator", OPERATOR),
@@ -443,6 +465,7 @@ async fn world(env: &Env) -> World {
         a,
         b,
         vuln_id,
+        rule_id,
         sessions,
     }
 }

@@ -95,6 +95,8 @@ pub struct ServerConfig {
     /// An agent not heard of (no report accepted, or since enrollment) for this long is
     /// stale; None: three report intervals.
     pub stale_after: Option<Duration>,
+    /// Notifications: destinations, deadlines, retries, SMTP, the sealing key (issue 14).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl ServerConfig {
@@ -146,6 +148,7 @@ impl Default for ServerConfig {
             secure_cookies: false,
             stale_after: None,
             claim_overdue_after: Duration::from_secs(1),
+            notify: Default::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod ingest;
 mod janitor;
 pub mod live;
 pub mod matching;
+pub mod notify;
 pub mod openapi;
 mod ratelimit;
 pub mod routes;
@@ -98,6 +99,8 @@ where
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot listen for queued reports; polling"),
         }
+        // Notifications go out from worker processes (any number: claims are exclusive).
+        background.push(tokio::spawn(notify::run(state.clone(), stop_rx.clone())));
         background.push(tokio::spawn(worker::run_workers(
             state.clone(),
             config.workers,

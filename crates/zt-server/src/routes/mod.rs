@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod events;
+pub(crate) mod notifications;
 pub(crate) mod reads;
 mod session;
 mod system;
@@ -60,6 +61,17 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(events::company_events))
         .routes(routes!(events::all_events))
         .routes(routes!(session::sign_in, session::sign_out))
+        .routes(routes!(
+            notifications::list_rules,
+            notifications::create_rule
+        ))
+        .routes(routes!(
+            notifications::get_rule,
+            notifications::patch_rule,
+            notifications::delete_rule
+        ))
+        .routes(routes!(notifications::test_rule))
+        .routes(routes!(notifications::deliveries))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)
