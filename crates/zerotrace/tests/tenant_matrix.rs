@@ -139,6 +139,8 @@ struct World {
     vuln_id: String,
     /// An analysis of company A (of `vuln_id`).
     analysis_id: String,
+    /// A notification rule of company A (its destination a closed local port).
+    rule_id: String,
     /// Sessions by the name of the token's credential.
     sessions: BTreeMap<String, (String, String)>,
     /// Company A's second agent, which the operations that take an agent's credentials away
@@ -171,6 +173,7 @@ impl World {
             "report_id" => self.a.report_id.clone(),
             "vuln_id" => self.vuln_id.clone(),
             "analysis_id" => self.analysis_id.clone(),
+            "rule_id" => self.rule_id.clone(),
             other => panic!(
                 "{route}: no fixture for the path parameter {{{other}}}; add one of company A \
                  to World::path_value in crates/zerotrace/tests/tenant_matrix.rs"
@@ -416,6 +419,9 @@ async fn world(env: &Env) -> World {
         // limit before authentication (abuse_bounds.rs tests it) would cut it short.
         "--rate-auth-failures",
         "0",
+        // Notification rules: the documented example's destination is accepted without DNS,
+        // the fixture rule's is a closed local port (its test message fails at once).
+        "--allow-private-webhooks",
     ]);
     let server = ServerProcess::start(
         bin(),
@@ -445,6 +451,22 @@ async fn world(env: &Env) -> World {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let analysis_id = serde_json::from_str::<Value>(&body).unwrap()["analysis_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule = http
+        .post(format!(
+            "{url}/api/v1/companies/{}/notification-rules",
+            a.id
+        ))
+        .bearer_auth(OPERATOR)
+        .json(&json!({"name": "matrix rule", "events": ["finding.opened"],
+            "destination": {"kind": "webhook", "url": "http://127.0.0.1:9/matrix"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.status(), StatusCode::CREATED);
+    let rule_id = rule.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -551,6 +573,7 @@ async fn world(env: &Env) -> World {
         b,
         vuln_id,
         analysis_id,
+        rule_id,
         sessions,
         spare_agent_id,
         spare_token_id,

@@ -242,9 +242,9 @@ impl Sender {
     }
 }
 
-/// Whether `s` is an e-mail address (`user@domain`) as the SMTP envelope takes it.
+/// Whether `s` is a recipient: `user@domain`, or with a name, `Name <user@domain>`.
 pub fn is_email_address(s: &str) -> bool {
-    s.parse::<lettre::Address>().is_ok()
+    s.parse::<Mailbox>().is_ok()
 }
 
 /// At most [`EXCERPT_BYTES`] of an answer, as text cut at a character boundary.

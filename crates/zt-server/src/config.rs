@@ -107,6 +107,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// The scheduled feed sync (`--feeds-sync-interval`); None: off (`--offline`).
     pub feeds_sync: Option<crate::feeds::ScheduledSync>,
+    /// Notifications: destinations, deadlines, retries, SMTP, the sealing key (issue 14).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl ServerConfig {
@@ -164,6 +166,7 @@ impl Default for ServerConfig {
             rate_enroll_per_min: 600,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
+            notify: Default::default(),
         }
     }
 }

@@ -131,6 +131,19 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                     Ok(n) => tracing::info!(entries = n, "purged finished queue entries"),
                     Err(e) => tracing::warn!(error = %e, "purging finished queue entries failed"),
                 }
+                // Finished notifications and their attempts, after the history retention.
+                let keep = chrono::Duration::from_std(state.config.history_retention)
+                    .unwrap_or(chrono::Duration::days(90));
+                match state
+                    .store
+                    .notifications()
+                    .purge_notifications(Utc::now() - keep)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "purged old notifications"),
+                    Err(e) => tracing::warn!(error = %e, "purging old notifications failed"),
+                }
                 match state.store.purge_sessions(Utc::now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(sessions = n, "purged expired dashboard sessions"),

@@ -18,6 +18,7 @@ mod ingest;
 mod janitor;
 pub mod live;
 pub mod matching;
+pub mod notify;
 pub mod openapi;
 pub mod preauth;
 mod ratelimit;
@@ -108,6 +109,8 @@ where
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot listen for queued reports; polling"),
         }
+        // Notifications go out from worker processes (any number: claims are exclusive).
+        background.push(tokio::spawn(notify::run(state.clone(), stop_rx.clone())));
         background.push(tokio::spawn(worker::run_workers(
             state.clone(),
             config.workers,

@@ -40,6 +40,8 @@ pub struct Inner {
     /// Software versions known to be in the store (rows are never deleted, so a hit is
     /// always right): spares the workers a look-up per app.
     pub known_software: parking_lot::RwLock<std::collections::HashSet<zt_inventory::SoftwareKey>>,
+    /// Sends notifications and seals their secrets.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Deref for AppState {
@@ -85,6 +87,10 @@ impl AppState {
             metrics: crate::telemetry::prometheus(),
             ready: AtomicBool::new(false),
             known_software: parking_lot::RwLock::new(std::collections::HashSet::new()),
+            notifier: Arc::new(
+                crate::notify::Notifier::new(config.notify.clone())
+                    .expect("the notification sender builds (a TLS provider is installed)"),
+            ),
             store,
             config,
         }))

@@ -124,6 +124,23 @@ fn describe() {
         "sse_streams",
         "Live event streams (SSE) open on this process"
     );
+    describe_counter!(
+        "notifications_sent_total",
+        "Notification attempts a destination accepted, by destination kind"
+    );
+    describe_counter!(
+        "notifications_failed_total",
+        "Notification attempts that failed (retried or dead), by destination kind"
+    );
+    describe_gauge!(
+        "notification_outbox_backlog",
+        "Notifications written to the outbox and not yet sent nor dead"
+    );
+    describe_gauge!(
+        "notification_outbox_oldest_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest notification not yet sent nor dead (0: none)"
+    );
     describe_gauge!(
         "zerotrace_build_info",
         "Always 1; the labels say which version and role this process runs"
@@ -137,6 +154,8 @@ pub const ACCEPT_OUTCOMES: [&str; 5] =
 pub const PROCESS_OUTCOMES: [&str; 3] = ["applied", "stale", "lease_lost"];
 /// Scopes of `rate_limited_total`.
 pub const RATE_LIMIT_SCOPES: [&str; 2] = ["agent", "company"];
+/// Destination kinds of `notifications_sent_total` and `notifications_failed_total`.
+pub const NOTIFICATION_KINDS: [&str; 4] = ["webhook", "slack", "teams", "email"];
 /// Severities of `findings_open`.
 pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
 
@@ -166,6 +185,12 @@ pub fn register_all(role: &'static str) {
         metrics::counter!("rate_limited_total", "scope" => scope).increment(0);
     }
     metrics::gauge!("sse_streams").increment(0.0);
+    for kind in NOTIFICATION_KINDS {
+        metrics::counter!("notifications_sent_total", "kind" => kind).increment(0);
+        metrics::counter!("notifications_failed_total", "kind" => kind).increment(0);
+    }
+    metrics::gauge!("notification_outbox_backlog").increment(0.0);
+    metrics::gauge!("notification_outbox_oldest_age_seconds").increment(0.0);
     // Registering a histogram renders its buckets, all 0.
     let _ = metrics::histogram!("app_processing_duration_seconds");
     metrics::gauge!(

@@ -147,6 +147,38 @@ pub struct Args {
     /// The scheduled sync's sources, as `zerotrace feeds sync` takes them.
     #[command(flatten)]
     pub feeds: super::feeds::SyncArgs,
+    /// Allows notification destinations on loopback, link-local and private networks
+    /// (refused by default: a rule must not make the server call into its own network).
+    #[arg(long, env = "ZEROTRACE_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+    /// Seconds one notification attempt may take (connect, send, answer).
+    #[arg(long, default_value_t = 10.0)]
+    pub notify_timeout_secs: f64,
+    /// Attempts before a notification is dead.
+    #[arg(long, default_value_t = 8)]
+    pub notify_max_attempts: u32,
+    /// Seconds before a notification's first retry; doubled per attempt, with jitter.
+    #[arg(long, default_value_t = 5.0)]
+    pub notify_retry_base_secs: f64,
+    /// The SMTP server of e-mail notifications: smtp://host:587 (STARTTLS when offered;
+    /// ?tls=required insists), smtps://host:465; user:password@ to authenticate.
+    #[arg(long, env = "ZEROTRACE_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The From of e-mail notifications.
+    #[arg(
+        long,
+        env = "ZEROTRACE_SMTP_FROM",
+        default_value = "ZeroTrace <zerotrace@localhost>"
+    )]
+    pub smtp_from: String,
+    /// The dashboard's address as people reach it (https://zerotrace.example.com): links in
+    /// notifications.
+    #[arg(long, env = "ZEROTRACE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The key sealing notification secrets (32 bytes, base64); every process of one database
+    /// needs the same. Default: notify.key in the data directory, created on first start.
+    #[arg(long, env = "ZEROTRACE_NOTIFY_KEY", hide_env_values = true)]
+    pub notify_key: Option<String>,
 }
 
 /// Writes `secret` to `path`, readable and writable by this user only (created so: the
@@ -223,6 +255,18 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         _ => None,
     };
 
+    let notify_key = match &args.notify_key {
+        Some(k) => zt_notify::SecretKey::from_base64(k).context("--notify-key")?,
+        None => {
+            let dir = super::data_dir(global)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            zt_notify::SecretKey::load_or_create(&dir.join("notify.key"))?
+        }
+    };
+    if let Some(url) = &args.public_url {
+        zt_notify::guard::parse_url(url).context("--public-url")?;
+    }
     let role = match args.role {
         Role::Api => ServerRole::Api,
         Role::Worker => ServerRole::Worker,
@@ -276,6 +320,17 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
         header_timeout: Duration::from_secs_f64(args.header_timeout_secs.clamp(0.1, 3600.0)),
         body_timeout: Duration::from_secs_f64(args.body_timeout_secs.clamp(0.1, 86400.0)),
         feeds_sync,
+        notify: zt_server::notify::NotifyConfig {
+            allow_private: args.allow_private_webhooks,
+            timeout: Duration::from_secs_f64(args.notify_timeout_secs.clamp(0.1, 600.0)),
+            max_attempts: args.notify_max_attempts.max(1),
+            retry_base: Duration::from_secs_f64(args.notify_retry_base_secs.clamp(0.01, 3600.0)),
+            smtp_url: args.smtp_url.clone(),
+            smtp_from: args.smtp_from.clone(),
+            public_url: args.public_url.clone(),
+            key: Some(notify_key),
+            ..Default::default()
+        },
         ..ServerConfig::default()
     };
 

@@ -21,6 +21,7 @@ pub enum View {
     Vulnerabilities,
     Findings,
     AddHosts,
+    Notifications,
 }
 
 impl View {
@@ -32,6 +33,7 @@ impl View {
             View::Vulnerabilities => "Vulnerabilities",
             View::Findings => "Findings",
             View::AddHosts => "Add hosts",
+            View::Notifications => "Notifications",
         }
     }
 
@@ -44,6 +46,7 @@ impl View {
             View::Vulnerabilities => "/vulnerabilities",
             View::Findings => "/findings",
             View::AddHosts => "/add-hosts",
+            View::Notifications => "/notifications",
         }
     }
 
@@ -56,6 +59,7 @@ impl View {
             View::Vulnerabilities => "vulnerabilities",
             View::Findings => "findings",
             View::AddHosts => "add-hosts",
+            View::Notifications => "notifications",
         }
     }
 }
@@ -129,6 +133,7 @@ pub fn page(ctx: &Ctx, view: View, title: &str, content: Markup) -> Response {
         View::Software,
         View::Vulnerabilities,
         View::Findings,
+        View::Notifications,
     ];
     if ctx.viewer.is_admin() {
         views.push(View::AddHosts);

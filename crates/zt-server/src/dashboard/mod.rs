@@ -20,6 +20,7 @@ mod charts;
 mod findings;
 mod hosts;
 mod layout;
+mod notifications;
 mod operator;
 mod overview;
 mod signin;
@@ -64,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/c/{company_id}/findings", get(findings::page))
         .route("/c/{company_id}/add-hosts", get(add_hosts::page))
+        .route("/c/{company_id}/notifications", get(notifications::page))
         .route("/assets/dashboard.js", get(script))
         .route("/assets/dashboard.css", get(style))
         .route("/assets/favicon.svg", get(icon))

@@ -6,6 +6,7 @@ pub(crate) mod analyses;
 mod events;
 mod feeds;
 mod lifecycle;
+pub(crate) mod notifications;
 pub(crate) mod reads;
 mod session;
 mod sla;
@@ -84,6 +85,17 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
         .routes(routes!(sla::get_sla, sla::put_sla))
         .routes(routes!(sla::remediation))
         .routes(routes!(vex::export_vex, vex::import_vex))
+        .routes(routes!(
+            notifications::list_rules,
+            notifications::create_rule
+        ))
+        .routes(routes!(
+            notifications::get_rule,
+            notifications::patch_rule,
+            notifications::delete_rule
+        ))
+        .routes(routes!(notifications::test_rule))
+        .routes(routes!(notifications::deliveries))
         .layer(
             RequestDecompressionLayer::new()
                 .gzip(true)

@@ -467,7 +467,11 @@ pub(crate) fn delivery_from_row(row: &impl Cols) -> Result<DeliveryRecord> {
         outcome: row.text(7)?,
         attempt_record: AttemptRecord {
             attempted_at: row.time(6)?,
-            status: row.int(8).ok().and_then(|s| u16::try_from(s).ok()),
+            status: row
+                .int(8)
+                .ok()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| *s > 0), // NULL reads as 0 on SQLite
             response_excerpt: row.opt_text(9)?,
             error: row.opt_text(10)?,
             duration_ms: u32::try_from(row.int(12)?).unwrap_or(0),

@@ -103,21 +103,27 @@ pub(crate) async fn write_in_tx(
         }
     }
     let plan = plan(&rules, cands, &pairs, &fresh, open, now);
-    for i in &plan.inserts {
-        sqlx::query(
+    // Many rows per statement (a new vulnerability for 100 rules is 100 rows); chunks are
+    // not padded: a repeated row would be a second message.
+    for chunk in plan.inserts.chunks(64) {
+        let sql = format!(
             "INSERT INTO notification_outbox (delivery_id, company_id, rule_id, event, group_key, \
-             data, created_at, due_at, state, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)",
-        )
-        .bind(i.delivery_id)
-        .bind(i.company_id)
-        .bind(i.rule_id)
-        .bind(&i.event)
-        .bind(&i.group_key)
-        .bind(&i.data)
-        .bind(ms(now))
-        .bind(ms(i.due_at))
-        .execute(&mut **tx)
-        .await?;
+             data, created_at, due_at, state, attempts) VALUES {}",
+            values(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in chunk {
+            q = q
+                .bind(i.delivery_id)
+                .bind(i.company_id)
+                .bind(i.rule_id)
+                .bind(i.event.as_str())
+                .bind(i.group_key.as_str())
+                .bind(i.data.as_str())
+                .bind(ms(now))
+                .bind(ms(i.due_at));
+        }
+        q.execute(&mut **tx).await?;
     }
     for (id, data) in &plan.updates {
         sqlx::query("UPDATE notification_outbox SET data = ? WHERE outbox_id = ?")
@@ -342,7 +348,8 @@ impl NotificationStore for SqliteStore {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedNotification>> {
-        let mut w = self.begin_write().await?;
+        // Background work: ingest's writes go first (see `background_gate`).
+        let mut w = self.begin_background_write().await?;
         let sql = format!(
             "SELECT o.outbox_id, o.delivery_id, o.event, o.data, o.created_at, o.attempts, {} \
              FROM notification_outbox o JOIN notification_rules r \
@@ -392,7 +399,8 @@ impl NotificationStore for SqliteStore {
         a: &AttemptRecord,
         outcome: DeliveryOutcome,
     ) -> Result<bool> {
-        let mut w = self.begin_write().await?;
+        // Background work: ingest's writes go first (see `background_gate`).
+        let mut w = self.begin_background_write().await?;
         let (state, due, finished) = match outcome {
             DeliveryOutcome::Sent => ("sent", ms(a.attempted_at), Some(ms(a.attempted_at))),
             DeliveryOutcome::Dead => ("dead", ms(a.attempted_at), Some(ms(a.attempted_at))),

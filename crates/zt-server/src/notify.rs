@@ -1,0 +1,372 @@
+//! The notification dispatcher: claims due messages from the store's outbox (a lease; on
+//! several processes each message goes to exactly one), sends each on a task of its own with a
+//! deadline (a slow or dead destination holds one permit of [`NotifyConfig::concurrency`], never
+//! ingest nor the other messages), and records every attempt: sent, retried with exponential
+//! backoff and jitter, or dead after [`NotifyConfig::max_attempts`]. Delivery is at least once:
+//! a process killed between sending and recording sends again after the lease, with the same
+//! delivery id, which receivers de-duplicate by.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Semaphore};
+use zt_notify::{
+    AddressPolicy, Destination, DestinationKind, EventType, Message, SecretKey, Sender,
+    SenderConfig,
+};
+use zt_store::notify::{AttemptRecord, ClaimedNotification, DeliveryOutcome, NotificationRule};
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Destinations on loopback, link-local and private networks are allowed
+    /// (`--allow-private-webhooks`).
+    pub allow_private: bool,
+    /// Deadline of one attempt.
+    pub timeout: Duration,
+    /// Attempts before a message is dead.
+    pub max_attempts: u32,
+    /// The first retry's delay; doubled per attempt (with jitter), at most `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Messages being sent at once by this process.
+    pub concurrency: usize,
+    /// How often an idle dispatcher looks for due messages.
+    pub poll: Duration,
+    /// `smtp://…` / `smtps://…` (see zt-notify `SenderConfig::smtp_url`).
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// The dashboard's address as people reach it (links in messages).
+    pub public_url: Option<String>,
+    /// Seals destination secrets; None: a key for this process only (secrets stored by it do
+    /// not open after a restart).
+    pub key: Option<SecretKey>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            allow_private: false,
+            timeout: Duration::from_secs(10),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(3600),
+            concurrency: 16,
+            poll: Duration::from_millis(500),
+            smtp_url: None,
+            smtp_from: "ZeroTrace <zerotrace@localhost>".into(),
+            public_url: None,
+            key: None,
+        }
+    }
+}
+
+/// What the API and the dispatcher share: the sender and the sealing key.
+pub struct Notifier {
+    pub sender: Sender,
+    pub key: SecretKey,
+    pub config: NotifyConfig,
+}
+
+impl Notifier {
+    pub fn new(config: NotifyConfig) -> anyhow::Result<Notifier> {
+        let sender = Sender::new(SenderConfig {
+            policy: AddressPolicy {
+                allow_private: config.allow_private,
+            },
+            timeout: config.timeout,
+            smtp_url: config.smtp_url.clone(),
+            smtp_from: config.smtp_from.clone(),
+        })?;
+        let key = match &config.key {
+            Some(k) => k.clone(),
+            None => {
+                use base64::Engine;
+                let bytes: [u8; 32] = rand::random();
+                tracing::warn!(
+                    "no notification key configured: destination secrets sealed by this process \
+                     will not open after a restart (zerotrace server sets one from the data dir)"
+                );
+                SecretKey::from_base64(&base64::engine::general_purpose::STANDARD.encode(bytes))?
+            }
+        };
+        Ok(Notifier {
+            sender,
+            key,
+            config,
+        })
+    }
+
+    pub fn policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            allow_private: self.config.allow_private,
+        }
+    }
+
+    /// The destination of a rule with its secret opened.
+    pub fn destination(&self, rule: &NotificationRule) -> Result<Destination, String> {
+        let kind = DestinationKind::parse(&rule.destination.kind)
+            .ok_or_else(|| format!("unknown destination kind {}", rule.destination.kind))?;
+        let secret = match &rule.secret_sealed {
+            Some(sealed) => Some(
+                self.key
+                    .open(sealed, rule.rule_id.as_bytes())
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        Ok(Destination {
+            kind,
+            url: rule.destination.url.clone(),
+            to: rule.destination.to.clone(),
+            secret,
+        })
+    }
+
+    /// The message receivers get: the stored data with links to the dashboard added.
+    pub fn message(
+        &self,
+        delivery_id: uuid::Uuid,
+        event: EventType,
+        company_id: uuid::Uuid,
+        occurred_at: chrono::DateTime<Utc>,
+        mut data: serde_json::Map<String, Value>,
+    ) -> Message {
+        if let Some(base) = self.config.public_url.as_deref() {
+            let base = base.trim_end_matches('/');
+            let link = |item: &mut serde_json::Map<String, Value>| {
+                if let Some(v) = item.get("vuln_id").and_then(Value::as_str) {
+                    let url = format!("{base}/c/{company_id}/vulnerabilities/{}", utf8_percent(v));
+                    item.insert("link".into(), json!(url));
+                } else if let Some(a) = item.get("agent_id").and_then(Value::as_str) {
+                    let url = format!("{base}/c/{company_id}/hosts/{a}");
+                    item.insert("link".into(), json!(url));
+                }
+            };
+            match data.get_mut("items").and_then(Value::as_array_mut) {
+                Some(items) => items
+                    .iter_mut()
+                    .filter_map(Value::as_object_mut)
+                    .for_each(link),
+                None => link(&mut data),
+            }
+        }
+        Message {
+            id: delivery_id,
+            event,
+            company_id,
+            occurred_at,
+            data,
+        }
+    }
+}
+
+fn utf8_percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The delay before attempt `attempt + 1`: base · 2^(attempt-1), capped, with ±25% jitter so
+/// that messages failing together do not retry together.
+pub fn backoff(config: &NotifyConfig, attempt: u32) -> Duration {
+    let exp = config
+        .retry_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(config.retry_cap);
+    let jitter = rand::rng().random_range(0.75..1.25);
+    capped.mul_f64(jitter)
+}
+
+/// The dispatcher loop, until `stop`.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let notifier = state.notifier.clone();
+    let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let permits = Arc::new(Semaphore::new(notifier.config.concurrency.max(1)));
+    // Longer than any attempt: a lease expires only when its dispatcher is gone.
+    let lease = notifier.config.timeout * 2 + Duration::from_secs(5);
+    let mut last_scan = Instant::now() - Duration::from_secs(3600);
+    let mut last_gauges = Instant::now() - Duration::from_secs(3600);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if last_scan.elapsed() > Duration::from_secs(60) {
+            last_scan = Instant::now();
+            if let Err(e) = state
+                .store
+                .notifications()
+                .scan_stale_agents(Utc::now())
+                .await
+            {
+                tracing::warn!(error = %e, "scanning for stale agents failed");
+            }
+        }
+        if last_gauges.elapsed() > Duration::from_secs(2) {
+            last_gauges = Instant::now();
+            record_gauges(&state).await;
+        }
+        let free = permits.available_permits();
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            match state
+                .store
+                .notifications()
+                .claim_notifications(&owner, Utc::now(), lease, free as u32)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming notifications failed");
+                    Vec::new()
+                }
+            }
+        };
+        let busy = !claimed.is_empty();
+        for c in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                deliver(&state, c).await;
+                drop(permit);
+            });
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(notifier.config.poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    // In-flight deliveries finish (each has its deadline) before the process stops.
+    let _ = permits
+        .acquire_many(u32::try_from(notifier.config.concurrency.max(1)).unwrap_or(1))
+        .await;
+}
+
+pub async fn record_gauges(state: &AppState) {
+    match state.store.notifications().outbox_stats().await {
+        Ok(stats) => {
+            metrics::gauge!("notification_outbox_backlog").set(stats.backlog as f64);
+            let age = stats
+                .oldest
+                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            metrics::gauge!("notification_outbox_oldest_age_seconds").set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the outbox backlog failed"),
+    }
+}
+
+/// One attempt of one claimed message, recorded.
+async fn deliver(state: &AppState, c: ClaimedNotification) {
+    let notifier = &state.notifier;
+    let kind = c.rule.destination.kind.clone();
+    let started = Instant::now();
+    let attempted_at = Utc::now();
+    let attempt = match (EventType::parse(&c.event), notifier.destination(&c.rule)) {
+        (Some(event), Ok(dest)) => {
+            let m = notifier.message(
+                c.delivery_id,
+                event,
+                c.company_id.0,
+                c.created_at,
+                c.data.clone(),
+            );
+            notifier.sender.send(&m, &dest).await
+        }
+        (None, _) => zt_notify::Attempt {
+            ok: false,
+            status: None,
+            excerpt: None,
+            error: Some(format!("unknown event {}", c.event)),
+            retryable: false,
+        },
+        (_, Err(e)) => zt_notify::Attempt {
+            ok: false,
+            status: None,
+            excerpt: None,
+            error: Some(e),
+            retryable: false,
+        },
+    };
+    let outcome = if attempt.ok {
+        metrics::counter!("notifications_sent_total", "kind" => kind.clone()).increment(1);
+        DeliveryOutcome::Sent
+    } else {
+        metrics::counter!("notifications_failed_total", "kind" => kind.clone()).increment(1);
+        if attempt.retryable && c.attempt < notifier.config.max_attempts {
+            let delay = backoff(&notifier.config, c.attempt);
+            DeliveryOutcome::Retry(
+                Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)),
+            )
+        } else {
+            DeliveryOutcome::Dead
+        }
+    };
+    if outcome == DeliveryOutcome::Dead {
+        tracing::warn!(
+            delivery = %c.delivery_id, rule = %c.rule.rule_id, kind = %kind,
+            error = attempt.error.as_deref().unwrap_or(""),
+            "notification dead after {} attempts", c.attempt
+        );
+    }
+    let record = AttemptRecord {
+        attempted_at,
+        status: attempt.status,
+        response_excerpt: attempt.excerpt,
+        error: attempt.error,
+        duration_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+    };
+    match state
+        .store
+        .notifications()
+        .finish_notification(&c, &record, outcome)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(delivery = %c.delivery_id, "notification lease lost before recording; another dispatcher has it")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, delivery = %c.delivery_id, "recording a notification attempt failed; it is sent again after its lease")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_stops_at_the_cap() {
+        let config = NotifyConfig {
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(60),
+            ..NotifyConfig::default()
+        };
+        for (attempt, expected) in [(1u32, 2.0f64), (2, 4.0), (3, 8.0), (4, 16.0), (10, 60.0)] {
+            for _ in 0..50 {
+                let d = backoff(&config, attempt).as_secs_f64();
+                assert!(
+                    d >= expected * 0.75 - 1e-9 && d <= expected * 1.25 + 1e-9,
+                    "{attempt}: {d}"
+                );
+            }
+        }
+    }
+}
