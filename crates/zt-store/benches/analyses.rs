@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
             name: String::new(),
         };
         let apps: Vec<App> = (0..apps_per)
-            .map(|i| App::new(&format!("bench-pkg-{i}"), "1.0.0", AppSource::Npm))
+            .map(|i| App::new(format!("bench-pkg-{i}"), "1.0.0", AppSource::Npm))
             .collect();
         let software: Vec<(SoftwareKey, Software)> = apps
             .iter()
