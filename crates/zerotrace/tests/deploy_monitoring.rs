@@ -300,6 +300,25 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[test]
 fn a_fresh_server_exports_every_metric_the_rules_and_the_dashboard_use() {
     let dir = tempfile::tempdir().unwrap();
+    // A server that knows something: one import of CISA's KEV catalog, so that the feeds'
+    // freshness (feed_last_success_timestamp_seconds{source}) has a series to watch.
+    let kev = zt_testkit::shared_path("kev/known_exploited_vulnerabilities.json");
+    let import = Command::new(bin())
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "feeds",
+            "import",
+        ])
+        .arg(&kev)
+        .output()
+        .expect("feeds import runs");
+    assert!(
+        import.status.success(),
+        "feeds import {}: {}",
+        kev.display(),
+        String::from_utf8_lossy(&import.stderr)
+    );
     let server = start(dir.path(), "fresh", &[]);
     // Prometheus' first scrape is itself a request: the second one shows the request counters.
     scrape(&server.url);

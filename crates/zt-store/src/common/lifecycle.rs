@@ -67,11 +67,13 @@ pub(crate) fn decommissioned_event(
 }
 
 /// The order a purge empties a company's tables in: the rows that point at others first
-/// (findings, apps, queue entries, reports...), agents, credentials, and the company last.
+/// (findings, apps, queue entries, reports...), agents, credentials, the company, and its
+/// audit trail after it (the trail refuses deletes while its company exists).
 /// `tables` are every table with a `company_id` column, as the schema lists them.
 pub(crate) fn purge_order(mut tables: Vec<String>) -> Vec<String> {
     fn rank(t: &str) -> u8 {
         match t {
+            "audit" => 4,
             "companies" => 3,
             "credentials" => 2,
             "agents" => 1,
