@@ -230,8 +230,13 @@ fn reports_survive_a_server_outage_and_arrive_exactly_once() {
     let piled = spooled();
     let mut server = Server::start(&bin, &data, port, server_log);
     server.wait_ready(&base).unwrap();
+    // Drained: the spool is empty and every report queued so far is logged as delivered (the
+    // agent removes a report from the spool before it logs the delivery: an empty spool
+    // alone can be seen between the two, and a kill there loses only the log line).
     wait_for("the spool to drain", Duration::from_secs(60), || {
-        spooled() == 0 && ids_in_log(&read_log(), "report delivered").len() > piled
+        let log = read_log();
+        let delivered = ids_in_log(&log, "report delivered").len();
+        spooled() == 0 && delivered > piled && ids_in_log(&log, "report queued").len() == delivered
     });
     let _ = agent.kill();
     let _ = agent.wait();
