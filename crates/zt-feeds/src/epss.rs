@@ -27,11 +27,36 @@ fn score_date(comment: &str) -> Option<NaiveDate> {
 }
 
 /// Reads every row; a bad row is reported by line number and skipped.
-pub(crate) fn parse_epss(text: &str, mut on_record: impl FnMut(Result<EpssScore, RecordFailure>)) {
+pub(crate) fn parse_epss(text: &str, on_record: impl FnMut(Result<EpssScore, RecordFailure>)) {
+    // A &str is valid UTF-8 and reading from memory cannot fail.
+    let _ = parse_epss_reader(text.as_bytes(), on_record);
+}
+
+/// [`parse_epss`] reading line by line from `reader` (a file or a gzip stream: the daily file
+/// is never all in memory). Fails only when reading fails; a line that is not UTF-8 is a bad
+/// row.
+pub(crate) fn parse_epss_reader(
+    mut reader: impl std::io::BufRead,
+    mut on_record: impl FnMut(Result<EpssScore, RecordFailure>),
+) -> std::io::Result<()> {
     let mut date = None;
     let mut header_seen = false;
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
+    let mut buf = Vec::new();
+    let mut i = 0usize;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        i += 1;
+        let line_no = i;
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            on_record(Err(RecordFailure {
+                record_id: Some(format!("line {line_no}")),
+                reason: "not UTF-8".into(),
+            }));
+            continue;
+        };
         let line = line.trim_start_matches('\u{feff}').trim();
         if line.is_empty() {
             continue;

@@ -101,12 +101,13 @@ pub(crate) fn looks_like_kev_csv(head: &str) -> bool {
         .starts_with("cveID,vendorProject,product")
 }
 
-/// Reads the CSV catalog: each row is a record; a bad row is reported with its line.
+/// Reads the CSV catalog (from memory, a file or a gzip stream: row by row): each row is a
+/// record; a bad row is reported with its line.
 pub(crate) fn parse_kev_csv(
-    bytes: &[u8],
+    input: impl std::io::Read,
     mut on_record: impl FnMut(Result<KevEntry, RecordFailure>),
 ) -> Result<(), String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
     let headers = reader.headers().map_err(|e| e.to_string())?.clone();
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
@@ -133,4 +134,97 @@ pub(crate) fn parse_kev_csv(
         }));
     }
     Ok(())
+}
+
+/// True when the start of a JSON document is the KEV catalog object.
+pub(crate) fn looks_like_kev_json_head(head: &str) -> bool {
+    let t = head.trim_start_matches('\u{feff}').trim_start();
+    t.starts_with('{')
+        && (t.contains("\"catalogVersion\"")
+            || (t.contains("\"vulnerabilities\"") && t.contains("\"cveID\"")))
+}
+
+/// Reads the JSON catalog from `reader` one entry of `vulnerabilities` at a time (the
+/// catalog is never all in memory as a document); every other member is skipped unread.
+/// Fails when the document itself is not a catalog object or not JSON.
+pub(crate) fn parse_kev_json_reader(
+    reader: impl std::io::Read,
+    on_record: &mut dyn FnMut(Result<KevEntry, RecordFailure>),
+) -> Result<(), String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Catalog<'a>(&'a mut dyn FnMut(Result<KevEntry, RecordFailure>));
+    struct Entries<'a>(&'a mut dyn FnMut(Result<KevEntry, RecordFailure>));
+
+    impl<'de> DeserializeSeed<'de> for Catalog<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Catalog<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("the KEV catalog object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let on_record = self.0;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "vulnerabilities" {
+                    map.next_value_seed(Entries(&mut *on_record))?;
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Entries<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Entries<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of KEV entries")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<Value>()? {
+                (self.0)(parse_kev_value(v));
+            }
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    Catalog(on_record)
+        .deserialize(&mut de)
+        .map_err(|e| format!("invalid KEV catalog: {e}"))?;
+    de.end().map_err(|e| format!("invalid KEV catalog: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_catalog_streams_entry_by_entry_and_names_bad_ones() {
+        let doc = r#"{"title":"t","catalogVersion":"1","extra":{"a":[1,2]},"vulnerabilities":[
+            {"cveID":"CVE-2021-44228","dateAdded":"2021-12-10","dueDate":"2021-12-24"},
+            {"cveID":"nope","dateAdded":"2021-12-10"}]}"#;
+        assert!(looks_like_kev_json_head(doc));
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        parse_kev_json_reader(doc.as_bytes(), &mut |r| match r {
+            Ok(k) => ok.push(k.cve),
+            Err(e) => bad.push(e.record_id),
+        })
+        .unwrap();
+        assert_eq!(ok, vec!["CVE-2021-44228".to_string()]);
+        assert_eq!(bad, vec![Some("nope".to_string())]);
+        let err = parse_kev_json_reader(&b"{\"vulnerabilities\": 3}"[..], &mut |_| {}).unwrap_err();
+        assert!(err.contains("KEV"), "{err}");
+    }
 }

@@ -221,6 +221,16 @@ pub fn read_file_named(path: &Path, name: &str, on_item: &mut dyn FnMut(FeedItem
         }
         return;
     }
+    // EPSS and KEV files, plain or gzip, are read as streams: the daily EPSS file is tens of
+    // MB once decompressed, and no part of an import needs it whole.
+    match read_streamed(path, name, on_item) {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => {
+            on_item(file_error(name, None, format!("cannot read: {e}")));
+            return;
+        }
+    }
     let name = name.to_string();
     match std::fs::read(path) {
         Ok(bytes) => read_bytes(&name, &bytes, on_item),
@@ -230,6 +240,47 @@ pub fn read_file_named(path: &Path, name: &str, on_item: &mut dyn FnMut(FeedItem
             reason: format!("cannot read: {e}"),
         })),
     }
+}
+
+/// Reads an EPSS or KEV file (either maybe gzip-compressed) from disk as a stream; false
+/// (nothing read) when the file is something else.
+fn read_streamed(
+    path: &Path,
+    name: &str,
+    on_item: &mut dyn FnMut(FeedItem),
+) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    let mut file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(file).take(MAX_DECOMPRESSED_BYTES))
+    } else {
+        Box::new(file)
+    };
+    let mut head = Vec::with_capacity(4096);
+    (&mut reader).take(4096).read_to_end(&mut head)?;
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let whole = std::io::BufReader::with_capacity(
+        64 << 10,
+        std::io::Cursor::new(head).chain(reader),
+    );
+    if epss::looks_like_epss(&text) {
+        epss::parse_epss_reader(whole, |r| on_item(wrap(name, r.map(FeedRecord::Epss))))?;
+    } else if kev::looks_like_kev_csv(&text) {
+        if let Err(e) = kev::parse_kev_csv(whole, |r| on_item(wrap(name, r.map(FeedRecord::Kev))))
+        {
+            on_item(file_error(name, None, format!("bad KEV CSV: {e}")));
+        }
+    } else if kev::looks_like_kev_json_head(&text) {
+        if let Err(e) = kev::parse_kev_json_reader(whole, &mut |r| {
+            on_item(wrap(name, r.map(FeedRecord::Kev)))
+        }) {
+            on_item(file_error(name, None, e));
+        }
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Reads one feed document given as bytes; `name` names it in errors.

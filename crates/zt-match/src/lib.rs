@@ -43,6 +43,8 @@ use crate::nvd::{CpeHit, NvdIndex, Platform, Program};
 use crate::osv::OsvIndex;
 use crate::versions::Scheme;
 
+pub use crate::targeted::ChangeScope;
+
 /// How a match was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MatchMethod {
@@ -114,6 +116,15 @@ pub struct VulnMatch {
     pub upstream: Vec<String>,
 }
 
+/// A vulnerability's KEV and EPSS data, which change without any advisory changing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrichment {
+    pub kev: bool,
+    pub kev_due_date: Option<String>,
+    pub epss: Option<f64>,
+    pub epss_percentile: Option<f64>,
+}
+
 /// What an index holds, for logs, metrics and `feeds status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexStats {
@@ -140,6 +151,8 @@ pub struct IndexStats {
 /// The match index. Cheap to share (`Arc`) and immutable: rebuild it when advisories change.
 pub struct MatchIndex {
     groups: Vec<GroupView>,
+    /// Group index by the group's id.
+    group_ids: std::collections::HashMap<String, u32>,
     osv: OsvIndex,
     nvd: NvdIndex,
     nvd_scheme: Option<Scheme>,
@@ -190,6 +203,7 @@ impl MatchIndex {
     pub fn empty() -> Self {
         MatchIndex {
             groups: Vec::new(),
+            group_ids: Default::default(),
             osv: OsvIndex::default(),
             nvd: NvdIndex::default(),
             nvd_scheme: Scheme::nvd(),
@@ -206,6 +220,12 @@ impl MatchIndex {
             .groups
             .iter()
             .map(GroupView::from_group)
+            .collect();
+        index.group_ids = index
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.clone(), i as u32))
             .collect();
         let mut withdrawn = 0;
         for (i, advisory) in kb.advisories.iter().enumerate() {
@@ -469,6 +489,18 @@ impl MatchIndex {
             confidence,
             informational: g.informational.is_some(),
             upstream: g.upstream.clone(),
+        })
+    }
+
+    /// What the knowledge says of the vulnerability (advisory group) with this id besides the
+    /// advisories' content: KEV listing and EPSS. None when no group has this id.
+    pub fn enrichment(&self, vuln_id: &str) -> Option<Enrichment> {
+        let g = self.groups.get(*self.group_ids.get(vuln_id)? as usize)?;
+        Some(Enrichment {
+            kev: g.kev,
+            kev_due_date: g.kev_due_date.clone(),
+            epss: g.epss,
+            epss_percentile: g.epss_percentile,
         })
     }
 

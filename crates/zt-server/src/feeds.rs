@@ -135,6 +135,19 @@ pub async fn gauges(state: AppState, mut shutdown: watch::Receiver<bool>) {
         "knowledge_rematched_revision",
         "The knowledge revision whose re-match and reconciliation this process finished last"
     );
+    metrics::describe_counter!(
+        "rematch_software_versions_total",
+        "Software versions matched again after knowledge changes (only those the change can affect)"
+    );
+    metrics::describe_counter!(
+        "rematch_agents_total",
+        "Agents whose findings a re-match changed"
+    );
+    metrics::describe_histogram!(
+        "rematch_duration_seconds",
+        metrics::Unit::Seconds,
+        "A re-match pass: from taking up a knowledge change to every finding reconciled"
+    );
     metrics::describe_histogram!(
         "knowledge_rematch_duration_seconds",
         metrics::Unit::Seconds,

@@ -1,18 +1,19 @@
 //! The match index the workers use, and keeping it current: when the knowledge revision in
-//! the store changes, the index is rebuilt off the hot path and swapped in, and every known
-//! software version matched at an older revision is matched again; the differences become new
-//! and resolved findings in every company.
+//! the store changes, the index is rebuilt off the hot path and swapped in; then the one
+//! process holding the deployment's re-match runs `zt_store::rematch` (only the software
+//! versions the changed advisories can affect are matched again, only the findings of the
+//! agents having versions whose matches changed are reconciled).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use chrono::Utc;
 use tokio::sync::watch;
 use zt_advisory::KnowledgeBase;
 use zt_inventory::{Software, SoftwareKey};
-use zt_match::{MatchIndex, VulnMatch};
-use zt_store::model::{MatchedSoftware, StoredMatch, VulnInfo};
+use zt_match::{ChangeScope, MatchIndex, VulnMatch};
+use zt_store::model::{MatchedSoftware, StoredMatch, VulnEnrichment, VulnInfo};
+use zt_store::rematch::{Rematcher, ScopeFn};
 
 use crate::state::AppState;
 
@@ -109,21 +110,23 @@ pub fn match_all(
 }
 
 /// Rebuilds the index when the store's knowledge revision differs from the index's.
-/// Returns true when it swapped in a new index.
-pub async fn refresh_index(state: &AppState) -> anyhow::Result<bool> {
+/// Returns the knowledge it built from when it swapped in a new index (the re-match judges
+/// what changed on it), None otherwise.
+pub async fn refresh_index(state: &AppState) -> anyhow::Result<Option<Arc<KnowledgeBase>>> {
     let revision = state.store.knowledge_revision().await?;
     let current = state.matcher.load();
     if revision == current.revision && state.ready.load(Ordering::Relaxed) {
-        return Ok(false);
+        return Ok(None);
     }
-    let kb = state.store.load_knowledge().await?;
+    let kb = Arc::new(state.store.load_knowledge().await?);
     let kb_revision = if kb.revision == 0 {
         revision
     } else {
         kb.revision
     };
     let started = std::time::Instant::now();
-    let index = tokio::task::spawn_blocking(move || build_index(&kb)).await?;
+    let for_index = kb.clone();
+    let index = tokio::task::spawn_blocking(move || build_index(&for_index)).await?;
     state.matcher.replace(IndexState {
         revision: kb_revision,
         index,
@@ -134,94 +137,68 @@ pub async fn refresh_index(state: &AppState) -> anyhow::Result<bool> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "match index ready"
     );
-    Ok(true)
+    Ok(Some(kb))
 }
 
-/// Matches again every software version whose cached results are older than the index, and
-/// makes every company's findings follow. Returns how many versions were re-matched.
-pub async fn rematch_stale(
-    state: &AppState,
-    shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<u64> {
-    const PAGE: u32 = 500;
-    let index = state.matcher.load();
-    let mut after = None;
-    let mut total = 0u64;
-    let mut changed_pairs = 0u64;
-    while !*shutdown.borrow() {
-        let page = state
-            .store
-            .software_to_rematch(index.revision, after, PAGE)
-            .await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(*last);
-        total += page.len() as u64;
-        let idx = index.clone();
-        let (results, failed) = tokio::task::spawn_blocking(move || match_all(&idx, page)).await?;
+/// The server's index as the store's re-match driver sees it.
+struct IndexRematcher<'a> {
+    state: &'a AppState,
+    index: Arc<IndexState>,
+    /// The knowledge the index was built from, when this process still has it.
+    kb: Option<Arc<KnowledgeBase>>,
+}
+
+#[async_trait::async_trait]
+impl Rematcher for IndexRematcher<'_> {
+    fn revision(&self) -> u64 {
+        self.index.revision
+    }
+
+    fn match_page(&self, page: Vec<(SoftwareKey, Software)>) -> Vec<MatchedSoftware> {
+        let (results, failed) = match_all(&self.index, page);
         for (key, error) in failed {
             tracing::warn!(software = %key, %error, "re-match failed; retried at the next pass");
         }
-        let delta = state.store.store_rematch(&results, index.revision).await?;
-        metrics::counter!("knowledge_rematched_software_total").increment(results.len() as u64);
-        if total % (PAGE as u64 * 20) == 0 {
-            tracing::info!(
-                revision = index.revision,
-                software = total,
-                "re-matching known software"
-            );
-        }
-        changed_pairs +=
-            (delta.appeared.len() + delta.disappeared.len() + delta.changed.len()) as u64;
+        results
     }
-    if changed_pairs > 0 {
-        tracing::info!(
-            pairs = changed_pairs,
-            "match results changed; updating findings"
-        );
-    }
-    if total > 0 {
-        tracing::info!(
-            revision = index.revision,
-            software = total,
-            "re-matched known software"
-        );
-    }
-    Ok(total)
-}
 
-/// Agents whose findings one reconciliation transaction covers.
-const RECONCILE_AGENTS: u32 = 200;
-
-/// Brings every company's findings in line with the cached matches after they changed
-/// (re-matching marks that durably; a crash before the end just means it runs again).
-pub async fn reconcile(state: &AppState, shutdown: &watch::Receiver<bool>) -> anyhow::Result<bool> {
-    let Some(generation) = state.store.reconcile_pending().await? else {
-        return Ok(false);
-    };
-    let started = std::time::Instant::now();
-    for company in state.store.list_companies().await? {
-        let mut after = None;
-        loop {
-            if *shutdown.borrow() {
-                return Ok(false);
-            }
-            match state
-                .store
-                .reconcile_findings(company.id, after, RECONCILE_AGENTS, Utc::now())
-                .await?
-            {
-                Some(last) => after = Some(last),
-                None => break,
-            }
-        }
+    async fn scope(&self, changed: &[String]) -> Option<ScopeFn> {
+        let kb = match &self.kb {
+            Some(kb) => kb.clone(),
+            None => match self.state.store.load_knowledge().await {
+                // Only the knowledge of the index's revision tells what the index matches.
+                Ok(kb) if kb.revision == self.index.revision => Arc::new(kb),
+                Ok(_) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading the knowledge base failed; re-matching everything");
+                    return None;
+                }
+            },
+        };
+        let changed = changed.to_vec();
+        let scope = tokio::task::spawn_blocking(move || ChangeScope::of(&kb, &changed))
+            .await
+            .ok()?;
+        tracing::info!(
+            advisories = scope.advisories(),
+            packages = scope.packages(),
+            "scope of the knowledge change"
+        );
+        Some(Box::new(move |sw: &Software| scope.covers(sw)))
     }
-    state.store.mark_reconciled(generation).await?;
-    tracing::info!(
-        generation,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "findings reconciled with the match cache"
-    );
-    Ok(true)
+
+    fn enrichment(&self, vuln_id: &str) -> Option<VulnEnrichment> {
+        self.index
+            .index
+            .enrichment(vuln_id)
+            .map(|e| VulnEnrichment {
+                vuln_id: vuln_id.to_string(),
+                kev: e.kev,
+                kev_due_date: e.kev_due_date,
+                epss: e.epss,
+                epss_percentile: e.epss_percentile,
+            })
+    }
 }
 
 /// The deployment-wide hold of the re-match after a knowledge change.
@@ -230,7 +207,11 @@ pub const REMATCH_JOB: &str = "rematch";
 /// Re-matches and reconciles when this process holds the deployment's re-match (one process
 /// does it for everyone: the others only rebuild their index), then announces the revision
 /// with `knowledge.updated`.
-async fn rematch_as_the_one(state: &AppState, shutdown: &watch::Receiver<bool>) {
+async fn rematch_as_the_one(
+    state: &AppState,
+    shutdown: &watch::Receiver<bool>,
+    kb: Option<Arc<KnowledgeBase>>,
+) {
     let guard = match state.store.try_exclusive(REMATCH_JOB).await {
         Ok(Some(g)) => g,
         Ok(None) => {
@@ -242,24 +223,50 @@ async fn rematch_as_the_one(state: &AppState, shutdown: &watch::Receiver<bool>) 
             return;
         }
     };
-    let started = std::time::Instant::now();
-    let revision = state.matcher.load().revision;
-    let mut worked = false;
-    match rematch_stale(state, shutdown).await {
-        Ok(n) => worked |= n > 0,
-        Err(e) => tracing::warn!(error = %e, "re-matching known software failed"),
-    }
-    match reconcile(state, shutdown).await {
-        Ok(done) => worked |= done,
-        Err(e) => tracing::warn!(error = %e, "updating findings after re-matching failed"),
-    }
-    if worked && !*shutdown.borrow() {
-        metrics::gauge!("knowledge_rematched_revision").set(revision as f64);
-        metrics::histogram!("knowledge_rematch_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        if let Err(e) = crate::live::knowledge_updated(&*state.store, revision).await {
-            tracing::warn!(error = %e, "cannot announce the knowledge revision");
+    let index = state.matcher.load();
+    let revision = index.revision;
+    let matcher = IndexRematcher {
+        state,
+        kb: kb.filter(|kb| kb.revision == 0 || kb.revision == revision),
+        index,
+    };
+    let stop_rx = shutdown.clone();
+    let stop = move || *stop_rx.borrow();
+    match zt_store::rematch::rematch(&*state.store, &matcher, &stop).await {
+        Ok(report) => {
+            metrics::counter!("knowledge_rematched_software_total")
+                .increment(report.software_matched);
+            metrics::counter!("rematch_software_versions_total")
+                .increment(report.software_matched);
+            metrics::counter!("rematch_agents_total").increment(report.agents_reconciled);
+            if report.worked() {
+                tracing::info!(
+                    revision,
+                    targeted = report.targeted,
+                    advisories = report.changed_advisories,
+                    matched = report.software_matched,
+                    confirmed = report.software_confirmed,
+                    pairs_changed = report.pairs_changed,
+                    enrichment_changed = report.enrichment_changed,
+                    software_reconciled = report.software_reconciled,
+                    agents = report.agents_reconciled,
+                    match_ms = report.match_time.as_millis() as u64,
+                    reconcile_ms = report.reconcile_time.as_millis() as u64,
+                    complete = report.complete,
+                    "re-matched after a knowledge change"
+                );
+            }
+            if report.worked() && report.complete && !*shutdown.borrow() {
+                let took = (report.match_time + report.reconcile_time).as_secs_f64();
+                metrics::gauge!("knowledge_rematched_revision").set(revision as f64);
+                metrics::histogram!("knowledge_rematch_duration_seconds").record(took);
+                metrics::histogram!("rematch_duration_seconds").record(took);
+                if let Err(e) = crate::live::knowledge_updated(&*state.store, revision).await {
+                    tracing::warn!(error = %e, "cannot announce the knowledge revision");
+                }
+            }
         }
+        Err(e) => tracing::warn!(error = %e, "re-matching after a knowledge change failed"),
     }
     guard.release().await;
 }
@@ -268,7 +275,7 @@ async fn rematch_as_the_one(state: &AppState, shutdown: &watch::Receiver<bool>) 
 pub async fn watch_knowledge(state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         match refresh_index(&state).await {
-            Ok(_) => rematch_as_the_one(&state, &shutdown).await,
+            Ok(kb) => rematch_as_the_one(&state, &shutdown, kb).await,
             Err(e) => tracing::warn!(error = %e, "loading the knowledge base failed"),
         }
         tokio::select! {

@@ -21,6 +21,8 @@ pub mod sqlite;
 pub mod storage;
 
 pub use any::AnyStore;
+/// The re-match after a knowledge change, for either backend.
+pub use common::rematch;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 pub use storage::Storage;

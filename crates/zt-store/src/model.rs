@@ -430,6 +430,26 @@ impl MatchDelta {
     }
 }
 
+/// What a vulnerability's findings show of KEV and EPSS (the `vulns` row), which KEV and EPSS
+/// imports change without any advisory changing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VulnEnrichment {
+    pub vuln_id: String,
+    pub kev: bool,
+    pub kev_due_date: Option<String>,
+    pub epss: Option<f64>,
+    pub epss_percentile: Option<f64>,
+}
+
+/// One step of a targeted reconciliation (see [`crate::Storage::reconcile_software`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileStep {
+    /// The last agent of the step: the next one starts after it.
+    pub last: AgentId,
+    /// Agents of the step whose findings changed.
+    pub agents: u64,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reads
 

@@ -181,8 +181,55 @@ pub trait Storage: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<AgentId>>;
 
-    /// Records that every company was reconciled for `generation`.
+    /// Records that every company was reconciled for `generation` (the software versions
+    /// waiting for [`Storage::reconcile_software`] are done too).
     async fn mark_reconciled(&self, generation: u64) -> Result<()>;
+
+    // --- targeted re-match (issue 15; the driver is `zt_store::rematch`) --------------------
+
+    /// The knowledge revision every software version was last brought to (None: never, or
+    /// from a version that did not record it).
+    async fn rematch_base(&self) -> Result<Option<u64>>;
+
+    async fn set_rematch_base(&self, revision: u64) -> Result<()>;
+
+    /// Ids of the advisories written (added, changed, withdrawn) by imports after `revision`.
+    async fn advisories_changed_since(&self, revision: u64) -> Result<Vec<String>>;
+
+    /// Software versions whose cached matches are of a vulnerability with one of these ids,
+    /// as its id or one of its aliases.
+    async fn software_of_vulns(&self, ids: &[String]) -> Result<Vec<SoftwareKey>>;
+
+    /// Marks the cached matches of these versions as valid at `revision` when they were made
+    /// at `since` or later (what changed since cannot change them); returns how many.
+    async fn confirm_matches(&self, keys: &[SoftwareKey], since: u64, revision: u64)
+        -> Result<u64>;
+
+    /// KEV and EPSS of every vulnerability the cached matches name.
+    async fn vuln_enrichment(&self) -> Result<Vec<VulnEnrichment>>;
+
+    /// Writes new KEV/EPSS data of vulnerabilities; a changed KEV flag changes the cached
+    /// matches' flag and leaves their software versions waiting for
+    /// [`Storage::reconcile_software`] (durably, as [`Storage::store_rematch`] does).
+    async fn update_enrichment(&self, changes: &[VulnEnrichment], revision: u64) -> Result<()>;
+
+    /// Software versions waiting for their hosts' findings to be reconciled.
+    async fn pending_software(&self) -> Result<u64>;
+
+    /// Makes the findings of the software versions waiting for it agree with their cached
+    /// matches, for up to `limit` agents of a company (in id order after `after`): opens
+    /// missing findings, refreshes severity/KEV/fix, resolves (`not_affected`) those no longer
+    /// matched, recounts only the agents whose findings changed, and writes the
+    /// `finding.opened` / `finding.kev` notifications in the same transaction. None when there
+    /// are no more agents, or (on the first call, `after` None) when the company has none of
+    /// those versions.
+    async fn reconcile_software(
+        &self,
+        company_id: CompanyId,
+        after: Option<AgentId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReconcileStep>>;
 
     // --- knowledge (tables and loading owned by the knowledge module) ----------------------
 

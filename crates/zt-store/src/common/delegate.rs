@@ -176,6 +176,57 @@ macro_rules! delegate_storage {
                     self.mark_reconciled_impl(generation).await
                 }
 
+                async fn rematch_base(&self) -> Result<Option<u64>> {
+                    self.rematch_base_impl().await
+                }
+
+                async fn set_rematch_base(&self, revision: u64) -> Result<()> {
+                    self.set_rematch_base_impl(revision).await
+                }
+
+                async fn advisories_changed_since(&self, revision: u64) -> Result<Vec<String>> {
+                    self.advisories_changed_since_impl(revision).await
+                }
+
+                async fn software_of_vulns(&self, ids: &[String]) -> Result<Vec<SoftwareKey>> {
+                    self.software_of_vulns_impl(ids).await
+                }
+
+                async fn confirm_matches(
+                    &self,
+                    keys: &[SoftwareKey],
+                    since: u64,
+                    revision: u64,
+                ) -> Result<u64> {
+                    $write!(self.confirm_matches_impl(keys, since, revision))
+                }
+
+                async fn vuln_enrichment(&self) -> Result<Vec<VulnEnrichment>> {
+                    self.vuln_enrichment_impl().await
+                }
+
+                async fn update_enrichment(
+                    &self,
+                    changes: &[VulnEnrichment],
+                    revision: u64,
+                ) -> Result<()> {
+                    $write!(self.update_enrichment_impl(changes, revision))
+                }
+
+                async fn pending_software(&self) -> Result<u64> {
+                    self.pending_software_impl().await
+                }
+
+                async fn reconcile_software(
+                    &self,
+                    company_id: CompanyId,
+                    after: Option<AgentId>,
+                    limit: u32,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<ReconcileStep>> {
+                    $write!(self.reconcile_software_impl(company_id, after, limit, now))
+                }
+
                 async fn knowledge_revision(&self) -> Result<u64> {
                     self.knowledge_revision_impl().await
                 }

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use zt_inventory::SoftwareKey;
+
 use super::severity_rank;
 use crate::model::*;
 
@@ -44,4 +46,19 @@ pub(crate) fn pending_generation(changed: Option<i64>, done: Option<i64>) -> Opt
         Some(g) if g > done.unwrap_or(0) => u64::try_from(g).ok(),
         _ => None,
     }
+}
+
+/// The software versions of a delta's pairs, sorted: their hosts' findings are to be
+/// reconciled.
+pub(crate) fn changed_keys(delta: &MatchDelta) -> Vec<SoftwareKey> {
+    let mut keys: Vec<SoftwareKey> = delta
+        .appeared
+        .iter()
+        .chain(&delta.disappeared)
+        .chain(&delta.changed)
+        .map(|(k, _)| *k)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }

@@ -130,6 +130,18 @@ pub(crate) fn vuln_candidates<'a>(
     out
 }
 
+/// `finding.kev` alone, per company and vulnerability, of open findings whose vulnerability
+/// became KEV (their `finding.opened` went out when they opened).
+pub(crate) fn kev_candidates<'a>(
+    raised: impl IntoIterator<Item = (CompanyId, AgentId, &'a ChangedFinding)>,
+    packages: &HashMap<SoftwareKey, PackageRef>,
+) -> Vec<Candidate> {
+    vuln_candidates(raised.into_iter().filter(|(_, _, f)| f.kev), packages)
+        .into_iter()
+        .filter(|c| c.event == FINDING_KEV)
+        .collect()
+}
+
 /// `report.failed` of a dead-lettered report.
 pub(crate) fn report_failed_candidate(
     company_id: CompanyId,

@@ -80,15 +80,16 @@ impl PgStore {
             let records: Vec<&str> = chunk.iter().map(|c| c.json.as_str()).collect();
             sqlx::query(
                 "INSERT INTO kb_advisories
-                     (id, source, modified, withdrawn, content_hash, model_version, record, imported_at)
-                 SELECT id, src, m, w, h, $7, rec, $8
+                     (id, source, modified, withdrawn, content_hash, model_version, record, imported_at,
+                      changed_revision)
+                 SELECT id, src, m, w, h, $7, rec, $8, $9
                  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[], $5::text[],
                              $6::text[]) AS t(id, src, m, w, h, rec)
                  ON CONFLICT (id) DO UPDATE SET
                      source = excluded.source, modified = excluded.modified,
                      withdrawn = excluded.withdrawn, content_hash = excluded.content_hash,
                      model_version = excluded.model_version, record = excluded.record,
-                     imported_at = excluded.imported_at",
+                     imported_at = excluded.imported_at, changed_revision = excluded.changed_revision",
             )
             .bind(&ids)
             .bind(&sources)
@@ -98,6 +99,10 @@ impl PgStore {
             .bind(&records)
             .bind(KNOWLEDGE_MODEL_VERSION)
             .bind(now)
+            // The revision this import makes (written advisories mean it changes something):
+            // the re-match finds the advisories changed since the revision it last brought
+            // current.
+            .bind(revision as i64 + 1)
             .execute(&mut *tx)
             .await?;
         }

@@ -8,8 +8,11 @@ use uuid::Uuid;
 use zt_inventory::{Software, SoftwareKey};
 
 use super::process::{write_matches, COUNTERS_FROM_FINDINGS};
-use super::{key_uuid, to_u64, PgStore};
-use crate::common::matches::{diff_matches, pending_generation, PairState};
+use super::queue::CompanyScope;
+use super::{key_uuid, to_u64, uuid_key, PgStore};
+use crate::common::events::ChangedFinding;
+use crate::common::matches::{changed_keys, diff_matches, pending_generation, PairState};
+use crate::common::notify::{kev_candidates, vuln_candidates};
 use crate::common::reads::software_from_row;
 use crate::model::*;
 use crate::Result;
@@ -104,6 +107,16 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         write_matches(&mut tx, &updated, rev).await?;
+        // Their hosts' findings follow in `reconcile_software` (durably waiting for it).
+        let changed: Vec<Uuid> = changed_keys(&delta).iter().map(key_uuid).collect();
+        if !changed.is_empty() {
+            sqlx::query(
+                "INSERT INTO rematch_pending (software_key) SELECT unnest($1::uuid[])                  ON CONFLICT DO NOTHING",
+            )
+            .bind(&changed)
+            .execute(&mut *tx)
+            .await?;
+        }
         if !delta.is_empty() {
             sqlx::query(
                 "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1') \
@@ -127,15 +140,297 @@ impl PgStore {
     }
 
     pub(crate) async fn mark_reconciled_impl(&self, generation: u64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO zt_meta (key, value) VALUES ('reconciled_generation', $1) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value \
              WHERE zt_meta.value::bigint < excluded.value::bigint",
         )
         .bind(generation.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM rematch_pending")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rematch_base_impl(&self) -> Result<Option<u64>> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT value::bigint FROM zt_meta WHERE key = 'rematch_base'")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    pub(crate) async fn set_rematch_base_impl(&self, revision: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO zt_meta (key, value) VALUES ('rematch_base', $1)              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(revision.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub(crate) async fn advisories_changed_since_impl(&self, revision: u64) -> Result<Vec<String>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM kb_advisories WHERE changed_revision > $1")
+                .bind(i64::try_from(revision).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids)
+    }
+
+    pub(crate) async fn software_of_vulns_impl(&self, ids: &[String]) -> Result<Vec<SoftwareKey>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(10_000) {
+            let rows: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT DISTINCT sv.software_key FROM software_vulns sv                  WHERE sv.vuln_id = ANY($1) OR sv.vuln_id IN                     (SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ANY($1))",
+            )
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await?;
+            out.extend(rows.into_iter().map(uuid_key));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub(crate) async fn confirm_matches_impl(
+        &self,
+        keys: &[SoftwareKey],
+        since: u64,
+        revision: u64,
+    ) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut ids: Vec<Uuid> = keys.iter().map(key_uuid).collect();
+        ids.sort();
+        let done = sqlx::query(
+            "UPDATE software SET matched_revision = $3 WHERE software_key = ANY($1)              AND matched_revision >= $2 AND matched_revision < $3",
+        )
+        .bind(&ids)
+        .bind(i64::try_from(since).unwrap_or(i64::MAX))
+        .bind(i64::try_from(revision).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done)
+    }
+
+    pub(crate) async fn vuln_enrichment_impl(&self) -> Result<Vec<VulnEnrichment>> {
+        let rows = sqlx::query(
+            "SELECT vuln_id, kev, kev_due_date, epss, epss_percentile FROM vulns ORDER BY vuln_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(VulnEnrichment {
+                    vuln_id: r.try_get(0)?,
+                    kev: r.try_get(1)?,
+                    kev_due_date: r.try_get(2)?,
+                    epss: r.try_get(3)?,
+                    epss_percentile: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn update_enrichment_impl(
+        &self,
+        changes: &[VulnEnrichment],
+        revision: u64,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rev = i64::try_from(revision).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        for chunk in changes.chunks(5_000) {
+            let ids: Vec<&str> = chunk.iter().map(|c| c.vuln_id.as_str()).collect();
+            let kev: Vec<bool> = chunk.iter().map(|c| c.kev).collect();
+            let due: Vec<Option<&str>> = chunk.iter().map(|c| c.kev_due_date.as_deref()).collect();
+            let epss: Vec<Option<f64>> = chunk.iter().map(|c| c.epss).collect();
+            let pct: Vec<Option<f64>> = chunk.iter().map(|c| c.epss_percentile).collect();
+            sqlx::query(
+                "UPDATE vulns v SET kev = t.kev, kev_due_date = t.due, epss = t.epss,                  epss_percentile = t.pct, revision = $6                  FROM unnest($1::text[], $2::bool[], $3::text[], $4::float8[], $5::float8[])                     AS t(id, kev, due, epss, pct)                  WHERE v.vuln_id = t.id",
+            )
+            .bind(&ids)
+            .bind(&kev)
+            .bind(&due)
+            .bind(&epss)
+            .bind(&pct)
+            .bind(rev)
+            .execute(&mut *tx)
+            .await?;
+            // The cached matches' flag, which findings copy; their versions wait for the
+            // reconciliation.
+            let keys: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE software_vulns sv SET kev = t.kev                  FROM unnest($1::text[], $2::bool[]) AS t(id, kev)                  WHERE sv.vuln_id = t.id AND sv.kev <> t.kev RETURNING sv.software_key",
+            )
+            .bind(&ids)
+            .bind(&kev)
+            .fetch_all(&mut *tx)
+            .await?;
+            if keys.is_empty() {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO rematch_pending (software_key) SELECT DISTINCT unnest($1::uuid[])                  ON CONFLICT DO NOTHING",
+            )
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1')                  ON CONFLICT (key) DO UPDATE SET value = (zt_meta.value::bigint + 1)::text",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn pending_software_impl(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rematch_pending")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(to_u64(n))
+    }
+
+    pub(crate) async fn reconcile_software_impl(
+        &self,
+        company_id: CompanyId,
+        after: Option<AgentId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReconcileStep>> {
+        let mut tx = self.begin_for_company(company_id).await?;
+        if after.is_none() {
+            // A company with none of the waiting versions has nothing to reconcile.
+            let any: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM rematch_pending p JOIN company_software cs                  ON cs.company_id = $1 AND cs.software_key = p.software_key                  WHERE cs.hosts > 0 LIMIT 1",
+            )
+            .bind(company_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if any.is_none() {
+                tx.commit().await?;
+                return Ok(None);
+            }
+        }
+        // Agents locked first, in id order, as the workers lock them.
+        let agents: Vec<AgentId> = sqlx::query_scalar(
+            "SELECT agent_id FROM agents WHERE company_id = $1 AND ($2::uuid IS NULL OR agent_id > $2)              ORDER BY agent_id LIMIT $3 FOR UPDATE",
+        )
+        .bind(company_id)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let (Some(&first), Some(&last)) = (agents.first(), agents.last()) else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let finding = |r: &sqlx::postgres::PgRow| -> Result<(AgentId, ChangedFinding)> {
+            Ok((
+                r.try_get(0)?,
+                ChangedFinding {
+                    key: uuid_key(r.try_get(1)?),
+                    vuln_id: r.try_get(2)?,
+                    severity: i64::from(r.try_get::<i16, _>(3)?),
+                    kev: r.try_get(4)?,
+                },
+            ))
+        };
+        // What opens (new or reopened) and what becomes KEV, read before the writes: the
+        // notifications of this step.
+        let opened = sqlx::query(
+            "SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL              AND a.software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id                 AND f.agent_id = a.agent_id AND f.software_key = a.software_key                 AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL)",
+        )
+        .bind(company_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(finding)
+        .collect::<Result<Vec<_>>>()?;
+        let raised = sqlx::query(
+            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f              JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id              WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3              AND f.resolved_at IS NULL AND NOT f.kev AND sv.kev              AND f.software_key IN (SELECT software_key FROM rematch_pending)",
+        )
+        .bind(company_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(finding)
+        .collect::<Result<Vec<_>>>()?;
+        // Every app × cached match of the waiting versions has an open finding with current
+        // columns.
+        let upserted: Vec<AgentId> = sqlx::query_scalar(
+            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev,              fixable, first_seen)              SELECT DISTINCT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev,              sv.fixable, $4::timestamptz              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL              AND a.software_key IN (SELECT software_key FROM rematch_pending)              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET              resolved_at = NULL, resolution = NULL, severity = excluded.severity,              kev = excluded.kev, fixable = excluded.fixable              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable              RETURNING agent_id",
+        )
+        .bind(company_id)
+        .bind(first)
+        .bind(last)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        // An open finding of those versions whose pair is no longer matched is resolved.
+        let resolved: Vec<AgentId> = sqlx::query_scalar(
+            "UPDATE findings SET resolved_at = $4, resolution = 'not_affected'              WHERE company_id = $1 AND agent_id BETWEEN $2 AND $3 AND resolved_at IS NULL              AND software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM software_vulns sv                 WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id)              RETURNING agent_id",
+        )
+        .bind(company_id)
+        .bind(first)
+        .bind(last)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut touched: Vec<AgentId> = upserted.into_iter().chain(resolved).collect();
+        touched.sort();
+        touched.dedup();
+        if touched.is_empty() {
+            tx.commit().await?;
+            return Ok(Some(ReconcileStep { last, agents: 0 }));
+        }
+        // New findings an analysis covers are suppressed before they are counted.
+        super::analyses::cover_agents(&mut tx, company_id, &touched, now).await?;
+        let sql = format!(
+            "UPDATE agents a SET {COUNTERS_FROM_FINDINGS}              WHERE a.company_id = $1 AND a.agent_id = ANY($2)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(company_id)
+            .bind(&touched)
+            .execute(&mut *tx)
+            .await?;
+        // Findings opened by a knowledge change notify as those opened by a report.
+        let mut keys: Vec<SoftwareKey> = opened.iter().chain(&raised).map(|(_, f)| f.key).collect();
+        keys.sort();
+        keys.dedup();
+        let packages = super::events::load_packages(&mut tx, &keys).await?;
+        let mut cands = vuln_candidates(
+            opened.iter().map(|(a, f)| (company_id, *a, f)),
+            &packages,
+        );
+        cands.extend(kev_candidates(
+            raised.iter().map(|(a, f)| (company_id, *a, f)),
+            &packages,
+        ));
+        let mut scope = CompanyScope::new();
+        scope.enter(&mut tx, company_id).await?;
+        super::notify::write_in_tx(&mut tx, &mut scope, &cands, now).await?;
+        tx.commit().await?;
+        Ok(Some(ReconcileStep {
+            last,
+            agents: touched.len() as u64,
+        }))
     }
 
     pub(crate) async fn reconcile_findings_impl(

@@ -198,7 +198,7 @@ async fn write_events(
 }
 
 /// Name, version, ecosystem and source of these software versions.
-async fn load_packages(
+pub(crate) async fn load_packages(
     tx: &mut Tx,
     keys: &[SoftwareKey],
 ) -> Result<HashMap<SoftwareKey, PackageRef>> {

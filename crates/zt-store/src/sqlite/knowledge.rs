@@ -81,24 +81,29 @@ impl SqliteStore {
                     ])
                 })
                 .collect();
+        // The revision this import makes (written advisories mean it changes something): the
+        // re-match finds the advisories changed since the revision it last brought current.
+        let changed_revision = read_revision(tx).await? as i64 + 1;
         for chunk in to_write.chunks(BULK_ROWS) {
             sqlx::query(
                 "INSERT INTO kb_advisories
-                     (id, source, modified, withdrawn, content_hash, model_version, record, imported_at)
+                     (id, source, modified, withdrawn, content_hash, model_version, record, imported_at,
+                      changed_revision)
                  SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
                         json_extract(value, '$[2]'), json_extract(value, '$[3]'),
-                        json_extract(value, '$[4]'), ?1, json_extract(value, '$[5]'), ?2
+                        json_extract(value, '$[4]'), ?1, json_extract(value, '$[5]'), ?2, ?4
                  FROM json_each(?3)
                  WHERE true
                  ON CONFLICT (id) DO UPDATE SET
                      source = excluded.source, modified = excluded.modified,
                      withdrawn = excluded.withdrawn, content_hash = excluded.content_hash,
                      model_version = excluded.model_version, record = excluded.record,
-                     imported_at = excluded.imported_at",
+                     imported_at = excluded.imported_at, changed_revision = excluded.changed_revision",
             )
             .bind(KNOWLEDGE_MODEL_VERSION)
             .bind(ms(now))
             .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
+            .bind(changed_revision)
             .execute(&mut **tx)
             .await?;
         }

@@ -1,6 +1,6 @@
 //! Re-matching known software when the knowledge changes, and the findings that follow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -8,9 +8,11 @@ use zt_inventory::{Software, SoftwareKey};
 
 use super::process::write_matches;
 use super::SqliteStore;
-use crate::common::matches::{diff_matches, pending_generation, PairState};
+use crate::common::events::ChangedFinding;
+use crate::common::matches::{changed_keys, diff_matches, pending_generation, PairState};
+use crate::common::notify::{kev_candidates, vuln_candidates};
 use crate::common::reads::software_from_row;
-use crate::common::{agent_from, ms};
+use crate::common::{agent_from, key_from, ms};
 use crate::model::*;
 use crate::Result;
 
@@ -80,6 +82,16 @@ impl SqliteStore {
             updated.push(m);
         }
         write_matches(&mut w.tx, &updated, rev).await?;
+        // Their hosts' findings follow in `reconcile_software` (durably waiting for it).
+        let changed: Vec<String> = changed_keys(&delta).iter().map(|k| k.to_hex()).collect();
+        for chunk in changed.chunks(5_000) {
+            sqlx::query(
+                "INSERT OR IGNORE INTO rematch_pending (software_key)                  SELECT unhex(value) FROM json_each(?1)",
+            )
+            .bind(super::process::json(chunk)?)
+            .execute(&mut *w.tx)
+            .await?;
+        }
         if !delta.is_empty() {
             sqlx::query(
                 "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1') \
@@ -112,7 +124,294 @@ impl SqliteStore {
         .bind(generation.to_string())
         .execute(&mut *w.tx)
         .await?;
+        sqlx::query("DELETE FROM rematch_pending")
+            .execute(&mut *w.tx)
+            .await?;
         w.commit().await
+    }
+
+    pub(crate) async fn rematch_base_impl(&self) -> Result<Option<u64>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(value AS INTEGER) FROM zt_meta WHERE key = 'rematch_base'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    pub(crate) async fn set_rematch_base_impl(&self, revision: u64) -> Result<()> {
+        let mut w = self.begin_background_write().await?;
+        sqlx::query(
+            "INSERT INTO zt_meta (key, value) VALUES ('rematch_base', ?1)              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(revision.to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await
+    }
+
+    pub(crate) async fn advisories_changed_since_impl(&self, revision: u64) -> Result<Vec<String>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM kb_advisories WHERE changed_revision > ?1")
+                .bind(i64::try_from(revision).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids)
+    }
+
+    pub(crate) async fn software_of_vulns_impl(&self, ids: &[String]) -> Result<Vec<SoftwareKey>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(5_000) {
+            let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT DISTINCT sv.software_key FROM software_vulns sv                  WHERE sv.vuln_id IN (SELECT value FROM json_each(?1)                     UNION SELECT va.vuln_id FROM vuln_aliases va                     WHERE va.alias IN (SELECT value FROM json_each(?1)))",
+            )
+            .bind(super::process::json(chunk)?)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                out.push(key_from(&r)?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub(crate) async fn confirm_matches_impl(
+        &self,
+        keys: &[SoftwareKey],
+        since: u64,
+        revision: u64,
+    ) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let hex: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
+        let mut w = self.begin_background_write().await?;
+        let done = sqlx::query(
+            "UPDATE software SET matched_revision = ?3              WHERE software_key IN (SELECT unhex(value) FROM json_each(?1))              AND matched_revision >= ?2 AND matched_revision < ?3",
+        )
+        .bind(super::process::json(&hex)?)
+        .bind(i64::try_from(since).unwrap_or(i64::MAX))
+        .bind(i64::try_from(revision).unwrap_or(i64::MAX))
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        w.commit().await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn vuln_enrichment_impl(&self) -> Result<Vec<VulnEnrichment>> {
+        let rows = sqlx::query(
+            "SELECT vuln_id, kev, kev_due_date, epss, epss_percentile FROM vulns ORDER BY vuln_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(VulnEnrichment {
+                    vuln_id: r.try_get(0)?,
+                    kev: r.try_get::<i64, _>(1)? != 0,
+                    kev_due_date: r.try_get(2)?,
+                    epss: r.try_get(3)?,
+                    epss_percentile: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn update_enrichment_impl(
+        &self,
+        changes: &[VulnEnrichment],
+        revision: u64,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rev = i64::try_from(revision).unwrap_or(i64::MAX);
+        let rows: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|c| {
+                serde_json::json!([
+                    c.vuln_id,
+                    c.kev as i64,
+                    c.kev_due_date,
+                    c.epss,
+                    c.epss_percentile
+                ])
+            })
+            .collect();
+        let mut w = self.begin_background_write().await?;
+        for chunk in rows.chunks(2_000) {
+            sqlx::query(
+                "UPDATE vulns SET kev = j.value->>1, kev_due_date = j.value->>2,                  epss = j.value->>3, epss_percentile = j.value->>4, revision = ?2                  FROM json_each(?1) j WHERE vulns.vuln_id = j.value->>0",
+            )
+            .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
+            .bind(rev)
+            .execute(&mut *w.tx)
+            .await?;
+            // The cached matches' flag, which findings copy; their versions wait for the
+            // reconciliation.
+            let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+                "UPDATE software_vulns SET kev = j.value->>1 FROM json_each(?1) j                  WHERE software_vulns.vuln_id = j.value->>0 AND software_vulns.kev <> j.value->>1                  RETURNING software_vulns.software_key",
+            )
+            .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
+            .fetch_all(&mut *w.tx)
+            .await?;
+            if keys.is_empty() {
+                continue;
+            }
+            let hex: Vec<String> = keys.iter().map(hex::encode).collect();
+            sqlx::query(
+                "INSERT OR IGNORE INTO rematch_pending (software_key)                  SELECT unhex(value) FROM json_each(?1)",
+            )
+            .bind(super::process::json(&hex)?)
+            .execute(&mut *w.tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1')                  ON CONFLICT (key) DO UPDATE SET value = CAST(zt_meta.value AS INTEGER) + 1",
+            )
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await
+    }
+
+    pub(crate) async fn pending_software_impl(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rematch_pending")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    pub(crate) async fn reconcile_software_impl(
+        &self,
+        company_id: CompanyId,
+        after: Option<AgentId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReconcileStep>> {
+        if after.is_none() {
+            // A company with none of the waiting versions has nothing to reconcile.
+            let any: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM rematch_pending p JOIN company_software cs                  ON cs.company_id = ?1 AND cs.software_key = p.software_key                  WHERE cs.hosts > 0 LIMIT 1",
+            )
+            .bind(company_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if any.is_none() {
+                return Ok(None);
+            }
+        }
+        let now_ms = ms(now);
+        let after = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
+        let agents: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT agent_id FROM agents WHERE company_id = ?1 AND agent_id > ?2              ORDER BY agent_id LIMIT ?3",
+        )
+        .bind(company_id)
+        .bind(&after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(last) = agents.last() else {
+            return Ok(None);
+        };
+        let last = agent_from(last)?;
+        let (first, end) = (agents[0].clone(), last.as_bytes().to_vec());
+        let mut w = self.begin_background_write().await?;
+        let finding = |r: &sqlx::sqlite::SqliteRow| -> Result<(AgentId, ChangedFinding)> {
+            Ok((
+                agent_from(r.try_get::<&[u8], _>(0)?)?,
+                ChangedFinding {
+                    key: key_from(r.try_get::<&[u8], _>(1)?)?,
+                    vuln_id: r.try_get(2)?,
+                    severity: r.try_get(3)?,
+                    kev: r.try_get::<i64, _>(4)? != 0,
+                },
+            ))
+        };
+        // What opens (new or reopened) and what becomes KEV, read before the writes: the
+        // notifications of this step.
+        let opened = sqlx::query(
+            "SELECT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3              AND a.software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id                 AND f.agent_id = a.agent_id AND f.software_key = a.software_key                 AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL)              GROUP BY a.agent_id, a.software_key, sv.vuln_id",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
+        .fetch_all(&mut *w.tx)
+        .await?
+        .iter()
+        .map(finding)
+        .collect::<Result<Vec<_>>>()?;
+        let raised = sqlx::query(
+            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f              JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id              WHERE f.company_id = ?1 AND f.agent_id >= ?2 AND f.agent_id <= ?3              AND f.resolved_at IS NULL AND f.kev = 0 AND sv.kev = 1              AND f.software_key IN (SELECT software_key FROM rematch_pending)",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
+        .fetch_all(&mut *w.tx)
+        .await?
+        .iter()
+        .map(finding)
+        .collect::<Result<Vec<_>>>()?;
+        // Every app × cached match of the waiting versions has an open finding with current
+        // columns.
+        let upserted: Vec<Vec<u8>> = sqlx::query_scalar(
+            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev,              fixable, first_seen)              SELECT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev,              sv.fixable, ?4              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3              AND a.software_key IN (SELECT software_key FROM rematch_pending)              GROUP BY a.agent_id, a.software_key, sv.vuln_id              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET              resolved_at = NULL, resolution = NULL, severity = excluded.severity,              kev = excluded.kev, fixable = excluded.fixable              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable              RETURNING agent_id",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
+        .bind(now_ms)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        // An open finding of those versions whose pair is no longer matched is resolved.
+        let resolved: Vec<Vec<u8>> = sqlx::query_scalar(
+            "UPDATE findings SET resolved_at = ?4, resolution = 'not_affected'              WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3 AND resolved_at IS NULL              AND software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM software_vulns sv                 WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id)              RETURNING agent_id",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
+        .bind(now_ms)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let mut touched: HashSet<(CompanyId, AgentId)> = HashSet::new();
+        for a in upserted.iter().chain(&resolved) {
+            touched.insert((company_id, agent_from(a)?));
+        }
+        if touched.is_empty() {
+            w.commit().await?;
+            return Ok(Some(ReconcileStep { last, agents: 0 }));
+        }
+        // New findings an analysis covers are suppressed before they are counted.
+        super::analyses::cover_agents(&mut w.tx, &touched, now_ms).await?;
+        let hex: Vec<String> = touched.iter().map(|(_, a)| hex::encode(a.as_bytes())).collect();
+        sqlx::query(
+            "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown,              open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0),              coalesce(sum(f.severity = 4), 0), coalesce(sum(f.severity = 3), 0),              coalesce(sum(f.severity = 2), 0), coalesce(sum(f.severity <= 1), 0),              coalesce(sum(f.kev), 0), coalesce(sum(f.fixable), 0) FROM findings f              WHERE f.company_id = agents.company_id AND f.agent_id = agents.agent_id              AND f.resolved_at IS NULL AND f.suppressed = 0)              WHERE company_id = ?1 AND agent_id IN (SELECT unhex(value) FROM json_each(?2))",
+        )
+        .bind(company_id)
+        .bind(super::process::json(&hex)?)
+        .execute(&mut *w.tx)
+        .await?;
+        // Findings opened by a knowledge change notify as those opened by a report.
+        let mut keys: Vec<SoftwareKey> = opened.iter().chain(&raised).map(|(_, f)| f.key).collect();
+        keys.sort();
+        keys.dedup();
+        let packages = super::apply::load_packages(&mut w.tx, &keys).await?;
+        let mut cands = vuln_candidates(
+            opened.iter().map(|(a, f)| (company_id, *a, f)),
+            &packages,
+        );
+        cands.extend(kev_candidates(
+            raised.iter().map(|(a, f)| (company_id, *a, f)),
+            &packages,
+        ));
+        super::notify::write_in_tx(&mut w.tx, &cands, now).await?;
+        w.commit().await?;
+        Ok(Some(ReconcileStep {
+            last,
+            agents: touched.len() as u64,
+        }))
     }
 
     pub(crate) async fn reconcile_findings_impl(
