@@ -439,7 +439,7 @@ async fn run(store: &dyn Storage, backend: &str) {
             name: format!("Company {c}"),
             created_at: Utc::now(),
         };
-        store.create_company(&company, [c as u8; 32]).await.unwrap();
+        store.create_company(&company, TokenHash([c as u8; 32])).await.unwrap();
         estate.companies.push(company.id);
     }
     let agents: Vec<NewAgent> = (0..hosts)
@@ -454,7 +454,7 @@ async fn run(store: &dyn Storage, backend: &str) {
                 os: os(),
                 arch: "x86_64".into(),
                 agent_version: "bench".into(),
-                token_hash: token,
+                token_hash: TokenHash(token),
                 enrolled_at: Utc::now(),
             }
         })

@@ -88,8 +88,12 @@ impl RematchReport {
 
 /// Software versions read and matched per step.
 pub const PAGE: u32 = 1_000;
-/// Agents per reconciliation transaction.
-pub const RECONCILE_AGENTS: u32 = 500;
+/// Agents per transaction of the targeted reconciliation: each step reads their apps once
+/// (only the waiting versions are joined), so larger steps mean fewer statements; the agents
+/// are locked for the step (a worker writing one of them waits that long).
+pub const RECONCILE_AGENTS: u32 = 2_000;
+/// Agents per transaction of a full reconciliation (every app of each agent is joined).
+pub const RECONCILE_AGENTS_FULL: u32 = 200;
 
 /// Brings cached matches, KEV/EPSS data and findings up to `matcher`'s revision. `stop` is
 /// asked between steps (shutdown). Safe to run again after a crash or a stop at any point.
@@ -185,9 +189,7 @@ pub async fn rematch(
         }
     }
     if moved {
-        store.set_rematch_base(revision).await?;
-
-        // --- 2. KEV and EPSS
+        // --- 2. KEV and EPSS (before the base moves: a pass stopped here does it again)
         let mut changes = Vec::new();
         for stored in store.vuln_enrichment().await? {
             if let Some(now) = matcher.enrichment(&stored.vuln_id) {
@@ -198,6 +200,7 @@ pub async fn rematch(
         }
         report.enrichment_changed = changes.len() as u64;
         store.update_enrichment(&changes, revision).await?;
+        store.set_rematch_base(revision).await?;
     }
     report.match_time = started.elapsed();
 
@@ -231,7 +234,7 @@ pub async fn rematch(
                 } else {
                     // Marked by a version that did not record which software changed.
                     match store
-                        .reconcile_findings(company.id, after, RECONCILE_AGENTS, Utc::now())
+                        .reconcile_findings(company.id, after, RECONCILE_AGENTS_FULL, Utc::now())
                         .await?
                     {
                         Some(last) => after = Some(last),

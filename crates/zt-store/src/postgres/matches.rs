@@ -111,7 +111,8 @@ impl PgStore {
         let changed: Vec<Uuid> = changed_keys(&delta).iter().map(key_uuid).collect();
         if !changed.is_empty() {
             sqlx::query(
-                "INSERT INTO rematch_pending (software_key) SELECT unnest($1::uuid[])                  ON CONFLICT DO NOTHING",
+                "INSERT INTO rematch_pending (software_key) SELECT unnest($1::uuid[]) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&changed)
             .execute(&mut *tx)
@@ -166,7 +167,8 @@ impl PgStore {
 
     pub(crate) async fn set_rematch_base_impl(&self, revision: u64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO zt_meta (key, value) VALUES ('rematch_base', $1)              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO zt_meta (key, value) VALUES ('rematch_base', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(revision.to_string())
         .execute(&self.pool)
@@ -187,7 +189,9 @@ impl PgStore {
         let mut out = Vec::new();
         for chunk in ids.chunks(10_000) {
             let rows: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT DISTINCT sv.software_key FROM software_vulns sv                  WHERE sv.vuln_id = ANY($1) OR sv.vuln_id IN                     (SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ANY($1))",
+                "SELECT DISTINCT sv.software_key FROM software_vulns sv \
+                 WHERE sv.vuln_id = ANY($1) OR sv.vuln_id IN \
+                    (SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ANY($1))",
             )
             .bind(chunk)
             .fetch_all(&self.pool)
@@ -211,7 +215,8 @@ impl PgStore {
         let mut ids: Vec<Uuid> = keys.iter().map(key_uuid).collect();
         ids.sort();
         let done = sqlx::query(
-            "UPDATE software SET matched_revision = $3 WHERE software_key = ANY($1)              AND matched_revision >= $2 AND matched_revision < $3",
+            "UPDATE software SET matched_revision = $3 WHERE software_key = ANY($1) \
+             AND matched_revision >= $2 AND matched_revision < $3",
         )
         .bind(&ids)
         .bind(i64::try_from(since).unwrap_or(i64::MAX))
@@ -258,7 +263,11 @@ impl PgStore {
             let epss: Vec<Option<f64>> = chunk.iter().map(|c| c.epss).collect();
             let pct: Vec<Option<f64>> = chunk.iter().map(|c| c.epss_percentile).collect();
             sqlx::query(
-                "UPDATE vulns v SET kev = t.kev, kev_due_date = t.due, epss = t.epss,                  epss_percentile = t.pct, revision = $6                  FROM unnest($1::text[], $2::bool[], $3::text[], $4::float8[], $5::float8[])                     AS t(id, kev, due, epss, pct)                  WHERE v.vuln_id = t.id",
+                "UPDATE vulns v SET kev = t.kev, kev_due_date = t.due, epss = t.epss, \
+                 epss_percentile = t.pct, revision = $6 \
+                 FROM unnest($1::text[], $2::bool[], $3::text[], $4::float8[], $5::float8[]) \
+                    AS t(id, kev, due, epss, pct) \
+                 WHERE v.vuln_id = t.id",
             )
             .bind(&ids)
             .bind(&kev)
@@ -271,7 +280,9 @@ impl PgStore {
             // The cached matches' flag, which findings copy; their versions wait for the
             // reconciliation.
             let keys: Vec<Uuid> = sqlx::query_scalar(
-                "UPDATE software_vulns sv SET kev = t.kev                  FROM unnest($1::text[], $2::bool[]) AS t(id, kev)                  WHERE sv.vuln_id = t.id AND sv.kev <> t.kev RETURNING sv.software_key",
+                "UPDATE software_vulns sv SET kev = t.kev \
+                 FROM unnest($1::text[], $2::bool[]) AS t(id, kev) \
+                 WHERE sv.vuln_id = t.id AND sv.kev <> t.kev RETURNING sv.software_key",
             )
             .bind(&ids)
             .bind(&kev)
@@ -281,13 +292,15 @@ impl PgStore {
                 continue;
             }
             sqlx::query(
-                "INSERT INTO rematch_pending (software_key) SELECT DISTINCT unnest($1::uuid[])                  ON CONFLICT DO NOTHING",
+                "INSERT INTO rematch_pending (software_key) SELECT DISTINCT unnest($1::uuid[]) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&keys)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1')                  ON CONFLICT (key) DO UPDATE SET value = (zt_meta.value::bigint + 1)::text",
+                "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1') \
+                 ON CONFLICT (key) DO UPDATE SET value = (zt_meta.value::bigint + 1)::text",
             )
             .execute(&mut *tx)
             .await?;
@@ -314,7 +327,9 @@ impl PgStore {
         if after.is_none() {
             // A company with none of the waiting versions has nothing to reconcile.
             let any: Option<i32> = sqlx::query_scalar(
-                "SELECT 1 FROM rematch_pending p JOIN company_software cs                  ON cs.company_id = $1 AND cs.software_key = p.software_key                  WHERE cs.hosts > 0 LIMIT 1",
+                "SELECT 1 FROM rematch_pending p JOIN company_software cs \
+                 ON cs.company_id = $1 AND cs.software_key = p.software_key \
+                 WHERE cs.hosts > 0 LIMIT 1",
             )
             .bind(company_id)
             .fetch_optional(&mut *tx)
@@ -326,7 +341,8 @@ impl PgStore {
         }
         // Agents locked first, in id order, as the workers lock them.
         let agents: Vec<AgentId> = sqlx::query_scalar(
-            "SELECT agent_id FROM agents WHERE company_id = $1 AND ($2::uuid IS NULL OR agent_id > $2)              ORDER BY agent_id LIMIT $3 FOR UPDATE",
+            "SELECT agent_id FROM agents WHERE company_id = $1 AND ($2::uuid IS NULL OR agent_id > $2) \
+             ORDER BY agent_id LIMIT $3 FOR UPDATE",
         )
         .bind(company_id)
         .bind(after)
@@ -351,7 +367,13 @@ impl PgStore {
         // What opens (new or reopened) and what becomes KEV, read before the writes: the
         // notifications of this step.
         let opened = sqlx::query(
-            "SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL              AND a.software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id                 AND f.agent_id = a.agent_id AND f.software_key = a.software_key                 AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL)",
+            "SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev \
+             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+             WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
+             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
+             AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id \
+                AND f.agent_id = a.agent_id AND f.software_key = a.software_key \
+                AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL)",
         )
         .bind(company_id)
         .bind(first)
@@ -362,7 +384,11 @@ impl PgStore {
         .map(finding)
         .collect::<Result<Vec<_>>>()?;
         let raised = sqlx::query(
-            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f              JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id              WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3              AND f.resolved_at IS NULL AND NOT f.kev AND sv.kev              AND f.software_key IN (SELECT software_key FROM rematch_pending)",
+            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f \
+             JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
+             WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3 \
+             AND f.resolved_at IS NULL AND NOT f.kev AND sv.kev \
+             AND f.software_key IN (SELECT software_key FROM rematch_pending)",
         )
         .bind(company_id)
         .bind(first)
@@ -375,7 +401,19 @@ impl PgStore {
         // Every app × cached match of the waiting versions has an open finding with current
         // columns.
         let upserted: Vec<AgentId> = sqlx::query_scalar(
-            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev,              fixable, first_seen)              SELECT DISTINCT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev,              sv.fixable, $4::timestamptz              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL              AND a.software_key IN (SELECT software_key FROM rematch_pending)              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET              resolved_at = NULL, resolution = NULL, severity = excluded.severity,              kev = excluded.kev, fixable = excluded.fixable              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable              RETURNING agent_id",
+            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
+             fixable, first_seen) \
+             SELECT DISTINCT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev, \
+             sv.fixable, $4::timestamptz \
+             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+             WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
+             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
+             ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
+             resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
+             kev = excluded.kev, fixable = excluded.fixable \
+             WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
+             OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
+             RETURNING agent_id",
         )
         .bind(company_id)
         .bind(first)
@@ -385,7 +423,12 @@ impl PgStore {
         .await?;
         // An open finding of those versions whose pair is no longer matched is resolved.
         let resolved: Vec<AgentId> = sqlx::query_scalar(
-            "UPDATE findings SET resolved_at = $4, resolution = 'not_affected'              WHERE company_id = $1 AND agent_id BETWEEN $2 AND $3 AND resolved_at IS NULL              AND software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM software_vulns sv                 WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id)              RETURNING agent_id",
+            "UPDATE findings SET resolved_at = $4, resolution = 'not_affected' \
+             WHERE company_id = $1 AND agent_id BETWEEN $2 AND $3 AND resolved_at IS NULL \
+             AND software_key IN (SELECT software_key FROM rematch_pending) \
+             AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
+                WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id) \
+             RETURNING agent_id",
         )
         .bind(company_id)
         .bind(first)
@@ -403,7 +446,8 @@ impl PgStore {
         // New findings an analysis covers are suppressed before they are counted.
         super::analyses::cover_agents(&mut tx, company_id, &touched, now).await?;
         let sql = format!(
-            "UPDATE agents a SET {COUNTERS_FROM_FINDINGS}              WHERE a.company_id = $1 AND a.agent_id = ANY($2)"
+            "UPDATE agents a SET {COUNTERS_FROM_FINDINGS} \
+             WHERE a.company_id = $1 AND a.agent_id = ANY($2)"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(company_id)

@@ -86,7 +86,8 @@ impl SqliteStore {
         let changed: Vec<String> = changed_keys(&delta).iter().map(|k| k.to_hex()).collect();
         for chunk in changed.chunks(5_000) {
             sqlx::query(
-                "INSERT OR IGNORE INTO rematch_pending (software_key)                  SELECT unhex(value) FROM json_each(?1)",
+                "INSERT OR IGNORE INTO rematch_pending (software_key) \
+                 SELECT unhex(value) FROM json_each(?1)",
             )
             .bind(super::process::json(chunk)?)
             .execute(&mut *w.tx)
@@ -142,7 +143,8 @@ impl SqliteStore {
     pub(crate) async fn set_rematch_base_impl(&self, revision: u64) -> Result<()> {
         let mut w = self.begin_background_write().await?;
         sqlx::query(
-            "INSERT INTO zt_meta (key, value) VALUES ('rematch_base', ?1)              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO zt_meta (key, value) VALUES ('rematch_base', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(revision.to_string())
         .execute(&mut *w.tx)
@@ -163,7 +165,10 @@ impl SqliteStore {
         let mut out = Vec::new();
         for chunk in ids.chunks(5_000) {
             let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-                "SELECT DISTINCT sv.software_key FROM software_vulns sv                  WHERE sv.vuln_id IN (SELECT value FROM json_each(?1)                     UNION SELECT va.vuln_id FROM vuln_aliases va                     WHERE va.alias IN (SELECT value FROM json_each(?1)))",
+                "SELECT DISTINCT sv.software_key FROM software_vulns sv \
+                 WHERE sv.vuln_id IN (SELECT value FROM json_each(?1) \
+                    UNION SELECT va.vuln_id FROM vuln_aliases va \
+                    WHERE va.alias IN (SELECT value FROM json_each(?1)))",
             )
             .bind(super::process::json(chunk)?)
             .fetch_all(&self.pool)
@@ -189,7 +194,9 @@ impl SqliteStore {
         let hex: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
         let mut w = self.begin_background_write().await?;
         let done = sqlx::query(
-            "UPDATE software SET matched_revision = ?3              WHERE software_key IN (SELECT unhex(value) FROM json_each(?1))              AND matched_revision >= ?2 AND matched_revision < ?3",
+            "UPDATE software SET matched_revision = ?3 \
+             WHERE software_key IN (SELECT unhex(value) FROM json_each(?1)) \
+             AND matched_revision >= ?2 AND matched_revision < ?3",
         )
         .bind(super::process::json(&hex)?)
         .bind(i64::try_from(since).unwrap_or(i64::MAX))
@@ -244,7 +251,9 @@ impl SqliteStore {
         let mut w = self.begin_background_write().await?;
         for chunk in rows.chunks(2_000) {
             sqlx::query(
-                "UPDATE vulns SET kev = j.value->>1, kev_due_date = j.value->>2,                  epss = j.value->>3, epss_percentile = j.value->>4, revision = ?2                  FROM json_each(?1) j WHERE vulns.vuln_id = j.value->>0",
+                "UPDATE vulns SET kev = j.value->>1, kev_due_date = j.value->>2, \
+                 epss = j.value->>3, epss_percentile = j.value->>4, revision = ?2 \
+                 FROM json_each(?1) j WHERE vulns.vuln_id = j.value->>0",
             )
             .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
             .bind(rev)
@@ -253,7 +262,9 @@ impl SqliteStore {
             // The cached matches' flag, which findings copy; their versions wait for the
             // reconciliation.
             let keys: Vec<Vec<u8>> = sqlx::query_scalar(
-                "UPDATE software_vulns SET kev = j.value->>1 FROM json_each(?1) j                  WHERE software_vulns.vuln_id = j.value->>0 AND software_vulns.kev <> j.value->>1                  RETURNING software_vulns.software_key",
+                "UPDATE software_vulns SET kev = j.value->>1 FROM json_each(?1) j \
+                 WHERE software_vulns.vuln_id = j.value->>0 AND software_vulns.kev <> j.value->>1 \
+                 RETURNING software_key",
             )
             .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
             .fetch_all(&mut *w.tx)
@@ -263,13 +274,15 @@ impl SqliteStore {
             }
             let hex: Vec<String> = keys.iter().map(hex::encode).collect();
             sqlx::query(
-                "INSERT OR IGNORE INTO rematch_pending (software_key)                  SELECT unhex(value) FROM json_each(?1)",
+                "INSERT OR IGNORE INTO rematch_pending (software_key) \
+                 SELECT unhex(value) FROM json_each(?1)",
             )
             .bind(super::process::json(&hex)?)
             .execute(&mut *w.tx)
             .await?;
             sqlx::query(
-                "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1')                  ON CONFLICT (key) DO UPDATE SET value = CAST(zt_meta.value AS INTEGER) + 1",
+                "INSERT INTO zt_meta (key, value) VALUES ('rematch_generation', '1') \
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(zt_meta.value AS INTEGER) + 1",
             )
             .execute(&mut *w.tx)
             .await?;
@@ -294,7 +307,9 @@ impl SqliteStore {
         if after.is_none() {
             // A company with none of the waiting versions has nothing to reconcile.
             let any: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM rematch_pending p JOIN company_software cs                  ON cs.company_id = ?1 AND cs.software_key = p.software_key                  WHERE cs.hosts > 0 LIMIT 1",
+                "SELECT 1 FROM rematch_pending p JOIN company_software cs \
+                 ON cs.company_id = ?1 AND cs.software_key = p.software_key \
+                 WHERE cs.hosts > 0 LIMIT 1",
             )
             .bind(company_id)
             .fetch_optional(&self.pool)
@@ -306,7 +321,8 @@ impl SqliteStore {
         let now_ms = ms(now);
         let after = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
         let agents: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT agent_id FROM agents WHERE company_id = ?1 AND agent_id > ?2              ORDER BY agent_id LIMIT ?3",
+            "SELECT agent_id FROM agents WHERE company_id = ?1 AND agent_id > ?2 \
+             ORDER BY agent_id LIMIT ?3",
         )
         .bind(company_id)
         .bind(&after)
@@ -333,7 +349,14 @@ impl SqliteStore {
         // What opens (new or reopened) and what becomes KEV, read before the writes: the
         // notifications of this step.
         let opened = sqlx::query(
-            "SELECT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3              AND a.software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id                 AND f.agent_id = a.agent_id AND f.software_key = a.software_key                 AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL)              GROUP BY a.agent_id, a.software_key, sv.vuln_id",
+            "SELECT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev \
+             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+             WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3 \
+             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
+             AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id \
+                AND f.agent_id = a.agent_id AND f.software_key = a.software_key \
+                AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL) \
+             GROUP BY a.agent_id, a.software_key, sv.vuln_id",
         )
         .bind(company_id)
         .bind(&first)
@@ -344,7 +367,11 @@ impl SqliteStore {
         .map(finding)
         .collect::<Result<Vec<_>>>()?;
         let raised = sqlx::query(
-            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f              JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id              WHERE f.company_id = ?1 AND f.agent_id >= ?2 AND f.agent_id <= ?3              AND f.resolved_at IS NULL AND f.kev = 0 AND sv.kev = 1              AND f.software_key IN (SELECT software_key FROM rematch_pending)",
+            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f \
+             JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
+             WHERE f.company_id = ?1 AND f.agent_id >= ?2 AND f.agent_id <= ?3 \
+             AND f.resolved_at IS NULL AND f.kev = 0 AND sv.kev = 1 \
+             AND f.software_key IN (SELECT software_key FROM rematch_pending)",
         )
         .bind(company_id)
         .bind(&first)
@@ -357,7 +384,20 @@ impl SqliteStore {
         // Every app × cached match of the waiting versions has an open finding with current
         // columns.
         let upserted: Vec<Vec<u8>> = sqlx::query_scalar(
-            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev,              fixable, first_seen)              SELECT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev,              sv.fixable, ?4              FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key              WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3              AND a.software_key IN (SELECT software_key FROM rematch_pending)              GROUP BY a.agent_id, a.software_key, sv.vuln_id              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET              resolved_at = NULL, resolution = NULL, severity = excluded.severity,              kev = excluded.kev, fixable = excluded.fixable              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable              RETURNING agent_id",
+            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
+             fixable, first_seen) \
+             SELECT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev, \
+             sv.fixable, ?4 \
+             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+             WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3 \
+             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
+             GROUP BY a.agent_id, a.software_key, sv.vuln_id \
+             ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
+             resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
+             kev = excluded.kev, fixable = excluded.fixable \
+             WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
+             OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
+             RETURNING agent_id",
         )
         .bind(company_id)
         .bind(&first)
@@ -367,7 +407,12 @@ impl SqliteStore {
         .await?;
         // An open finding of those versions whose pair is no longer matched is resolved.
         let resolved: Vec<Vec<u8>> = sqlx::query_scalar(
-            "UPDATE findings SET resolved_at = ?4, resolution = 'not_affected'              WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3 AND resolved_at IS NULL              AND software_key IN (SELECT software_key FROM rematch_pending)              AND NOT EXISTS (SELECT 1 FROM software_vulns sv                 WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id)              RETURNING agent_id",
+            "UPDATE findings SET resolved_at = ?4, resolution = 'not_affected' \
+             WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3 AND resolved_at IS NULL \
+             AND software_key IN (SELECT software_key FROM rematch_pending) \
+             AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
+                WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id) \
+             RETURNING agent_id",
         )
         .bind(company_id)
         .bind(&first)
@@ -387,7 +432,14 @@ impl SqliteStore {
         super::analyses::cover_agents(&mut w.tx, &touched, now_ms).await?;
         let hex: Vec<String> = touched.iter().map(|(_, a)| hex::encode(a.as_bytes())).collect();
         sqlx::query(
-            "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown,              open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0),              coalesce(sum(f.severity = 4), 0), coalesce(sum(f.severity = 3), 0),              coalesce(sum(f.severity = 2), 0), coalesce(sum(f.severity <= 1), 0),              coalesce(sum(f.kev), 0), coalesce(sum(f.fixable), 0) FROM findings f              WHERE f.company_id = agents.company_id AND f.agent_id = agents.agent_id              AND f.resolved_at IS NULL AND f.suppressed = 0)              WHERE company_id = ?1 AND agent_id IN (SELECT unhex(value) FROM json_each(?2))",
+            "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
+             open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0), \
+             coalesce(sum(f.severity = 4), 0), coalesce(sum(f.severity = 3), 0), \
+             coalesce(sum(f.severity = 2), 0), coalesce(sum(f.severity <= 1), 0), \
+             coalesce(sum(f.kev), 0), coalesce(sum(f.fixable), 0) FROM findings f \
+             WHERE f.company_id = agents.company_id AND f.agent_id = agents.agent_id \
+             AND f.resolved_at IS NULL AND f.suppressed = 0) \
+             WHERE company_id = ?1 AND agent_id IN (SELECT unhex(value) FROM json_each(?2))",
         )
         .bind(company_id)
         .bind(super::process::json(&hex)?)

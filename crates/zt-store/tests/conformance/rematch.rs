@@ -332,9 +332,9 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
 
     // The fleet: two companies with these packages, a third with none of them.
     let mut fleet: Vec<(CompanyId, AgentId, Vec<App>)> = Vec::new();
-    let acme = company_with(s, "Acme", [150; 32]).await;
-    let beta = company_with(s, "Beta", [151; 32]).await;
-    let other = company_with(s, "Other", [152; 32]).await;
+    let acme = company_with(s, "Acme", TokenHash([150; 32])).await;
+    let beta = company_with(s, "Beta", TokenHash([151; 32])).await;
+    let other = company_with(s, "Other", TokenHash([152; 32])).await;
     let catalogue: Vec<App> = PACKAGES
         .iter()
         .flat_map(|p| {
@@ -346,7 +346,7 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
     assert!(catalogue.len() > 40);
     for i in 0..16u8 {
         let company = if i < 11 { acme } else { beta };
-        let agent = agent_with(s, company, &format!("h{i}"), [160 + i; 32]).await;
+        let agent = agent_with(s, company, &format!("h{i}"), TokenHash([160 + i; 32])).await;
         let apps: Vec<App> = catalogue
             .iter()
             .enumerate()
@@ -355,7 +355,7 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
             .collect();
         fleet.push((company, agent, apps));
     }
-    let lonely = agent_with(s, other, "o1", [190; 32]).await;
+    let lonely = agent_with(s, other, "o1", TokenHash([190; 32])).await;
     fleet.push((
         other,
         lonely,
