@@ -1296,3 +1296,312 @@ async fn sigkill_between_commit_and_delivery_on_sqlite() {
 async fn sigkill_between_commit_and_delivery_on_postgres_with_two_servers() {
     sigkill_between_commit_and_delivery(&Env::postgres(), 2).await;
 }
+
+/// The webhook messages of one rule (its receiver path), as (event, subject) → host counts of
+/// each message about it, in arrival order.
+fn events_on(receiver: &Receiver, path: &str) -> BTreeMap<(String, String), Vec<u64>> {
+    let mut out: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    for g in receiver.on(path) {
+        assert!(signature_ok(&g, SECRET), "signed: {g:?}");
+        let v = g.json();
+        let data = &v["data"];
+        let subject = data["vuln_id"]
+            .as_str()
+            .or(data["source"].as_str())
+            .unwrap_or("?")
+            .to_string();
+        out.entry((v["type"].as_str().unwrap().to_string(), subject))
+            .or_default()
+            .push(data["host_count"].as_u64().unwrap_or(0));
+    }
+    out
+}
+
+async fn agent_ids(http: &reqwest::Client, api: &str, cid: &str) -> BTreeMap<String, String> {
+    let (_, v) = send(
+        http,
+        reqwest::Method::GET,
+        &format!("{api}/api/v1/companies/{cid}/agents?limit=100"),
+        ADMIN,
+        None,
+    )
+    .await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["hostname"].as_str().unwrap().to_string(),
+                a["agent_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Events of time and decisions, to a real receiver: SLA crossings (each finding told once,
+/// per vulnerability), an analysis expiring, suppressed findings never notifying, and a rule
+/// with host tags hearing of its hosts only.
+async fn sla_expiry_suppression_and_tags(env: &Env) {
+    let store = env.store_args();
+    zerotrace(
+        &store,
+        &[
+            "feeds",
+            "import",
+            shared_path("osv/pypa/vulns").to_str().unwrap(),
+        ],
+    );
+    let receiver = Receiver::start(Arc::new(|_: &str, _| Answer::Ok)).await;
+    let server = start(
+        &store,
+        env.path(),
+        "events",
+        &["--allow-private-webhooks", "--notify-scan-secs", "0.5"],
+    );
+    let api = server.url.clone();
+    let http = http();
+    let company = create_company(&http, &api, ADMIN, "Timely").await;
+    let cid = company["id"].as_str().unwrap().to_string();
+    let secret = company["enroll_secret"].as_str().unwrap().to_string();
+    let web = enroll(&http, &api, &secret, "web-1").await;
+    let db = enroll(&http, &api, &secret, "db-2").await;
+    // web-1 reports before any rule: its findings are no news to anyone.
+    assert_eq!(
+        post_inventory(&http, &api, &web, &report("web-1")).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    wait_processed(&http, &api, &cid, 1).await;
+    let vulns: Vec<String> = open_vulns(&http, &api, &cid).await.into_iter().collect();
+    assert!(vulns.len() >= 4, "{vulns:?}");
+    let (hidden, expiring) = (vulns[0].clone(), vulns[1].clone());
+    let company_url = |p: &str| format!("{api}/api/v1/companies/{cid}/{p}");
+    for (vuln, expires_at) in [
+        (&hidden, None),
+        (
+            &expiring,
+            Some((chrono::Utc::now() + chrono::Duration::seconds(8)).to_rfc3339()),
+        ),
+    ] {
+        let (s, v) = send(
+            &http,
+            reqwest::Method::POST,
+            &company_url("analyses"),
+            ADMIN,
+            Some(json!({"vuln_id": vuln, "state": "not_affected",
+                "justification": "code_not_present", "suppress": true, "expires_at": expires_at})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    // Every finding is due within 7 days under this policy: "due soon" at once.
+    let (s, v) = send(
+        &http,
+        reqwest::Method::PUT,
+        &company_url("sla"),
+        ADMIN,
+        Some(
+            json!({"critical_days": 7, "high_days": 7, "medium_days": 7, "low_days": 7,
+            "unknown_days": 7, "kev_uses_cisa_due_date": true}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ids = agent_ids(&http, &api, &cid).await;
+    let (s, v) = send(
+        &http,
+        reqwest::Method::PUT,
+        &company_url(&format!("agents/{}/tags", ids["db-2"])),
+        ADMIN,
+        Some(json!({"tags": ["prod"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    create_rule(
+        &http,
+        &api,
+        &cid,
+        json!({"name": "all", "events": ["finding.opened", "sla.due_soon", "analysis.expired"],
+        "destination": {"kind": "webhook", "url": receiver.url("all"), "secret": SECRET}}),
+    )
+    .await;
+    create_rule(
+        &http,
+        &api,
+        &cid,
+        json!({"name": "prod", "events": ["finding.opened"], "tags": ["prod"],
+        "destination": {"kind": "webhook", "url": receiver.url("prod"), "secret": SECRET}}),
+    )
+    .await;
+    assert_eq!(
+        post_inventory(&http, &api, &db, &report("db-2")).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    wait_processed(&http, &api, &cid, 2).await;
+    let shown: Vec<&String> = vulns
+        .iter()
+        .filter(|v| **v != hidden && **v != expiring)
+        .collect();
+    // Until: the expiry told, and each vulnerability's findings on both hosts told "due soon"
+    // (the expired one's too, once its findings are back).
+    let done = |got: &[Got]| {
+        let mine: Vec<Got> = got.iter().filter(|g| g.path == "all").cloned().collect();
+        let by: BTreeMap<(String, String), u64> = mine
+            .iter()
+            .map(|g| g.json())
+            .filter(|v| v["type"] == "sla.due_soon" || v["type"] == "analysis.expired")
+            .fold(BTreeMap::new(), |mut m, v| {
+                *m.entry((
+                    v["type"].as_str().unwrap().to_string(),
+                    v["data"]["vuln_id"].as_str().unwrap().to_string(),
+                ))
+                .or_default() += v["data"]["host_count"].as_u64().unwrap_or(0);
+                m
+            });
+        by.get(&("analysis.expired".into(), expiring.clone()))
+            .is_some()
+            && shown
+                .iter()
+                .chain([&&expiring])
+                .all(|v| by.get(&("sla.due_soon".into(), (*v).clone())) == Some(&2))
+    };
+    receiver
+        .wait(
+            "SLA crossings and the expiry",
+            Duration::from_secs(60),
+            done,
+        )
+        .await;
+    // A few more scans: nothing is told twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = events_on(&receiver, "all");
+    for v in &shown {
+        assert_eq!(
+            all.get(&("finding.opened".into(), (*v).clone())),
+            Some(&vec![2]),
+            "{v}: one message, both hosts: {all:?}"
+        );
+    }
+    for v in shown.iter().copied().chain([&expiring]) {
+        let told: u64 = all[&("sla.due_soon".to_string(), v.clone())].iter().sum();
+        assert_eq!(told, 2, "{v}: each finding told once: {all:?}");
+    }
+    assert_eq!(
+        all.get(&("analysis.expired".into(), expiring.clone())),
+        Some(&vec![2]),
+        "{all:?}"
+    );
+    assert!(
+        all.keys().all(|(_, v)| *v != hidden),
+        "a suppressed vulnerability never notifies: {all:?}"
+    );
+    assert!(
+        all.get(&("finding.opened".into(), expiring.clone()))
+            .is_none(),
+        "suppressed when its findings opened: {all:?}"
+    );
+    let prod = events_on(&receiver, "prod");
+    let expected: BTreeMap<(String, String), Vec<u64>> = shown
+        .iter()
+        .map(|v| (("finding.opened".to_string(), (*v).clone()), vec![1]))
+        .collect();
+    assert_eq!(prod, expected, "the tagged host only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_expiry_suppression_and_tags_on_sqlite() {
+    sla_expiry_suppression_and_tags(&Env::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_expiry_suppression_and_tags_on_postgres() {
+    sla_expiry_suppression_and_tags(&Env::postgres()).await;
+}
+
+/// A knowledge source synced once and then silent past `--feeds-stale-after-hours`: one
+/// `feed.stale` message per silence, whatever the number of scans and processes.
+async fn stale_feed(env: &Env, servers: usize) {
+    use zt_testkit::feed_replay::{kev_json, Replay, ReplayServer};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let replay = ReplayServer::start(Replay {
+        kev: kev_json(),
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::start(Arc::new(|_: &str, _| Answer::Ok)).await;
+    let store = env.store_args();
+    let kev = replay.kev_url();
+    let args = [
+        "--allow-private-webhooks",
+        "--notify-scan-secs",
+        "0.3",
+        // Stale two seconds after the last success.
+        "--feeds-stale-after-hours",
+        "0.00056",
+        "--feeds-sync-interval",
+        "1h",
+        "--source",
+        "kev",
+        "--kev-url",
+        &kev,
+        "--retries",
+        "0",
+    ];
+    let mut all = Vec::new();
+    for i in 0..servers {
+        let mut a = store.clone();
+        a.extend(["server", "--listen", "127.0.0.1:0"]);
+        a.extend_from_slice(&args);
+        all.push(
+            ServerProcess::start(
+                bin(),
+                &a,
+                &[
+                    ("ZEROTRACE_ADMIN_TOKEN", ADMIN),
+                    ("ZEROTRACE_OFFLINE", "false"),
+                    ("ZEROTRACE_LOG", "info"),
+                ],
+                env.path(),
+                &format!("feeds-{i}"),
+            )
+            .expect("server starts"),
+        );
+    }
+    let api = all[0].url.clone();
+    let http = http();
+    let company = create_company(&http, &api, ADMIN, "Watchful").await;
+    let cid = company["id"].as_str().unwrap().to_string();
+    create_rule(
+        &http,
+        &api,
+        &cid,
+        json!({"name": "feeds", "events": ["feed.stale"],
+        "destination": {"kind": "webhook", "url": receiver.url("feeds"), "secret": SECRET}}),
+    )
+    .await;
+    let got = receiver
+        .wait("feed.stale", Duration::from_secs(60), |g| !g.is_empty())
+        .await;
+    let v = got[0].json();
+    assert_eq!(v["type"], "feed.stale");
+    assert_eq!(v["company_id"], cid.as_str());
+    assert_eq!(v["data"]["source"], "kev");
+    assert!(v["data"]["last_success_at"].is_string(), "{v}");
+    assert!(signature_ok(&got[0], SECRET));
+    // Many scans later, by every process: still one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        events_on(&receiver, "feeds"),
+        BTreeMap::from([(("feed.stale".to_string(), "kev".to_string()), vec![0])])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_feed_is_told_once_on_sqlite() {
+    stale_feed(&Env::sqlite(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_feed_is_told_once_on_postgres_with_two_servers() {
+    stale_feed(&Env::postgres(), 2).await;
+}

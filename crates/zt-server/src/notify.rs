@@ -1,23 +1,36 @@
 //! The notification dispatcher: claims due messages from the store's outbox (a lease; on
 //! several processes each message goes to exactly one), sends each on a task of its own with a
-//! deadline (a slow or dead destination holds one permit of [`NotifyConfig::concurrency`], never
-//! ingest nor the other messages), and records every attempt: sent, retried with exponential
-//! backoff and jitter, or dead after [`NotifyConfig::max_attempts`]. Delivery is at least once:
-//! a process killed between sending and recording sends again after the lease, with the same
-//! delivery id, which receivers de-duplicate by.
+//! deadline, and records every attempt: sent, retried with exponential backoff and jitter, or
+//! dead after [`NotifyConfig::max_attempts`]. Delivery is at least once: a process killed
+//! between sending and recording sends again after the lease, with the same delivery id, which
+//! receivers de-duplicate by.
+//!
+//! Concurrency per destination: at most [`NotifyConfig::per_destination`] messages of one rule
+//! are in flight, and a claim skips rules at that limit, so a destination that is down (each
+//! attempt waiting for its deadline) holds a few of the [`NotifyConfig::concurrency`] sends,
+//! never the others'. Attempts are recorded by one task in batches (one transaction for all
+//! the attempts finished meanwhile): on SQLite every transaction waits for the single writer,
+//! which ingest needs.
+//!
+//! The same loop runs the scans that turn time into events: SLA crossings, stale agents and
+//! stale knowledge sources, every [`NotifyConfig::scan_interval`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
 use serde_json::{json, Value};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use zt_notify::{
     AddressPolicy, Destination, DestinationKind, EventType, Message, SecretKey, Sender,
     SenderConfig,
 };
-use zt_store::notify::{AttemptRecord, ClaimedNotification, DeliveryOutcome, NotificationRule};
+use zt_store::notify::{
+    AttemptRecord, ClaimLimits, ClaimedNotification, DeliveryOutcome, FinishedAttempt,
+    NotificationRule,
+};
 
 use crate::state::AppState;
 
@@ -35,6 +48,12 @@ pub struct NotifyConfig {
     pub retry_cap: Duration,
     /// Messages being sent at once by this process.
     pub concurrency: usize,
+    /// Messages of one rule (one destination) being sent at once by this process.
+    pub per_destination: usize,
+    /// How often the SLA, stale-agent and stale-feed scans run.
+    pub scan_interval: Duration,
+    /// A knowledge source without a successful sync for this long is `feed.stale`.
+    pub feeds_stale_after: Duration,
     /// How often an idle dispatcher looks for due messages.
     pub poll: Duration,
     /// `smtp://…` / `smtps://…` (see zt-notify `SenderConfig::smtp_url`).
@@ -55,7 +74,10 @@ impl Default for NotifyConfig {
             max_attempts: 8,
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(3600),
-            concurrency: 16,
+            concurrency: 32,
+            per_destination: 4,
+            scan_interval: Duration::from_secs(60),
+            feeds_stale_after: Duration::from_secs(48 * 3600),
             poll: Duration::from_millis(500),
             smtp_url: None,
             smtp_from: "ZeroTrace <zerotrace@localhost>".into(),
@@ -187,42 +209,75 @@ pub fn backoff(config: &NotifyConfig, attempt: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// The scans that turn time into events (each notifies once per crossing however many
+/// processes run them: see the store).
+async fn scan(state: &AppState) {
+    let store = state.store.notifications();
+    let now = Utc::now();
+    if let Err(e) = store.scan_stale_agents(now).await {
+        tracing::warn!(error = %e, "scanning for stale agents failed");
+    }
+    match store.scan_sla(now).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(findings = n, "SLA crossings notified"),
+        Err(e) => tracing::warn!(error = %e, "scanning for SLA crossings failed"),
+    }
+    let after = chrono::Duration::from_std(state.notifier.config.feeds_stale_after)
+        .unwrap_or(chrono::Duration::hours(48));
+    if let Err(e) = store.scan_stale_feeds(now, after).await {
+        tracing::warn!(error = %e, "scanning for stale knowledge sources failed");
+    }
+}
+
+/// Messages of each rule this process is sending.
+type InFlight = Arc<std::sync::Mutex<HashMap<uuid::Uuid, u32>>>;
+
 /// The dispatcher loop, until `stop`.
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let notifier = state.notifier.clone();
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    let permits = Arc::new(Semaphore::new(notifier.config.concurrency.max(1)));
+    let concurrency = notifier.config.concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let in_flight: InFlight = Arc::default();
     // Longer than any attempt: a lease expires only when its dispatcher is gone.
     let lease = notifier.config.timeout * 2 + Duration::from_secs(5);
+    let (record_tx, record_rx) = mpsc::unbounded_channel::<FinishedAttempt>();
+    let recorder = tokio::spawn(record(state.clone(), record_rx));
     let mut last_scan = Instant::now() - Duration::from_secs(3600);
     let mut last_gauges = Instant::now() - Duration::from_secs(3600);
+    // Wakes the loop when a send finishes (its rule may take more now).
+    let freed = Arc::new(tokio::sync::Notify::new());
+    let mut last_claim = Instant::now() - Duration::from_secs(3600);
     loop {
         if *stop.borrow() {
             break;
         }
-        if last_scan.elapsed() > Duration::from_secs(60) {
+        if last_scan.elapsed() >= notifier.config.scan_interval {
             last_scan = Instant::now();
-            if let Err(e) = state
-                .store
-                .notifications()
-                .scan_stale_agents(Utc::now())
-                .await
-            {
-                tracing::warn!(error = %e, "scanning for stale agents failed");
-            }
+            scan(&state).await;
         }
         if last_gauges.elapsed() > Duration::from_secs(2) {
             last_gauges = Instant::now();
             record_gauges(&state).await;
         }
+        // Claims of a few messages each would read the due ones again and again: a claim
+        // waits until a quarter of the sends are free (or the poll interval passed).
         let free = permits.available_permits();
-        let claimed = if free == 0 {
+        let claimed = if free == 0
+            || (free < (concurrency / 4).max(1) && !idle_long(&last_claim, &notifier.config))
+        {
             Vec::new()
         } else {
+            let limits = ClaimLimits {
+                total: free as u32,
+                per_rule: notifier.config.per_destination.max(1) as u32,
+                in_flight: in_flight.lock().map(|m| m.clone()).unwrap_or_default(),
+            };
+            last_claim = Instant::now();
             match state
                 .store
                 .notifications()
-                .claim_notifications(&owner, Utc::now(), lease, free as u32)
+                .claim_notifications_within(&owner, Utc::now(), lease, &limits)
                 .await
             {
                 Ok(c) => c,
@@ -237,10 +292,29 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let state = state.clone();
+            let rule = c.rule.rule_id;
+            if let Ok(mut m) = in_flight.lock() {
+                *m.entry(rule).or_insert(0) += 1;
+            }
+            let (state, in_flight, record_tx, freed) = (
+                state.clone(),
+                in_flight.clone(),
+                record_tx.clone(),
+                freed.clone(),
+            );
             tokio::spawn(async move {
-                deliver(&state, c).await;
+                let done = deliver(&state, c).await;
+                let _ = record_tx.send(done);
+                if let Ok(mut m) = in_flight.lock() {
+                    if let Some(n) = m.get_mut(&rule) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            m.remove(&rule);
+                        }
+                    }
+                }
                 drop(permit);
+                freed.notify_one();
             });
         }
         if busy {
@@ -248,13 +322,55 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(notifier.config.poll) => {}
+            _ = freed.notified() => {}
             _ = stop.changed() => {}
         }
     }
-    // In-flight deliveries finish (each has its deadline) before the process stops.
+    // In-flight deliveries finish (each has its deadline) and are recorded before the process
+    // stops.
     let _ = permits
-        .acquire_many(u32::try_from(notifier.config.concurrency.max(1)).unwrap_or(1))
+        .acquire_many(u32::try_from(concurrency).unwrap_or(1))
         .await;
+    drop(record_tx);
+    let _ = recorder.await;
+}
+
+/// Whether the last claim is a poll interval ago.
+fn idle_long(last_claim: &Instant, config: &NotifyConfig) -> bool {
+    last_claim.elapsed() >= config.poll
+}
+
+/// Records finished attempts: whatever finished while the previous batch was written goes in
+/// one transaction.
+async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<FinishedAttempt>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        match state
+            .store
+            .notifications()
+            .finish_notifications(&batch)
+            .await
+        {
+            Ok(recorded) => {
+                for (d, ok) in batch.iter().zip(recorded) {
+                    if !ok {
+                        tracing::info!(delivery = %d.claimed.delivery_id, "notification lease lost before recording; another dispatcher has it");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempts = batch.len(), "recording notification attempts failed; they are sent again after their lease")
+            }
+        }
+        batch.clear();
+    }
 }
 
 pub async fn record_gauges(state: &AppState) {
@@ -271,8 +387,8 @@ pub async fn record_gauges(state: &AppState) {
     }
 }
 
-/// One attempt of one claimed message, recorded.
-async fn deliver(state: &AppState, c: ClaimedNotification) {
+/// One attempt of one claimed message, to be recorded.
+async fn deliver(state: &AppState, c: ClaimedNotification) -> FinishedAttempt {
     let notifier = &state.notifier;
     let kind = c.rule.destination.kind.clone();
     let started = Instant::now();
@@ -332,19 +448,10 @@ async fn deliver(state: &AppState, c: ClaimedNotification) {
         error: attempt.error,
         duration_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
     };
-    match state
-        .store
-        .notifications()
-        .finish_notification(&c, &record, outcome)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::info!(delivery = %c.delivery_id, "notification lease lost before recording; another dispatcher has it")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, delivery = %c.delivery_id, "recording a notification attempt failed; it is sent again after its lease")
-        }
+    FinishedAttempt {
+        claimed: c,
+        attempt: record,
+        outcome,
     }
 }
 

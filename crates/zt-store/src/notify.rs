@@ -4,11 +4,16 @@
 //! the planning both backends share (which rule hears of what, one message per rule and
 //! subject) is in `common/notify.rs`.
 //!
-//! Events a backend writes to the outbox itself: `finding.opened` and `finding.kev` (a processed
-//! report opening findings, one message per rule and vulnerability with the host count),
-//! `report.failed` (a report dead-lettered), `agent.stale` ([`NotificationStore::scan_stale_agents`]).
-//! `sla.due_soon`, `sla.overdue`, `analysis.expired` and `feed.stale` are accepted in rules and
-//! written by [`NotificationStore::enqueue_notifications`] by whichever part owns that data.
+//! Every event is written by the store, in the transaction of the change that causes it:
+//! `finding.opened` and `finding.kev` (a processed report opening findings, one message per
+//! rule and vulnerability with the host count; suppressed findings never notify),
+//! `report.failed` (a report dead-lettered), `analysis.expired` (the expiry applied,
+//! `Storage::expire_analyses`), `sla.due_soon` and `sla.overdue` (findings crossing their due
+//! date, marked told in the same transaction: [`NotificationStore::scan_sla`]), `agent.stale`
+//! ([`NotificationStore::scan_stale_agents`]) and `feed.stale`
+//! ([`NotificationStore::scan_stale_feeds`]); the last two are told once per silence through
+//! the rule's key of it. [`NotificationStore::enqueue_notifications`] takes messages of other
+//! parts of the server.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -135,6 +140,25 @@ pub struct NotificationRequest {
     pub data: Map<String, Value>,
 }
 
+/// How much one claim may take (see `claim_notifications_within`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimLimits {
+    /// Messages at most.
+    pub total: u32,
+    /// Messages of one rule (one destination) in flight at most, counting `in_flight`.
+    pub per_rule: u32,
+    /// Messages of each rule this dispatcher is sending now.
+    pub in_flight: std::collections::HashMap<Uuid, u32>,
+}
+
+/// One attempt to record (see `finish_notifications`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedAttempt {
+    pub claimed: ClaimedNotification,
+    pub attempt: AttemptRecord,
+    pub outcome: DeliveryOutcome,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutboxStats {
     /// Messages not yet sent nor dead.
@@ -169,6 +193,20 @@ pub trait NotificationStore: Send + Sync {
     /// silence: an agent that reports again and falls silent again is news again).
     async fn scan_stale_agents(&self, now: DateTime<Utc>) -> Result<u64>;
 
+    /// Enqueues `sla.due_soon` (due within 7 days) and `sla.overdue` (due date passed) for
+    /// open, unsuppressed findings of companies with a rule naming them: each finding is
+    /// marked told in the same transaction, so it notifies once per crossing on any number of
+    /// processes; one message per rule and vulnerability per pass. The findings marked.
+    async fn scan_sla(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Enqueues `feed.stale` for knowledge sources whose last success is older than
+    /// `stale_after` (once per silence), to every company with a rule naming it.
+    async fn scan_stale_feeds(
+        &self,
+        now: DateTime<Utc>,
+        stale_after: chrono::Duration,
+    ) -> Result<u64>;
+
     /// Leases up to `limit` due messages to `owner` until `now + lease` (expired leases are
     /// taken over: a dispatcher that died loses nothing). On several processes each message
     /// goes to exactly one of them.
@@ -178,6 +216,25 @@ pub trait NotificationStore: Send + Sync {
         now: DateTime<Utc>,
         lease: std::time::Duration,
         limit: u32,
+    ) -> Result<Vec<ClaimedNotification>> {
+        let limits = ClaimLimits {
+            total: limit,
+            per_rule: limit,
+            in_flight: Default::default(),
+        };
+        self.claim_notifications_within(owner, now, lease, &limits)
+            .await
+    }
+
+    /// As `claim_notifications`, within `limits`: rules with `per_rule` messages in flight are
+    /// skipped, the others take at most their share. A vulnerability message's host count is
+    /// read now (open, unsuppressed findings on the rule's hosts).
+    async fn claim_notifications_within(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedNotification>>;
 
     /// Logs the attempt and moves the message on; false (and nothing written) when the lease
@@ -187,7 +244,23 @@ pub trait NotificationStore: Send + Sync {
         claimed: &ClaimedNotification,
         attempt: &AttemptRecord,
         outcome: DeliveryOutcome,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let one = FinishedAttempt {
+            claimed: claimed.clone(),
+            attempt: attempt.clone(),
+            outcome,
+        };
+        Ok(self
+            .finish_notifications(std::slice::from_ref(&one))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// `finish_notification` of many attempts in one transaction (a dispatcher records what it
+    /// sent in batches); for each, whether it was recorded.
+    async fn finish_notifications(&self, done: &[FinishedAttempt]) -> Result<Vec<bool>>;
 
     /// Logs an attempt of a rule's test message.
     async fn record_test_delivery(

@@ -160,6 +160,18 @@ pub struct Args {
     /// Seconds before a notification's first retry; doubled per attempt, with jitter.
     #[arg(long, default_value_t = 5.0)]
     pub notify_retry_base_secs: f64,
+    /// Notifications of one rule (one destination) sent at once by this process: a
+    /// destination that is down holds this many sends, never the others'.
+    #[arg(long, default_value_t = 4)]
+    pub notify_per_destination: usize,
+    /// Seconds between the scans for SLA crossings (`sla.due_soon`, `sla.overdue`), stale
+    /// agents and stale knowledge sources.
+    #[arg(long, default_value_t = 60.0)]
+    pub notify_scan_secs: f64,
+    /// Hours without a successful sync after which a knowledge source is `feed.stale` (the
+    /// FeedStale alert's 48 hours).
+    #[arg(long, default_value_t = 48.0)]
+    pub feeds_stale_after_hours: f64,
     /// The SMTP server of e-mail notifications: smtp://host:587 (STARTTLS when offered;
     /// ?tls=required insists), smtps://host:465; user:password@ to authenticate.
     #[arg(long, env = "ZEROTRACE_SMTP_URL")]
@@ -325,6 +337,11 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
             timeout: Duration::from_secs_f64(args.notify_timeout_secs.clamp(0.1, 600.0)),
             max_attempts: args.notify_max_attempts.max(1),
             retry_base: Duration::from_secs_f64(args.notify_retry_base_secs.clamp(0.01, 3600.0)),
+            per_destination: args.notify_per_destination.max(1),
+            scan_interval: Duration::from_secs_f64(args.notify_scan_secs.clamp(0.1, 86400.0)),
+            feeds_stale_after: Duration::from_secs_f64(
+                (args.feeds_stale_after_hours * 3600.0).clamp(1.0, 3650.0 * 86400.0),
+            ),
             smtp_url: args.smtp_url.clone(),
             smtp_from: args.smtp_from.clone(),
             public_url: args.public_url.clone(),

@@ -1,14 +1,24 @@
 //! Notification planning without SQL: which rule hears of what, and how a batch's changes
-//! become outbox rows — one message per (rule, event, subject), the host count summed while the
-//! message is still unsent, a digest rule's messages gathered in one per event.
+//! become outbox rows — one message per (rule, event, subject), a digest rule's messages
+//! gathered in one per event.
 //!
 //! A backend, inside the transaction that causes the messages:
-//! 1. builds [`Candidate`]s (e.g. [`vuln_candidates`] of the findings a batch opened),
-//! 2. loads the rules of those companies and keeps the [`matching`] pairs,
+//! 1. builds [`Candidate`]s (e.g. [`vuln_candidates`] of the findings a batch opened, the
+//!    suppressed ones left out),
+//! 2. loads the rules of those companies (one statement) and, when a rule filters by host
+//!    tags, the tagged hosts of those tags (one statement per such company); [`matching`]
+//!    keeps the pairs in memory — set-based: never a statement per rule or per finding,
 //! 3. inserts the pairs' keys (`notification_keys`, `ON CONFLICT DO NOTHING RETURNING`): the
 //!    returned ones are fresh news, the others were told already,
-//! 4. loads the rules' open (pending, never attempted) messages and calls [`plan`],
+//! 4. only when a digest rule has fresh news, loads that rule's open digest message
+//!    ([`open_digest_keys`]) and calls [`plan`],
 //! 5. writes the plan's inserts and updates.
+//!
+//! A subject told already costs the key probe and nothing else: the host count of a
+//! vulnerability's message is read when the message is claimed for sending
+//! ([`host_count_queries`], [`apply_host_counts`]), so the hosts a vulnerability reaches
+//! after the first report are counted without rewriting every rule's message per report
+//! (which made ingest with 100 rules 8× slower).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -28,6 +38,18 @@ pub(crate) const FINDING_OPENED: &str = "finding.opened";
 pub(crate) const FINDING_KEV: &str = "finding.kev";
 pub(crate) const REPORT_FAILED: &str = "report.failed";
 pub(crate) const AGENT_STALE: &str = "agent.stale";
+pub(crate) const SLA_DUE_SOON: &str = "sla.due_soon";
+pub(crate) const SLA_OVERDUE: &str = "sla.overdue";
+pub(crate) const ANALYSIS_EXPIRED: &str = "analysis.expired";
+pub(crate) const FEED_STALE: &str = "feed.stale";
+
+/// Findings one SLA pass marks at most per company and crossing (the rest in the next pass).
+pub(crate) const SLA_PASS_LIMIT: i64 = 10_000;
+/// `findings.sla_notified`: the SLA crossings a finding has been notified of.
+pub(crate) const SLA_TOLD_DUE_SOON: i64 = 1;
+pub(crate) const SLA_TOLD_OVERDUE: i64 = 2;
+/// "Due soon": due within this many days (as the summary's `due_soon`).
+pub(crate) const SLA_DUE_SOON_DAYS: i64 = 7;
 
 /// Packages a vulnerability message names at most.
 const PACKAGES_CAP: usize = 10;
@@ -42,9 +64,9 @@ pub(crate) struct Candidate {
     pub(crate) severity: Option<i64>,
     pub(crate) kev: bool,
     pub(crate) item: Map<String, Value>,
-    /// Its host count adds to an unsent message's (hosts newly affected, as a batch's
-    /// findings); otherwise it states the count (a request repeated while unsent).
-    pub(crate) additive: bool,
+    /// The hosts it is about (a rule with host tags hears of it when one of them carries one
+    /// of its tags, with the count of those); empty: not about hosts (every rule's tags pass).
+    pub(crate) agents: Vec<AgentId>,
 }
 
 impl Candidate {
@@ -64,7 +86,7 @@ impl From<&NotificationRequest> for Candidate {
             severity: r.severity.map(severity_rank),
             kev: r.kev,
             item,
-            additive: false,
+            agents: Vec::new(),
         }
     }
 }
@@ -75,17 +97,22 @@ impl From<&NotificationRequest> for Candidate {
 pub(crate) fn vuln_candidates<'a>(
     opened: impl IntoIterator<Item = (CompanyId, AgentId, &'a ChangedFinding)>,
     packages: &HashMap<SoftwareKey, PackageRef>,
+    suppressed: &Suppressed,
 ) -> Vec<Candidate> {
     struct Acc {
-        hosts: HashSet<AgentId>,
+        hosts: BTreeSet<AgentId>,
         severity: i64,
         kev: bool,
         packages: BTreeSet<String>,
     }
     let mut by: HashMap<(CompanyId, &str), Acc> = HashMap::new();
     for (company, agent, f) in opened {
+        // A suppressing analysis covers it: it never notifies.
+        if suppressed.contains(&(company, agent, f.key, f.vuln_id.clone())) {
+            continue;
+        }
         let acc = by.entry((company, f.vuln_id.as_str())).or_insert(Acc {
-            hosts: HashSet::new(),
+            hosts: BTreeSet::new(),
             severity: f.severity,
             kev: false,
             packages: BTreeSet::new(),
@@ -115,6 +142,7 @@ pub(crate) fn vuln_candidates<'a>(
         if acc.kev {
             events.push(FINDING_KEV);
         }
+        let agents: Vec<AgentId> = acc.hosts.into_iter().collect();
         for event in events {
             out.push(Candidate {
                 company_id: company,
@@ -123,7 +151,7 @@ pub(crate) fn vuln_candidates<'a>(
                 severity: Some(acc.severity),
                 kev: acc.kev,
                 item: item.clone(),
-                additive: true,
+                agents: agents.clone(),
             });
         }
     }
@@ -135,11 +163,131 @@ pub(crate) fn vuln_candidates<'a>(
 pub(crate) fn kev_candidates<'a>(
     raised: impl IntoIterator<Item = (CompanyId, AgentId, &'a ChangedFinding)>,
     packages: &HashMap<SoftwareKey, PackageRef>,
+    suppressed: &Suppressed,
 ) -> Vec<Candidate> {
-    vuln_candidates(raised.into_iter().filter(|(_, _, f)| f.kev), packages)
+    vuln_candidates(
+        raised.into_iter().filter(|(_, _, f)| f.kev),
+        packages,
+        suppressed,
+    )
         .into_iter()
         .filter(|c| c.event == FINDING_KEV)
         .collect()
+}
+
+/// Opened findings a suppressing analysis covers: (company, agent, software, vulnerability).
+pub(crate) type Suppressed = HashSet<(CompanyId, AgentId, SoftwareKey, String)>;
+
+/// A finding an SLA pass found crossing: (agent, vulnerability, severity rank, KEV).
+pub(crate) type Crossing = (AgentId, String, i64, bool);
+
+/// `sla.due_soon` / `sla.overdue` of the findings one pass marked, one candidate per
+/// vulnerability with its hosts. The subject carries the pass's time: findings crossing in a
+/// later pass are news of their own (each finding is told once per crossing — its
+/// `sla_notified` mark — and a pass's findings of one vulnerability are one message).
+pub(crate) fn sla_candidates(
+    company_id: CompanyId,
+    event: &str,
+    crossings: &[Crossing],
+    now: DateTime<Utc>,
+) -> Vec<Candidate> {
+    let mut by: HashMap<&str, (BTreeSet<AgentId>, i64, bool)> = HashMap::new();
+    for (agent, vuln, severity, kev) in crossings {
+        let acc = by
+            .entry(vuln.as_str())
+            .or_insert((BTreeSet::new(), 0, false));
+        acc.0.insert(*agent);
+        acc.1 = acc.1.max(*severity);
+        acc.2 |= *kev;
+    }
+    let mut vulns: Vec<_> = by.into_iter().collect();
+    vulns.sort_by(|a, b| a.0.cmp(b.0));
+    vulns
+        .into_iter()
+        .map(|(vuln, (hosts, severity, kev))| {
+            let item = json!({
+                "vuln_id": vuln,
+                "severity": severity_from_rank(severity).as_str(),
+                "kev": kev,
+                "host_count": hosts.len(),
+            });
+            Candidate {
+                company_id,
+                event: event.to_string(),
+                subject: format!("{vuln}@{}", now.timestamp_millis()),
+                severity: Some(severity),
+                kev,
+                item: item.as_object().cloned().unwrap_or_default(),
+                agents: hosts.into_iter().collect(),
+            }
+        })
+        .collect()
+}
+
+/// `analysis.expired`: the analysis, its vulnerability and the hosts whose findings it no
+/// longer covers (open, unsuppressed now).
+pub(crate) fn analysis_expired_candidate(
+    company_id: CompanyId,
+    analysis: &crate::analysis::Analysis,
+    severity: i64,
+    kev: bool,
+    hosts: Vec<AgentId>,
+) -> Candidate {
+    let item = json!({
+        "analysis_id": analysis.analysis_id.to_string(),
+        "vuln_id": analysis.vuln_id,
+        "state": analysis.state,
+        "suppress": analysis.suppress,
+        "expires_at": analysis.expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "severity": severity_from_rank(severity).as_str(),
+        "kev": kev,
+        "host_count": hosts.len(),
+    });
+    Candidate {
+        company_id,
+        event: ANALYSIS_EXPIRED.into(),
+        subject: analysis.analysis_id.to_string(),
+        severity: Some(severity),
+        kev,
+        item: item.as_object().cloned().unwrap_or_default(),
+        agents: hosts,
+    }
+}
+
+/// `feed.stale` of a knowledge source without a successful sync since `last_success` (once
+/// per silence: the subject carries its time).
+pub(crate) fn feed_stale_candidate(
+    company_id: CompanyId,
+    feed: &str,
+    last_success: DateTime<Utc>,
+    stale_after: Duration,
+) -> Candidate {
+    let item = json!({
+        "source": feed,
+        "last_success_at": last_success.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "stale_after_hours": stale_after.num_minutes() as f64 / 60.0,
+    });
+    Candidate {
+        company_id,
+        event: FEED_STALE.into(),
+        subject: format!("{feed}:{}", last_success.timestamp_millis()),
+        severity: None,
+        kev: false,
+        item: item.as_object().cloned().unwrap_or_default(),
+        agents: Vec::new(),
+    }
+}
+
+/// Companies with a rule naming `event`, from rules of every company.
+pub(crate) fn companies_hearing(rules: &[NotificationRule], event: &str) -> Vec<CompanyId> {
+    let mut out: Vec<CompanyId> = rules
+        .iter()
+        .filter(|r| r.events.iter().any(|e| e == event))
+        .map(|r| r.company_id)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `report.failed` of a dead-lettered report.
@@ -163,7 +311,7 @@ pub(crate) fn report_failed_candidate(
         severity: None,
         kev: false,
         item: item.as_object().cloned().unwrap_or_default(),
-        additive: false,
+        agents: vec![agent_id],
     }
 }
 
@@ -188,35 +336,91 @@ pub(crate) fn agent_stale_candidate(
         severity: None,
         kev: false,
         item: item.as_object().cloned().unwrap_or_default(),
-        additive: false,
+        agents: vec![agent_id],
     }
 }
 
-/// Whether a rule hears of a candidate.
-pub(crate) fn rule_matches(rule: &NotificationRule, c: &Candidate) -> bool {
+/// Hosts carrying a tag, per company and tag (only the tags some rule filters by).
+pub(crate) type TaggedHosts = HashMap<(CompanyId, String), HashSet<AgentId>>;
+
+/// The (company, tags) whose tagged hosts [`matching`] needs: the companies among `cands`
+/// with a rule filtering by host tags.
+pub(crate) fn tags_wanted(
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+) -> Vec<(CompanyId, Vec<String>)> {
+    let about_hosts: HashSet<CompanyId> = cands
+        .iter()
+        .filter(|c| !c.agents.is_empty())
+        .map(|c| c.company_id)
+        .collect();
+    let mut by: std::collections::BTreeMap<CompanyId, BTreeSet<String>> = Default::default();
+    for r in rules {
+        if !r.tags.is_empty() && about_hosts.contains(&r.company_id) {
+            by.entry(r.company_id)
+                .or_default()
+                .extend(r.tags.iter().cloned());
+        }
+    }
+    by.into_iter()
+        .map(|(c, t)| (c, t.into_iter().collect()))
+        .collect()
+}
+
+/// A rule hearing of a candidate: indexes into the rules and candidates, and the hosts it
+/// hears of when its tags leave out some of the candidate's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pair {
+    pub(crate) rule: usize,
+    pub(crate) cand: usize,
+    pub(crate) hosts: Option<u64>,
+}
+
+/// Whether a rule hears of a candidate: `None` when not, else the host count its tags leave
+/// (`Some(None)`: all of them).
+pub(crate) fn rule_matches(
+    rule: &NotificationRule,
+    c: &Candidate,
+    tagged: &TaggedHosts,
+) -> Option<Option<u64>> {
     if rule.company_id != c.company_id || !rule.events.contains(&c.event) {
-        return false;
+        return None;
     }
     if let Some(sev) = c.severity {
         if let Some(min) = rule.min_severity {
             if sev < severity_rank(min) {
-                return false;
+                return None;
             }
         }
         if rule.kev_only && !c.kev {
-            return false;
+            return None;
         }
     }
-    // Hosts carry no tags yet: a rule restricted to tags matches no host's findings. Events
-    // not about hosts' findings are not filtered by tags.
-    if !rule.tags.is_empty() && c.severity.is_some() {
-        return false;
+    // Host tags filter what is about hosts; the rest (a feed's silence) reaches every rule.
+    if rule.tags.is_empty() || c.agents.is_empty() {
+        return Some(None);
     }
-    true
+    let n = c
+        .agents
+        .iter()
+        .filter(|a| {
+            rule.tags.iter().any(|t| {
+                tagged
+                    .get(&(c.company_id, t.clone()))
+                    .is_some_and(|hosts| hosts.contains(a))
+            })
+        })
+        .count() as u64;
+    (n > 0).then_some(Some(n))
 }
 
-/// (rule index, candidate index) of every rule that hears of a candidate.
-pub(crate) fn matching(rules: &[NotificationRule], cands: &[Candidate]) -> Vec<(usize, usize)> {
+/// Every (rule, candidate) pair where the rule hears of the candidate: in memory, over the
+/// rules of the candidates' companies loaded once.
+pub(crate) fn matching(
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    tagged: &TaggedHosts,
+) -> Vec<Pair> {
     let mut by_company: HashMap<CompanyId, Vec<usize>> = HashMap::new();
     for (i, r) in rules.iter().enumerate() {
         by_company.entry(r.company_id).or_default().push(i);
@@ -228,11 +432,51 @@ pub(crate) fn matching(rules: &[NotificationRule], cands: &[Candidate]) -> Vec<(
             .map(Vec::as_slice)
             .unwrap_or(&[])
         {
-            if rule_matches(&rules[ri], c) {
-                out.push((ri, ci));
+            if let Some(hosts) = rule_matches(&rules[ri], c, tagged) {
+                out.push(Pair {
+                    rule: ri,
+                    cand: ci,
+                    hosts,
+                });
             }
         }
     }
+    out
+}
+
+/// The keys the pairs insert into `notification_keys`, sorted and unique (concurrent writers
+/// lock them in one order).
+pub(crate) fn pair_keys(
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    pairs: &[Pair],
+) -> Vec<(Uuid, String)> {
+    let mut keys: Vec<(Uuid, String)> = pairs
+        .iter()
+        .map(|p| (rules[p.rule].rule_id, cands[p.cand].key()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The open digest messages [`plan`] merges fresh news into: (rule, group key) of every
+/// digest rule with a fresh pair. Immediate rules need none: fresh news is a new message,
+/// old news is no message.
+pub(crate) fn open_digest_keys(
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    pairs: &[Pair],
+    fresh: &HashSet<(Uuid, String)>,
+) -> Vec<(Uuid, String)> {
+    let mut out: Vec<(Uuid, String)> = pairs
+        .iter()
+        .filter(|p| rules[p.rule].digest_minutes > 0)
+        .filter(|p| fresh.contains(&(rules[p.rule].rule_id, cands[p.cand].key())))
+        .map(|p| (rules[p.rule].rule_id, digest_key(&cands[p.cand].event)))
+        .collect();
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -267,64 +511,22 @@ fn digest_key(event: &str) -> String {
     format!("digest:{event}")
 }
 
-/// Adds a candidate's hosts and packages to an item about the same subject.
-fn merge_item(into: &mut Map<String, Value>, c: &Candidate) {
-    let add = c
-        .item
-        .get("host_count")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let hosts = into.get("host_count").and_then(Value::as_u64).unwrap_or(0);
-    let total = if c.additive {
-        hosts + add
-    } else {
-        add.max(hosts)
-    };
-    if total > 0 {
-        into.insert("host_count".into(), json!(total));
-    }
-    if let Some(Value::Array(more)) = c.item.get("packages") {
-        let mut set: BTreeSet<String> = into
-            .get("packages")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for p in more.iter().filter_map(Value::as_str) {
-            if set.len() < PACKAGES_CAP {
-                set.insert(p.to_string());
-            }
-        }
-        into.insert(
-            "packages".into(),
-            json!(set.into_iter().collect::<Vec<_>>()),
-        );
-    }
-}
-
-fn subject_of(item: &Map<String, Value>) -> Option<&str> {
-    item.get("subject").and_then(Value::as_str)
-}
-
 /// The outbox writes for the matching pairs. `fresh` holds the (rule, key) pairs whose keys
-/// were inserted just now; `open` the rules' open messages.
+/// were inserted just now (news); `open` the open digest messages of [`open_digest_keys`].
+/// Old news writes nothing.
 pub(crate) fn plan(
     rules: &[NotificationRule],
     cands: &[Candidate],
-    pairs: &[(usize, usize)],
+    pairs: &[Pair],
     fresh: &HashSet<(Uuid, String)>,
     open: Vec<OpenRow>,
     now: DateTime<Utc>,
 ) -> Plan {
-    // Open messages and new ones, by (rule, group key), as parsed data.
     enum Slot {
         Open(i64),
         New(usize),
     }
-    // (where the message is, its data, whether this plan changed it)
+    // Digest messages by (rule, group key): where, their data, whether this plan changed it.
     type Slots = HashMap<(Uuid, String), (Slot, Map<String, Value>, bool)>;
     let mut slots: Slots = HashMap::new();
     for row in open {
@@ -335,29 +537,30 @@ pub(crate) fn plan(
         );
     }
     let mut inserts: Vec<OutboxInsert> = Vec::new();
-    for &(ri, ci) in pairs {
-        let (rule, c) = (&rules[ri], &cands[ci]);
+    let mut told: HashSet<(Uuid, String)> = HashSet::new();
+    for p in pairs {
+        let (rule, c) = (&rules[p.rule], &cands[p.cand]);
         let key = c.key();
-        let is_fresh = fresh.contains(&(rule.rule_id, key.clone()));
+        if !fresh.contains(&(rule.rule_id, key.clone()))
+            || !told.insert((rule.rule_id, key.clone()))
+        {
+            continue;
+        }
         let mut item = c.item.clone();
         item.insert("subject".into(), json!(c.subject));
+        if let Some(hosts) = p.hosts {
+            item.insert("host_count".into(), json!(hosts));
+        }
         if rule.digest_minutes == 0 {
-            let slot = (rule.rule_id, key.clone());
-            if let Some((_, data, changed)) = slots.get_mut(&slot) {
-                merge_item(data, c);
-                *changed = true;
-            } else if is_fresh {
-                inserts.push(OutboxInsert {
-                    delivery_id: Uuid::now_v7(),
-                    company_id: c.company_id,
-                    rule_id: rule.rule_id,
-                    event: c.event.clone(),
-                    group_key: key,
-                    data: String::new(),
-                    due_at: now,
-                });
-                slots.insert(slot, (Slot::New(inserts.len() - 1), item, true));
-            }
+            inserts.push(OutboxInsert {
+                delivery_id: Uuid::now_v7(),
+                company_id: c.company_id,
+                rule_id: rule.rule_id,
+                event: c.event.clone(),
+                group_key: key,
+                data: serde_json::to_string(&item).unwrap_or_else(|_| "{}".into()),
+                due_at: now,
+            });
             continue;
         }
         let slot = (rule.rule_id, digest_key(&c.event));
@@ -366,22 +569,12 @@ pub(crate) fn plan(
                 let items = data
                     .entry("items")
                     .or_insert_with(|| Value::Array(Vec::new()));
-                let Value::Array(items) = items else { continue };
-                let same = items
-                    .iter()
-                    .position(|i| i.as_object().and_then(subject_of) == Some(c.subject.as_str()));
-                match same {
-                    Some(p) => {
-                        if let Some(existing) = items[p].as_object_mut() {
-                            merge_item(existing, c);
-                        }
-                    }
-                    None if is_fresh => items.push(Value::Object(item)),
-                    None => continue,
+                if let Value::Array(items) = items {
+                    items.push(Value::Object(item));
+                    *changed = true;
                 }
-                *changed = true;
             }
-            None if is_fresh => {
+            None => {
                 inserts.push(OutboxInsert {
                     delivery_id: Uuid::now_v7(),
                     company_id: c.company_id,
@@ -396,7 +589,6 @@ pub(crate) fn plan(
                 data.insert("items".into(), Value::Array(vec![Value::Object(item)]));
                 slots.insert(slot, (Slot::New(inserts.len() - 1), data, true));
             }
-            None => {}
         }
     }
     let mut updates = Vec::new();
@@ -410,6 +602,117 @@ pub(crate) fn plan(
     }
     updates.sort_by_key(|u| u.0);
     Plan { inserts, updates }
+}
+
+/// One host count a claim reads: a company's open, unsuppressed findings of these
+/// vulnerabilities, on hosts carrying one of `tags` (empty: every host).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct HostCountQuery {
+    pub(crate) company_id: CompanyId,
+    pub(crate) tags: Vec<String>,
+    pub(crate) vulns: Vec<String>,
+}
+
+/// Events whose message counts the hosts a vulnerability is open on when it is sent.
+fn counted_at_send(event: &str) -> bool {
+    event == FINDING_OPENED || event == FINDING_KEV
+}
+
+fn vuln_items(data: &Map<String, Value>) -> Vec<String> {
+    match data.get("items").and_then(Value::as_array) {
+        Some(items) => items
+            .iter()
+            .filter_map(|i| i.get("vuln_id").and_then(Value::as_str).map(String::from))
+            .collect(),
+        None => data
+            .get("vuln_id")
+            .and_then(Value::as_str)
+            .map(|v| vec![v.to_string()])
+            .unwrap_or_default(),
+    }
+}
+
+/// The host counts the claimed messages need, grouped per company and tag set.
+pub(crate) fn host_count_queries(claimed: &[ClaimedNotification]) -> Vec<HostCountQuery> {
+    let mut by: std::collections::BTreeMap<(CompanyId, Vec<String>), BTreeSet<String>> =
+        Default::default();
+    for c in claimed.iter().filter(|c| counted_at_send(&c.event)) {
+        let mut tags = c.rule.tags.clone();
+        tags.sort();
+        by.entry((c.company_id, tags))
+            .or_default()
+            .extend(vuln_items(&c.data));
+    }
+    by.into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|((company_id, tags), vulns)| HostCountQuery {
+            company_id,
+            tags,
+            vulns: vulns.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Host counts read by [`host_count_queries`]: (company, sorted tags, vulnerability) → hosts.
+pub(crate) type HostCounts = HashMap<(CompanyId, Vec<String>, String), u64>;
+
+/// Sets the host count of each vulnerability the claimed messages name to the count read now
+/// (a count of 0 — every finding resolved or suppressed since — keeps the count written).
+pub(crate) fn apply_host_counts(claimed: &mut [ClaimedNotification], counts: &HostCounts) {
+    for c in claimed.iter_mut().filter(|c| counted_at_send(&c.event)) {
+        let mut tags = c.rule.tags.clone();
+        tags.sort();
+        let set = |item: &mut Map<String, Value>| {
+            let Some(v) = item.get("vuln_id").and_then(Value::as_str) else {
+                return;
+            };
+            if let Some(&n) = counts.get(&(c.company_id, tags.clone(), v.to_string())) {
+                if n > 0 {
+                    item.insert("host_count".into(), json!(n));
+                }
+            }
+        };
+        match c.data.get_mut("items").and_then(Value::as_array_mut) {
+            Some(items) => items
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .for_each(set),
+            None => set(&mut c.data),
+        }
+    }
+}
+
+/// What a claim may take: at most `total` messages, at most `per_rule` of one rule's in
+/// flight at once (`in_flight` says how many this dispatcher has): a destination that is down
+/// holds `per_rule` sends, never every one (DESIGN.md: a destination that is down never
+/// delays the others).
+pub(crate) fn pick_claims(candidates: &[(i64, Uuid)], limits: &ClaimLimits) -> Vec<i64> {
+    let mut taken: HashMap<Uuid, u32> = HashMap::new();
+    let mut out = Vec::new();
+    for &(id, rule) in candidates {
+        if out.len() >= limits.total as usize {
+            break;
+        }
+        let busy = limits.in_flight.get(&rule).copied().unwrap_or(0);
+        let n = taken.entry(rule).or_insert(0);
+        if busy + *n < limits.per_rule {
+            *n += 1;
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// The rules at their limit: a claim leaves their messages alone.
+pub(crate) fn saturated_rules(limits: &ClaimLimits) -> Vec<Uuid> {
+    let mut out: Vec<Uuid> = limits
+        .in_flight
+        .iter()
+        .filter(|(_, n)| **n >= limits.per_rule)
+        .map(|(r, _)| *r)
+        .collect();
+    out.sort();
+    out
 }
 
 /// The rule a row of [`RULE_COLUMNS`] holds (`Cols` reads either driver's row).
@@ -563,14 +866,95 @@ mod tests {
             .map(|i| (c, AgentId(Uuid::from_u128(i)), &f))
             .chain([(c, AgentId(Uuid::from_u128(0)), &f)])
             .collect();
-        let cands = vuln_candidates(rows, &HashMap::new());
+        let cands = vuln_candidates(rows, &HashMap::new(), &Suppressed::new());
         assert_eq!(cands.len(), 2, "finding.opened and finding.kev");
         assert_eq!(cands[0].item["host_count"], 1000);
+        assert_eq!(cands[0].agents.len(), 1000);
         assert_eq!(cands[1].event, FINDING_KEV);
     }
 
     #[test]
-    fn filters_and_merging() {
+    fn suppressed_findings_are_no_candidates() {
+        let c = CompanyId(Uuid::from_u128(1));
+        let f = opened("CVE-1", Severity::High, false);
+        let (a1, a2) = (AgentId(Uuid::from_u128(1)), AgentId(Uuid::from_u128(2)));
+        let suppressed: Suppressed = [(c, a1, f.key, "CVE-1".to_string())].into();
+        let cands = vuln_candidates([(c, a1, &f), (c, a2, &f)], &HashMap::new(), &suppressed);
+        assert_eq!(cands.len(), 1);
+        assert_eq!(cands[0].item["host_count"], 1, "only the unsuppressed host");
+        let none = vuln_candidates([(c, a1, &f)], &HashMap::new(), &suppressed);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn host_tags_filter_and_count_the_hosts() {
+        let c = CompanyId(Uuid::from_u128(1));
+        let mut prod = rule(0, &[FINDING_OPENED, FEED_STALE], None);
+        prod.tags = vec!["prod".into()];
+        let mut lab = rule(0, &[FINDING_OPENED], None);
+        lab.tags = vec!["lab".into()];
+        let any = rule(0, &[FINDING_OPENED], None);
+        let rules = vec![prod, lab, any];
+        let f = opened("CVE-1", Severity::High, false);
+        let (a1, a2, a3) = (
+            AgentId(Uuid::from_u128(1)),
+            AgentId(Uuid::from_u128(2)),
+            AgentId(Uuid::from_u128(3)),
+        );
+        let mut cands = vuln_candidates(
+            [(c, a1, &f), (c, a2, &f), (c, a3, &f)],
+            &HashMap::new(),
+            &Suppressed::new(),
+        );
+        cands.push(feed_stale_candidate(
+            c,
+            "osv",
+            Utc::now(),
+            Duration::hours(48),
+        ));
+        assert_eq!(
+            tags_wanted(&rules, &cands),
+            vec![(c, vec!["lab".to_string(), "prod".to_string()])]
+        );
+        let tagged: TaggedHosts = [((c, "prod".to_string()), [a1, a3].into())].into();
+        let pairs = matching(&rules, &cands, &tagged);
+        assert_eq!(
+            pairs,
+            vec![
+                Pair {
+                    rule: 0,
+                    cand: 0,
+                    hosts: Some(2)
+                },
+                Pair {
+                    rule: 2,
+                    cand: 0,
+                    hosts: None
+                },
+                Pair {
+                    rule: 0,
+                    cand: 1,
+                    hosts: None
+                },
+            ],
+            "prod hears of its two hosts, lab of none, a feed is about no host"
+        );
+        let fresh: HashSet<(Uuid, String)> = pairs
+            .iter()
+            .map(|p| (rules[p.rule].rule_id, cands[p.cand].key()))
+            .collect();
+        let p = plan(&rules, &cands, &pairs, &fresh, vec![], Utc::now());
+        let prod_msg = p
+            .inserts
+            .iter()
+            .find(|i| i.rule_id == rules[0].rule_id && i.event == FINDING_OPENED)
+            .unwrap();
+        let data: Value = serde_json::from_str(&prod_msg.data).unwrap();
+        assert_eq!(data["host_count"], 2);
+    }
+
+    #[test]
+    fn news_once_per_rule_and_digests_gather_it() {
         let c = CompanyId(Uuid::from_u128(1));
         let high = rule(0, &[FINDING_OPENED], Some(Severity::High));
         let digest = rule(15, &[FINDING_OPENED], None);
@@ -578,14 +962,23 @@ mod tests {
         let fa = opened("CVE-A", Severity::Critical, false);
         let fb = opened("CVE-B", Severity::Low, false);
         let a1 = AgentId(Uuid::from_u128(10));
-        let cands = vuln_candidates([(c, a1, &fa), (c, a1, &fb)], &HashMap::new());
-        let pairs = matching(&rules, &cands);
+        let none = TaggedHosts::new();
+        let cands = vuln_candidates(
+            [(c, a1, &fa), (c, a1, &fb)],
+            &HashMap::new(),
+            &Suppressed::new(),
+        );
+        let pairs = matching(&rules, &cands, &none);
         // high hears of CVE-A only, digest of both
         assert_eq!(pairs.len(), 3);
         let fresh: HashSet<(Uuid, String)> = pairs
             .iter()
-            .map(|&(r, ci)| (rules[r].rule_id, cands[ci].key()))
+            .map(|p| (rules[p.rule].rule_id, cands[p.cand].key()))
             .collect();
+        assert_eq!(
+            open_digest_keys(&rules, &cands, &pairs, &fresh),
+            vec![(digest.rule_id, "digest:finding.opened".to_string())]
+        );
         let now = Utc::now();
         let p = plan(&rules, &cands, &pairs, &fresh, vec![], now);
         assert_eq!(p.inserts.len(), 2, "one immediate message, one digest");
@@ -597,36 +990,77 @@ mod tests {
         assert_eq!(digest_row.due_at, now + Duration::minutes(15));
         let data: Value = serde_json::from_str(&digest_row.data).unwrap();
         assert_eq!(data["items"].as_array().unwrap().len(), 2);
-        // A second batch: CVE-A on another host, the messages still unsent: host counts add
-        // up, no new message.
-        let open: Vec<OpenRow> = p
-            .inserts
+        // Told already: nothing is written.
+        assert_eq!(
+            plan(&rules, &cands, &pairs, &HashSet::new(), vec![], now),
+            Plan::default()
+        );
+        // A new vulnerability joins the open digest.
+        let open = vec![OpenRow {
+            outbox_id: 7,
+            rule_id: digest.rule_id,
+            group_key: digest_row.group_key.clone(),
+            data: digest_row.data.clone(),
+        }];
+        let fc = opened("CVE-C", Severity::Medium, false);
+        let cands2 = vuln_candidates([(c, a1, &fc)], &HashMap::new(), &Suppressed::new());
+        let pairs2 = matching(&rules, &cands2, &none);
+        let fresh2: HashSet<(Uuid, String)> = pairs2
             .iter()
-            .enumerate()
-            .map(|(i, r)| OpenRow {
-                outbox_id: i as i64 + 1,
-                rule_id: r.rule_id,
-                group_key: r.group_key.clone(),
-                data: r.data.clone(),
-            })
+            .map(|p| (rules[p.rule].rule_id, cands2[p.cand].key()))
             .collect();
-        let a2 = AgentId(Uuid::from_u128(11));
-        let cands2 = vuln_candidates([(c, a2, &fa)], &HashMap::new());
-        let pairs2 = matching(&rules, &cands2);
-        let p2 = plan(&rules, &cands2, &pairs2, &HashSet::new(), open, now);
+        let p2 = plan(&rules, &cands2, &pairs2, &fresh2, open, now);
         assert!(p2.inserts.is_empty());
-        assert_eq!(p2.updates.len(), 2);
-        for (_, d) in &p2.updates {
-            let v: Value = serde_json::from_str(d).unwrap();
-            let hosts = if v.get("items").is_some() {
-                v["items"][0]["host_count"].clone()
-            } else {
-                v["host_count"].clone()
-            };
-            assert_eq!(hosts, 2);
-        }
-        // Already told and already sent (no open row): nothing.
-        let p3 = plan(&rules, &cands2, &pairs2, &HashSet::new(), vec![], now);
-        assert_eq!(p3, Plan::default());
+        assert_eq!(p2.updates.len(), 1);
+        let v: Value = serde_json::from_str(&p2.updates[0].1).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn sla_candidates_group_a_pass_per_vulnerability() {
+        let c = CompanyId(Uuid::from_u128(1));
+        let (a1, a2) = (AgentId(Uuid::from_u128(1)), AgentId(Uuid::from_u128(2)));
+        let now = Utc::now();
+        let cands = sla_candidates(
+            c,
+            SLA_OVERDUE,
+            &[
+                (a1, "CVE-1".into(), 4, false),
+                (a2, "CVE-1".into(), 5, true),
+                (a1, "CVE-2".into(), 2, false),
+            ],
+            now,
+        );
+        assert_eq!(cands.len(), 2);
+        assert_eq!(cands[0].item["vuln_id"], "CVE-1");
+        assert_eq!(cands[0].item["host_count"], 2);
+        assert_eq!(cands[0].item["severity"], "critical");
+        assert!(cands[0].kev);
+        // A later pass is news of its own.
+        let later = sla_candidates(
+            c,
+            SLA_OVERDUE,
+            &[(a1, "CVE-1".into(), 4, false)],
+            now + Duration::minutes(1),
+        );
+        assert_ne!(later[0].key(), cands[0].key());
+    }
+
+    #[test]
+    fn claims_leave_busy_rules_alone() {
+        let (r1, r2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let limits = ClaimLimits {
+            total: 4,
+            per_rule: 2,
+            in_flight: [(r1, 1)].into(),
+        };
+        let cands = [(1, r1), (2, r1), (3, r1), (4, r2), (5, r2), (6, r2)];
+        assert_eq!(pick_claims(&cands, &limits), vec![1, 4, 5]);
+        assert!(saturated_rules(&limits).is_empty());
+        let full = ClaimLimits {
+            in_flight: [(r1, 2)].into(),
+            ..limits
+        };
+        assert_eq!(saturated_rules(&full), vec![r1]);
     }
 }

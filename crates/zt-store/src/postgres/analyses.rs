@@ -490,6 +490,8 @@ impl PgStore {
                     continue;
                 }
                 cover_vuln(&mut tx, company_id, &before.vuln_id, now).await?;
+                // Its findings are back: `analysis.expired`, in this transaction (issue 14).
+                super::notify::analysis_expired_in_tx(&mut tx, company_id, &before, now).await?;
                 let ctx = ChangeContext {
                     actor: system_actor(),
                     at: now,

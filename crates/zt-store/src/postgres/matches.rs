@@ -12,7 +12,6 @@ use super::queue::CompanyScope;
 use super::{key_uuid, to_u64, uuid_key, PgStore};
 use crate::common::events::ChangedFinding;
 use crate::common::matches::{changed_keys, diff_matches, pending_generation, PairState};
-use crate::common::notify::{kev_candidates, vuln_candidates};
 use crate::common::reads::software_from_row;
 use crate::model::*;
 use crate::Result;
@@ -459,17 +458,16 @@ impl PgStore {
         keys.sort();
         keys.dedup();
         let packages = super::events::load_packages(&mut tx, &keys).await?;
-        let mut cands = vuln_candidates(
-            opened.iter().map(|(a, f)| (company_id, *a, f)),
-            &packages,
-        );
-        cands.extend(kev_candidates(
-            raised.iter().map(|(a, f)| (company_id, *a, f)),
-            &packages,
-        ));
         let mut scope = CompanyScope::new();
-        scope.enter(&mut tx, company_id).await?;
-        super::notify::write_in_tx(&mut tx, &mut scope, &cands, now).await?;
+        super::notify::changed_in_tx(
+            &mut tx,
+            &mut scope,
+            opened.iter().map(|(a, f)| (company_id, *a, f)).collect(),
+            raised.iter().map(|(a, f)| (company_id, *a, f)).collect(),
+            &packages,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(ReconcileStep {
             last,

@@ -3,7 +3,7 @@
 //! any number of processes claim due messages with `FOR UPDATE SKIP LOCKED`, so each message
 //! goes to exactly one of them, and an expired lease is taken over.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,10 +12,12 @@ use uuid::Uuid;
 
 use super::queue::CompanyScope;
 use super::{PgStore, Tx};
+use crate::common::events::ChangedFinding;
 use crate::common::notify::*;
 use crate::model::*;
 use crate::notify::*;
 use crate::Result;
+use zt_inventory::SoftwareKey;
 
 async fn all_companies(tx: &mut Tx) -> Result<()> {
     sqlx::query("SELECT set_config('zerotrace.all_companies', 'on', true)")
@@ -38,40 +40,151 @@ pub(crate) async fn write_in_tx(
     }
     for (company, cands) in by_company {
         scope.enter(tx, company).await?;
-        write_company(tx, company, &cands, now).await?;
+        let rules = load_rules(tx, company).await?;
+        write_company(tx, company, &rules, &cands, now).await?;
     }
     Ok(())
 }
 
-async fn write_company(
-    tx: &mut Tx,
-    company: CompanyId,
-    cands: &[Candidate],
-    now: DateTime<Utc>,
-) -> Result<()> {
+async fn load_rules(tx: &mut Tx, company: CompanyId) -> Result<Vec<NotificationRule>> {
     let sql = format!("SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id = $1");
-    let rules: Vec<NotificationRule> = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(company)
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|r| rule_from_row(r, 0))
-        .collect::<Result<_>>()?;
-    if rules.is_empty() {
+        .collect()
+}
+
+/// `finding.opened` / `finding.kev` of the findings a batch opened, inside its transaction
+/// (after coverage was applied): a company without rules costs one statement; suppressed
+/// findings never notify.
+pub(crate) async fn opened_in_tx<'a>(
+    tx: &mut Tx,
+    scope: &mut CompanyScope,
+    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    packages: &HashMap<SoftwareKey, PackageRef>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    changed_in_tx(tx, scope, opened, Vec::new(), packages, now).await
+}
+
+/// As [`opened_in_tx`], plus `finding.kev` of open findings whose vulnerability became KEV
+/// (`raised`: a knowledge change's re-match).
+pub(crate) async fn changed_in_tx<'a>(
+    tx: &mut Tx,
+    scope: &mut CompanyScope,
+    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    raised: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    packages: &HashMap<SoftwareKey, PackageRef>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    type Changed<'b> = Vec<(CompanyId, AgentId, &'b ChangedFinding)>;
+    let mut by_company: BTreeMap<CompanyId, (Changed<'a>, Changed<'a>)> = BTreeMap::new();
+    for o in opened {
+        by_company.entry(o.0).or_default().0.push(o);
+    }
+    for r in raised {
+        by_company.entry(r.0).or_default().1.push(r);
+    }
+    for (company, (opened, raised)) in by_company {
+        scope.enter(tx, company).await?;
+        let rules = load_rules(tx, company).await?;
+        if rules.is_empty() {
+            continue;
+        }
+        let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
+        let suppressed = suppressed_among(tx, company, &both).await?;
+        let mut cands = vuln_candidates(opened, packages, &suppressed);
+        cands.extend(kev_candidates(raised, packages, &suppressed));
+        write_company(tx, company, &rules, &cands, now).await?;
+    }
+    Ok(())
+}
+
+/// Which of a company's opened findings a suppressing analysis covers (looked up only when
+/// one is in force).
+async fn suppressed_among(
+    tx: &mut Tx,
+    company: CompanyId,
+    opened: &[(CompanyId, AgentId, &ChangedFinding)],
+) -> Result<Suppressed> {
+    let mut out = Suppressed::new();
+    let any: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM analyses WHERE company_id = $1 AND suppress \
+         AND withdrawn_at IS NULL AND expired_at IS NULL LIMIT 1",
+    )
+    .bind(company)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if any.is_none() {
+        return Ok(out);
+    }
+    let mut agents: Vec<Uuid> = opened.iter().map(|o| o.1 .0).collect();
+    agents.sort();
+    agents.dedup();
+    let rows = sqlx::query(
+        "SELECT agent_id, software_key, vuln_id FROM findings WHERE company_id = $1 \
+         AND agent_id = ANY($2) AND resolved_at IS NULL AND suppressed",
+    )
+    .bind(company)
+    .bind(&agents)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        out.insert((
+            company,
+            AgentId(row.get::<Uuid, _>(0)),
+            SoftwareKey(*row.get::<Uuid, _>(1).as_bytes()),
+            row.get(2),
+        ));
+    }
+    Ok(out)
+}
+
+/// The company's hosts carrying the tags its rules filter by.
+async fn tagged_hosts(
+    tx: &mut Tx,
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+) -> Result<TaggedHosts> {
+    let mut out = TaggedHosts::new();
+    for (company, tags) in tags_wanted(rules, cands) {
+        let rows = sqlx::query(
+            "SELECT tag, agent_id FROM agent_tags WHERE company_id = $1 AND tag = ANY($2)",
+        )
+        .bind(company)
+        .bind(&tags)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            out.entry((company, row.get::<String, _>(0)))
+                .or_default()
+                .insert(AgentId(row.get::<Uuid, _>(1)));
+        }
+    }
+    Ok(out)
+}
+
+async fn write_company(
+    tx: &mut Tx,
+    company: CompanyId,
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if rules.is_empty() || cands.is_empty() {
         return Ok(());
     }
-    let pairs = matching(&rules, cands);
+    let tagged = tagged_hosts(tx, rules, cands).await?;
+    let pairs = matching(rules, cands, &tagged);
     if pairs.is_empty() {
         return Ok(());
     }
     // Keys in one order (concurrent writers lock them alike).
-    let mut keys: Vec<(Uuid, String)> = pairs
-        .iter()
-        .map(|&(r, c)| (rules[r].rule_id, cands[c].key()))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let (key_rules, key_texts): (Vec<Uuid>, Vec<String>) = keys.into_iter().unzip();
+    let (key_rules, key_texts): (Vec<Uuid>, Vec<String>) =
+        pair_keys(rules, cands, &pairs).into_iter().unzip();
     let rows = sqlx::query(
         "INSERT INTO notification_keys (rule_id, key, created_at) \
          SELECT r, k, $3 FROM unnest($1::uuid[], $2::text[]) AS t(r, k) \
@@ -86,27 +199,37 @@ async fn write_company(
         .iter()
         .map(|r| (r.get::<Uuid, _>(0), r.get::<String, _>(1)))
         .collect();
-    let mut rule_ids: Vec<Uuid> = pairs.iter().map(|&(r, _)| rules[r].rule_id).collect();
-    rule_ids.sort();
-    rule_ids.dedup();
-    let open: Vec<OpenRow> = sqlx::query(
-        "SELECT outbox_id, rule_id, group_key, data FROM notification_outbox \
-         WHERE company_id = $1 AND rule_id = ANY($2) AND state = 'pending' AND attempts = 0 \
-         ORDER BY outbox_id FOR UPDATE",
-    )
-    .bind(company)
-    .bind(&rule_ids)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|r| OpenRow {
-        outbox_id: r.get(0),
-        rule_id: r.get(1),
-        group_key: r.get(2),
-        data: r.get(3),
-    })
-    .collect();
-    let plan = plan(&rules, cands, &pairs, &fresh, open, now);
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let (open_rules, open_keys): (Vec<Uuid>, Vec<String>) =
+        open_digest_keys(rules, cands, &pairs, &fresh)
+            .into_iter()
+            .unzip();
+    let open: Vec<OpenRow> = if open_rules.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(
+            "SELECT o.outbox_id, o.rule_id, o.group_key, o.data FROM notification_outbox o \
+             JOIN unnest($2::uuid[], $3::text[]) AS k(r, g) ON o.rule_id = k.r \
+             AND o.group_key = k.g WHERE o.company_id = $1 AND o.state = 'pending' \
+             AND o.attempts = 0 ORDER BY o.outbox_id FOR UPDATE OF o",
+        )
+        .bind(company)
+        .bind(&open_rules)
+        .bind(&open_keys)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| OpenRow {
+            outbox_id: r.get(0),
+            rule_id: r.get(1),
+            group_key: r.get(2),
+            data: r.get(3),
+        })
+        .collect()
+    };
+    let plan = plan(rules, cands, &pairs, &fresh, open, now);
     if !plan.inserts.is_empty() {
         // The rows as parallel arrays (`unnest`).
         type Columns = (Vec<Uuid>, Vec<Uuid>, Vec<String>, Vec<String>, Vec<String>);
@@ -148,6 +271,116 @@ async fn write_company(
         .await?;
     }
     Ok(())
+}
+
+/// `analysis.expired` of an analysis whose expiry was applied in this transaction (scope:
+/// its company; coverage recomputed before): the hosts its vulnerability is open on again.
+pub(crate) async fn analysis_expired_in_tx(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    analysis: &crate::analysis::Analysis,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let rules = load_rules(tx, company_id).await?;
+    if !rules
+        .iter()
+        .any(|r| r.events.iter().any(|e| e == ANALYSIS_EXPIRED))
+    {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT agent_id, max(severity)::bigint, bool_or(kev) FROM findings \
+         WHERE company_id = $1 AND vuln_id = $2 AND resolved_at IS NULL AND NOT suppressed \
+         GROUP BY agent_id",
+    )
+    .bind(company_id)
+    .bind(analysis.vuln_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut hosts = Vec::with_capacity(rows.len());
+    let (mut severity, mut kev) = (0i64, false);
+    for row in &rows {
+        hosts.push(AgentId(row.get::<Uuid, _>(0)));
+        severity = severity.max(row.get::<i64, _>(1));
+        kev |= row.get::<bool, _>(2);
+    }
+    if rows.is_empty() {
+        if let Some(row) = sqlx::query("SELECT severity::bigint, kev FROM vulns WHERE vuln_id = $1")
+            .bind(analysis.vuln_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            severity = row.get(0);
+            kev = row.get(1);
+        }
+    }
+    let cand = analysis_expired_candidate(company_id, analysis, severity, kev, hosts);
+    write_company(tx, company_id, &rules, &[cand], now).await
+}
+
+/// Marks a company's findings crossing into `told` (due by `by`) and returns them (scope:
+/// the company). Row locks make a second process's pass skip what this one marked.
+async fn mark_crossing(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    policy: &crate::sla::SlaPolicy,
+    by: DateTime<Utc>,
+    told: i64,
+) -> Result<Vec<Crossing>> {
+    let due = policy.due_by(by);
+    let sql = format!(
+        "UPDATE findings SET sla_notified = $1 WHERE company_id = $2 AND sla_notified < $1 \
+         AND resolved_at IS NULL AND (agent_id, software_key, vuln_id) IN ( \
+           SELECT f.agent_id, f.software_key, f.vuln_id FROM findings f \
+           WHERE f.company_id = $2 AND f.resolved_at IS NULL AND NOT f.suppressed \
+           AND f.sla_notified < $1 AND ((f.severity = 5 AND f.first_seen <= $3) \
+             OR (f.severity = 4 AND f.first_seen <= $4) OR (f.severity = 3 AND f.first_seen <= $5) \
+             OR (f.severity = 2 AND f.first_seen <= $6) OR (f.severity <= 1 AND f.first_seen <= $7) \
+             {} ) LIMIT {SLA_PASS_LIMIT}) \
+         RETURNING agent_id, vuln_id, severity::bigint, kev",
+        if due.kev_date.is_some() {
+            "OR (f.kev AND f.vuln_id IN (SELECT kv.vuln_id FROM vulns kv \
+             WHERE kv.kev_due_date <= $8))"
+        } else {
+            ""
+        }
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i16::try_from(told).unwrap_or(i16::MAX))
+        .bind(company_id);
+    for b in due.first_seen_by {
+        q = q.bind(b);
+    }
+    if let Some(d) = &due.kev_date {
+        q = q.bind(d.as_str());
+    }
+    let mut out = Vec::new();
+    for row in q.fetch_all(&mut **tx).await? {
+        out.push((
+            AgentId(row.get::<Uuid, _>(0)),
+            row.get::<String, _>(1),
+            row.get::<i64, _>(2),
+            row.get::<bool, _>(3),
+        ));
+    }
+    Ok(out)
+}
+
+/// Rules of every company naming an event matching `pattern` (a LIKE pattern on the JSON
+/// list).
+async fn rules_naming(store: &PgStore, pattern: &str) -> Result<Vec<NotificationRule>> {
+    let mut tx = store.pool.begin().await?;
+    all_companies(&mut tx).await?;
+    let sql = format!("SELECT {RULE_COLUMNS} FROM notification_rules WHERE events LIKE $1");
+    let rules = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(pattern)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| rule_from_row(r, 0))
+        .collect::<Result<Vec<_>>>()?;
+    tx.commit().await?;
+    Ok(rules)
 }
 
 /// `report.failed` for a report dead-lettered in this transaction (scope: its company).
@@ -365,20 +598,113 @@ impl NotificationStore for PgStore {
         Ok(n)
     }
 
-    async fn claim_notifications(
+    async fn scan_sla(&self, now: DateTime<Utc>) -> Result<u64> {
+        let rules = rules_naming(self, "%\"sla.%").await?;
+        let mut companies: Vec<CompanyId> = rules.iter().map(|r| r.company_id).collect();
+        companies.sort();
+        companies.dedup();
+        let mut marked = 0u64;
+        for company in companies {
+            let policy = self.sla_policy_impl(company).await?;
+            // Each company's pass is one transaction: the marks and the messages together.
+            let mut tx = self.begin_for_company(company).await?;
+            let mut cands = Vec::new();
+            // Overdue first: a finding past its date is not "due soon" as well.
+            let overdue = mark_crossing(&mut tx, company, &policy, now, SLA_TOLD_OVERDUE).await?;
+            cands.extend(sla_candidates(company, SLA_OVERDUE, &overdue, now));
+            let soon = now + chrono::Duration::days(SLA_DUE_SOON_DAYS);
+            let due_soon =
+                mark_crossing(&mut tx, company, &policy, soon, SLA_TOLD_DUE_SOON).await?;
+            cands.extend(sla_candidates(company, SLA_DUE_SOON, &due_soon, now));
+            marked += (overdue.len() + due_soon.len()) as u64;
+            let company_rules: Vec<NotificationRule> = rules
+                .iter()
+                .filter(|r| r.company_id == company)
+                .cloned()
+                .collect();
+            write_company(&mut tx, company, &company_rules, &cands, now).await?;
+            tx.commit().await?;
+        }
+        Ok(marked)
+    }
+
+    async fn scan_stale_feeds(
+        &self,
+        now: DateTime<Utc>,
+        stale_after: chrono::Duration,
+    ) -> Result<u64> {
+        let rules = rules_naming(self, "%\"feed.stale\"%").await?;
+        if rules.is_empty() {
+            return Ok(0);
+        }
+        let feeds: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT feed, last_success_at FROM kb_feed_state \
+             WHERE last_success_at IS NOT NULL AND last_success_at < $1 ORDER BY feed",
+        )
+        .bind(now - stale_after)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut n = 0u64;
+        for company in companies_hearing(&rules, FEED_STALE) {
+            let cands: Vec<Candidate> = feeds
+                .iter()
+                .map(|(feed, at)| feed_stale_candidate(company, feed, *at, stale_after))
+                .collect();
+            if cands.is_empty() {
+                continue;
+            }
+            n += cands.len() as u64;
+            let company_rules: Vec<NotificationRule> = rules
+                .iter()
+                .filter(|r| r.company_id == company)
+                .cloned()
+                .collect();
+            let mut tx = self.begin_for_company(company).await?;
+            write_company(&mut tx, company, &company_rules, &cands, now).await?;
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    async fn claim_notifications_within(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease: std::time::Duration,
-        limit: u32,
+        limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedNotification>> {
+        if limits.total == 0 {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         all_companies(&mut tx).await?;
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1));
+        // Due messages, oldest first, of the rules not at their limit (a rule with a long
+        // backlog takes its share and is at its limit by the next claim: the others' messages
+        // come next), more than can be taken: [`pick_claims`] keeps each rule to its share.
+        let busy = saturated_rules(limits);
+        let rows = sqlx::query(
+            "SELECT outbox_id, rule_id FROM notification_outbox \
+             WHERE state IN ('pending', 'leased') AND due_at <= $1 AND NOT (rule_id = ANY($2)) \
+             ORDER BY due_at LIMIT $3",
+        )
+        .bind(now)
+        .bind(&busy)
+        .bind(i64::from(limits.total) * 4)
+        .fetch_all(&mut *tx)
+        .await?;
+        let candidates: Vec<(i64, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let ids = pick_claims(&candidates, limits);
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        // Each message to exactly one dispatcher: rows another one holds are skipped, rows it
+        // leased meanwhile fail the re-checked condition.
         let sql = format!(
             "WITH due AS (SELECT outbox_id FROM notification_outbox \
-               WHERE state IN ('pending', 'leased') AND due_at <= $1 \
-               ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+               WHERE outbox_id = ANY($1) AND state IN ('pending', 'leased') AND due_at <= $2 \
+               FOR UPDATE SKIP LOCKED), \
              leased AS (UPDATE notification_outbox o SET state = 'leased', lease_owner = $3, \
                attempts = o.attempts + 1, due_at = $4 FROM due WHERE o.outbox_id = due.outbox_id \
                RETURNING o.outbox_id, o.delivery_id, o.event, o.data, o.created_at, o.attempts, \
@@ -389,8 +715,8 @@ impl NotificationStore for PgStore {
             rule_columns("r")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&ids)
             .bind(now)
-            .bind(i64::from(limit.max(1)))
             .bind(owner)
             .bind(until)
             .fetch_all(&mut *tx)
@@ -411,53 +737,84 @@ impl NotificationStore for PgStore {
                 rule,
             });
         }
+        // Host counts as of now, each company under its own scope.
+        let mut counts = HostCounts::new();
+        for q in host_count_queries(&out) {
+            let mut tx = self.begin_for_company(q.company_id).await?;
+            let rows = sqlx::query(
+                "SELECT vuln_id, count(DISTINCT agent_id) FROM findings WHERE company_id = $1 \
+                 AND vuln_id = ANY($2) AND resolved_at IS NULL AND NOT suppressed \
+                 AND (cardinality($3::text[]) = 0 OR agent_id IN (SELECT t.agent_id \
+                   FROM agent_tags t WHERE t.company_id = $1 AND t.tag = ANY($3))) \
+                 GROUP BY vuln_id",
+            )
+            .bind(q.company_id)
+            .bind(&q.vulns)
+            .bind(&q.tags)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            for row in rows {
+                counts.insert(
+                    (q.company_id, q.tags.clone(), row.get(0)),
+                    u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+                );
+            }
+        }
+        apply_host_counts(&mut out, &counts);
         Ok(out)
     }
 
-    async fn finish_notification(
-        &self,
-        c: &ClaimedNotification,
-        a: &AttemptRecord,
-        outcome: DeliveryOutcome,
-    ) -> Result<bool> {
-        let mut tx = self.begin_for_company(c.company_id).await?;
-        let (state, due, finished) = match outcome {
-            DeliveryOutcome::Sent => ("sent", a.attempted_at, Some(a.attempted_at)),
-            DeliveryOutcome::Dead => ("dead", a.attempted_at, Some(a.attempted_at)),
-            DeliveryOutcome::Retry(at) => ("pending", at, None),
-        };
-        let done = sqlx::query(
-            "UPDATE notification_outbox SET state = $1, due_at = $2, finished_at = $3, \
-             lease_owner = NULL, last_error = $4 \
-             WHERE outbox_id = $5 AND state = 'leased' AND lease_owner = $6 AND attempts = $7",
-        )
-        .bind(state)
-        .bind(due)
-        .bind(finished)
-        .bind(a.error.as_deref())
-        .bind(c.outbox_id)
-        .bind(&c.owner)
-        .bind(i32::try_from(c.attempt).unwrap_or(i32::MAX))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
+    async fn finish_notifications(&self, done: &[FinishedAttempt]) -> Result<Vec<bool>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
         }
-        insert_delivery(
-            &mut tx,
-            c.company_id,
-            c.rule.rule_id,
-            Some(c.outbox_id),
-            c.delivery_id,
-            &c.event,
-            c.attempt,
-            outcome_label(outcome),
-            a,
-            next_attempt(outcome),
-        )
-        .await?;
+        // One transaction for the lot (the dispatcher records what it sent in batches).
+        let mut tx = self.pool.begin().await?;
+        all_companies(&mut tx).await?;
+        let mut out = Vec::with_capacity(done.len());
+        for d in done {
+            let (c, a, outcome) = (&d.claimed, &d.attempt, d.outcome);
+            let (state, due, finished) = match outcome {
+                DeliveryOutcome::Sent => ("sent", a.attempted_at, Some(a.attempted_at)),
+                DeliveryOutcome::Dead => ("dead", a.attempted_at, Some(a.attempted_at)),
+                DeliveryOutcome::Retry(at) => ("pending", at, None),
+            };
+            let updated = sqlx::query(
+                "UPDATE notification_outbox SET state = $1, due_at = $2, finished_at = $3, \
+                 lease_owner = NULL, last_error = $4 \
+                 WHERE outbox_id = $5 AND state = 'leased' AND lease_owner = $6 AND attempts = $7",
+            )
+            .bind(state)
+            .bind(due)
+            .bind(finished)
+            .bind(a.error.as_deref())
+            .bind(c.outbox_id)
+            .bind(&c.owner)
+            .bind(i32::try_from(c.attempt).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                out.push(false);
+                continue;
+            }
+            insert_delivery(
+                &mut tx,
+                c.company_id,
+                c.rule.rule_id,
+                Some(c.outbox_id),
+                c.delivery_id,
+                &c.event,
+                c.attempt,
+                outcome_label(outcome),
+                a,
+                next_attempt(outcome),
+            )
+            .await?;
+            out.push(true);
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn record_test_delivery(

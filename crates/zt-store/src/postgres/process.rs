@@ -150,8 +150,7 @@ impl PgStore {
             let r = &batch.reports[i];
             c.opened.iter().map(move |f| (r.company_id, r.agent_id, f))
         });
-        let cands = crate::common::notify::vuln_candidates(opened, &packages);
-        super::notify::write_in_tx(&mut tx, &mut scope, &cands, now).await?;
+        super::notify::opened_in_tx(&mut tx, &mut scope, opened.collect(), &packages, now).await?;
         append_in_tx(&mut tx, &mut scope, &events, now).await?;
         tx.commit().await?;
         Ok(outcomes)

@@ -502,6 +502,8 @@ impl SqliteStore {
                 continue;
             }
             cover_vuln(&mut w.tx, company_id, &before.vuln_id, ms(now)).await?;
+            // Its findings are back: `analysis.expired`, in this transaction (issue 14).
+            super::notify::analysis_expired_in_tx(&mut w.tx, company_id, &before, now).await?;
             let ctx = ChangeContext {
                 actor: system_actor(),
                 at: now,

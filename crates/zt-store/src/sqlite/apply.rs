@@ -191,8 +191,13 @@ async fn write_events(
             .get(&at)
             .map(|c| c.opened.iter().map(move |f| (r.company_id, r.agent_id, f)))
     });
-    let cands = crate::common::notify::vuln_candidates(opened.flatten(), &packages);
-    super::notify::write_in_tx(tx, &cands, crate::common::from_ms(now)).await?;
+    super::notify::opened_in_tx(
+        tx,
+        opened.flatten().collect(),
+        &packages,
+        crate::common::from_ms(now),
+    )
+    .await?;
     super::events::append_in_tx(tx, &events, now).await?;
     Ok(())
 }

@@ -10,7 +10,6 @@ use super::process::write_matches;
 use super::SqliteStore;
 use crate::common::events::ChangedFinding;
 use crate::common::matches::{changed_keys, diff_matches, pending_generation, PairState};
-use crate::common::notify::{kev_candidates, vuln_candidates};
 use crate::common::reads::software_from_row;
 use crate::common::{agent_from, key_from, ms};
 use crate::model::*;
@@ -450,15 +449,14 @@ impl SqliteStore {
         keys.sort();
         keys.dedup();
         let packages = super::apply::load_packages(&mut w.tx, &keys).await?;
-        let mut cands = vuln_candidates(
-            opened.iter().map(|(a, f)| (company_id, *a, f)),
+        super::notify::changed_in_tx(
+            &mut w.tx,
+            opened.iter().map(|(a, f)| (company_id, *a, f)).collect(),
+            raised.iter().map(|(a, f)| (company_id, *a, f)).collect(),
             &packages,
-        );
-        cands.extend(kev_candidates(
-            raised.iter().map(|(a, f)| (company_id, *a, f)),
-            &packages,
-        ));
-        super::notify::write_in_tx(&mut w.tx, &cands, now).await?;
+            now,
+        )
+        .await?;
         w.commit().await?;
         Ok(Some(ReconcileStep {
             last,

@@ -2,7 +2,7 @@
 //! `common/notify.rs` for the steps), rules, the dispatchers' claim and the delivery log. One
 //! writer at a time, so a claim is one short write transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,13 +11,45 @@ use uuid::Uuid;
 
 use super::rows::{padded_chunks, values};
 use super::SqliteStore;
+use crate::common::events::ChangedFinding;
 use crate::common::notify::*;
 use crate::common::{from_ms, ms};
 use crate::model::*;
 use crate::notify::*;
 use crate::Result;
+use zt_inventory::SoftwareKey;
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// The rules of these companies, one statement per 512 companies.
+async fn load_rules(tx: &mut Tx, companies: &[CompanyId]) -> Result<Vec<NotificationRule>> {
+    let mut rules = Vec::new();
+    let mut seen = HashSet::new();
+    for chunk in padded_chunks(companies) {
+        let sql = format!(
+            "SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id IN ({})",
+            values(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in &chunk {
+            q = q.bind(**c);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let rule = rule_from_row(&row, 0)?;
+            if seen.insert(rule.rule_id) {
+                rules.push(rule);
+            }
+        }
+    }
+    Ok(rules)
+}
+
+fn companies_of(cands: &[Candidate]) -> Vec<CompanyId> {
+    let mut companies: Vec<CompanyId> = cands.iter().map(|c| c.company_id).collect();
+    companies.sort();
+    companies.dedup();
+    companies
+}
 
 /// Writes the messages these candidates cause, inside the caller's transaction.
 pub(crate) async fn write_in_tx(
@@ -28,39 +60,145 @@ pub(crate) async fn write_in_tx(
     if cands.is_empty() {
         return Ok(());
     }
-    let mut companies: Vec<CompanyId> = cands.iter().map(|c| c.company_id).collect();
+    let rules = load_rules(tx, &companies_of(cands)).await?;
+    write_with_rules(tx, &rules, cands, now).await
+}
+
+/// `finding.opened` / `finding.kev` of the findings a group opened, inside its transaction
+/// (after coverage was applied): companies without rules cost one statement; suppressed
+/// findings never notify.
+pub(crate) async fn opened_in_tx<'a>(
+    tx: &mut Tx,
+    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    packages: &HashMap<SoftwareKey, PackageRef>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    changed_in_tx(tx, opened, Vec::new(), packages, now).await
+}
+
+/// As [`opened_in_tx`], plus `finding.kev` of open findings whose vulnerability became KEV
+/// (`raised`: a knowledge change's re-match).
+pub(crate) async fn changed_in_tx<'a>(
+    tx: &mut Tx,
+    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    raised: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    packages: &HashMap<SoftwareKey, PackageRef>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if opened.is_empty() && raised.is_empty() {
+        return Ok(());
+    }
+    let mut companies: Vec<CompanyId> = opened.iter().chain(&raised).map(|o| o.0).collect();
     companies.sort();
     companies.dedup();
-    let mut rules = Vec::new();
-    for chunk in padded_chunks(&companies) {
-        let sql = format!(
-            "SELECT {RULE_COLUMNS} FROM notification_rules WHERE company_id IN ({})",
-            values(chunk.len(), "?")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for c in &chunk {
-            q = q.bind(**c);
-        }
-        let mut seen = HashSet::new();
-        for row in q.fetch_all(&mut **tx).await? {
-            let rule = rule_from_row(&row, 0)?;
-            if seen.insert(rule.rule_id) {
-                rules.push(rule);
-            }
-        }
-    }
+    let rules = load_rules(tx, &companies).await?;
     if rules.is_empty() {
         return Ok(());
     }
-    let pairs = matching(&rules, cands);
+    let heard: HashSet<CompanyId> = rules.iter().map(|r| r.company_id).collect();
+    let opened: Vec<_> = opened
+        .into_iter()
+        .filter(|o| heard.contains(&o.0))
+        .collect();
+    let raised: Vec<_> = raised
+        .into_iter()
+        .filter(|o| heard.contains(&o.0))
+        .collect();
+    let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
+    let suppressed = suppressed_among(tx, &both).await?;
+    let mut cands = vuln_candidates(opened, packages, &suppressed);
+    cands.extend(kev_candidates(raised, packages, &suppressed));
+    write_with_rules(tx, &rules, &cands, now).await
+}
+
+/// Which of the opened findings a suppressing analysis covers (coverage is applied before):
+/// looked up only for companies with a suppressing analysis in force.
+async fn suppressed_among(
+    tx: &mut Tx,
+    opened: &[(CompanyId, AgentId, &ChangedFinding)],
+) -> Result<Suppressed> {
+    let mut out = Suppressed::new();
+    let mut agents: std::collections::BTreeMap<CompanyId, Vec<AgentId>> = Default::default();
+    for (c, a, _) in opened {
+        agents.entry(*c).or_default().push(*a);
+    }
+    for (company, mut list) in agents {
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM analyses WHERE company_id = ? AND suppress = 1 \
+             AND withdrawn_at IS NULL AND expired_at IS NULL LIMIT 1",
+        )
+        .bind(company)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if any.is_none() {
+            continue;
+        }
+        list.sort();
+        list.dedup();
+        for chunk in padded_chunks(&list) {
+            let sql = format!(
+                "SELECT agent_id, software_key, vuln_id FROM findings WHERE company_id = ? \
+                 AND agent_id IN ({}) AND resolved_at IS NULL AND suppressed = 1",
+                values(chunk.len(), "?")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(company);
+            for a in &chunk {
+                q = q.bind(**a);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                out.insert((
+                    company,
+                    crate::common::agent_from(row.get::<&[u8], _>(0))?,
+                    crate::common::key_from(row.get::<&[u8], _>(1))?,
+                    row.get(2),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The hosts carrying the tags rules filter by.
+async fn tagged_hosts(
+    tx: &mut Tx,
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+) -> Result<TaggedHosts> {
+    let mut out = TaggedHosts::new();
+    for (company, tags) in tags_wanted(rules, cands) {
+        let sql = format!(
+            "SELECT tag, agent_id FROM agent_tags WHERE company_id = ? AND tag IN ({})",
+            values(tags.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(company);
+        for t in &tags {
+            q = q.bind(t.as_str());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.entry((company, row.get::<String, _>(0)))
+                .or_default()
+                .insert(crate::common::agent_from(row.get::<&[u8], _>(1))?);
+        }
+    }
+    Ok(out)
+}
+
+async fn write_with_rules(
+    tx: &mut Tx,
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if rules.is_empty() || cands.is_empty() {
+        return Ok(());
+    }
+    let tagged = tagged_hosts(tx, rules, cands).await?;
+    let pairs = matching(rules, cands, &tagged);
     if pairs.is_empty() {
         return Ok(());
     }
     // Keys first: those inserted now are news.
-    let keys: Vec<(Uuid, String)> = pairs
-        .iter()
-        .map(|&(r, c)| (rules[r].rule_id, cands[c].key()))
-        .collect();
+    let keys = pair_keys(rules, cands, &pairs);
     let mut fresh: HashSet<(Uuid, String)> = HashSet::new();
     for chunk in padded_chunks(&keys) {
         let sql = format!(
@@ -79,30 +217,29 @@ pub(crate) async fn write_in_tx(
             ));
         }
     }
-    let mut rule_ids: Vec<Uuid> = pairs.iter().map(|&(r, _)| rules[r].rule_id).collect();
-    rule_ids.sort();
-    rule_ids.dedup();
+    if fresh.is_empty() {
+        return Ok(());
+    }
     let mut open = Vec::new();
-    for chunk in padded_chunks(&rule_ids) {
-        let sql = format!(
-            "SELECT DISTINCT outbox_id, rule_id, group_key, data FROM notification_outbox \
-             WHERE rule_id IN ({}) AND state = 'pending' AND attempts = 0",
-            values(chunk.len(), "?")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in &chunk {
-            q = q.bind(**r);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
+    for (rule_id, group_key) in open_digest_keys(rules, cands, &pairs, &fresh) {
+        let row = sqlx::query(
+            "SELECT outbox_id, data FROM notification_outbox WHERE rule_id = ? \
+             AND group_key = ? AND state = 'pending' AND attempts = 0",
+        )
+        .bind(rule_id)
+        .bind(group_key.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = row {
             open.push(OpenRow {
                 outbox_id: row.get(0),
-                rule_id: crate::common::uuid_from(row.get::<&[u8], _>(1))?,
-                group_key: row.get(2),
-                data: row.get(3),
+                rule_id,
+                group_key,
+                data: row.get(1),
             });
         }
     }
-    let plan = plan(&rules, cands, &pairs, &fresh, open, now);
+    let plan = plan(rules, cands, &pairs, &fresh, open, now);
     // Many rows per statement (a new vulnerability for 100 rules is 100 rows); chunks are
     // not padded: a repeated row would be a second message.
     for chunk in plan.inserts.chunks(64) {
@@ -133,6 +270,98 @@ pub(crate) async fn write_in_tx(
             .await?;
     }
     Ok(())
+}
+
+/// `analysis.expired` of an analysis whose expiry was applied in this transaction (coverage
+/// recomputed before): the hosts its vulnerability is open on again.
+pub(crate) async fn analysis_expired_in_tx(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    analysis: &crate::analysis::Analysis,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let rules = load_rules(tx, &[company_id]).await?;
+    if !rules
+        .iter()
+        .any(|r| r.events.iter().any(|e| e == ANALYSIS_EXPIRED))
+    {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT agent_id, max(severity), max(kev) FROM findings WHERE company_id = ? \
+         AND vuln_id = ? AND resolved_at IS NULL AND suppressed = 0 GROUP BY agent_id",
+    )
+    .bind(company_id)
+    .bind(analysis.vuln_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut hosts = Vec::with_capacity(rows.len());
+    let (mut severity, mut kev) = (0i64, false);
+    for row in &rows {
+        hosts.push(crate::common::agent_from(row.get::<&[u8], _>(0))?);
+        severity = severity.max(row.get::<i64, _>(1));
+        kev |= row.get::<i64, _>(2) != 0;
+    }
+    if rows.is_empty() {
+        // No open finding: the vulnerability's own severity.
+        if let Some(row) = sqlx::query("SELECT severity, kev FROM vulns WHERE vuln_id = ?")
+            .bind(analysis.vuln_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            severity = row.get(0);
+            kev = row.get::<i64, _>(1) != 0;
+        }
+    }
+    let cand = analysis_expired_candidate(company_id, analysis, severity, kev, hosts);
+    write_with_rules(tx, &rules, &[cand], now).await
+}
+
+/// Marks the findings of one company crossing into `told` (due by `by`) and returns them.
+async fn mark_crossing(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    policy: &crate::sla::SlaPolicy,
+    by: DateTime<Utc>,
+    told: i64,
+) -> Result<Vec<Crossing>> {
+    let due = policy.due_by(by);
+    let sql = format!(
+        "UPDATE findings SET sla_notified = ?1 \
+         WHERE (company_id, agent_id, software_key, vuln_id) IN ( \
+           SELECT f.company_id, f.agent_id, f.software_key, f.vuln_id FROM findings f \
+           WHERE f.company_id = ?2 AND f.resolved_at IS NULL AND f.suppressed = 0 \
+           AND f.sla_notified < ?1 AND ((f.severity = 5 AND f.first_seen <= ?3) \
+             OR (f.severity = 4 AND f.first_seen <= ?4) OR (f.severity = 3 AND f.first_seen <= ?5) \
+             OR (f.severity = 2 AND f.first_seen <= ?6) OR (f.severity <= 1 AND f.first_seen <= ?7) \
+             {} ) LIMIT {SLA_PASS_LIMIT}) \
+         RETURNING agent_id, vuln_id, severity, kev",
+        if due.kev_date.is_some() {
+            "OR (f.kev = 1 AND f.vuln_id IN (SELECT kv.vuln_id FROM vulns kv \
+             WHERE kv.kev_due_date <= ?8))"
+        } else {
+            ""
+        }
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(told)
+        .bind(company_id);
+    for b in due.first_seen_by {
+        q = q.bind(ms(b));
+    }
+    if let Some(d) = &due.kev_date {
+        q = q.bind(d.as_str());
+    }
+    let mut out = Vec::new();
+    for row in q.fetch_all(&mut **tx).await? {
+        out.push((
+            crate::common::agent_from(row.get::<&[u8], _>(0))?,
+            row.get::<String, _>(1),
+            row.get::<i64, _>(2),
+            row.get::<i64, _>(3) != 0,
+        ));
+    }
+    Ok(out)
 }
 
 /// `report.failed` for a report dead-lettered in this transaction.
@@ -341,103 +570,264 @@ impl NotificationStore for SqliteStore {
         Ok(n)
     }
 
-    async fn claim_notifications(
+    async fn scan_sla(&self, now: DateTime<Utc>) -> Result<u64> {
+        let sql =
+            format!("SELECT {RULE_COLUMNS} FROM notification_rules WHERE events LIKE '%\"sla.%'");
+        let rules: Vec<NotificationRule> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| rule_from_row(r, 0))
+            .collect::<Result<_>>()?;
+        let mut marked = 0u64;
+        for company in companies_of_rules(&rules) {
+            let policy = self.sla_policy_impl(company).await?;
+            // Each company's pass is one transaction: the marks and the messages together.
+            let mut w = self.begin_background_write().await?;
+            let mut cands = Vec::new();
+            // Overdue first: a finding past its date is not "due soon" as well.
+            let overdue = mark_crossing(&mut w.tx, company, &policy, now, SLA_TOLD_OVERDUE).await?;
+            cands.extend(sla_candidates(company, SLA_OVERDUE, &overdue, now));
+            let soon = now + chrono::Duration::days(SLA_DUE_SOON_DAYS);
+            let due_soon =
+                mark_crossing(&mut w.tx, company, &policy, soon, SLA_TOLD_DUE_SOON).await?;
+            cands.extend(sla_candidates(company, SLA_DUE_SOON, &due_soon, now));
+            marked += (overdue.len() + due_soon.len()) as u64;
+            let company_rules: Vec<NotificationRule> = rules
+                .iter()
+                .filter(|r| r.company_id == company)
+                .cloned()
+                .collect();
+            write_with_rules(&mut w.tx, &company_rules, &cands, now).await?;
+            w.commit().await?;
+        }
+        Ok(marked)
+    }
+
+    async fn scan_stale_feeds(
+        &self,
+        now: DateTime<Utc>,
+        stale_after: chrono::Duration,
+    ) -> Result<u64> {
+        let sql = format!(
+            "SELECT {RULE_COLUMNS} FROM notification_rules WHERE events LIKE '%\"feed.stale\"%'"
+        );
+        let rules: Vec<NotificationRule> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| rule_from_row(r, 0))
+            .collect::<Result<_>>()?;
+        if rules.is_empty() {
+            return Ok(0);
+        }
+        let feeds: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT feed, last_success_at FROM kb_feed_state \
+             WHERE last_success_at IS NOT NULL AND last_success_at < ? ORDER BY feed",
+        )
+        .bind(ms(now - stale_after))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut cands = Vec::new();
+        for company in companies_hearing(&rules, FEED_STALE) {
+            for (feed, at) in &feeds {
+                cands.push(feed_stale_candidate(
+                    company,
+                    feed,
+                    from_ms(*at),
+                    stale_after,
+                ));
+            }
+        }
+        if cands.is_empty() {
+            return Ok(0);
+        }
+        let n = cands.len() as u64;
+        let mut w = self.begin_background_write().await?;
+        write_with_rules(&mut w.tx, &rules, &cands, now).await?;
+        w.commit().await?;
+        Ok(n)
+    }
+
+    async fn claim_notifications_within(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease: std::time::Duration,
-        limit: u32,
+        limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedNotification>> {
+        if limits.total == 0 {
+            return Ok(Vec::new());
+        }
         // Background work: ingest's writes go first (see `background_gate`).
         let mut w = self.begin_background_write().await?;
+        // Due messages, oldest first, of the rules not at their limit (a rule with a long
+        // backlog takes its share and is at its limit by the next claim: the others' messages
+        // come next), more than can be taken: [`pick_claims`] keeps each rule to its share.
+        let busy = saturated_rules(limits);
         let sql = format!(
-            "SELECT o.outbox_id, o.delivery_id, o.event, o.data, o.created_at, o.attempts, {} \
-             FROM notification_outbox o JOIN notification_rules r \
-             ON r.company_id = o.company_id AND r.rule_id = o.rule_id \
-             WHERE o.state IN ('pending', 'leased') AND o.due_at <= ? ORDER BY o.due_at LIMIT ?",
-            rule_columns("r")
+            "SELECT outbox_id, rule_id FROM notification_outbox \
+             WHERE state IN ('pending', 'leased') AND due_at <= ? {} \
+             ORDER BY due_at LIMIT ?",
+            if busy.is_empty() {
+                String::new()
+            } else {
+                format!("AND rule_id NOT IN ({})", values(busy.len(), "?"))
+            }
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(ms(now))
-            .bind(i64::from(limit.max(1)))
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ms(now));
+        for r in &busy {
+            q = q.bind(*r);
+        }
+        let rows = q
+            .bind(i64::from(limits.total) * 4)
             .fetch_all(&mut *w.tx)
             .await?;
-        let until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(60_000);
-        let mut out = Vec::with_capacity(rows.len());
+        let mut candidates = Vec::with_capacity(rows.len());
         for row in rows {
-            let outbox_id: i64 = row.get(0);
-            let attempts: i64 = row.get(5);
-            sqlx::query(
+            candidates.push((
+                row.get::<i64, _>(0),
+                crate::common::uuid_from(row.get::<&[u8], _>(1))?,
+            ));
+        }
+        let ids = pick_claims(&candidates, limits);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(60_000);
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(256) {
+            let sql = format!(
                 "UPDATE notification_outbox SET state = 'leased', lease_owner = ?, \
-                 attempts = attempts + 1, due_at = ? WHERE outbox_id = ?",
-            )
-            .bind(owner)
-            .bind(until)
-            .bind(outbox_id)
-            .execute(&mut *w.tx)
-            .await?;
-            let rule = rule_from_row(&row, 6)?;
-            out.push(ClaimedNotification {
-                outbox_id,
-                delivery_id: crate::common::uuid_from(row.get::<&[u8], _>(1))?,
-                company_id: rule.company_id,
-                event: row.get(2),
-                data: serde_json::from_str(row.get::<&str, _>(3)).unwrap_or_default(),
-                created_at: from_ms(row.get(4)),
-                attempt: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
-                owner: owner.to_string(),
-                rule,
-            });
+                 attempts = attempts + 1, due_at = ? WHERE outbox_id IN ({})",
+                values(chunk.len(), "?")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(until);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *w.tx).await?;
+            let sql = format!(
+                "SELECT o.outbox_id, o.delivery_id, o.event, o.data, o.created_at, o.attempts, {} \
+                 FROM notification_outbox o JOIN notification_rules r \
+                 ON r.company_id = o.company_id AND r.rule_id = o.rule_id \
+                 WHERE o.outbox_id IN ({}) ORDER BY o.due_at, o.outbox_id",
+                rule_columns("r"),
+                values(chunk.len(), "?")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&mut *w.tx).await? {
+                let rule = rule_from_row(&row, 6)?;
+                out.push(ClaimedNotification {
+                    outbox_id: row.get(0),
+                    delivery_id: crate::common::uuid_from(row.get::<&[u8], _>(1))?,
+                    company_id: rule.company_id,
+                    event: row.get(2),
+                    data: serde_json::from_str(row.get::<&str, _>(3)).unwrap_or_default(),
+                    created_at: from_ms(row.get(4)),
+                    attempt: u32::try_from(row.get::<i64, _>(5)).unwrap_or(u32::MAX),
+                    owner: owner.to_string(),
+                    rule,
+                });
+            }
         }
         w.commit().await?;
+        // Host counts as of now, on the read pool (the write lock is released).
+        let mut counts = HostCounts::new();
+        for q in host_count_queries(&out) {
+            let tagged = if q.tags.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "AND agent_id IN (SELECT agent_id FROM agent_tags WHERE company_id = ? \
+                     AND tag IN ({}))",
+                    values(q.tags.len(), "?")
+                )
+            };
+            for chunk in q.vulns.chunks(256) {
+                let sql = format!(
+                    "SELECT vuln_id, count(DISTINCT agent_id) FROM findings WHERE company_id = ? \
+                     AND vuln_id IN ({}) AND resolved_at IS NULL AND suppressed = 0 {tagged} \
+                     GROUP BY vuln_id",
+                    values(chunk.len(), "?")
+                );
+                let mut s = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.company_id);
+                for v in chunk {
+                    s = s.bind(v.as_str());
+                }
+                if !q.tags.is_empty() {
+                    s = s.bind(q.company_id);
+                    for t in &q.tags {
+                        s = s.bind(t.as_str());
+                    }
+                }
+                for row in s.fetch_all(&self.pool).await? {
+                    counts.insert(
+                        (q.company_id, q.tags.clone(), row.get(0)),
+                        u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+                    );
+                }
+            }
+        }
+        apply_host_counts(&mut out, &counts);
         Ok(out)
     }
 
-    async fn finish_notification(
-        &self,
-        c: &ClaimedNotification,
-        a: &AttemptRecord,
-        outcome: DeliveryOutcome,
-    ) -> Result<bool> {
-        // Background work: ingest's writes go first (see `background_gate`).
-        let mut w = self.begin_background_write().await?;
-        let (state, due, finished) = match outcome {
-            DeliveryOutcome::Sent => ("sent", ms(a.attempted_at), Some(ms(a.attempted_at))),
-            DeliveryOutcome::Dead => ("dead", ms(a.attempted_at), Some(ms(a.attempted_at))),
-            DeliveryOutcome::Retry(at) => ("pending", ms(at), None),
-        };
-        let done = sqlx::query(
-            "UPDATE notification_outbox SET state = ?, due_at = ?, finished_at = ?, \
-             lease_owner = NULL, last_error = ? \
-             WHERE outbox_id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?",
-        )
-        .bind(state)
-        .bind(due)
-        .bind(finished)
-        .bind(a.error.as_deref())
-        .bind(c.outbox_id)
-        .bind(&c.owner)
-        .bind(i64::from(c.attempt))
-        .execute(&mut *w.tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
+    async fn finish_notifications(&self, done: &[FinishedAttempt]) -> Result<Vec<bool>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
         }
-        insert_delivery(
-            &mut w.tx,
-            c.company_id,
-            c.rule.rule_id,
-            Some(c.outbox_id),
-            c.delivery_id,
-            &c.event,
-            c.attempt,
-            outcome_label(outcome),
-            a,
-            next_attempt(outcome),
-        )
-        .await?;
+        // Background work: ingest's writes go first (see `background_gate`); one transaction
+        // for the lot.
+        let mut w = self.begin_background_write().await?;
+        let mut out = Vec::with_capacity(done.len());
+        for d in done {
+            let (c, a, outcome) = (&d.claimed, &d.attempt, d.outcome);
+            let (state, due, finished) = match outcome {
+                DeliveryOutcome::Sent => ("sent", ms(a.attempted_at), Some(ms(a.attempted_at))),
+                DeliveryOutcome::Dead => ("dead", ms(a.attempted_at), Some(ms(a.attempted_at))),
+                DeliveryOutcome::Retry(at) => ("pending", ms(at), None),
+            };
+            let updated = sqlx::query(
+                "UPDATE notification_outbox SET state = ?, due_at = ?, finished_at = ?, \
+                 lease_owner = NULL, last_error = ? \
+                 WHERE outbox_id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?",
+            )
+            .bind(state)
+            .bind(due)
+            .bind(finished)
+            .bind(a.error.as_deref())
+            .bind(c.outbox_id)
+            .bind(&c.owner)
+            .bind(i64::from(c.attempt))
+            .execute(&mut *w.tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                out.push(false);
+                continue;
+            }
+            insert_delivery(
+                &mut w.tx,
+                c.company_id,
+                c.rule.rule_id,
+                Some(c.outbox_id),
+                c.delivery_id,
+                &c.event,
+                c.attempt,
+                outcome_label(outcome),
+                a,
+                next_attempt(outcome),
+            )
+            .await?;
+            out.push(true);
+        }
         w.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn record_test_delivery(
@@ -532,6 +922,13 @@ impl NotificationStore for SqliteStore {
         w.commit().await?;
         Ok(a.rows_affected() + b.rows_affected())
     }
+}
+
+fn companies_of_rules(rules: &[NotificationRule]) -> Vec<CompanyId> {
+    let mut out: Vec<CompanyId> = rules.iter().map(|r| r.company_id).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -53,6 +53,10 @@ macro_rules! conformance_tests {
             analyses_cover_present_and_future_findings_until_they_expire,
             analyses_are_refused_whole_when_invalid_and_keep_their_history,
             targeted_rematch_equals_a_full_rematch,
+            notifications_leave_out_suppressed_findings_and_follow_host_tags,
+            notifications_of_sla_crossings_once_per_finding,
+            notifications_of_expired_analyses_and_stale_feeds,
+            notification_claims_leave_a_busy_destination_alone,
         );
         conformance_tests!(
             $fresh;

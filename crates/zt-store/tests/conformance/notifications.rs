@@ -10,7 +10,7 @@ use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_store::model::*;
 use zt_store::notify::*;
-use zt_store::Storage;
+use zt_store::{AnyStore, Storage};
 
 use super::{agent, app, claim, company, incoming, lodash_matcher, process_together};
 
@@ -487,4 +487,409 @@ pub async fn notifications_of_failed_reports_and_stale_agents(store: &dyn Storag
         .collect();
     assert_eq!(sla_msgs.len(), 1);
     assert_eq!(sla_msgs[0].data["host_count"], 4);
+}
+
+fn system(at: chrono::DateTime<Utc>) -> zt_store::analysis::ChangeContext {
+    zt_store::analysis::ChangeContext {
+        actor: zt_store::analysis::Actor {
+            kind: "user".into(),
+            token_id: Some("00aa00aa00aa00aa".into()),
+            role: Some("admin".into()),
+        },
+        at,
+        comment: None,
+    }
+}
+
+fn suppressing(
+    vuln: &str,
+    expires_at: Option<chrono::DateTime<Utc>>,
+) -> zt_store::analysis::NewAnalysis {
+    use zt_store::analysis::*;
+    NewAnalysis {
+        analysis_id: Uuid::now_v7(),
+        vuln_id: vuln.into(),
+        decision: AnalysisDecision {
+            scope: AnalysisScope::default(),
+            state: AnalysisState::NotAffected,
+            justification: Some(Justification::CodeNotPresent),
+            response: vec![],
+            details: None,
+            suppress: true,
+            expires_at,
+        },
+        source: None,
+    }
+}
+
+fn npm(name: &str, version: &str) -> zt_inventory::App {
+    super::super::common::npm(name, version)
+}
+
+/// Every message due at `at`, claimed and recorded as sent (so each once).
+async fn due(n: &dyn NotificationStore, at: chrono::DateTime<Utc>) -> Vec<ClaimedNotification> {
+    let claimed = n
+        .claim_notifications("d", at, Duration::from_secs(30), 1000)
+        .await
+        .unwrap();
+    let done: Vec<FinishedAttempt> = claimed
+        .iter()
+        .map(|c| FinishedAttempt {
+            claimed: c.clone(),
+            attempt: AttemptRecord {
+                attempted_at: at,
+                status: Some(200),
+                ..Default::default()
+            },
+            outcome: DeliveryOutcome::Sent,
+        })
+        .collect();
+    assert!(n
+        .finish_notifications(&done)
+        .await
+        .unwrap()
+        .iter()
+        .all(|ok| *ok));
+    claimed
+}
+
+/// (event, vulnerability or subject) → host count of the messages of one rule.
+fn of_rule(claimed: &[ClaimedNotification], name: &str) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for c in claimed.iter().filter(|c| c.rule.name == name) {
+        let id = c
+            .data
+            .get("vuln_id")
+            .or_else(|| c.data.get("source"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let hosts = c
+            .data
+            .get("host_count")
+            .and_then(|h| h.as_u64())
+            .unwrap_or(0);
+        assert!(
+            out.insert((c.event.clone(), id.clone()), hosts).is_none(),
+            "{name}: a second message about {id}: {claimed:?}"
+        );
+    }
+    out
+}
+
+fn msgs(items: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+    items
+        .iter()
+        .map(|(e, v, h)| ((e.to_string(), v.to_string()), *h))
+        .collect()
+}
+
+/// Suppressed findings never notify; a rule with host tags hears of its hosts only, with
+/// their count.
+pub async fn notifications_leave_out_suppressed_findings_and_follow_host_tags(any: &AnyStore) {
+    use super::dashboard::{debian, report};
+    let storage = any.storage();
+    let store: &dyn Storage = &*storage;
+    let n = store.notifications();
+    let acme = company(store, "Acme", 140).await;
+    let web = agent(store, acme, "web-1", 141).await;
+    let db = agent(store, acme, "db-2", 142).await;
+    let app3 = agent(store, acme, "app-3", 143).await;
+    let t = Utc::now() - chrono::Duration::seconds(60);
+    // Before any rule: web-1 has lodash (CVE-2020-8203, CVE-2021-23337).
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15")],
+        t,
+    )
+    .await;
+    let now = Utc::now();
+    store
+        .create_analysis(acme, &suppressing("CVE-2021-23337", None), &system(now))
+        .await
+        .unwrap();
+    let mut prod = rule(acme, "prod", &["finding.opened"], None, 0);
+    prod.tags = vec!["prod".into()];
+    for r in [rule(acme, "all", &["finding.opened"], None, 0), prod] {
+        assert!(n.create_rule(&r).await.unwrap());
+    }
+    store
+        .set_agent_tags(acme, db, &["prod".to_string()], &system(now))
+        .await
+        .unwrap()
+        .unwrap();
+    report(
+        store,
+        acme,
+        db,
+        ("db-2", &debian()),
+        &[npm("lodash", "4.17.15"), npm("event-stream", "3.3.6")],
+        t,
+    )
+    .await;
+    report(
+        store,
+        acme,
+        app3,
+        ("app-3", &debian()),
+        &[npm("event-stream", "3.3.6")],
+        t,
+    )
+    .await;
+    let claimed = due(n, Utc::now()).await;
+    assert_eq!(
+        of_rule(&claimed, "all"),
+        msgs(&[
+            ("finding.opened", "CVE-2018-1002204", 2),
+            ("finding.opened", "CVE-2020-8203", 2),
+        ]),
+        "CVE-2021-23337 is suppressed: never a message"
+    );
+    assert_eq!(
+        of_rule(&claimed, "prod"),
+        msgs(&[
+            ("finding.opened", "CVE-2018-1002204", 1),
+            ("finding.opened", "CVE-2020-8203", 1),
+        ]),
+        "only db-2 carries the tag"
+    );
+}
+
+/// `sla.due_soon` and `sla.overdue`: each finding is told once per crossing, one message per
+/// rule and vulnerability per pass, suppressed findings never; two passes at once mark each
+/// finding once.
+pub async fn notifications_of_sla_crossings_once_per_finding(any: &AnyStore) {
+    use super::dashboard::{debian, report};
+    let storage = any.storage();
+    let store: &dyn Storage = &*storage;
+    let n = store.notifications();
+    let acme = company(store, "Acme", 150).await;
+    let beta = company(store, "Beta", 151).await;
+    let web = agent(store, acme, "web-1", 152).await;
+    let db = agent(store, acme, "db-2", 153).await;
+    let other = agent(store, beta, "beta-1", 154).await;
+    assert!(n
+        .create_rule(&rule(
+            acme,
+            "sla",
+            &["sla.due_soon", "sla.overdue"],
+            None,
+            0
+        ))
+        .await
+        .unwrap());
+    let t = Utc::now();
+    // web-1: CVE-2020-8203 and CVE-2021-23337 (high, 30 days), CVE-2020-7598 (medium, 90);
+    // db-2: CVE-2018-1002204 (critical, 7 days) and lodash's two.
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15"), npm("minimist", "0.0.8")],
+        t,
+    )
+    .await;
+    report(
+        store,
+        acme,
+        db,
+        ("db-2", &debian()),
+        &[npm("lodash", "4.17.15"), npm("event-stream", "3.3.6")],
+        t,
+    )
+    .await;
+    report(
+        store,
+        beta,
+        other,
+        ("beta-1", &debian()),
+        &[npm("event-stream", "3.3.6")],
+        t,
+    )
+    .await;
+    let now = Utc::now();
+    let day = |d: i64| now + chrono::Duration::days(d);
+
+    // Now: the critical one is due within 7 days.
+    assert_eq!(n.scan_sla(now).await.unwrap(), 1);
+    assert_eq!(n.scan_sla(now).await.unwrap(), 0, "told once");
+    assert_eq!(
+        of_rule(&due(n, now).await, "sla"),
+        msgs(&[("sla.due_soon", "CVE-2018-1002204", 1)])
+    );
+    // Day 8: it is overdue; nothing else is due yet.
+    assert_eq!(n.scan_sla(day(8)).await.unwrap(), 1);
+    assert_eq!(
+        of_rule(&due(n, day(8)).await, "sla"),
+        msgs(&[("sla.overdue", "CVE-2018-1002204", 1)])
+    );
+    // Day 25: lodash's two on both hosts are due within 7 days: one message per vulnerability.
+    assert_eq!(n.scan_sla(day(25)).await.unwrap(), 4);
+    assert_eq!(
+        of_rule(&due(n, day(25)).await, "sla"),
+        msgs(&[
+            ("sla.due_soon", "CVE-2020-8203", 2),
+            ("sla.due_soon", "CVE-2021-23337", 2),
+        ])
+    );
+    // CVE-2021-23337 is suppressed before it is overdue: it never says so.
+    store
+        .create_analysis(acme, &suppressing("CVE-2021-23337", None), &system(now))
+        .await
+        .unwrap();
+    // Day 100, two passes at once (two processes): CVE-2020-8203 on two hosts and the medium
+    // one (never "due soon": it went straight past its date) are marked once.
+    let (a, b) = tokio::join!(n.scan_sla(day(100)), n.scan_sla(day(100)));
+    assert_eq!(a.unwrap() + b.unwrap(), 3);
+    assert_eq!(
+        of_rule(&due(n, day(100)).await, "sla"),
+        msgs(&[
+            ("sla.overdue", "CVE-2020-7598", 1),
+            ("sla.overdue", "CVE-2020-8203", 2),
+        ])
+    );
+    assert_eq!(n.scan_sla(day(200)).await.unwrap(), 0);
+    assert!(due(n, day(200)).await.is_empty(), "Beta has no rule");
+}
+
+/// `analysis.expired` when an expiry is applied; `feed.stale` once per silence of a source.
+pub async fn notifications_of_expired_analyses_and_stale_feeds(any: &AnyStore) {
+    use super::dashboard::{debian, report};
+    let storage = any.storage();
+    let store: &dyn Storage = &*storage;
+    let n = store.notifications();
+    let acme = company(store, "Acme", 160).await;
+    let beta = company(store, "Beta", 161).await;
+    let web = agent(store, acme, "web-1", 162).await;
+    assert!(n
+        .create_rule(&rule(
+            acme,
+            "ops",
+            &["analysis.expired", "feed.stale"],
+            Some(Severity::High),
+            0
+        ))
+        .await
+        .unwrap());
+    assert!(n
+        .create_rule(&rule(beta, "beta", &["finding.opened"], None, 0))
+        .await
+        .unwrap());
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15")],
+        Utc::now(),
+    )
+    .await;
+    let now = Utc::now();
+    let a = store
+        .create_analysis(
+            acme,
+            &suppressing("CVE-2020-8203", Some(now + chrono::Duration::hours(1))),
+            &system(now),
+        )
+        .await
+        .unwrap();
+    let later = now + chrono::Duration::hours(2);
+    assert_eq!(store.expire_analyses(later).await.unwrap(), 1);
+    assert_eq!(store.expire_analyses(later).await.unwrap(), 0);
+    let claimed = due(n, later).await;
+    assert_eq!(
+        of_rule(&claimed, "ops"),
+        msgs(&[("analysis.expired", "CVE-2020-8203", 1)])
+    );
+    let expired = claimed
+        .iter()
+        .find(|c| c.event == "analysis.expired")
+        .unwrap();
+    assert_eq!(expired.data["analysis_id"], a.analysis_id.to_string());
+    assert_eq!(expired.data["severity"], "high");
+
+    // A source last synced three days ago is stale after 48 hours: once, however often
+    // scanned; a success and a new silence are news again.
+    let stale_after = chrono::Duration::hours(48);
+    let mut osv = zt_store::knowledge::FeedState {
+        feed: "osv:npm".into(),
+        last_attempt_at: Some(later),
+        last_success_at: Some(later - chrono::Duration::days(3)),
+        ..Default::default()
+    };
+    store.save_feed_state(&osv).await.unwrap();
+    n.scan_stale_feeds(later, stale_after).await.unwrap();
+    n.scan_stale_feeds(later, stale_after).await.unwrap();
+    let claimed = due(n, later).await;
+    assert_eq!(
+        of_rule(&claimed, "ops"),
+        msgs(&[("feed.stale", "osv:npm", 0)])
+    );
+    assert!(
+        claimed.iter().all(|c| c.company_id == acme),
+        "Beta's rule does not name it"
+    );
+    osv.last_success_at = Some(later);
+    store.save_feed_state(&osv).await.unwrap();
+    n.scan_stale_feeds(later, stale_after).await.unwrap();
+    assert!(due(n, later).await.is_empty());
+    let much_later = later + chrono::Duration::days(3);
+    n.scan_stale_feeds(much_later, stale_after).await.unwrap();
+    assert_eq!(
+        of_rule(&due(n, much_later).await, "ops"),
+        msgs(&[("feed.stale", "osv:npm", 0)])
+    );
+}
+
+/// A claim leaves the messages of a rule at its in-flight limit to the others.
+pub async fn notification_claims_leave_a_busy_destination_alone(any: &AnyStore) {
+    use super::dashboard::{debian, report};
+    let storage = any.storage();
+    let store: &dyn Storage = &*storage;
+    let n = store.notifications();
+    let acme = company(store, "Acme", 170).await;
+    let web = agent(store, acme, "web-1", 171).await;
+    let down = rule(acme, "down", &["finding.opened"], None, 0);
+    let up = rule(acme, "up", &["finding.opened"], None, 0);
+    for r in [&down, &up] {
+        assert!(n.create_rule(r).await.unwrap());
+    }
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15"), npm("minimist", "0.0.8")],
+        Utc::now(),
+    )
+    .await;
+    let limits = ClaimLimits {
+        total: 10,
+        per_rule: 2,
+        in_flight: [(down.rule_id, 2)].into(),
+    };
+    let got = n
+        .claim_notifications_within("d", Utc::now(), Duration::from_secs(30), &limits)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|c| c.rule.rule_id == up.rule_id));
+    let limits = ClaimLimits {
+        total: 10,
+        per_rule: 2,
+        in_flight: [(down.rule_id, 1)].into(),
+    };
+    let got = n
+        .claim_notifications_within("d", Utc::now(), Duration::from_secs(30), &limits)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.rule.name.as_str()).collect::<Vec<_>>(),
+        ["down", "up"],
+        "one more of the busy rule, the last of the other"
+    );
 }
