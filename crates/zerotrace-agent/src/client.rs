@@ -247,7 +247,7 @@ mod tests {
                 zt_inventory::AppSource::Dpkg,
             )],
             ..Default::default()
-        });
+        }, &[]);
         crate::report::gzip_json(&report).unwrap()
     }
 
