@@ -336,11 +336,20 @@ pub(crate) fn decode_analysis_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uui
 }
 
 /// The condition "analysis `a` is live at ?NOW and its scope holds for the finding row
-/// `findings`" (`now` is the parameter's spelling, e.g. `?3`).
-fn covers(now: &str) -> String {
+/// `findings`" (`now` is the parameter's spelling, e.g. `?3`). `few`: `a` is a handful of
+/// rows read once (`live`): the id compared first, aliases only when it differs (an
+/// `OR` that cannot use an index, which `analyses` itself needs: there the ids of the
+/// finding's group are a set the index is probed with).
+fn covers(now: &str, few: bool) -> String {
+    let vuln = if few {
+        "(a.vuln_id = findings.vuln_id OR EXISTS (SELECT 1 FROM vuln_aliases va \
+         WHERE va.vuln_id = findings.vuln_id AND va.alias = a.vuln_id))"
+    } else {
+        "a.vuln_id IN (SELECT findings.vuln_id \
+         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id)"
+    };
     format!(
-        "a.company_id = findings.company_id AND a.vuln_id IN (SELECT findings.vuln_id \
-         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id) \
+        "a.company_id = findings.company_id AND {vuln} \
          AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > {now}) \
          AND (a.any_agent = TRUE OR EXISTS (SELECT 1 FROM analysis_agents x \
               WHERE x.company_id = a.company_id AND x.analysis_id = a.analysis_id \
@@ -368,34 +377,35 @@ fn covers(now: &str) -> String {
 /// findings; None looks them up per finding by its vulnerability (an agent's findings, of
 /// many vulnerabilities, few of which have analyses).
 pub(crate) fn recover_sql(candidates: Option<&str>, restriction: &str) -> String {
-    let (with, source) = match candidates {
+    let (live, source) = match candidates {
         Some(cond) => (
             format!(
-                "WITH live AS MATERIALIZED (SELECT a.* FROM analyses a WHERE a.company_id = ?1 \
+                "live AS MATERIALIZED (SELECT a.* FROM analyses a WHERE a.company_id = ?1 \
                  AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > ?2) \
-                 AND {cond}) "
+                 AND {cond}), "
             ),
             "live a",
         ),
         None => (String::new(), "analyses a"),
     };
+    // `cov` is materialized so that each finding's covering analysis is looked up once
+    // (SQLite would otherwise evaluate the subquery again wherever `aid` is used).
     format!(
-        "{with}UPDATE findings SET analysis_id = n.aid, suppressed = n.sup \
-         FROM (SELECT m.agent_id, m.software_key, m.vuln_id, m.aid, m.sup FROM \
-               (SELECT c.agent_id, c.software_key, c.vuln_id, c.aid, c.old_aid, c.old_sup, \
+        "WITH {live}cov AS MATERIALIZED (SELECT findings.agent_id, findings.software_key, \
+           findings.vuln_id, findings.analysis_id AS old_aid, findings.suppressed AS old_sup, \
+           (SELECT a.analysis_id FROM {source} WHERE {} \
+            ORDER BY a.suppress DESC, a.created_at DESC, a.analysis_id DESC LIMIT 1) AS aid \
+           FROM findings WHERE findings.company_id = ?1 AND {restriction}) \
+         UPDATE findings SET analysis_id = n.aid, suppressed = n.sup \
+         FROM (SELECT c.agent_id, c.software_key, c.vuln_id, c.aid, c.old_aid, c.old_sup, \
                  coalesce((SELECT w.suppress FROM analyses w WHERE w.company_id = ?1 \
                            AND w.analysis_id = c.aid), FALSE) AS sup \
-                FROM (SELECT findings.agent_id, findings.software_key, findings.vuln_id, \
-                        findings.analysis_id AS old_aid, findings.suppressed AS old_sup, \
-                        (SELECT a.analysis_id FROM {source} WHERE {} \
-                         ORDER BY a.suppress DESC, a.created_at DESC, a.analysis_id DESC \
-                         LIMIT 1) AS aid \
-                      FROM findings WHERE findings.company_id = ?1 AND {restriction}) c) m \
-               WHERE (m.old_aid IS NULL) <> (m.aid IS NULL) OR m.old_aid <> m.aid \
-               OR m.old_sup <> m.sup) n \
+               FROM cov c) n \
          WHERE findings.company_id = ?1 AND findings.agent_id = n.agent_id \
-         AND findings.software_key = n.software_key AND findings.vuln_id = n.vuln_id",
-        covers("?2")
+         AND findings.software_key = n.software_key AND findings.vuln_id = n.vuln_id \
+         AND ((n.old_aid IS NULL) <> (n.aid IS NULL) OR n.old_aid <> n.aid \
+              OR n.old_sup <> n.sup)",
+        covers("?2", candidates.is_some())
     )
 }
 
