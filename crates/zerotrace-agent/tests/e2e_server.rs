@@ -319,7 +319,11 @@ fn the_agents_tags_reach_the_server_and_combine_with_the_apis() {
     let cid = company["id"].as_str().unwrap().to_string();
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
     std::fs::copy(
         zt_testkit::shared_path("inventories/dpkg/osv-scalibr-valid.status"),
@@ -385,7 +389,11 @@ fn the_agents_tags_reach_the_server_and_combine_with_the_apis() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let tags = json_of(r);
-    assert_eq!(strings(&tags["tags"]), ["dmz", "env=prod", "owner=web"], "{tags}");
+    assert_eq!(
+        strings(&tags["tags"]),
+        ["dmz", "env=prod", "owner=web"],
+        "{tags}"
+    );
 
     // The command line's tags replace what the agent sent before; the API's tag stays.
     let (ok, log) = run_once(None, &["--tag", "env=staging"]);
@@ -393,7 +401,11 @@ fn the_agents_tags_reach_the_server_and_combine_with_the_apis() {
     let tags = get(&format!("/agents/{aid}/tags"));
     assert_eq!(strings(&tags["assigned"]), ["owner=web"], "{tags}");
     assert_eq!(strings(&tags["reported"]), ["env=staging"], "{tags}");
-    assert_eq!(strings(&tags["tags"]), ["env=staging", "owner=web"], "{tags}");
+    assert_eq!(
+        strings(&tags["tags"]),
+        ["env=staging", "owner=web"],
+        "{tags}"
+    );
 
     // The hosts list filters by either kind.
     for (tag, hosts) in [("env%3Dstaging", 1), ("owner%3Dweb", 1), ("dmz", 0)] {
@@ -414,7 +426,10 @@ fn the_agents_tags_reach_the_server_and_combine_with_the_apis() {
         .collect();
     assert_eq!(reported.len(), 2, "{audit}");
     assert!(reported.iter().all(|e| e["actor"]["kind"] == "agent"));
-    assert_eq!(reported[0]["after"]["tags"], serde_json::json!(["env=staging"]));
+    assert_eq!(
+        reported[0]["after"]["tags"],
+        serde_json::json!(["env=staging"])
+    );
     assert!(entries
         .iter()
         .any(|e| e["action"] == "agent.tags_set" && e["actor"]["kind"] == "operator"));

@@ -352,7 +352,6 @@ fn decisions_section(
     decisions: &[zt_store::analysis::Analysis],
     packages: &[zt_store::model::VulnPackage],
 ) -> Markup {
-    use zt_store::analysis::{AnalysisState, Justification};
     html! {
         section aria-labelledby="decisions" {
             h2 #decisions { "Decisions" }

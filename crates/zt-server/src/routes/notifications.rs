@@ -509,7 +509,15 @@ pub async fn create_rule(
     if !state.store.notifications().create_rule(&rule).await? {
         return Err(ApiError::not_found());
     }
-    audit_rule(&state, &caller, "notification_rule.created", rule_id, None, Some(&rule)).await?;
+    audit_rule(
+        &state,
+        &caller,
+        "notification_rule.created",
+        rule_id,
+        None,
+        Some(&rule),
+    )
+    .await?;
     Ok(created(rule_out(&rule)))
 }
 

@@ -183,11 +183,11 @@ where
 /// The summary's SLA and suppression counts in one pass over a company's open findings
 /// (rather than one count per figure): overdue (due by `overdue`), due by `soon` — both
 /// without suppressed findings — and suppressed. One row of three integers.
-pub(crate) fn sla_counts_query<'q, DB>(
+pub(crate) fn sla_counts_query<DB>(
     company_id: CompanyId,
     overdue: &crate::sla::DueBy,
     soon: &crate::sla::DueBy,
-) -> QueryBuilder<'q, DB>
+) -> QueryBuilder<DB>
 where
     DB: FilterDialect,
     for<'t> Uuid: Encode<'t, DB> + Type<DB>,

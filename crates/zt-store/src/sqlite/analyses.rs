@@ -915,6 +915,7 @@ mod tests {
                     &crate::sla::SlaPolicy::default().due_by(Utc::now()),
                 )
                 .sql()
+                .as_str()
                 .to_string(),
                 &[],
             ),

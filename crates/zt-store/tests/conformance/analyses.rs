@@ -234,7 +234,12 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
     // only its own, and the same tags again write nothing.
     assert_eq!(
         store
-            .set_reported_tags(f.acme, f.db, &strings(&["dmz", "env=prod"]), &ctx(now, None))
+            .set_reported_tags(
+                f.acme,
+                f.db,
+                &strings(&["dmz", "env=prod"]),
+                &ctx(now, None)
+            )
             .await
             .unwrap(),
         Some(true)
@@ -246,7 +251,12 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
     );
     assert_eq!(
         store
-            .set_reported_tags(f.acme, f.db, &strings(&["env=prod", "dmz"]), &ctx(now, None))
+            .set_reported_tags(
+                f.acme,
+                f.db,
+                &strings(&["env=prod", "dmz"]),
+                &ctx(now, None)
+            )
             .await
             .unwrap(),
         Some(false)
