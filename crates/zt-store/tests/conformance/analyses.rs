@@ -532,6 +532,11 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
             "analysis.updated",
             "analysis.updated",
             "analysis.updated",
+            // db-2's agent reported dmz and env=prod, an admin assigned owner=dba, the
+            // agent then reported env=prod only (the repeat wrote nothing).
+            "agent.tags_reported",
+            "agent.tags_set",
+            "agent.tags_reported",
             "agent.tags_set",
             "analysis.updated",
             "analysis.created",
