@@ -551,7 +551,16 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
     assert_eq!(first.after.as_ref().unwrap()["state"], "not_affected");
     let expiry = &audit[2];
     assert_eq!(expiry.actor.kind, "system");
-    let tags_set = &audit[6];
+    let reported = &audit[6];
+    assert_eq!(
+        reported.before.as_ref().unwrap()["tags"],
+        serde_json::json!(["dmz", "env=prod"])
+    );
+    assert_eq!(
+        reported.after.as_ref().unwrap()["tags"],
+        serde_json::json!(["env=prod"])
+    );
+    let tags_set = &audit[9];
     assert_eq!(
         tags_set.before.as_ref().unwrap()["tags"],
         serde_json::json!([])
