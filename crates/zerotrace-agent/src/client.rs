@@ -235,19 +235,22 @@ mod tests {
     }
 
     fn body() -> Vec<u8> {
-        let report = crate::report::build_report(&zt_collect::Collection {
-            os: OsInfo {
-                id: "debian".into(),
-                version_id: "12".into(),
-                name: String::new(),
+        let report = crate::report::build_report(
+            &zt_collect::Collection {
+                os: OsInfo {
+                    id: "debian".into(),
+                    version_id: "12".into(),
+                    name: String::new(),
+                },
+                apps: vec![zt_inventory::App::new(
+                    "bash",
+                    "5.2",
+                    zt_inventory::AppSource::Dpkg,
+                )],
+                ..Default::default()
             },
-            apps: vec![zt_inventory::App::new(
-                "bash",
-                "5.2",
-                zt_inventory::AppSource::Dpkg,
-            )],
-            ..Default::default()
-        });
+            &[],
+        );
         crate::report::gzip_json(&report).unwrap()
     }
 

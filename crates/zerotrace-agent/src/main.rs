@@ -75,6 +75,16 @@ struct ReportArgs {
     /// Trust the CA certificates in this PEM file instead of the built-in roots
     #[arg(long, env = "ZEROTRACE_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// A tag of this host, `KEY=VALUE` or `NAME` (repeatable; letters, digits and - _ . : / =).
+    /// Sent with every report: they replace the tags this agent sent before, while tags set
+    /// through the server's API stay. In agent.env: ZEROTRACE_AGENT_TAGS=env=prod,dmz
+    #[arg(
+        long = "tag",
+        value_name = "KEY=VALUE|NAME",
+        env = "ZEROTRACE_AGENT_TAGS",
+        value_delimiter = ','
+    )]
+    tags: Vec<String>,
     /// Longest wait between delivery attempts, in seconds
     #[arg(long, default_value_t = 300, hide = true)]
     max_backoff: u64,
@@ -159,7 +169,7 @@ fn inventory(format: Format, root: PathBuf) -> anyhow::Result<ExitCode> {
     for e in &collection.errors {
         tracing::error!("{e}");
     }
-    let report = report::build_report(&collection);
+    let report = report::build_report(&collection, &[]);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => serde_json::to_writer_pretty(&mut out, &report)?,
@@ -173,11 +183,39 @@ fn inventory(format: Format, root: PathBuf) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The tags as given (spaces around list items ignored), checked by the server's rule,
+/// sorted, without repeats; a bad one is an error naming it.
+fn check_tags(given: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut tags: Vec<String> = given
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    for t in &tags {
+        if let Some(problem) = zt_inventory::tag_problem(t) {
+            anyhow::bail!("--tag / ZEROTRACE_AGENT_TAGS: {problem}");
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    if tags.len() > zt_inventory::MAX_TAGS {
+        anyhow::bail!(
+            "--tag / ZEROTRACE_AGENT_TAGS: {} tags; at most {}",
+            tags.len(),
+            zt_inventory::MAX_TAGS
+        );
+    }
+    Ok(tags)
+}
+
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let Some(server) = args.server else {
         anyhow::bail!("give the server with --server URL (or ZEROTRACE_SERVER), or use `zerotrace-agent inventory`");
     };
+    let tags = check_tags(&args.tags)?;
     let cfg = run::RunConfig {
+        tags,
         server,
         enroll_secret: args.enroll_secret.filter(|s| !s.is_empty()),
         state_dir: args.state_dir,

@@ -26,8 +26,9 @@ pub fn arch() -> String {
     std::env::consts::ARCH.to_string()
 }
 
-/// A new report (fresh `report_id`, collected now) of a collection.
-pub fn build_report(collection: &Collection) -> InventoryReport {
+/// A new report (fresh `report_id`, collected now) of a collection, with the host's tags
+/// (always sent, empty or not, so that removing the last tag reaches the server too).
+pub fn build_report(collection: &Collection, tags: &[String]) -> InventoryReport {
     InventoryReport {
         report_id: Uuid::new_v4(),
         collected_at: Utc::now(),
@@ -37,6 +38,7 @@ pub fn build_report(collection: &Collection) -> InventoryReport {
             arch: arch(),
         },
         apps: collection.apps.clone(),
+        tags: Some(tags.to_vec()),
     }
 }
 
@@ -144,7 +146,7 @@ mod tests {
             ],
             ..Collection::default()
         };
-        build_report(&c)
+        build_report(&c, &["env=prod".to_string()])
     }
 
     #[test]

@@ -34,6 +34,27 @@ pub struct RunConfig {
     pub ca_cert: Option<PathBuf>,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// This host's tags (`--tag`, `ZEROTRACE_AGENT_TAGS`): checked, sorted, without repeats.
+    pub tags: Vec<String>,
+}
+
+/// What the agent remembers of its last report to decide whether the next is needed: the
+/// inventory's digest, and the tags with it (a changed tag is news for the server too).
+/// Without tags it is the inventory's digest as before, so an upgraded agent does not
+/// report again for nothing.
+fn report_digest(apps: &[zt_inventory::App], tags: &[String]) -> [u8; 32] {
+    let apps = zt_inventory::inventory_digest(apps);
+    if tags.is_empty() {
+        return apps;
+    }
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(apps);
+    for t in tags {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    h.finalize().into()
 }
 
 /// What a run did (for `--once` exit codes and tests).
@@ -212,7 +233,7 @@ impl Agent<'_> {
             );
             return Ok(());
         }
-        let digest = hex::encode(zt_inventory::inventory_digest(&collection.apps));
+        let digest = hex::encode(report_digest(&collection.apps, &self.cfg.tags));
         let previous = self.state.report_state()?;
         let now = chrono::Utc::now().timestamp();
         let full_due = previous.last_full_report_at.is_none_or(|t| {
@@ -231,7 +252,7 @@ impl Agent<'_> {
             );
             return Ok(());
         };
-        let report = build_report(&collection);
+        let report = build_report(&collection, &self.cfg.tags);
         let body = gzip_json(&report)?;
         let dropped = self
             .spool
@@ -377,6 +398,7 @@ mod tests {
             ca_cert: None,
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_millis(400),
+            tags: Vec::new(),
         }
     }
 

@@ -289,3 +289,153 @@ fn reports_survive_a_server_outage_and_arrive_exactly_once() {
         piled
     );
 }
+
+/// Tags given to the agent (`ZEROTRACE_AGENT_TAGS` in agent.env, `--tag` on the command line)
+/// reach the server with its report, add to the tags set through the API, replace the ones
+/// the agent sent before, filter the hosts list and are audited as the agent's changes.
+#[test]
+fn the_agents_tags_reach_the_server_and_combine_with_the_apis() {
+    let bin = zerotrace_bin().expect("the zerotrace binary");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Server::start(
+        &bin,
+        &dir.path().join("server-data"),
+        port,
+        dir.path().join("server.log"),
+    );
+    server.wait_ready(&base).unwrap();
+    let http = http();
+    let operator = format!("Bearer {ADMIN_TOKEN}");
+    let company = json_of(
+        http.post(format!("{base}/api/v1/companies"))
+            .header("Authorization", &operator)
+            .header("Content-Type", "application/json")
+            .send(r#"{"name":"tags"}"#)
+            .unwrap(),
+    );
+    let secret = company["enroll_secret"].as_str().unwrap().to_string();
+    let cid = company["id"].as_str().unwrap().to_string();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::copy(
+        zt_testkit::shared_path("inventories/dpkg/osv-scalibr-valid.status"),
+        root.join("var/lib/dpkg/status"),
+    )
+    .unwrap();
+    let state = dir.path().join("agent-state");
+    // One collection and delivery with the given tag settings; the agent's exit status and
+    // its log.
+    let run_once = |env_tags: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zerotrace-agent"));
+        cmd.args(["--server", &base, "--enroll-secret", &secret, "--once"])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env_remove("ZEROTRACE_AGENT_TAGS")
+            .stdin(Stdio::null());
+        if let Some(t) = env_tags {
+            cmd.env("ZEROTRACE_AGENT_TAGS", t);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let get = |path: &str| {
+        let r = http
+            .get(format!("{base}/api/v1/companies/{cid}{path}"))
+            .header("Authorization", &operator)
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {path}");
+        json_of(r)
+    };
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // As agent.env sets them (spaces after commas tolerated).
+    let (ok, log) = run_once(Some("env=prod, dmz"), &[]);
+    assert!(ok, "{log}");
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("identity.json")).unwrap()).unwrap();
+    let aid = identity["agent_id"].as_str().unwrap().to_string();
+    let tags = get(&format!("/agents/{aid}/tags"));
+    assert_eq!(strings(&tags["reported"]), ["dmz", "env=prod"], "{tags}");
+    assert_eq!(strings(&tags["assigned"]), Vec::<String>::new(), "{tags}");
+    assert_eq!(strings(&tags["tags"]), ["dmz", "env=prod"], "{tags}");
+
+    // A tag set through the API adds to the agent's.
+    let r = http
+        .put(format!("{base}/api/v1/companies/{cid}/agents/{aid}/tags"))
+        .header("Authorization", &operator)
+        .header("Content-Type", "application/json")
+        .send(r#"{"tags":["owner=web"],"comment":"web team"}"#)
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let tags = json_of(r);
+    assert_eq!(
+        strings(&tags["tags"]),
+        ["dmz", "env=prod", "owner=web"],
+        "{tags}"
+    );
+
+    // The command line's tags replace what the agent sent before; the API's tag stays.
+    let (ok, log) = run_once(None, &["--tag", "env=staging"]);
+    assert!(ok, "{log}");
+    let tags = get(&format!("/agents/{aid}/tags"));
+    assert_eq!(strings(&tags["assigned"]), ["owner=web"], "{tags}");
+    assert_eq!(strings(&tags["reported"]), ["env=staging"], "{tags}");
+    assert_eq!(
+        strings(&tags["tags"]),
+        ["env=staging", "owner=web"],
+        "{tags}"
+    );
+
+    // The hosts list filters by either kind.
+    for (tag, hosts) in [("env%3Dstaging", 1), ("owner%3Dweb", 1), ("dmz", 0)] {
+        let list = get(&format!("/agents?tag={tag}"));
+        assert_eq!(
+            list["items"].as_array().map(Vec::len),
+            Some(hosts),
+            "tag {tag}: {list}"
+        );
+    }
+
+    // The trail: the agent's two changes as the agent's, the API's as the operator's.
+    let audit = get("/audit?limit=100");
+    let entries = audit["items"].as_array().unwrap();
+    let reported: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "agent.tags_reported")
+        .collect();
+    assert_eq!(reported.len(), 2, "{audit}");
+    assert!(reported.iter().all(|e| e["actor"]["kind"] == "agent"));
+    assert_eq!(
+        reported[0]["after"]["tags"],
+        serde_json::json!(["env=staging"])
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "agent.tags_set" && e["actor"]["kind"] == "operator"));
+
+    // A tag the server would refuse stops the agent before it sends anything, naming it.
+    let (ok, log) = run_once(None, &["--tag", "bad tag"]);
+    assert!(!ok);
+    assert!(log.contains("\"bad tag\""), "{log}");
+}

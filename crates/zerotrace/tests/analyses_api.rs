@@ -451,6 +451,31 @@ async fn run(env: Env) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Notification rule changes are in the trail too (created, changed, deleted).
+    let rules = format!("/api/v1/companies/{cid}/notification-rules");
+    let (status, rule) = api
+        .call(
+            Method::POST,
+            &rules,
+            &admin,
+            Some(json!({"name": "security team", "events": ["finding.kev"],
+                "destination": {"kind": "email", "to": ["sec@example.com"]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let rule_url = format!("{rules}/{}", rule["id"].as_str().unwrap());
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &rule_url,
+            &admin,
+            Some(json!({"name": "sec team"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.call(Method::DELETE, &rule_url, &admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     // The audit trail names who did what, newest first.
     let (status, audit) = api
         .call(
@@ -466,6 +491,20 @@ async fn run(env: Env) {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
+    assert_eq!(
+        actions[..3],
+        [
+            "notification_rule.deleted",
+            "notification_rule.updated",
+            "notification_rule.created",
+        ]
+    );
+    assert_eq!(entries[1]["before"]["name"], "security team");
+    assert_eq!(entries[1]["after"]["name"], "sec team");
+    assert_eq!(entries[0]["after"], Value::Null);
+    assert_eq!(entries[0]["actor"]["role"], "admin");
+    let entries = &entries[3..];
+    let actions = &actions[3..];
     assert_eq!(
         actions,
         [

@@ -674,6 +674,135 @@ async fn the_dashboard_in_a_real_browser() {
     );
     assert_clean_console(&c, "live findings").await;
 
+    // A decision from the findings view: the row's form records a risk acceptance of that
+    // finding (its package version on its host) with the session cookie and CSRF header,
+    // and the hidden finding leaves the list.
+    open(
+        &c,
+        &format!("{api}/c/{a}/findings?agent_id={web_id}"),
+        "Findings",
+    )
+    .await;
+    let row = "#view tbody tr:first-child";
+    let decided = text(&c, &format!("{row} a.vid")).await;
+    let package = text(&c, &format!("{row} td:nth-child(3)")).await;
+    c.find(Locator::Css(&format!("{row} details.decide summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let form = format!("{row} form.analysis-form");
+    for (name, value) in [("state", "exploitable"), ("response", "will_not_fix")] {
+        c.find(Locator::Css(&format!("{form} select[name='{name}']")))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css(&format!("{form} input[name='suppress']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // A date input's typed format follows the browser's locale; its value does not.
+    js(
+        &c,
+        &format!(
+            "document.querySelector(\"{form} input[name='expires_at']\").value = '2099-12-31'; return true"
+        ),
+    )
+    .await;
+    c.find(Locator::Css(&format!("{form} input[name='comment']")))
+        .await
+        .unwrap()
+        .send_keys("accepted until the migration")
+        .await
+        .unwrap();
+    shoot(&c, &shots, "11b-finding-decision").await;
+    js(&c, "window.__beforeDecision = true; return true").await;
+    c.find(Locator::Css(&format!("{form} button[type='submit']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        &format!(
+            "return window.__beforeDecision === undefined && document.readyState === 'complete' \
+             && document.querySelector('h1') && !document.getElementById('error').textContent \
+             && ![...document.querySelectorAll('#view tbody tr a.vid')].some(a => a.textContent === {decided:?})"
+        ),
+        Duration::from_secs(10),
+        "the decided finding to leave the list",
+    )
+    .await;
+    assert_clean_console(&c, "finding decision").await;
+    // What was recorded, as the API tells it.
+    let hidden: Value = http
+        .get(format!(
+            "{api}/api/v1/companies/{a}/findings?agent_id={web_id}&suppressed=only"
+        ))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let covered: Vec<&Value> = hidden["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["vulnerability"]["id"] == decided.as_str())
+        .collect();
+    assert_eq!(covered.len(), 1, "{hidden}");
+    let analysis = &covered[0]["analysis"];
+    assert_eq!(analysis["state"], "exploitable", "{analysis}");
+    assert_eq!(analysis["suppressed"], true, "{analysis}");
+    assert!(
+        analysis["expires_at"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("2099-12-31T23:59:59")),
+        "{analysis}"
+    );
+    assert!(package.starts_with(covered[0]["package"]["name"].as_str().unwrap()));
+    let full: Value = http
+        .get(format!(
+            "{api}/api/v1/companies/{a}/analyses/{}",
+            analysis["analysis_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["response"], json!(["will_not_fix"]), "{full}");
+    assert_eq!(full["scope"]["agent_ids"], json!([web_id]), "{full}");
+    let audit: Value = http
+        .get(format!("{api}/api/v1/companies/{a}/audit"))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit["items"][0]["comment"], "accepted until the migration",
+        "{audit}"
+    );
+
+    // The notifications page of the company.
+    open(&c, &format!("{api}/c/{a}/notifications"), "Notifications").await;
+    shoot(&c, &shots, "11c-notifications").await;
+    assert_clean_console(&c, "notifications").await;
+
     // Signing out ends the session on the server: the old cookie opens nothing.
     let cookie = c.get_named_cookie("zt_session").await.unwrap();
     let old = cookie.value().to_string();

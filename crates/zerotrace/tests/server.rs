@@ -72,6 +72,7 @@ fn report_from(rel: &str, hostname: &str) -> InventoryReport {
             arch: "x86_64".into(),
         },
         apps: inv.apps,
+        tags: None,
     }
 }
 

@@ -277,6 +277,24 @@ async fn run(env: Env) {
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["created"], 1);
     assert_eq!(open_findings(&api, &c, "").await, 0);
+    // OpenVEX has no expiry field: it travels in status_notes and comes back.
+    assert!(
+        st["status_notes"].as_str().is_some_and(
+            |n| n.contains("ZeroTrace: suppress=true; expires_at=2030-01-01T00:00:00+00:00")
+        ),
+        "{st}"
+    );
+    let (_, only) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/companies/{c}/findings?suppressed=only"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        only["items"][0]["analysis"]["expires_at"], "2030-01-01T00:00:00Z",
+        "{only}"
+    );
 
     // Malformed documents: refused whole, naming where; nothing applied.
     let d = company_with_finding(&api, "vex-d").await;

@@ -11,8 +11,9 @@ mod validate;
 pub use report::{App, AppSource, Host, InventoryReport, OsInfo};
 pub use software::{ecosystem_for, Software, SoftwareKey};
 pub use validate::{
-    check_collected_at, parse_report, text_problem, validate_report, ReportError, MAX_APPS,
-    MAX_CLOCK_SKEW, MAX_FIELD_LEN, MAX_HOSTNAME_LEN, MAX_NAME_LEN, MAX_VERSION_LEN,
+    check_collected_at, parse_report, tag_problem, text_problem, validate_report, ReportError,
+    MAX_APPS, MAX_CLOCK_SKEW, MAX_FIELD_LEN, MAX_HOSTNAME_LEN, MAX_NAME_LEN, MAX_TAGS, MAX_TAG_LEN,
+    MAX_VERSION_LEN,
 };
 
 /// A digest of a report's app list that does not depend on the order the apps were listed in:

@@ -25,6 +25,12 @@ pub struct InventoryReport {
     pub host: Host,
     #[cfg_attr(feature = "openapi", schema(max_items = 100_000))]
     pub apps: Vec<App>,
+    /// The host's tags as the agent is configured with them (`--tag`, `ZEROTRACE_AGENT_TAGS`):
+    /// they replace the tags this agent reported before; tags set through the API stay.
+    /// Absent (older agents): the reported tags are left as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
+    pub tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,9 @@ pub const MAX_NAME_LEN: usize = 512;
 pub const MAX_VERSION_LEN: usize = 256;
 pub const MAX_FIELD_LEN: usize = 1024;
 pub const MAX_HOSTNAME_LEN: usize = 255;
+/// Tags a host carries at most, and characters per tag.
+pub const MAX_TAGS: usize = 64;
+pub const MAX_TAG_LEN: usize = 64;
 
 /// How far a report's `collected_at` may be from the server's clock, either way.
 pub const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
@@ -107,6 +110,19 @@ pub fn validate_report(report: &InventoryReport) -> Result<(), ReportError> {
             format!("{} apps; at most {MAX_APPS} per report", report.apps.len()),
         ));
     }
+    if let Some(tags) = &report.tags {
+        if tags.len() > MAX_TAGS {
+            return Err(ReportError::new(
+                "tags",
+                format!("{} tags; at most {MAX_TAGS}", tags.len()),
+            ));
+        }
+        for (i, tag) in tags.iter().enumerate() {
+            if let Some(problem) = tag_problem(tag) {
+                return Err(ReportError::new(format!("tags[{i}]"), problem));
+            }
+        }
+    }
     for (i, app) in report.apps.iter().enumerate() {
         // The field path is only formatted when a value is refused: valid reports (the
         // common case, thousands per second) allocate nothing here.
@@ -127,6 +143,20 @@ pub fn validate_report(report: &InventoryReport) -> Result<(), ReportError> {
         }
     }
     Ok(())
+}
+
+/// What is wrong with a host tag, if anything: tags are 1 to [`MAX_TAG_LEN`] letters, digits
+/// and `-_.:/=` (so `env=prod` and `dmz` are tags, and a list of them can be written
+/// comma-separated). The server checks tags set through its API by the same rule.
+pub fn tag_problem(tag: &str) -> Option<String> {
+    if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN {
+        return Some(format!(
+            "a tag has 1 to {MAX_TAG_LEN} characters, not {tag:?}"
+        ));
+    }
+    tag.chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
+        .map(|c| format!("tag {tag:?} has {c:?}; tags are letters, digits and - _ . : / ="))
 }
 
 /// What is wrong with a text field of outside input, if anything: longer than `max`

@@ -37,6 +37,7 @@ fn report() -> impl Strategy<Value = InventoryReport> {
                 arch: "x86_64".into(),
             },
             apps,
+            tags: None,
         })
 }
 

@@ -139,6 +139,7 @@ impl Fleet {
                 arch: platform.arch.to_string(),
             },
             apps: self.apps(host),
+            tags: None,
         }
     }
 

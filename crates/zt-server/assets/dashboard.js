@@ -30,16 +30,31 @@
     location.assign("/signin?next=" + encodeURIComponent(location.pathname + location.search));
   }
 
-  // --- decisions: the analysis form of a vulnerability -------------------------------------
-  document.querySelectorAll("form[data-analysis]").forEach((f) => {
-    f.addEventListener("submit", async (e) => {
+  // --- decisions: the analysis form of a vulnerability or a finding -------------------------
+  // Delegated from the document: live updates swap the findings table (and its forms) in.
+  document.addEventListener("submit", async (e) => {
+    const f = e.target;
+    if (!(f instanceof HTMLFormElement) || !f.matches("form[data-analysis]")) return;
+    {
       e.preventDefault();
       const fd = new FormData(f);
       const body = { vuln_id: f.dataset.vuln, state: fd.get("state"), suppress: fd.get("suppress") === "on" };
       const justification = fd.get("justification");
       if (justification) body.justification = justification;
+      const response = fd.get("response");
+      if (response) body.response = [response];
+      // The vulnerability view names a package; a finding's row its package version and,
+      // unless unticked, its host.
+      const scope = {};
       const pkg = fd.get("package");
-      if (pkg) body.scope = { package: { name: pkg } };
+      if (pkg) {
+        scope.package = { name: pkg };
+        const version = fd.get("package_version");
+        if (version) scope.package.version = version;
+      }
+      const agent = fd.get("agent_id");
+      if (agent) scope.agent_ids = [agent];
+      if (Object.keys(scope).length) body.scope = scope;
       const until = fd.get("expires_at");
       if (until) body.expires_at = until + "T23:59:59Z";
       const comment = fd.get("comment");
@@ -53,7 +68,7 @@
       if (res.ok) location.reload();
       else if (res.status === 401) signInAgain();
       else showError(await errorText(res));
-    });
+    }
   });
 
   // --- sign-in ----------------------------------------------------------------------------

@@ -72,6 +72,7 @@ fn templates() -> Vec<(InventoryReport, usize)> {
                 arch: "x86_64".into(),
             },
             apps: inv.apps,
+            tags: None,
         }
     };
     vec![

@@ -32,6 +32,7 @@ fn fuzz_body_survives_real_and_garbage_inputs() {
                 arch: "x86_64".into(),
             },
             apps: inv.apps,
+            tags: None,
         };
         let json = serde_json::to_vec(&report).unwrap();
         assert!(zt_server::body::parse_inventory(&json).is_ok());

@@ -249,6 +249,182 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::ensure!(after.findings.high == 0 && after.suppressed == before.findings.high);
         anyhow::ensure!(back.findings.high == before.findings.high && back.suppressed == 0);
+
+        // Reads with many analyses in force: one more host runs `n` packages, each with a
+        // vulnerability of its own, and each of those vulnerabilities gets an analysis (half
+        // of them suppressing); then the summary and the first findings page, timed.
+        let n = env_n("ZT_BENCH_ANALYSES", 10_000);
+        let many: Vec<(SoftwareKey, Software)> = (0..n)
+            .map(|i| {
+                let s = Software::from_app(
+                    &App::new(format!("many-pkg-{i}"), "1.0.0", AppSource::Npm),
+                    &os,
+                );
+                (s.key(), s)
+            })
+            .collect();
+        let agent_id = AgentId::now_v7();
+        let mut token = [0u8; 32];
+        token[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+        store
+            .enroll_agent(&NewAgent {
+                company_id: company.id,
+                agent_id,
+                hostname: "many-1".into(),
+                os: os.clone(),
+                arch: "x86_64".into(),
+                agent_version: "bench".into(),
+                token_hash: TokenHash(token),
+                enrolled_at: Utc::now(),
+            })
+            .await?;
+        let many_apps: Vec<App> = many
+            .iter()
+            .map(|(_, s)| App::new(s.name.clone(), "1.0.0", AppSource::Npm))
+            .collect();
+        store
+            .accept_reports(
+                &[IncomingReport {
+                    company_id: company.id,
+                    agent_id,
+                    report_id: Uuid::new_v4(),
+                    collected_at: Utc::now(),
+                    accepted_at: Utc::now(),
+                    digest: zt_inventory::inventory_digest(&many_apps),
+                    app_count: n as u32,
+                    body: b"bench".to_vec(),
+                }],
+                1_000_000,
+            )
+            .await?;
+        let claimed = store
+            .claim_batch(&ClaimRequest {
+                owner: "bench".into(),
+                max_apps: 10_000_000,
+                lease: Duration::from_secs(600),
+                max_attempts: 3,
+                overdue_after: Duration::from_secs(3600),
+                now: Utc::now(),
+            })
+            .await?;
+        let mut matched: Vec<MatchedSoftware> = many
+            .iter()
+            .enumerate()
+            .map(|(i, (k, s))| {
+                let mut m = vuln();
+                m.vulnerability.id = format!("CVE-2098-{i:05}");
+                m.vulnerability.aliases = Vec::new();
+                MatchedSoftware {
+                    key: *k,
+                    software: s.clone(),
+                    matches: vec![m],
+                }
+            })
+            .collect();
+        matched.sort_by_key(|m| m.key);
+        let reports = claimed
+            .iter()
+            .map(|c| ProcessedReport {
+                lease: LeaseRef {
+                    queue_id: c.queue_id,
+                    owner: "bench".into(),
+                    attempts: c.attempts,
+                },
+                company_id: c.company_id,
+                agent_id: c.agent_id,
+                report_id: c.report_id,
+                collected_at: c.collected_at,
+                digest: zt_inventory::inventory_digest(&many_apps),
+                hostname: "many-1".into(),
+                os: os.clone(),
+                arch: "x86_64".into(),
+                apps: many
+                    .iter()
+                    .map(|(k, _)| StoredApp {
+                        software_key: *k,
+                        arch: String::new(),
+                    })
+                    .collect(),
+                names: many
+                    .iter()
+                    .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
+                    .collect(),
+            })
+            .collect();
+        store
+            .finish_batch(&ProcessedBatch {
+                revision: 1,
+                software: matched,
+                reports,
+                now: Utc::now(),
+            })
+            .await?;
+        let t = Instant::now();
+        for i in 0..n {
+            store
+                .create_analysis(
+                    company.id,
+                    &NewAnalysis {
+                        analysis_id: Uuid::now_v7(),
+                        vuln_id: format!("CVE-2098-{i:05}"),
+                        decision: AnalysisDecision {
+                            scope: AnalysisScope::default(),
+                            state: AnalysisState::NotAffected,
+                            justification: Some(Justification::CodeNotPresent),
+                            response: Vec::new(),
+                            details: None,
+                            suppress: i % 2 == 0,
+                            expires_at: None,
+                        },
+                        source: None,
+                    },
+                    &ctx(Utc::now()),
+                )
+                .await?;
+        }
+        let created = t.elapsed();
+        let summary = store.summary(company.id).await?;
+        println!(
+            "{n} analyses created one by one in {:.1} s ({:.1} ms each); summary: high {}, suppressed {}",
+            created.as_secs_f64(),
+            created.as_secs_f64() * 1000.0 / n as f64,
+            summary.findings.high,
+            summary.suppressed
+        );
+        anyhow::ensure!(summary.suppressed == n.div_ceil(2) as u64);
+        let rounds = env_n("ZT_BENCH_ROUNDS", 200);
+        let mut summary_ms = Vec::with_capacity(rounds);
+        let mut findings_ms = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            store.summary(company.id).await?;
+            summary_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let page = store
+                .list_findings(
+                    company.id,
+                    &FindingFilter::default(),
+                    &PageRequest {
+                        limit: 50,
+                        cursor: None,
+                    },
+                )
+                .await?;
+            findings_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(page.items.len() == 50);
+        }
+        let pct = |v: &mut Vec<f64>, p: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+        };
+        println!(
+            "with {n} analyses in force, {} open findings: summary p50 {:.1} ms p95 {:.1} ms; findings page (50) p50 {:.1} ms p95 {:.1} ms ({rounds} rounds)",
+            summary.findings.high,
+            pct(&mut summary_ms, 0.5),
+            pct(&mut summary_ms, 0.95),
+            pct(&mut findings_ms, 0.5),
+            pct(&mut findings_ms, 0.95),
+        );
         Ok(())
     })
 }

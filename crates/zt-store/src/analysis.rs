@@ -205,6 +205,30 @@ pub struct Actor {
     pub role: Option<String>,
 }
 
+/// A host's tags and where each came from: `assigned` through the API (`PUT …/tags`),
+/// `reported` by the agent with its inventory (`--tag`). A tag is the host's when either
+/// source has it; each source replaces only its own set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTags {
+    pub assigned: Vec<String>,
+    pub reported: Vec<String>,
+}
+
+impl AgentTags {
+    /// The host's tags: both sources together, sorted, without repeats.
+    pub fn effective(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .assigned
+            .iter()
+            .chain(self.reported.iter())
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
 /// The who, when and why of a change, written to the audit trail in its transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeContext {

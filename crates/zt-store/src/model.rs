@@ -691,6 +691,8 @@ pub struct AgentFilter {
     pub stale: Option<bool>,
     /// The staleness threshold (the server's setting applied to now).
     pub stale_before: Option<DateTime<Utc>>,
+    /// Only hosts carrying this tag (set through the API or reported by the agent).
+    pub tag: Option<String>,
     pub sort: AgentSort,
     /// None: the sort's natural direction.
     pub order: Option<SortOrder>,

@@ -500,21 +500,33 @@ pub trait Storage: Send + Sync + 'static {
     /// are written. Returns how many expired.
     async fn expire_analyses(&self, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Replaces an agent's tags; None when the agent does not exist in this company.
+    /// Replaces the tags of an agent set through the API (those its agent reports stay);
+    /// None when the agent does not exist in this company.
     async fn set_agent_tags(
         &self,
         company_id: CompanyId,
         agent_id: AgentId,
         tags: &[String],
         ctx: &crate::analysis::ChangeContext,
-    ) -> Result<Option<Vec<String>>>;
+    ) -> Result<Option<crate::analysis::AgentTags>>;
 
-    /// An agent's tags; None when the agent does not exist in this company.
+    /// Replaces the tags an agent reported with its inventory (those set through the API
+    /// stay), audited with `ctx` (the agent's); Some(false) when they are the ones it
+    /// reported before (nothing written), None when the agent does not exist in this company.
+    async fn set_reported_tags(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        tags: &[String],
+        ctx: &crate::analysis::ChangeContext,
+    ) -> Result<Option<bool>>;
+
+    /// An agent's tags by source; None when the agent does not exist in this company.
     async fn agent_tags(
         &self,
         company_id: CompanyId,
         agent_id: AgentId,
-    ) -> Result<Option<Vec<String>>>;
+    ) -> Result<Option<crate::analysis::AgentTags>>;
 
     /// Appends an audit entry of a change made elsewhere (a token created).
     async fn append_audit(

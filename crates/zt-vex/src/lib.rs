@@ -327,9 +327,33 @@ mod tests {
         assert_eq!(s.state, "not_affected");
         assert_eq!(s.justification.as_deref(), Some("code_not_reachable"));
         assert_eq!(s.products[0].name, "libwebp7");
+        // What OpenVEX has no field for travels in status_notes, and comes back.
+        let notes = ov["statements"][0]["status_notes"].as_str().unwrap();
+        assert!(
+            notes.starts_with("never decodes WebP\nZeroTrace: suppress=true; expires_at=2030-01-01T00:00:00+00:00; tag=dmz"),
+            "{notes}"
+        );
+        assert_eq!(s.suppress, Some(true));
+        assert_eq!(s.expires_at, doc.statements[0].expires_at);
+        assert_eq!(s.tags, ["dmz"]);
+        assert_eq!(s.detail.as_deref(), Some("never decodes WebP"));
         assert!(back
             .covering(&["CVE-2023-4863"], "libwebp7", "1.2.4-0.2", Utc::now())
             .is_some());
+        // After the expiry the statement covers nothing, here as in CycloneDX.
+        assert!(back
+            .covering(
+                &["CVE-2023-4863"],
+                "libwebp7",
+                "1.2.4-0.2",
+                "2031-01-01T00:00:00Z".parse().unwrap()
+            )
+            .is_none());
+        // A bad value of ours refuses the document, naming the field.
+        let mut bad = ov.clone();
+        bad["statements"][0]["status_notes"] = json!("ZeroTrace: suppress=maybe");
+        let e = parse(bad.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.path, "statements[0].status_notes");
         assert!(back
             .covering(&["CVE-2023-4863"], "libwebp7", "1.3.0", Utc::now())
             .is_none());

@@ -10,6 +10,14 @@ use crate::*;
 /// The product id of "every package" in documents ZeroTrace writes.
 pub const ANY_PACKAGE: &str = "urn:zerotrace:any-package";
 
+/// OpenVEX 0.2.0 has no field for an expiry or for hiding findings, and its JSON schema
+/// allows no fields of ours in a statement. What CycloneDX carries as `zerotrace:`
+/// properties goes into `status_notes` instead, as one line starting with this, e.g.
+/// `ZeroTrace: suppress=true; expires_at=2030-01-01T00:00:00+00:00; tag=dmz`; reading it
+/// back restores them. Other tools show the line as text: they keep applying a
+/// `not_affected` statement after the expiry (the document says so in words).
+pub const NOTES_PREFIX: &str = "ZeroTrace: ";
+
 const STATUSES: [&str; 4] = ["not_affected", "affected", "fixed", "under_investigation"];
 const OPENVEX_JUSTIFICATIONS: [&str; 5] = [
     "component_not_present",
@@ -101,7 +109,8 @@ pub(crate) fn read(value: Value) -> Result<VexDocument, VexError> {
             }
             products.push(product_of_purl(&p.id, &at(&format!("products[{k}].@id")))?);
         }
-        let detail = [&s.impact_statement, &s.action_statement, &s.status_notes]
+        let (notes, ours) = split_notes(s.status_notes.as_deref());
+        let detail = [&s.impact_statement, &s.action_statement, &notes]
             .iter()
             .filter_map(|t| t.as_deref())
             .collect::<Vec<_>>()
@@ -121,6 +130,10 @@ pub(crate) fn read(value: Value) -> Result<VexDocument, VexError> {
             tags: Vec::new(),
             updated_at: s.timestamp,
         });
+        if let Some(line) = ours {
+            let last = statements.len() - 1;
+            read_ours(line, &mut statements[last], &at("status_notes"))?;
+        }
     }
     Ok(VexDocument {
         format: Format::OpenVex,
@@ -129,6 +142,72 @@ pub(crate) fn read(value: Value) -> Result<VexDocument, VexError> {
         timestamp: doc.timestamp,
         statements,
     })
+}
+
+/// `status_notes` without our line, and our line (after the prefix).
+fn split_notes(notes: Option<&str>) -> (Option<String>, Option<&str>) {
+    let Some(notes) = notes else {
+        return (None, None);
+    };
+    let mut ours = None;
+    let rest: Vec<&str> = notes
+        .lines()
+        .filter(|l| match l.strip_prefix(NOTES_PREFIX) {
+            Some(tail) => {
+                ours = Some(tail);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let rest = rest.join("\n");
+    ((!rest.trim().is_empty()).then_some(rest), ours)
+}
+
+/// Our line's `key=value; …` pairs into the statement; an unknown key is ignored (a newer
+/// ZeroTrace may add some), a bad value refuses the document.
+fn read_ours(line: &str, s: &mut VexStatement, path: &str) -> Result<(), VexError> {
+    for pair in line.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key.trim() {
+            "suppress" => {
+                s.suppress = Some(match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(VexError::at(
+                            path,
+                            format!("suppress={other:?}: true or false"),
+                        ))
+                    }
+                })
+            }
+            "expires_at" => {
+                s.expires_at = Some(
+                    DateTime::parse_from_rfc3339(value.trim())
+                        .map_err(|e| {
+                            VexError::at(path, format!("expires_at={value:?}: not RFC 3339: {e}"))
+                        })?
+                        .with_timezone(&Utc),
+                )
+            }
+            "tag" => s.tags.push(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Our line for a statement (see [`NOTES_PREFIX`]).
+fn ours_line(s: &VexStatement) -> String {
+    let mut parts = vec![format!("suppress={}", s.suppresses())];
+    if let Some(e) = s.expires_at {
+        parts.push(format!("expires_at={}", e.to_rfc3339()));
+    }
+    for t in &s.tags {
+        parts.push(format!("tag={t}"));
+    }
+    format!("{NOTES_PREFIX}{}", parts.join("; "))
 }
 
 fn status_of(state: &str) -> &'static str {
@@ -186,9 +265,15 @@ pub fn write_openvex(doc: &VexDocument, id: &str) -> Value {
                     parts.join("; ")
                 }
             });
-            let notes = (impact.is_none() && action.is_none())
+            let detail_note = (impact.is_none() && action.is_none())
                 .then(|| s.detail.clone())
                 .flatten();
+            let mut notes = String::new();
+            if let Some(d) = detail_note {
+                notes.push_str(&d);
+                notes.push('\n');
+            }
+            notes.push_str(&ours_line(s));
             object(vec![
                 ("vulnerability", json!({ "name": s.vuln_id })),
                 ("timestamp", json!(s.updated_at.map(|t| t.to_rfc3339()))),

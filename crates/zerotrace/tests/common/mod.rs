@@ -114,6 +114,7 @@ pub fn debian_report(hostname: &str, os_name: &str, apps: Vec<App>) -> Inventory
             arch: "x86_64".into(),
         },
         apps,
+        tags: None,
     }
 }
 

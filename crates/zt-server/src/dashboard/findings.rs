@@ -90,7 +90,7 @@ async fn render(
                 a href=(ctx.url("/findings")) { "Clear filters" }
             }
         }
-        (findings_table(&ctx, &found.items, Some((&filters, &sort)), filter.status != FindingStatus::Open, true))
+        (findings_table(&ctx, &found.items, Some((&filters, &sort)), filter.status != FindingStatus::Open, true, ctx.viewer.is_admin()))
         (pager(&filters, found.next_cursor.as_deref(), found.items.len()))
     };
     Ok(layout::page(&ctx, View::Findings, "Findings", content))
@@ -107,13 +107,15 @@ pub async fn page(
         .unwrap_or_else(|e| req.error(e))
 }
 
-/// A table of findings (also on the host detail); `sorting` makes its headers sort links.
+/// A table of findings (also on the host detail); `sorting` makes its headers sort links;
+/// `decide`: each row has the form that records a decision about it (for those who may).
 pub fn findings_table(
     ctx: &Ctx,
     rows: &[FindingRow],
     sorting: Option<(&Filters, &Sort)>,
     show_resolved: bool,
     show_host: bool,
+    decide: bool,
 ) -> Markup {
     if rows.is_empty() {
         return layout::empty("No findings match.");
@@ -135,6 +137,7 @@ pub fn findings_table(
         th scope="col" { "Due" }
         th scope="col" { "Analysis" }
         @if show_resolved { th scope="col" { "Resolved" } }
+        @if decide { th scope="col" { "Decide" } }
     };
     let body = html! {
         @for f in rows {
@@ -169,6 +172,14 @@ pub fn findings_table(
                     }
                 }
                 @if show_resolved { td { (layout::opt_time(f.resolved_at, "open")) } }
+                @if decide {
+                    td {
+                        details .decide {
+                            summary { "Decide" }
+                            (super::vulns::decision_form(ctx, &v.id, super::vulns::DecisionTarget::Finding(f)))
+                        }
+                    }
+                }
             }
         }
     };

@@ -16,7 +16,7 @@ use super::{api_query, company_ctx, param, query, Ctx, PageError, PageResult, Pa
 use crate::routes::reads::{mark_stale, AgentsQuery, PageQuery};
 use crate::state::AppState;
 
-const KEYS: &[&str] = &["q", "os", "stale", "sort", "order", "cursor"];
+const KEYS: &[&str] = &["q", "os", "tag", "stale", "sort", "order", "cursor"];
 /// The sorts of the hosts (the API's), with their natural direction (true: descending).
 const SORTS: &[(&str, bool)] = &[
     ("hostname", false),
@@ -133,12 +133,14 @@ async fn render_list(
             (search("q", "Host name", param(params, "q").unwrap_or(""), "web-1"))
             label for="f-os" { "OS" }
             input #f-os type="text" name="os" value=(param(params, "os").unwrap_or("")) placeholder="debian, ubuntu, windows…" maxlength="200" size="14";
+            label for="f-tag" { "Tag" }
+            input #f-tag type="text" name="tag" value=(param(params, "tag").unwrap_or("")) placeholder="env=prod" maxlength="64" size="12";
             (check("stale", "stale only", param(params, "stale") == Some("true")))
             @for k in ["sort", "order"] {
                 @if let Some(v) = param(params, k) { input type="hidden" name=(k) value=(v); }
             }
             button type="submit" { "Filter" }
-            @if ["q", "os", "stale"].iter().any(|k| param(params, k).is_some()) {
+            @if ["q", "os", "tag", "stale"].iter().any(|k| param(params, k).is_some()) {
                 a href=(ctx.url("/hosts")) { "Clear filters" }
             }
         }
@@ -239,7 +241,7 @@ async fn render_detail(
                 a href=(ctx.url(&format!("/findings?agent_id={agent_id}"))) { "All findings of this host" }
                 (layout::csv_link(&ctx.api(&format!("/findings?agent_id={agent_id}&format=csv"))))
             }
-            (findings_table(&ctx, &findings.items, None, false, false))
+            (findings_table(&ctx, &findings.items, None, false, false, false))
             @if let Some(c) = &findings.next_cursor {
                 p { a href=(format!("{}{}", ctx.url("/findings"), query([("agent_id", agent_id.to_string().as_str()), ("cursor", c.as_str())]))) { "More findings of this host »" } }
             }

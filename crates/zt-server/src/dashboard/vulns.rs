@@ -352,7 +352,6 @@ fn decisions_section(
     decisions: &[zt_store::analysis::Analysis],
     packages: &[zt_store::model::VulnPackage],
 ) -> Markup {
-    use zt_store::analysis::{AnalysisState, Justification};
     html! {
         section aria-labelledby="decisions" {
             h2 #decisions { "Decisions" }
@@ -382,23 +381,55 @@ fn decisions_section(
                     }
                 }))
             }
-            form .analysis-form data-analysis="" data-api=(ctx.api("/analyses")) data-vuln=(vuln_id) aria-label="Record a decision" {
-                label { "State " select name="state" {
-                    @for s in AnalysisState::ALL { option value=(s.as_str()) { (s.as_str()) } }
-                } }
-                label { "Justification " select name="justification" {
-                    option value="" { "none" }
-                    @for j in Justification::ALL { option value=(j.as_str()) { (j.as_str()) } }
-                } }
-                label { "Package " select name="package" {
-                    option value="" { "every package" }
-                    @for p in packages { option value=(p.name) { (p.name) } }
-                } }
-                label { input type="checkbox" name="suppress"; " hide the findings" }
-                label { "Until " input type="date" name="expires_at"; }
-                label { "Comment " input type="text" name="comment" maxlength="2000"; }
-                button type="submit" { "Record" }
+            @if ctx.viewer.is_admin() {
+                (decision_form(ctx, vuln_id, DecisionTarget::Vulnerability(packages)))
             }
+        }
+    }
+}
+
+/// What a decision form decides about: a vulnerability (every host; a package chosen from
+/// those it affects) or one finding (its package version, on its host or on every host).
+pub enum DecisionTarget<'a> {
+    Vulnerability(&'a [zt_store::model::VulnPackage]),
+    Finding(&'a zt_store::model::FindingRow),
+}
+
+/// The form that records a decision (an analysis): state, justification, response,
+/// suppression, expiry and a comment. dashboard.js sends it to the API with the session's
+/// CSRF token and reloads the view; used by the vulnerability and the findings views.
+pub fn decision_form(ctx: &Ctx, vuln_id: &str, target: DecisionTarget<'_>) -> Markup {
+    use zt_store::analysis::{AnalysisState, Justification, VexResponse};
+    html! {
+        form .analysis-form data-analysis="" data-api=(ctx.api("/analyses")) data-vuln=(vuln_id) aria-label=(format!("Record a decision about {vuln_id}")) {
+            label { "State " select name="state" {
+                @for s in AnalysisState::ALL { option value=(s.as_str()) { (s.as_str()) } }
+            } }
+            label { "Justification " select name="justification" {
+                option value="" { "none" }
+                @for j in Justification::ALL { option value=(j.as_str()) { (j.as_str()) } }
+            } }
+            label { "Response " select name="response" {
+                option value="" { "none" }
+                @for r in VexResponse::ALL { option value=(r.as_str()) { (r.as_str()) } }
+            } }
+            @match target {
+                DecisionTarget::Vulnerability(packages) => {
+                    label { "Package " select name="package" {
+                        option value="" { "every package" }
+                        @for p in packages { option value=(p.name) { (p.name) } }
+                    } }
+                }
+                DecisionTarget::Finding(f) => {
+                    input type="hidden" name="package" value=(f.package.name);
+                    input type="hidden" name="package_version" value=(f.package.version);
+                    label { input type="checkbox" name="agent_id" value=(f.agent_id) checked; " only on " (f.hostname) }
+                }
+            }
+            label { input type="checkbox" name="suppress"; " hide the findings" }
+            label { "Until " input type="date" name="expires_at"; }
+            label { "Comment " input type="text" name="comment" maxlength="2000"; }
+            button type="submit" { "Record" }
         }
     }
 }

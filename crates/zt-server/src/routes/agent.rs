@@ -13,7 +13,7 @@ use zt_inventory::{InventoryReport, OsInfo, MAX_FIELD_LEN, MAX_HOSTNAME_LEN};
 use zt_store::model::{AcceptOutcome, AgentId, IncomingReport, NewAgent, Principal, ReportStatus};
 
 use super::{check_text, created, parse_json, read_body};
-use crate::auth::{authenticate, generate_token, hash_token, principal_of, TokenKind};
+use crate::auth::{authenticate, bearer, generate_token, hash_token, principal_of, TokenKind};
 use crate::body::{gunzip, parse_inventory, Encoding};
 use crate::client::ClientAddr;
 use crate::error::{ApiError, ApiResult};
@@ -224,8 +224,34 @@ pub async fn inventory(
         app_count: u32::try_from(report.apps.len()).unwrap_or(u32::MAX),
         body,
     };
-    drop(report);
-    match state.ingest.accept(incoming).await? {
+    let tags = report.tags;
+    drop(report.apps);
+    let outcome = state.ingest.accept(incoming).await?;
+    // The host's tags as its agent sends them replace those it sent before (tags set through
+    // the API stay). Applied once the report is stored, and again for a repeated report: a
+    // failure here answers 500, the agent sends the same report again, and the tags follow.
+    // Reports without the field (older agents) leave the reported tags as they are.
+    if let (
+        Some(tags),
+        AcceptOutcome::Queued | AcceptOutcome::Unchanged | AcceptOutcome::Duplicate,
+    ) = (&tags, outcome)
+    {
+        let ctx = zt_store::analysis::ChangeContext {
+            actor: zt_store::analysis::Actor {
+                kind: "agent".into(),
+                token_id: bearer(&headers)
+                    .map(|t| crate::routes::analyses::token_id(&hash_token(t))),
+                role: None,
+            },
+            at: accepted_at,
+            comment: Some("tags sent with the agent's report".into()),
+        };
+        state
+            .store
+            .set_reported_tags(company_id, agent_id, tags, &ctx)
+            .await?;
+    }
+    match outcome {
         AcceptOutcome::Queued | AcceptOutcome::Unchanged => {
             Ok((StatusCode::ACCEPTED, Json(ReportAccepted { report_id })).into_response())
         }

@@ -435,6 +435,30 @@ pub struct Tags {
     comment: Option<String>,
 }
 
+/// A host's tags and where they came from.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"tags": ["dmz", "env=prod", "prod"], "assigned": ["dmz", "prod"],
+    "reported": ["env=prod"]}))]
+pub struct HostTags {
+    /// The host's tags (both sources): what analysis scopes and `tag` filters see.
+    tags: Vec<String>,
+    /// Set through this API (`PUT` replaces these).
+    assigned: Vec<String>,
+    /// Sent by the host's agent with its reports (`zerotrace-agent --tag`); each report
+    /// replaces these, and `PUT` leaves them alone.
+    reported: Vec<String>,
+}
+
+impl From<zt_store::analysis::AgentTags> for HostTags {
+    fn from(t: zt_store::analysis::AgentTags) -> Self {
+        HostTags {
+            tags: t.effective(),
+            assigned: t.assigned,
+            reported: t.reported,
+        }
+    }
+}
+
 fn parse_agent(agent_id: &str) -> ApiResult<AgentId> {
     agent_id.parse().map_err(|_| ApiError::not_found())
 }
@@ -445,7 +469,7 @@ fn parse_agent(agent_id: &str) -> ApiResult<AgentId> {
         ("company_id" = Uuid, Path, description = "The company"),
         ("agent_id" = Uuid, Path, description = "An agent of the company"),
     ),
-    responses((status = 200, description = "The tags", body = Tags), E401, E403, E404, E429),
+    responses((status = 200, description = "The tags", body = HostTags), E401, E403, E404, E429),
     security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
 pub async fn get_tags(
     State(state): State<AppState>,
@@ -459,21 +483,18 @@ pub async fn get_tags(
         .agent_tags(caller.company_id, agent_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(Tags {
-        tags,
-        comment: None,
-    })
-    .into_response())
+    Ok(Json(HostTags::from(tags)).into_response())
 }
 
-/// Replaces a host's tags; analyses scoped by tag follow at once.
+/// Replaces the host's tags set through the API (the tags its agent reports stay);
+/// analyses scoped by tag follow at once.
 #[utoipa::path(put, path = "/api/v1/companies/{company_id}/agents/{agent_id}/tags", tag = "analyses",
     params(
         ("company_id" = Uuid, Path, description = "The company"),
         ("agent_id" = Uuid, Path, description = "An agent of the company"),
     ),
     request_body = Tags,
-    responses((status = 200, description = "The tags now", body = Tags), E400, E401, E403, E404, E413, E429),
+    responses((status = 200, description = "The tags now", body = HostTags), E400, E401, E403, E404, E413, E429),
     security(("operator" = []), ("company_admin" = [])))]
 pub async fn put_tags(
     State(state): State<AppState>,
@@ -497,14 +518,7 @@ pub async fn put_tags(
         )
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok((
-        StatusCode::OK,
-        Json(Tags {
-            tags,
-            comment: None,
-        }),
-    )
-        .into_response())
+    Ok((StatusCode::OK, Json(HostTags::from(tags))).into_response())
 }
 
 /// Audits a token created through the API (called by the token route).

@@ -223,14 +223,46 @@ async fn access(
     Ok((company_id, writes))
 }
 
-async fn writer(state: &AppState, headers: &HeaderMap, company: &str) -> ApiResult<CompanyId> {
-    let (company_id, writes) = access(state, headers, company).await?;
-    if !writes {
+/// A caller who may change the company's rules, with who they are for the audit trail.
+async fn writer(
+    state: &AppState,
+    headers: &HeaderMap,
+    company: &str,
+) -> ApiResult<super::analyses::Caller> {
+    let caller = super::analyses::caller(state, headers, company).await?;
+    if !caller.may_write() {
         return Err(ApiError::forbidden(
             "only company admins and the operator manage notification rules",
         ));
     }
-    Ok(company_id)
+    Ok(caller)
+}
+
+/// A rule change into the company's audit trail (issue 13: every rule change; the rule as
+/// the API shows it, never its secret).
+async fn audit_rule(
+    state: &AppState,
+    caller: &super::analyses::Caller,
+    action: &str,
+    rule_id: Uuid,
+    before: Option<&NotificationRule>,
+    after: Option<&NotificationRule>,
+) -> ApiResult<()> {
+    let image = |r: &NotificationRule| serde_json::to_value(rule_out(r)).ok();
+    state
+        .store
+        .append_audit(
+            caller.company_id,
+            &zt_store::analysis::NewAudit {
+                action: action.into(),
+                object: format!("notification_rule/{rule_id}"),
+                before: before.and_then(image),
+                after: after.and_then(image),
+            },
+            &caller.context(None),
+        )
+        .await?;
+    Ok(())
 }
 
 fn parse_rule_id(raw: &str) -> ApiResult<Uuid> {
@@ -440,7 +472,8 @@ pub async fn create_rule(
     Path(company_id): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let company_id = writer(&state, &headers, &company_id).await?;
+    let caller = writer(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let bytes = read_body(body, RULE_BODY_LIMIT).await?;
     let req: CreateRule = parse_json(&bytes)?;
     let name = req.name.trim().to_string();
@@ -476,6 +509,15 @@ pub async fn create_rule(
     if !state.store.notifications().create_rule(&rule).await? {
         return Err(ApiError::not_found());
     }
+    audit_rule(
+        &state,
+        &caller,
+        "notification_rule.created",
+        rule_id,
+        None,
+        Some(&rule),
+    )
+    .await?;
     Ok(created(rule_out(&rule)))
 }
 
@@ -533,7 +575,8 @@ pub async fn patch_rule(
     Path((company_id, rule_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let company_id = writer(&state, &headers, &company_id).await?;
+    let caller = writer(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let rule_id = parse_rule_id(&rule_id)?;
     let bytes = read_body(body, RULE_BODY_LIMIT).await?;
     let req: PatchRule = parse_json(&bytes)?;
@@ -542,6 +585,7 @@ pub async fn patch_rule(
         .get_rule(company_id, rule_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    let before = rule.clone();
     if let Some(name) = req.name {
         let name = name.trim().to_string();
         check_text("name", &name, 1, 200)?;
@@ -581,6 +625,15 @@ pub async fn patch_rule(
     if !store.update_rule(&rule).await? {
         return Err(ApiError::not_found());
     }
+    audit_rule(
+        &state,
+        &caller,
+        "notification_rule.updated",
+        rule_id,
+        Some(&before),
+        Some(&rule),
+    )
+    .await?;
     Ok(Json(rule_out(&rule)).into_response())
 }
 
@@ -595,8 +648,14 @@ pub async fn delete_rule(
     headers: HeaderMap,
     Path((company_id, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let company_id = writer(&state, &headers, &company_id).await?;
+    let caller = writer(&state, &headers, &company_id).await?;
+    let company_id = caller.company_id;
     let rule_id = parse_rule_id(&rule_id)?;
+    let before = state
+        .store
+        .notifications()
+        .get_rule(company_id, rule_id)
+        .await?;
     if !state
         .store
         .notifications()
@@ -605,6 +664,15 @@ pub async fn delete_rule(
     {
         return Err(ApiError::not_found());
     }
+    audit_rule(
+        &state,
+        &caller,
+        "notification_rule.deleted",
+        rule_id,
+        before.as_ref(),
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -622,7 +690,7 @@ pub async fn test_rule(
     headers: HeaderMap,
     Path((company_id, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let company_id = writer(&state, &headers, &company_id).await?;
+    let company_id = writer(&state, &headers, &company_id).await?.company_id;
     let rule_id = parse_rule_id(&rule_id)?;
     let store = state.store.notifications();
     let rule = store

@@ -131,6 +131,9 @@ pub struct AgentsQuery {
     /// Only hosts of this OS id (`debian`, `ubuntu`, `alpine`, `windows`, ...).
     #[param(value_type = Option<String>, max_length = 200)]
     os: Option<String>,
+    /// Only hosts carrying this tag (set through the API or sent by the host's agent).
+    #[param(value_type = Option<String>, max_length = 64)]
+    tag: Option<String>,
     /// `csv` exports the hosts that match (every one, or `limit` of them from `cursor`).
     #[param(value_type = Option<ExportFormat>)]
     format: Option<String>,
@@ -144,6 +147,17 @@ pub(crate) fn search_text(value: Option<&str>, name: &str) -> ApiResult<Option<S
             Err(ApiError::invalid_request(name, "at most 200 characters"))
         }
         Some(q) => Ok(Some(q.to_string())),
+    }
+}
+
+/// `tag=`: one tag (empty: none).
+pub(crate) fn tag_filter(value: Option<&str>) -> ApiResult<Option<String>> {
+    match value.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) if t.chars().count() > 64 => {
+            Err(ApiError::invalid_request("tag", "at most 64 characters"))
+        }
+        Some(t) => Ok(Some(t.to_string())),
     }
 }
 
@@ -164,6 +178,7 @@ impl AgentsQuery {
             os: search_text(self.os.as_deref(), "os")?,
             stale: parse_bool(self.stale.as_deref(), "stale")?,
             stale_before: Some(state.config.stale_before(chrono::Utc::now())),
+            tag: tag_filter(self.tag.as_deref())?,
             sort: match self.sort.as_deref() {
                 None | Some("hostname") => AgentSort::Hostname,
                 Some("risk") => AgentSort::Risk,

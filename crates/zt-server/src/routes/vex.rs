@@ -79,6 +79,11 @@ fn statement_of(a: &Analysis) -> VexStatement {
 
 /// The company's active analyses as a VEX document. Analyses limited to named agents are
 /// host decisions of this company and are left out (another company has other hosts).
+/// Whether a decision hides its findings, its expiry and its tags are CycloneDX properties
+/// (`zerotrace:suppress`, `zerotrace:expires_at`, `zerotrace:tag`); OpenVEX has no field for
+/// them and its schema allows no fields of ours, so they are a line of `status_notes`
+/// (`ZeroTrace: suppress=true; expires_at=…; tag=…`), read back on import. Other tools read
+/// that line as text only: to them an expiring `not_affected` statement does not expire.
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/vex", tag = "analyses",
     params(("company_id" = Uuid, Path, description = "The company"), VexQuery),
     responses(

@@ -19,9 +19,8 @@ use crate::model::*;
 use crate::{Result, StoreError};
 
 /// Tags per agent and per scope, agents per scope, at most.
-pub(crate) const MAX_TAGS: usize = 64;
+pub(crate) const MAX_TAGS: usize = zt_inventory::MAX_TAGS;
 pub(crate) const MAX_SCOPE_AGENTS: usize = 1000;
-const MAX_TAG_LEN: usize = 64;
 const MAX_DETAILS_LEN: usize = 10_000;
 const MAX_TEXT_LEN: usize = 512;
 
@@ -37,24 +36,13 @@ fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
     }
 }
 
-/// Checks a tag: 1-64 characters of letters, digits and `-_.:/=`.
+/// Checks a tag: 1-64 characters of letters, digits and `-_.:/=` (the rule agents' reports
+/// are held to as well).
 pub(crate) fn check_tag(field: &'static str, tag: &str) -> Result<()> {
-    if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN {
-        return Err(invalid(
-            field,
-            format!("a tag has 1 to {MAX_TAG_LEN} characters, not {:?}", tag),
-        ));
+    match zt_inventory::tag_problem(tag) {
+        Some(problem) => Err(invalid(field, problem)),
+        None => Ok(()),
     }
-    if let Some(c) = tag
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
-    {
-        return Err(invalid(
-            field,
-            format!("tag {tag:?} has {c:?}; tags are letters, digits and - _ . : / ="),
-        ));
-    }
-    Ok(())
 }
 
 /// Tags as stored: checked, sorted, without repeats.
@@ -79,6 +67,58 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {
         return Err(invalid(field, problem));
     }
     Ok(())
+}
+
+/// Who set a host's tags: the API (`assigned`) or the agent with its report (`reported`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TagSource {
+    Api,
+    Agent,
+}
+
+/// The rows of `agent_tags` for an agent's tags: (tag, assigned, reported).
+pub(crate) fn tag_rows(tags: &AgentTags) -> Vec<(String, bool, bool)> {
+    tags.effective()
+        .into_iter()
+        .map(|t| {
+            let assigned = tags.assigned.contains(&t);
+            let reported = tags.reported.contains(&t);
+            (t, assigned, reported)
+        })
+        .collect()
+}
+
+/// An agent's tags from its rows (tag, assigned, reported), in tag order.
+pub(crate) fn tags_of_rows(rows: Vec<(String, bool, bool)>) -> AgentTags {
+    let mut out = AgentTags::default();
+    for (tag, assigned, reported) in rows {
+        if assigned {
+            out.assigned.push(tag.clone());
+        }
+        if reported {
+            out.reported.push(tag);
+        }
+    }
+    out
+}
+
+/// The audit entry of a change of the tags `source` sets, or None when they did not change.
+pub(crate) fn tags_audit(
+    agent_id: AgentId,
+    source: TagSource,
+    before: &AgentTags,
+    after: &AgentTags,
+) -> Option<NewAudit> {
+    let (action, b, a) = match source {
+        TagSource::Api => ("agent.tags_set", &before.assigned, &after.assigned),
+        TagSource::Agent => ("agent.tags_reported", &before.reported, &after.reported),
+    };
+    (b != a).then(|| NewAudit {
+        action: action.into(),
+        object: format!("agent/{}", agent_id.0),
+        before: Some(json!({ "tags": b })),
+        after: Some(json!({ "tags": a })),
+    })
 }
 
 /// Checks a decision and brings it into stored form (tags and agents sorted, without
@@ -296,11 +336,20 @@ pub(crate) fn decode_analysis_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uui
 }
 
 /// The condition "analysis `a` is live at ?NOW and its scope holds for the finding row
-/// `findings`" (`now` is the parameter's spelling, e.g. `?3`).
-fn covers(now: &str) -> String {
+/// `findings`" (`now` is the parameter's spelling, e.g. `?3`). `few`: `a` is a handful of
+/// rows read once (`live`): the id compared first, aliases only when it differs (an
+/// `OR` that cannot use an index, which `analyses` itself needs: there the ids of the
+/// finding's group are a set the index is probed with).
+fn covers(now: &str, few: bool) -> String {
+    let vuln = if few {
+        "(a.vuln_id = findings.vuln_id OR EXISTS (SELECT 1 FROM vuln_aliases va \
+         WHERE va.vuln_id = findings.vuln_id AND va.alias = a.vuln_id))"
+    } else {
+        "a.vuln_id IN (SELECT findings.vuln_id \
+         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id)"
+    };
     format!(
-        "a.company_id = findings.company_id AND a.vuln_id IN (SELECT findings.vuln_id \
-         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id) \
+        "a.company_id = findings.company_id AND {vuln} \
          AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > {now}) \
          AND (a.any_agent = TRUE OR EXISTS (SELECT 1 FROM analysis_agents x \
               WHERE x.company_id = a.company_id AND x.analysis_id = a.analysis_id \
@@ -316,26 +365,57 @@ fn covers(now: &str) -> String {
     )
 }
 
-/// Sets `analysis_id` of the findings `restriction` picks (a condition on `findings`, whose
-/// company is `?1`; its own parameters start at `?3`) to the analysis covering each; `now`
-/// is `?2`.
-pub(crate) fn cover_sql(restriction: &str) -> String {
+/// Sets `analysis_id` and `suppressed` of the findings `restriction` picks (a condition on
+/// `findings`, whose company is `?1`; `now` is `?2`; the restriction's own parameters start
+/// at `?3`) from the analysis covering each, as one set-based statement: the coverage of
+/// every finding is computed in one pass and only the findings whose coverage changes are
+/// written (a second analysis of a vulnerability, or an expiry, rewrites nothing else).
+///
+/// `candidates`: a condition on `analyses a` (its parameters also from `?3`) picking a
+/// superset of the analyses that may cover these findings — a vulnerability's, a handful —
+/// read once into `live` instead of being looked up again for each of (say) 100,000
+/// findings; None looks them up per finding by its vulnerability (an agent's findings, of
+/// many vulnerabilities, few of which have analyses).
+pub(crate) fn recover_sql(candidates: Option<&str>, restriction: &str) -> String {
+    let (live, source) = match candidates {
+        Some(cond) => (
+            format!(
+                "live AS MATERIALIZED (SELECT a.* FROM analyses a WHERE a.company_id = ?1 \
+                 AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > ?2) \
+                 AND {cond}), "
+            ),
+            "live a",
+        ),
+        None => (String::new(), "analyses a"),
+    };
+    // `cov` is materialized so that each finding's covering analysis is looked up once
+    // (SQLite would otherwise evaluate the subquery again wherever `aid` is used).
     format!(
-        "UPDATE findings SET analysis_id = (SELECT a.analysis_id FROM analyses a WHERE {} \
-         ORDER BY a.suppress DESC, a.created_at DESC, a.analysis_id DESC LIMIT 1) \
-         WHERE findings.company_id = ?1 AND {restriction}",
-        covers("?2")
+        "WITH {live}cov AS MATERIALIZED (SELECT findings.agent_id, findings.software_key, \
+           findings.vuln_id, findings.analysis_id AS old_aid, findings.suppressed AS old_sup, \
+           (SELECT a.analysis_id FROM {source} WHERE {} \
+            ORDER BY a.suppress DESC, a.created_at DESC, a.analysis_id DESC LIMIT 1) AS aid \
+           FROM findings WHERE findings.company_id = ?1 AND {restriction}) \
+         UPDATE findings SET analysis_id = n.aid, suppressed = n.sup \
+         FROM (SELECT c.agent_id, c.software_key, c.vuln_id, c.aid, c.old_aid, c.old_sup, \
+                 coalesce((SELECT w.suppress FROM analyses w WHERE w.company_id = ?1 \
+                           AND w.analysis_id = c.aid), FALSE) AS sup \
+               FROM cov c) n \
+         WHERE findings.company_id = ?1 AND findings.agent_id = n.agent_id \
+         AND findings.software_key = n.software_key AND findings.vuln_id = n.vuln_id \
+         AND ((n.old_aid IS NULL) <> (n.aid IS NULL) OR n.old_aid <> n.aid \
+              OR n.old_sup <> n.sup)",
+        covers("?2", candidates.is_some())
     )
 }
 
-/// Sets `suppressed` of the findings `restriction` picks (its parameters start at `?2`) from
-/// the analysis now covering each.
-pub(crate) fn suppressed_sql(restriction: &str) -> String {
+/// The analyses that may cover the findings [`by_vuln`] picks: those naming any id of
+/// their groups (the id `?{n}`, the groups having it as an alias, and those groups' aliases).
+pub(crate) fn vuln_candidates(n: usize) -> String {
     format!(
-        "UPDATE findings SET suppressed = (findings.analysis_id IS NOT NULL AND EXISTS \
-         (SELECT 1 FROM analyses a WHERE a.company_id = findings.company_id \
-          AND a.analysis_id = findings.analysis_id AND a.suppress = TRUE)) \
-         WHERE findings.company_id = ?1 AND {restriction}"
+        "a.vuln_id IN (SELECT ?{n} UNION SELECT va.vuln_id FROM vuln_aliases va \
+         WHERE va.alias = ?{n} UNION SELECT vb.alias FROM vuln_aliases vb WHERE vb.vuln_id IN \
+         (SELECT ?{n} UNION SELECT vc.vuln_id FROM vuln_aliases vc WHERE vc.alias = ?{n}))"
     )
 }
 
@@ -431,26 +511,15 @@ pub(crate) fn sla_audit(before: &crate::sla::SlaPolicy, after: &crate::sla::SlaP
     }
 }
 
-/// The summary's SLA and suppression counts, as filters of open findings: overdue (due by
-/// `now`), due by `now + 7 days`, suppressed.
-pub(crate) fn sla_count_filters(
+/// The bounds of the summary's SLA counts: overdue (due by `now`) and due within 7 days.
+pub(crate) fn sla_bounds(
     policy: &crate::sla::SlaPolicy,
     now: DateTime<Utc>,
-) -> [FindingFilter; 3] {
-    [
-        FindingFilter {
-            due_by: Some(policy.due_by(now)),
-            ..Default::default()
-        },
-        FindingFilter {
-            due_by: Some(policy.due_by(now + chrono::Duration::days(7))),
-            ..Default::default()
-        },
-        FindingFilter {
-            suppressed: SuppressedFilter::Only,
-            ..Default::default()
-        },
-    ]
+) -> (crate::sla::DueBy, crate::sla::DueBy) {
+    (
+        policy.due_by(now),
+        policy.due_by(now + chrono::Duration::days(7)),
+    )
 }
 
 /// An error of the `i`th analysis of an import, its field prefixed with its place.

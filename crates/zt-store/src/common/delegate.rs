@@ -238,15 +238,11 @@ macro_rules! delegate_storage {
                 async fn summary(&self, company_id: CompanyId) -> Result<Summary> {
                     let mut summary = self.summary_impl(company_id).await?;
                     // SLA and suppression counts (issue 13), from the findings filter.
-                    let policy = self.sla_policy_impl(company_id).await?;
-                    let [overdue, due_week, suppressed] =
-                        $crate::common::analyses::sla_count_filters(&policy, Utc::now());
-                    summary.overdue = self.count_findings_impl(company_id, &overdue).await?;
-                    summary.due_soon = self
-                        .count_findings_impl(company_id, &due_week)
-                        .await?
-                        .saturating_sub(summary.overdue);
-                    summary.suppressed = self.count_findings_impl(company_id, &suppressed).await?;
+                    // One pass over the open findings for the three.
+                    let (overdue, due_week, suppressed) = self.sla_counts(company_id).await?;
+                    summary.overdue = overdue;
+                    summary.due_soon = due_week.saturating_sub(overdue);
+                    summary.suppressed = suppressed;
                     Ok(summary)
                 }
 
@@ -532,15 +528,25 @@ macro_rules! delegate_storage {
                     agent_id: AgentId,
                     tags: &[String],
                     ctx: &$crate::analysis::ChangeContext,
-                ) -> Result<Option<Vec<String>>> {
+                ) -> Result<Option<$crate::analysis::AgentTags>> {
                     $write!(self.set_agent_tags_impl(company_id, agent_id, tags, ctx))
+                }
+
+                async fn set_reported_tags(
+                    &self,
+                    company_id: CompanyId,
+                    agent_id: AgentId,
+                    tags: &[String],
+                    ctx: &$crate::analysis::ChangeContext,
+                ) -> Result<Option<bool>> {
+                    $write!(self.set_reported_tags_impl(company_id, agent_id, tags, ctx))
                 }
 
                 async fn agent_tags(
                     &self,
                     company_id: CompanyId,
                     agent_id: AgentId,
-                ) -> Result<Option<Vec<String>>> {
+                ) -> Result<Option<$crate::analysis::AgentTags>> {
                     self.agent_tags_impl(company_id, agent_id).await
                 }
 

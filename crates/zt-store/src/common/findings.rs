@@ -100,37 +100,8 @@ pub(crate) fn push_finding_conditions<DB>(
         crate::analysis::SuppressedFilter::Include => {}
     }
     if let Some(due) = &filter.due_by {
-        // Due at or before the bound: first seen early enough for its severity, or (KEV)
-        // CISA's due date reached.
-        qb.push(" AND (");
-        for (i, (cond, bound)) in [
-            "f.severity = 5",
-            "f.severity = 4",
-            "f.severity = 3",
-            "f.severity = 2",
-            "f.severity <= 1",
-        ]
-        .iter()
-        .zip(due.first_seen_by.iter())
-        .enumerate()
-        {
-            if i > 0 {
-                qb.push(" OR ");
-            }
-            qb.push(format_args!("({cond} AND f.first_seen <= "));
-            DB::push_time(qb, *bound);
-            qb.push(")");
-        }
-        if let Some(date) = &due.kev_date {
-            qb.push(" OR (f.kev = ")
-                .push_bind(true)
-                .push(
-                    " AND f.vuln_id IN (SELECT kv.vuln_id FROM vulns kv WHERE kv.kev_due_date <= ",
-                )
-                .push_bind(date.clone())
-                .push("))");
-        }
-        qb.push(")");
+        qb.push(" AND ");
+        push_due(qb, due);
     }
     if let Some(tag) = &filter.tag {
         qb.push(" AND f.agent_id IN (SELECT t.agent_id FROM agent_tags t WHERE t.company_id = ")
@@ -170,6 +141,72 @@ pub(crate) fn push_finding_conditions<DB>(
             .push_bind(pattern)
             .push(" ESCAPE '\\'))");
     }
+}
+
+/// The condition "due at or before the bound": first seen early enough for its severity, or
+/// (KEV) CISA's due date reached.
+fn push_due<DB>(qb: &mut QueryBuilder<DB>, due: &crate::sla::DueBy)
+where
+    DB: FilterDialect,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    qb.push("(");
+    for (i, (cond, bound)) in [
+        "f.severity = 5",
+        "f.severity = 4",
+        "f.severity = 3",
+        "f.severity = 2",
+        "f.severity <= 1",
+    ]
+    .iter()
+    .zip(due.first_seen_by.iter())
+    .enumerate()
+    {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        qb.push(format_args!("({cond} AND f.first_seen <= "));
+        DB::push_time(qb, *bound);
+        qb.push(")");
+    }
+    if let Some(date) = &due.kev_date {
+        qb.push(" OR (f.kev = ")
+            .push_bind(true)
+            .push(" AND f.vuln_id IN (SELECT kv.vuln_id FROM vulns kv WHERE kv.kev_due_date <= ")
+            .push_bind(date.clone())
+            .push("))");
+    }
+    qb.push(")");
+}
+
+/// The summary's SLA and suppression counts in one pass over a company's open findings
+/// (rather than one count per figure): overdue (due by `overdue`), due by `soon` — both
+/// without suppressed findings — and suppressed. One row of three integers.
+pub(crate) fn sla_counts_query<DB>(
+    company_id: CompanyId,
+    overdue: &crate::sla::DueBy,
+    soon: &crate::sla::DueBy,
+) -> QueryBuilder<DB>
+where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT coalesce(sum(CASE WHEN f.suppressed = ");
+    qb.push_bind(false).push(" AND ");
+    push_due(&mut qb, overdue);
+    qb.push(" THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN f.suppressed = ")
+        .push_bind(false)
+        .push(" AND ");
+    push_due(&mut qb, soon);
+    qb.push(" THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN f.suppressed = ")
+        .push_bind(true)
+        .push(" THEN 1 ELSE 0 END), 0) FROM findings f WHERE f.company_id = ")
+        .push_bind(company_id.0)
+        .push(" AND f.resolved_at IS NULL");
+    qb
 }
 
 /// The text search of a filter, if it has one (an empty `q` searches nothing).

@@ -147,6 +147,13 @@ pub(crate) fn agents_query<DB: Dialect>(
         qb.push(" AND os_id = ");
         DB::push_key(&mut qb, &KeyVal::Text(os.to_string()));
     }
+    if let Some(tag) = filter.tag.as_deref().filter(|t| !t.is_empty()) {
+        qb.push(" AND agent_id IN (SELECT t.agent_id FROM agent_tags t WHERE t.company_id = ");
+        push_uuid(&mut qb, company_id);
+        qb.push(" AND t.tag = ");
+        DB::push_key(&mut qb, &KeyVal::Text(tag.to_string()));
+        qb.push(")");
+    }
     if let (Some(stale), Some(before)) = (filter.stale, filter.stale_before) {
         qb.push(if stale {
             " AND seen_at < "

@@ -28,17 +28,15 @@ async fn cover_vuln(
     vuln_id: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(pg(&cover_sql(&by_vuln(3)))))
-        .bind(company_id)
-        .bind(now)
-        .bind(vuln_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(pg(&suppressed_sql(&by_vuln(2)))))
-        .bind(company_id)
-        .bind(vuln_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_sql(
+        Some(&vuln_candidates(3)),
+        &by_vuln(3),
+    ))))
+    .bind(company_id)
+    .bind(now)
+    .bind(vuln_id)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(sqlx::AssertSqlSafe(recount_sql(
         "a.agent_id IN (SELECT f.agent_id FROM findings f WHERE f.company_id = $1 \
          AND f.vuln_id IN (SELECT $2 UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = $2))",
@@ -72,18 +70,12 @@ pub(crate) async fn cover_agents(
         return Ok(());
     }
     let ids: Vec<Uuid> = agents.iter().map(|a| a.0).collect();
-    sqlx::query(sqlx::AssertSqlSafe(pg(&cover_sql(&by_agents(
-        "findings.agent_id = ANY($3)",
-    )))))
-    .bind(company_id)
-    .bind(now)
-    .bind(&ids)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(pg(&suppressed_sql(
-        "findings.agent_id = ANY($2)",
+    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_sql(
+        None,
+        &by_agents("findings.agent_id = ANY($3)"),
     ))))
     .bind(company_id)
+    .bind(now)
     .bind(&ids)
     .execute(&mut **tx)
     .await?;
@@ -511,56 +503,68 @@ impl PgStore {
         agent_id: AgentId,
         tags: &[String],
         ctx: &ChangeContext,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<AgentTags>> {
         let tags = normalize_tags("tags", tags)?;
         let mut tx = self.begin_for_company(company_id).await?;
-        let Some(before) = read_tags(&mut tx, company_id, agent_id).await? else {
+        let Some(before) = read_tags(&mut tx, company_id, agent_id, true).await? else {
             return Ok(None);
         };
-        sqlx::query("DELETE FROM agent_tags WHERE company_id = $1 AND agent_id = $2")
-            .bind(company_id)
-            .bind(agent_id)
-            .execute(&mut *tx)
-            .await?;
-        for tag in &tags {
-            sqlx::query("INSERT INTO agent_tags (company_id, agent_id, tag) VALUES ($1, $2, $3)")
-                .bind(company_id)
-                .bind(agent_id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
-        }
-        cover_agents(&mut tx, company_id, &[agent_id], ctx.at).await?;
-        sqlx::query(sqlx::AssertSqlSafe(recount_sql("a.agent_id = $2")))
-            .bind(company_id)
-            .bind(agent_id)
-            .execute(&mut *tx)
-            .await?;
-        if before != tags {
-            insert_audit(
-                &mut tx,
-                company_id,
-                &NewAudit {
-                    action: "agent.tags_set".into(),
-                    object: format!("agent/{}", agent_id.0),
-                    before: Some(serde_json::json!({ "tags": before })),
-                    after: Some(serde_json::json!({ "tags": tags })),
-                },
-                ctx,
-            )
-            .await?;
+        let after = AgentTags {
+            assigned: tags,
+            reported: before.reported.clone(),
+        };
+        write_tags(&mut tx, company_id, agent_id, &after, ctx.at).await?;
+        if let Some(entry) = tags_audit(agent_id, TagSource::Api, &before, &after) {
+            insert_audit(&mut tx, company_id, &entry, ctx).await?;
         }
         tx.commit().await?;
-        Ok(Some(tags))
+        Ok(Some(after))
+    }
+
+    pub(crate) async fn set_reported_tags_impl(
+        &self,
+        company_id: CompanyId,
+        agent_id: AgentId,
+        tags: &[String],
+        ctx: &ChangeContext,
+    ) -> Result<Option<bool>> {
+        let tags = normalize_tags("tags", tags)?;
+        // Nearly every report repeats the tags of the one before: one read, and a write
+        // (under the agent row's lock, so two reports cannot interleave) only for a change.
+        let mut tx = self.begin_for_company(company_id).await?;
+        let Some(seen) = read_tags(&mut tx, company_id, agent_id, false).await? else {
+            return Ok(None);
+        };
+        if seen.reported == tags {
+            tx.commit().await?;
+            return Ok(Some(false));
+        }
+        let Some(before) = read_tags(&mut tx, company_id, agent_id, true).await? else {
+            return Ok(None);
+        };
+        if before.reported == tags {
+            tx.commit().await?;
+            return Ok(Some(false));
+        }
+        let after = AgentTags {
+            assigned: before.assigned.clone(),
+            reported: tags,
+        };
+        write_tags(&mut tx, company_id, agent_id, &after, ctx.at).await?;
+        if let Some(entry) = tags_audit(agent_id, TagSource::Agent, &before, &after) {
+            insert_audit(&mut tx, company_id, &entry, ctx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(true))
     }
 
     pub(crate) async fn agent_tags_impl(
         &self,
         company_id: CompanyId,
         agent_id: AgentId,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<AgentTags>> {
         let mut tx = self.begin_for_company(company_id).await?;
-        let tags = read_tags(&mut tx, company_id, agent_id).await?;
+        let tags = read_tags(&mut tx, company_id, agent_id, false).await?;
         tx.commit().await?;
         Ok(tags)
     }
@@ -607,29 +611,75 @@ impl PgStore {
     }
 }
 
-/// An agent's tags; None when the agent does not exist in the company.
+/// An agent's tags by source; None when the agent does not exist in the company. `lock`:
+/// the agent row is locked for the rest of the transaction (tag changes of one agent one
+/// after the other).
 async fn read_tags(
     tx: &mut Tx,
     company_id: CompanyId,
     agent_id: AgentId,
-) -> Result<Option<Vec<String>>> {
-    let known: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM agents WHERE company_id = $1 AND agent_id = $2")
-            .bind(company_id)
-            .bind(agent_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    lock: bool,
+) -> Result<Option<AgentTags>> {
+    let sql = if lock {
+        "SELECT 1 FROM agents WHERE company_id = $1 AND agent_id = $2 FOR UPDATE"
+    } else {
+        "SELECT 1 FROM agents WHERE company_id = $1 AND agent_id = $2"
+    };
+    let known: Option<i32> = sqlx::query_scalar(sql)
+        .bind(company_id)
+        .bind(agent_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     if known.is_none() {
         return Ok(None);
     }
-    let tags: Vec<String> = sqlx::query_scalar(
-        "SELECT tag FROM agent_tags WHERE company_id = $1 AND agent_id = $2 ORDER BY tag",
+    let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT tag, assigned, reported FROM agent_tags WHERE company_id = $1 AND agent_id = $2 \
+         ORDER BY tag",
     )
     .bind(company_id)
     .bind(agent_id)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(Some(tags))
+    Ok(Some(tags_of_rows(rows)))
+}
+
+/// Replaces an agent's tag rows, then brings its findings' coverage and its counters up to
+/// date (a tag may bring hosts into or out of analyses' scopes).
+async fn write_tags(
+    tx: &mut Tx,
+    company_id: CompanyId,
+    agent_id: AgentId,
+    tags: &AgentTags,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM agent_tags WHERE company_id = $1 AND agent_id = $2")
+        .bind(company_id)
+        .bind(agent_id)
+        .execute(&mut **tx)
+        .await?;
+    let rows = tag_rows(tags);
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let assigned: Vec<bool> = rows.iter().map(|r| r.1).collect();
+    let reported: Vec<bool> = rows.iter().map(|r| r.2).collect();
+    sqlx::query(
+        "INSERT INTO agent_tags (company_id, agent_id, tag, assigned, reported) \
+         SELECT $1, $2, t, a, r FROM unnest($3::text[], $4::bool[], $5::bool[]) AS u(t, a, r)",
+    )
+    .bind(company_id)
+    .bind(agent_id)
+    .bind(&names)
+    .bind(&assigned)
+    .bind(&reported)
+    .execute(&mut **tx)
+    .await?;
+    cover_agents(tx, company_id, &[agent_id], now).await?;
+    sqlx::query(sqlx::AssertSqlSafe(recount_sql("a.agent_id = $2")))
+        .bind(company_id)
+        .bind(agent_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 // --- SLA ---------------------------------------------------------------------------------
@@ -729,12 +779,21 @@ impl PgStore {
 impl PgStore {
     /// A trend point's overdue and suppressed counts (open findings).
     pub(crate) async fn trend_sla_counts(&self, company_id: CompanyId) -> Result<(u64, u64)> {
+        let (overdue, _, suppressed) = self.sla_counts(company_id).await?;
+        Ok((overdue, suppressed))
+    }
+
+    /// Open findings overdue and due within 7 days (suppressed ones left out), and
+    /// suppressed: one statement.
+    pub(crate) async fn sla_counts(&self, company_id: CompanyId) -> Result<(u64, u64, u64)> {
         let policy = self.sla_policy_impl(company_id).await?;
-        let [overdue, _, suppressed] = sla_count_filters(&policy, Utc::now());
-        Ok((
-            self.count_findings_impl(company_id, &overdue).await?,
-            self.count_findings_impl(company_id, &suppressed).await?,
-        ))
+        let (overdue, soon) = sla_bounds(&policy, Utc::now());
+        let mut qb = crate::common::findings::sla_counts_query(company_id, &overdue, &soon);
+        let mut tx = self.begin_for_company(company_id).await?;
+        let (a, b, c): (i64, i64, i64) = qb.build_query_as().fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok((n(a), n(b), n(c)))
     }
 }
 

@@ -494,6 +494,7 @@ mod tests {
                     os: Some("debian".into()),
                     stale: Some(true),
                     stale_before: Some(chrono::Utc::now()),
+                    tag: Some("dmz".into()),
                 };
                 // A page after a cursor: take the first page's cursor shape from the keyset.
                 let keyset = views::agent_keyset(&filter);

@@ -207,10 +207,17 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
         )
         .await
         .unwrap();
-    assert_eq!(tags, Some(vec!["dmz".to_string(), "prod".to_string()]));
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let tags = tags.expect("the agent exists");
+    assert_eq!(tags.assigned, strings(&["dmz", "prod"]));
+    assert!(tags.reported.is_empty());
     assert_eq!(
-        store.agent_tags(f.acme, f.web).await.unwrap(),
-        Some(vec!["dmz".to_string(), "prod".to_string()])
+        store
+            .agent_tags(f.acme, f.web)
+            .await
+            .unwrap()
+            .map(|t| t.effective()),
+        Some(strings(&["dmz", "prod"]))
     );
     assert_eq!(store.agent_tags(f.beta, f.web).await.unwrap(), None);
     assert_eq!(high(store, f.acme).await, 5);
@@ -222,6 +229,110 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
     let tagged = findings(store, f.acme, SuppressedFilter::Include, Some("prod")).await;
     assert!(!tagged.is_empty());
     assert!(tagged.iter().all(|r| r.hostname == "web-1"));
+
+    // Tags the agent reports: they add to those set through the API, each source replaces
+    // only its own, and the same tags again write nothing.
+    assert_eq!(
+        store
+            .set_reported_tags(
+                f.acme,
+                f.db,
+                &strings(&["dmz", "env=prod"]),
+                &ctx(now, None)
+            )
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        pairs(&findings(store, f.acme, SuppressedFilter::Only, None).await),
+        [p("db-2", "CVE-2020-8203"), p("web-1", "CVE-2020-8203")],
+        "db-2 reported dmz: under the analysis at once"
+    );
+    assert_eq!(
+        store
+            .set_reported_tags(
+                f.acme,
+                f.db,
+                &strings(&["env=prod", "dmz"]),
+                &ctx(now, None)
+            )
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    let audit_len = |page: Page<AuditEntry>| {
+        page.items
+            .iter()
+            .filter(|e| e.action == "agent.tags_reported")
+            .count()
+    };
+    let all = PageRequest {
+        limit: 200,
+        cursor: None,
+    };
+    assert_eq!(audit_len(store.list_audit(f.acme, &all).await.unwrap()), 1);
+    let db_tags = store
+        .set_agent_tags(f.acme, f.db, &strings(&["owner=dba"]), &ctx(now, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(db_tags.assigned, strings(&["owner=dba"]));
+    assert_eq!(db_tags.reported, strings(&["dmz", "env=prod"]));
+    assert_eq!(
+        db_tags.effective(),
+        strings(&["dmz", "env=prod", "owner=dba"])
+    );
+    // The agent stops reporting dmz: db-2 leaves the analysis; owner=dba (the API's) stays.
+    assert_eq!(
+        store
+            .set_reported_tags(f.acme, f.db, &strings(&["env=prod"]), &ctx(now, None))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        pairs(&findings(store, f.acme, SuppressedFilter::Only, None).await),
+        [p("web-1", "CVE-2020-8203")]
+    );
+    assert_eq!(
+        store
+            .agent_tags(f.acme, f.db)
+            .await
+            .unwrap()
+            .map(|t| t.effective()),
+        Some(strings(&["env=prod", "owner=dba"]))
+    );
+    assert_eq!(audit_len(store.list_audit(f.acme, &all).await.unwrap()), 2);
+    // The hosts list filters by either kind of tag.
+    for (tag, hosts) in [
+        ("env=prod", vec!["db-2"]),
+        ("owner=dba", vec!["db-2"]),
+        ("dmz", vec!["web-1"]),
+        ("nobody", vec![]),
+    ] {
+        let listed = store
+            .list_agents(
+                f.acme,
+                &AgentFilter {
+                    tag: Some(tag.into()),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .unwrap();
+        let names: Vec<&str> = listed.items.iter().map(|a| a.hostname.as_str()).collect();
+        assert_eq!(names, hosts, "tag {tag}");
+    }
+    assert_eq!(
+        store
+            .set_reported_tags(f.beta, f.db, &strings(&["x"]), &ctx(now, None))
+            .await
+            .unwrap(),
+        None,
+        "another company's agent"
+    );
 
     // Scope by agent list and package version.
     let mut d = decision(true);
@@ -421,6 +532,11 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
             "analysis.updated",
             "analysis.updated",
             "analysis.updated",
+            // db-2's agent reported dmz and env=prod, an admin assigned owner=dba, the
+            // agent then reported env=prod only (the repeat wrote nothing).
+            "agent.tags_reported",
+            "agent.tags_set",
+            "agent.tags_reported",
             "agent.tags_set",
             "analysis.updated",
             "analysis.created",
@@ -435,7 +551,16 @@ pub async fn analyses_cover_present_and_future_findings_until_they_expire(any: &
     assert_eq!(first.after.as_ref().unwrap()["state"], "not_affected");
     let expiry = &audit[2];
     assert_eq!(expiry.actor.kind, "system");
-    let tags_set = &audit[6];
+    let reported = &audit[6];
+    assert_eq!(
+        reported.before.as_ref().unwrap()["tags"],
+        serde_json::json!(["dmz", "env=prod"])
+    );
+    assert_eq!(
+        reported.after.as_ref().unwrap()["tags"],
+        serde_json::json!(["env=prod"])
+    );
+    let tags_set = &audit[9];
     assert_eq!(
         tags_set.before.as_ref().unwrap()["tags"],
         serde_json::json!([])
