@@ -17,6 +17,7 @@ pub(crate) mod notify;
 pub(crate) mod queue;
 #[macro_use]
 pub(crate) mod reads;
+pub(crate) mod rollup;
 pub(crate) mod views;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -225,6 +225,15 @@ impl PgStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Its findings leave the vulnerability rollup (none of them stays open).
+        let before = super::rollup::contributions(&mut tx, company_id, &[agent_id]).await?;
+        let after = crate::common::rollup::Contributions::of([(company_id, agent_id)]);
+        super::rollup::write_delta(
+            &mut tx,
+            company_id,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
+        .await?;
         let resolved = sqlx::query(
             "UPDATE findings SET resolved_at = $3, resolution = $4 \
              WHERE company_id = $1 AND agent_id = $2 AND resolved_at IS NULL",

@@ -160,6 +160,7 @@ impl PgStore {
             tx.commit().await?;
             return Ok(None);
         };
+        let before = super::rollup::contributions(&mut tx, company_id, &agents).await?;
         // Every app × cached match has an open finding with current columns.
         sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
@@ -205,6 +206,13 @@ impl PgStore {
             .bind(last)
             .execute(&mut *tx)
             .await?;
+        let after = super::rollup::contributions(&mut tx, company_id, &agents).await?;
+        super::rollup::write_delta(
+            &mut tx,
+            company_id,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(last))
     }

@@ -139,6 +139,11 @@ impl SqliteStore {
         let last = agent_from(last)?;
         let (first, end) = (agents[0].clone(), last.as_bytes().to_vec());
         let mut w = self.begin_background_write().await?;
+        let mut page = Vec::with_capacity(agents.len());
+        for a in &agents {
+            page.push((company_id, agent_from(a)?));
+        }
+        let before = super::rollup::contributions(&mut w.tx, page.iter().copied()).await?;
         // Every app × cached match has an open finding with current columns.
         sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
@@ -193,6 +198,12 @@ impl SqliteStore {
         .bind(&first)
         .bind(&end)
         .execute(&mut *w.tx)
+        .await?;
+        let after = super::rollup::contributions(&mut w.tx, page).await?;
+        super::rollup::write_delta(
+            &mut w.tx,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
         .await?;
         w.commit().await?;
         Ok(Some(last))

@@ -17,6 +17,7 @@ mod feeds;
 mod lifecycle;
 mod live;
 mod notifications;
+mod rollup;
 mod sessions;
 pub use analyses::*;
 pub use dashboard::*;
@@ -24,6 +25,7 @@ pub use feeds::*;
 pub use lifecycle::*;
 pub use live::*;
 pub use notifications::*;
+pub use rollup::*;
 pub use sessions::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
@@ -50,6 +52,7 @@ macro_rules! conformance_tests {
             feed_states_and_exclusive_holds_through_the_interface,
             analyses_cover_present_and_future_findings_until_they_expire,
             analyses_are_refused_whole_when_invalid_and_keep_their_history,
+            vulnerability_rollup_agrees_with_the_findings,
         );
         conformance_tests!(
             $fresh;
