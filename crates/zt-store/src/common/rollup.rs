@@ -121,7 +121,12 @@ impl RollupDelta {
             .iter()
             .map(|(key, d)| {
                 let base = now.get(key).copied().unwrap_or_default();
-                let new = [base[0] + d[0], base[1] + d[1], base[2] + d[2], base[3] + d[3]];
+                let new = [
+                    base[0] + d[0],
+                    base[1] + d[1],
+                    base[2] + d[2],
+                    base[3] + d[3],
+                ];
                 (key, (new[1] > 0).then_some(new))
             })
             .collect()

@@ -23,11 +23,11 @@ use zt_inventory::SoftwareKey;
 use super::process::COUNTERS_FROM_FINDINGS;
 use super::{key_uuid, uuid_key, Tx};
 use crate::common::events::{net_changes, ChangedFinding, NetChanges, RowChanges};
-use crate::common::rollup::RollupDelta;
 use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
 };
+use crate::common::rollup::RollupDelta;
 use crate::model::*;
 use crate::Result;
 

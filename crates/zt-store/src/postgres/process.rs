@@ -8,13 +8,13 @@ use uuid::Uuid;
 use zt_inventory::SoftwareKey;
 
 use super::apply::{apply_company, write_company_software};
-use crate::common::rollup::RollupDelta;
 use super::events::{append_in_tx, load_packages};
 use super::queue::CompanyScope;
 use super::{key_uuid, severity_rank, to_i32, PgStore, Tx};
 use crate::common::events::{processed_report_events, NetChanges};
 use crate::common::inventory::distinct_vulns;
 use crate::common::json_list;
+use crate::common::rollup::RollupDelta;
 use crate::model::*;
 use crate::Result;
 

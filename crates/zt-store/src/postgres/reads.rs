@@ -150,12 +150,8 @@ impl PgStore {
             let mut round = 0;
             loop {
                 let n = views::walk_prefix(&vulns, limit_of(page) + 1, round);
-                let (mut qb, keyset, limit) = views::findings_query::<Postgres>(
-                    company_id,
-                    filter,
-                    page,
-                    Some(&ids[..n]),
-                )?;
+                let (mut qb, keyset, limit) =
+                    views::findings_query::<Postgres>(company_id, filter, page, Some(&ids[..n]))?;
                 let rows = qb.build().fetch_all(&mut *tx).await?;
                 if rows.len() as i64 > limit || n == vulns.len() {
                     tx.commit().await?;

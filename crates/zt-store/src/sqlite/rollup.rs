@@ -134,5 +134,10 @@ fn insert_sql(n: usize) -> String {
 
 #[cfg(test)]
 pub(super) fn statements() -> Vec<String> {
-    vec![contributions_sql(4), read_sql(4), delete_sql(4), insert_sql(4)]
+    vec![
+        contributions_sql(4),
+        read_sql(4),
+        delete_sql(4),
+        insert_sql(4),
+    ]
 }

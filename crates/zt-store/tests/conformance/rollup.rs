@@ -120,7 +120,10 @@ pub async fn vulnerability_rollup_agrees_with_the_findings(any: &AnyStore) {
         Some(&(2, 2, Severity::High)),
         "web-1 and db-2 run lodash 4.17.15"
     );
-    assert_eq!(counts[1].get("CVE-2020-8203"), Some(&(1, 1, Severity::High)));
+    assert_eq!(
+        counts[1].get("CVE-2020-8203"),
+        Some(&(1, 1, Severity::High))
+    );
 
     // web-1 adds lodash-es, hit by the same vulnerability: one host more finding, no host more.
     let t = f.t + chrono::Duration::seconds(10);
@@ -131,14 +134,20 @@ pub async fn vulnerability_rollup_agrees_with_the_findings(any: &AnyStore) {
     ];
     report(store, f.acme, f.web, ("web-1", &debian()), &web_apps, t).await;
     let counts = agree(store, &both, "a second package hit").await;
-    assert_eq!(counts[0].get("CVE-2020-8203"), Some(&(2, 3, Severity::High)));
+    assert_eq!(
+        counts[0].get("CVE-2020-8203"),
+        Some(&(2, 3, Severity::High))
+    );
 
     // web-1 upgrades lodash and drops minimist: resolved findings leave the counts.
     let t = t + chrono::Duration::seconds(10);
     let web_apps = vec![npm("lodash", "4.17.21"), npm("lodash-es", "4.17.15")];
     report(store, f.acme, f.web, ("web-1", &debian()), &web_apps, t).await;
     let counts = agree(store, &both, "an upgrade and a removal").await;
-    assert_eq!(counts[0].get("CVE-2020-8203"), Some(&(2, 2, Severity::High)));
+    assert_eq!(
+        counts[0].get("CVE-2020-8203"),
+        Some(&(2, 2, Severity::High))
+    );
     assert_eq!(counts[0].get("CVE-2020-7598"), None, "minimist is gone");
 
     // New knowledge: CVE-2021-23337 withdrawn from lodash 4.17.15, re-matched everywhere.
@@ -178,11 +187,18 @@ pub async fn vulnerability_rollup_agrees_with_the_findings(any: &AnyStore) {
 
     // Suppressed by an analysis: still open, still counted by the vulnerability views.
     store
-        .create_analysis(f.acme, &new("CVE-2020-8203", decision(true)), &ctx(Utc::now(), None))
+        .create_analysis(
+            f.acme,
+            &new("CVE-2020-8203", decision(true)),
+            &ctx(Utc::now(), None),
+        )
         .await
         .unwrap();
     let counts = agree(store, &both, "a suppressing analysis").await;
-    assert_eq!(counts[0].get("CVE-2020-8203"), Some(&(2, 2, Severity::High)));
+    assert_eq!(
+        counts[0].get("CVE-2020-8203"),
+        Some(&(2, 2, Severity::High))
+    );
 
     // db-2 decommissioned: its findings resolved, out of the counts.
     store
@@ -191,6 +207,13 @@ pub async fn vulnerability_rollup_agrees_with_the_findings(any: &AnyStore) {
         .unwrap()
         .expect("db-2 is live");
     let counts = agree(store, &both, "a decommission").await;
-    assert_eq!(counts[0].get("CVE-2020-8203"), Some(&(1, 1, Severity::High)));
-    assert_eq!(counts[0].get("CVE-2018-1002204"), None, "event-stream ran on db-2");
+    assert_eq!(
+        counts[0].get("CVE-2020-8203"),
+        Some(&(1, 1, Severity::High))
+    );
+    assert_eq!(
+        counts[0].get("CVE-2018-1002204"),
+        None,
+        "event-stream ran on db-2"
+    );
 }
