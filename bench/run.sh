@@ -3,11 +3,14 @@
 # PostgreSQL with --postgres URL), loads the shared OSV data into its knowledge base, runs
 # `zerotrace loadgen` with the remaining arguments, prints the figures and cleans up.
 #
-#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--server-arg ARG]... [--janitor] -- LOADGEN ARGS...
+#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--server-arg ARG]... [--janitor] [--copies N --read-requests R] -- LOADGEN ARGS...
 #   bench/run.sh -- --companies 10 --agents-per-company 100 --apps-per-agent 100 --format json
 #
-# With --janitor, after the loadgen the server is stopped and the janitor benchmark
-# (crates/zt-store/benches/janitor.rs) times its transactions on the loaded store.
+# With --copies N, after the loadgen the server is stopped, every company is copied N-1 times
+# in the database (bench/clone_fleet.py: the fleet the pipeline built, multiplied), the server
+# started again and the dashboard's reads measured (`loadgen --reads-only`, R requests per
+# call). With --janitor, after the loadgen (and copies) the server is stopped and the janitor
+# benchmark (crates/zt-store/benches/janitor.rs) times its transactions on the loaded store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,11 +19,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/zerotrace-target}"
 pg_admin_url=""
 server_args=()
 janitor=0
+copies=1
+read_requests=50
 while [ $# -gt 0 ]; do
   case "$1" in
     --postgres) pg_admin_url="$2"; shift 2 ;;
     --server-arg) server_args+=("$2"); shift 2 ;;
     --janitor) janitor=1; shift ;;
+    --copies) copies="$2"; shift 2 ;;
+    --read-requests) read_requests="$2"; shift 2 ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -67,16 +74,21 @@ fi
 
 # --offline: the knowledge is the imported shared data, never a sync in the middle of a run;
 # --rate-enroll 0: the simulated fleet enrolls from one address.
-"$bin" "${db_args[@]}" server --listen 127.0.0.1:0 --offline --rate-enroll 0 "${server_args[@]}" \
-  > "$work/server.out" 2> "$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 600); do
-  url=$(sed -n 's/^listening on //p' "$work/server.out")
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "${url:-}" ] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
-echo "server at $url (log: $work/server.log)" >&2
+start_server() {
+  : > "$work/server.out"
+  "$bin" "${db_args[@]}" server --listen 127.0.0.1:0 --offline --rate-enroll 0 "${server_args[@]}" \
+    > "$work/server.out" 2>> "$work/server.log" &
+  server_pid=$!
+  url=""
+  for _ in $(seq 1 600); do
+    url=$(sed -n 's/^listening on //p' "$work/server.out")
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "${url:-}" ] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
+  echo "server at $url (log: $work/server.log)" >&2
+}
+start_server
 
 status=0
 ZEROTRACE_BENCH_SERVER_PID="$server_pid" \
@@ -86,6 +98,19 @@ read -r utime stime < <(awk '{print $14, $15}' "/proc/$server_pid/stat")
 ticks=$(getconf CLK_TCK)
 hwm=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$server_pid/status")
 echo "server: cpu $(( (utime + stime) / ticks )) s, peak rss ${hwm} MiB" >&2
+if [ "$copies" -gt 1 ]; then
+  kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+  echo "copying every company $((copies - 1)) times..." >&2
+  if [ -n "$dbname" ]; then
+    python3 bench/clone_fleet.py --postgres "${pg_admin_url%/*}/$dbname" --copies "$copies"
+  else
+    python3 bench/clone_fleet.py --sqlite "$work/zerotrace.db" --copies "$copies"
+  fi
+  start_server
+  "$bin" loadgen --server "$url" --admin-token "$token" --reads-only \
+    --read-requests "$read_requests" --read-concurrency 4 || status=$?
+fi
 if [ "$janitor" = 1 ]; then
   kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
   server_pid=""

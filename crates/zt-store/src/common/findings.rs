@@ -127,15 +127,27 @@ pub(crate) fn push_finding_conditions<DB>(
         }
         qb.push(format_args!(" s.name {like} "))
             .push_bind(pattern.clone())
-            .push(" ESCAPE '\\') OR f.vuln_id IN (SELECT v.vuln_id FROM vulns v WHERE v.vuln_id ")
-            .push(format_args!("{like} "))
+            .push(" ESCAPE '\\') OR f.vuln_id IN (");
+        // Open findings are of the company's own vulnerabilities (its rollup, a few thousand);
+        // resolved ones of any known.
+        if filter.status == FindingStatus::Open {
+            qb.push(
+                "SELECT v.vuln_id FROM company_vulns cv JOIN vulns v ON v.vuln_id = cv.vuln_id \
+                 WHERE cv.company_id = ",
+            )
+            .push_bind(company_id.0)
+            .push(" AND (v.vuln_id ");
+        } else {
+            qb.push("SELECT v.vuln_id FROM vulns v WHERE (v.vuln_id ");
+        }
+        qb.push(format_args!("{like} "))
             .push_bind(pattern.clone())
             .push(format_args!(
                 " ESCAPE '\\' OR EXISTS (SELECT 1 FROM {} WHERE al.value {like} ",
                 DB::ALIAS_ELEMENTS
             ))
             .push_bind(pattern.clone())
-            .push(" ESCAPE '\\')) OR f.agent_id IN (SELECT a.agent_id FROM agents a WHERE a.company_id = ")
+            .push(" ESCAPE '\\'))) OR f.agent_id IN (SELECT a.agent_id FROM agents a WHERE a.company_id = ")
             .push_bind(company_id.0)
             .push(format_args!(" AND a.hostname {like} "))
             .push_bind(pattern)

@@ -174,10 +174,23 @@ impl Keyset {
 
     /// ` ORDER BY e1 DESC, e2 DESC, …`.
     pub(crate) fn push_order<DB: KeyBinder>(&self, qb: &mut QueryBuilder<DB>) {
+        self.push_order_prefixed(qb, "");
+    }
+
+    /// The `ORDER BY` with `prefix` before its first term: SQLite's `+` makes the term an
+    /// expression no index answers, so the planner picks the index for the WHERE clause and
+    /// sorts (a few rows) instead of walking an ordered index past rows the WHERE refuses.
+    pub(crate) fn push_order_prefixed<DB: KeyBinder>(
+        &self,
+        qb: &mut QueryBuilder<DB>,
+        prefix: &str,
+    ) {
         qb.push(" ORDER BY ");
         for (i, (expr, _)) in self.columns.iter().enumerate() {
             if i > 0 {
                 qb.push(", ");
+            } else {
+                qb.push(prefix);
             }
             qb.push(*expr);
             qb.push(if self.desc { " DESC" } else { " ASC" });

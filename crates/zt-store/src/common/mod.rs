@@ -18,6 +18,7 @@ pub(crate) mod queue;
 #[macro_use]
 pub(crate) mod reads;
 pub mod rematch;
+pub(crate) mod rollup;
 pub(crate) mod views;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -33,6 +33,9 @@ pub(crate) trait Dialect: KeyBinder {
     /// pick one that reads the whole company (SQLite `INDEXED BY`; PostgreSQL plans with
     /// statistics: nothing).
     fn indexed_by(index: &str) -> String;
+    /// Put before an `ORDER BY`'s first term so that no index is walked for the order (SQLite
+    /// `+`; PostgreSQL plans by cost: nothing).
+    const UNINDEXED_ORDER: &'static str;
 }
 
 /// Severity ranks that exist (`findings.severity IN (…)` lets a lookup by vulnerability use
@@ -405,8 +408,8 @@ const VULN_ROW_COLUMNS: &str = "SELECT t.vuln_id, t.aliases, t.summary, t.severi
      t.epss_percentile, t.informational, t.hosts, t.findings";
 
 /// The company's vulnerabilities with hosts and findings (columns of [`VULN_ROW_COLUMNS`],
-/// then the key). The counts come from the open-findings index alone (it holds severity,
-/// vulnerability and host), grouped in its order.
+/// then the key). The counts come from the company's vulnerability rollup (`company_vulns`,
+/// a row per vulnerability and severity), not from its open findings.
 pub(crate) fn vulns_query<DB: Dialect>(
     company_id: CompanyId,
     filter: &VulnFilter,
@@ -422,16 +425,14 @@ pub(crate) fn vulns_query<DB: Dialect>(
          v.cvss_vector, v.cvss_score, \
          (CASE WHEN v.vuln_id IS NULL THEN g.kev WHEN v.kev THEN 1 ELSE 0 END) AS kev, \
          v.kev_due_date, v.epss, v.epss_percentile, v.informational, g.hosts, g.findings \
-         FROM (SELECT o.vuln_id, max(o.severity) AS severity, max(o.kev) AS kev, \
+         FROM (SELECT o.vuln_id, max(o.severity) AS severity, \
+         max(CASE WHEN o.kev > 0 THEN 1 ELSE 0 END) AS kev, \
          CAST(sum(o.hosts) AS BIGINT) AS hosts, CAST(sum(o.findings) AS BIGINT) AS findings \
-         FROM (SELECT f.severity, f.vuln_id, max(CASE WHEN f.kev THEN 1 ELSE 0 END) AS kev, \
-         count(DISTINCT f.agent_id) AS hosts, count(*) AS findings \
-         FROM findings f WHERE f.company_id = ",
+         FROM company_vulns o WHERE o.company_id = ",
     );
     push_uuid(&mut qb, company_id);
-    qb.push(" AND f.resolved_at IS NULL");
     if !filter.severities.is_empty() {
-        qb.push(" AND f.severity IN (");
+        qb.push(" AND o.severity IN (");
         let mut sep = qb.separated(", ");
         for rank in severity_filter_ranks(&filter.severities) {
             sep.push(rank.to_string());
@@ -439,7 +440,7 @@ pub(crate) fn vulns_query<DB: Dialect>(
         qb.push(")");
     }
     qb.push(
-        " GROUP BY f.severity, f.vuln_id) o GROUP BY o.vuln_id) g \
+        " GROUP BY o.vuln_id) g \
          LEFT JOIN vulns v ON v.vuln_id = g.vuln_id) t WHERE true",
     );
     if let Some(kev) = filter.kev {
@@ -591,18 +592,17 @@ pub(crate) fn attach_packages(page: &mut Page<VulnRow>, mut packages: AffectedPa
     }
 }
 
-/// Hosts and findings of one vulnerability (columns `hosts, findings`).
+/// Hosts and findings of one vulnerability (columns `hosts, findings`), from the rollup.
 pub(crate) fn vuln_counts_query<DB: Dialect>(
     company_id: CompanyId,
     vuln_id: &str,
 ) -> QueryBuilder<DB> {
-    let mut qb = QueryBuilder::new("SELECT count(DISTINCT f.agent_id), count(*) FROM findings f");
-    qb.push(DB::indexed_by("findings_open"));
-    qb.push(" WHERE f.company_id = ");
+    let mut qb = QueryBuilder::new(
+        "SELECT CAST(coalesce(sum(r.hosts), 0) AS BIGINT), \
+         CAST(coalesce(sum(r.findings), 0) AS BIGINT) FROM company_vulns r WHERE r.company_id = ",
+    );
     push_uuid(&mut qb, company_id);
-    qb.push(format!(
-        " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id = "
-    ));
+    qb.push(" AND r.vuln_id = ");
     DB::push_key(&mut qb, &KeyVal::Text(vuln_id.to_string()));
     qb
 }
@@ -758,13 +758,88 @@ pub(crate) fn default_finding_order(filter: &FindingFilter) -> bool {
     filter.sort == FindingSort::Severity && filter.order != Some(SortOrder::Asc)
 }
 
+/// Whether a findings page in EPSS or CVSS order walks the company's own vulnerabilities in
+/// that order (from the rollup, see [`ordered_vulns_query`]) instead of every known
+/// vulnerability: the open findings, on every host (one host's few findings are read whole
+/// through the primary key).
+pub(crate) fn walks_company_vulns(filter: &FindingFilter) -> bool {
+    matches!(filter.sort, FindingSort::Epss | FindingSort::Cvss)
+        && filter.status == FindingStatus::Open
+        && filter.agent_id.is_none()
+        && filter.vuln_id.is_none()
+}
+
+/// The company's vulnerabilities with open findings (in the severities filtered) in the
+/// order's leading key — EPSS or CVSS, then id — from the cursor's vulnerability on, with
+/// their open findings (columns `vuln_id, findings`). A few thousand rollup rows: the
+/// findings page then reads the findings of a prefix of them ([`walk_prefix`]).
+pub(crate) fn ordered_vulns_query<DB: Dialect>(
+    company_id: CompanyId,
+    filter: &FindingFilter,
+    page: &PageRequest,
+) -> Result<QueryBuilder<DB>> {
+    let keyset = finding_keyset(filter);
+    let after = after(&keyset, page)?;
+    let first = keyset.columns[0].0;
+    let mut qb = QueryBuilder::new(
+        "SELECT g.vuln_id, g.findings FROM (SELECT o.vuln_id, \
+         CAST(sum(o.findings) AS BIGINT) AS findings FROM company_vulns o WHERE o.company_id = ",
+    );
+    push_uuid(&mut qb, company_id);
+    if !filter.severities.is_empty() {
+        qb.push(" AND o.severity IN (");
+        let mut sep = qb.separated(", ");
+        for rank in severity_filter_ranks(&filter.severities) {
+            sep.push(rank.to_string());
+        }
+        qb.push(")");
+    }
+    // Inner join: the findings list in these orders shows findings of known vulnerabilities.
+    qb.push(" GROUP BY o.vuln_id) g JOIN vulns v ON v.vuln_id = g.vuln_id");
+    if let Some(after) = &after {
+        qb.push(format!(
+            " WHERE ({first}, g.vuln_id) {} (",
+            if keyset.desc { "<=" } else { ">=" }
+        ));
+        DB::push_key(&mut qb, &after[0]);
+        qb.push(", ");
+        DB::push_key(&mut qb, &after[1]);
+        qb.push(")");
+    }
+    let dir = if keyset.desc { "DESC" } else { "ASC" };
+    qb.push(format!(" ORDER BY {first} {dir}, g.vuln_id {dir}"));
+    Ok(qb)
+}
+
+/// How many of the ordered vulnerabilities (with their open findings) a findings page reads
+/// in attempt `round` (0, 1, …): enough for `need` findings by the rollup's counts, then 8
+/// and 64 times that (filters may leave few of them), then all. A page that finds more than
+/// its limit among a prefix has found the list's first rows: every finding of a later
+/// vulnerability sorts after them.
+pub(crate) fn walk_prefix(vulns: &[(String, i64)], need: i64, round: u32) -> usize {
+    if round >= 3 {
+        return vulns.len();
+    }
+    let target = need.saturating_mul(8i64.pow(round));
+    let mut sum = 0i64;
+    for (i, (_, n)) in vulns.iter().enumerate() {
+        sum = sum.saturating_add(*n);
+        if sum >= target {
+            return i + 1;
+        }
+    }
+    vulns.len()
+}
+
 /// The findings list in any order but the default (columns of `finding_from_row`, then the
 /// key). The joins start from what the order walks: the vulnerabilities by EPSS or CVSS, the
-/// hosts by name, else the findings (by `findings_first_seen` for first seen).
+/// hosts by name, else the findings (by `findings_first_seen` for first seen). `among`: only
+/// findings of these vulnerabilities, read by vulnerability (see [`walks_company_vulns`]).
 pub(crate) fn findings_query<DB>(
     company_id: CompanyId,
     filter: &FindingFilter,
     page: &PageRequest,
+    among: Option<&[String]>,
 ) -> Result<(QueryBuilder<DB>, Keyset, i64)>
 where
     DB: Dialect + FilterDialect,
@@ -779,6 +854,20 @@ where
     keyset.push_columns(&mut qb);
     let j = DB::OUTER_FIRST_JOIN;
     let from = match filter.sort {
+        FindingSort::Epss | FindingSort::Cvss if among.is_some() => format!(
+            " FROM findings f{hint} JOIN vulns v ON v.vuln_id = f.vuln_id \
+             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
+             JOIN software s ON s.software_key = f.software_key \
+             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id",
+            hint = DB::indexed_by("findings_vuln")
+        ),
+        // One host's findings: read whole through the primary key and sorted.
+        _ if filter.agent_id.is_some() => " FROM findings f \
+             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
+             JOIN software s ON s.software_key = f.software_key \
+             LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
+             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
+            .to_string(),
         FindingSort::Epss | FindingSort::Cvss => format!(
             " FROM vulns v {j} findings f{hint} ON f.vuln_id = v.vuln_id \
              JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
@@ -808,10 +897,29 @@ where
         push_uuid(&mut qb, company_id);
     }
     push_finding_conditions(&mut qb, company_id, filter);
+    if let Some(ids) = among {
+        qb.push(" AND f.vuln_id IN (");
+        if ids.is_empty() {
+            qb.push("NULL");
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
+            }
+            DB::push_key(&mut qb, &KeyVal::Text(id.clone()));
+        }
+        qb.push(")");
+    }
     if let Some(after) = &after {
         keyset.push_after(&mut qb, after);
     }
-    keyset.push_order(&mut qb);
+    if filter.agent_id.is_some() {
+        // One host's findings by the primary key, sorted: never an ordered walk of the
+        // company's findings looking for the host's.
+        keyset.push_order_prefixed(&mut qb, DB::UNINDEXED_ORDER);
+    } else {
+        keyset.push_order(&mut qb);
+    }
     push_limit(&mut qb, limit);
     Ok((qb, keyset, limit))
 }

@@ -27,6 +27,7 @@ use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
 };
+use crate::common::rollup::RollupDelta;
 use crate::model::*;
 use crate::Result;
 
@@ -53,6 +54,8 @@ pub(crate) struct CompanyApplied {
     pub(crate) changes: HashMap<usize, NetChanges>,
     /// Hosts gained (+) and lost (-) per software version (see `company_software`).
     pub(crate) software_hosts: HashMap<SoftwareKey, i64>,
+    /// What the moved findings change in the vulnerability rollup (`company_vulns`).
+    pub(crate) rollup: RollupDelta,
 }
 
 /// Applies `reports` (indexes into `batch.reports`, all of `company_id`, the transaction
@@ -91,6 +94,15 @@ pub(crate) async fn apply_company(
             },
         );
     }
+
+    // The vulnerability rollup's view of the agents that have findings, before they move.
+    let mut stored: Vec<AgentId> = agents
+        .iter()
+        .filter(|(_, a)| a.stored_at.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    stored.sort();
+    let before = super::rollup::contributions(tx, company_id, &stored).await?;
 
     // Oldest first per agent, so that the newest inventory is the one left stored.
     let mut todo: Vec<usize> = reports.to_vec();
@@ -153,6 +165,8 @@ pub(crate) async fn apply_company(
     changed.sort();
     super::analyses::cover_agents(tx, company_id, &changed, now).await?;
     write_agents(tx, company_id, now, batch, &agents).await?;
+    let after = super::rollup::contributions(tx, company_id, &changed).await?;
+    let rollup = RollupDelta::between(&before, &after);
 
     // The report rows: settled with their outcome, bodies dropped.
     let report_ids: Vec<Uuid> = reports.iter().map(|&i| report(i).report_id).collect();
@@ -182,6 +196,7 @@ pub(crate) async fn apply_company(
             .collect(),
         changes,
         software_hosts,
+        rollup,
     })
 }
 

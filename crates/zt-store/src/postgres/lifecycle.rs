@@ -225,6 +225,9 @@ impl PgStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Its findings leave the vulnerability rollup (none of them stays open); the rows are
+        // written after company_software's, the order batches lock them in.
+        let before = super::rollup::contributions(&mut tx, company_id, &[agent_id]).await?;
         let resolved = sqlx::query(
             "UPDATE findings SET resolved_at = $3, resolution = $4 \
              WHERE company_id = $1 AND agent_id = $2 AND resolved_at IS NULL",
@@ -254,6 +257,13 @@ impl PgStore {
         .bind(company_id)
         .bind(agent_id)
         .execute(&mut *tx)
+        .await?;
+        let after = crate::common::rollup::Contributions::of([(company_id, agent_id)]);
+        super::rollup::write_delta(
+            &mut tx,
+            company_id,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
         .await?;
         let removed_apps = sqlx::query(
             "UPDATE apps SET removed_at = $3 \

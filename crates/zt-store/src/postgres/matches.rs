@@ -397,6 +397,21 @@ impl PgStore {
         .iter()
         .map(finding)
         .collect::<Result<Vec<_>>>()?;
+        // The hosts this step can change (an app or an open finding of a waiting version):
+        // their share of the company's vulnerability rollup is taken before and after.
+        let candidates: Vec<AgentId> = sqlx::query_scalar(
+            "SELECT agent_id FROM apps WHERE company_id = $1 AND agent_id BETWEEN $2 AND $3 \
+             AND software_key IN (SELECT software_key FROM rematch_pending) \
+             UNION SELECT agent_id FROM findings WHERE company_id = $1 \
+             AND agent_id BETWEEN $2 AND $3 AND resolved_at IS NULL \
+             AND software_key IN (SELECT software_key FROM rematch_pending) ORDER BY 1",
+        )
+        .bind(company_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?;
+        let before = super::rollup::contributions(&mut tx, company_id, &candidates).await?;
         // Every app × cached match of the waiting versions has an open finding with current
         // columns.
         let upserted: Vec<AgentId> = sqlx::query_scalar(
@@ -453,6 +468,13 @@ impl PgStore {
             .bind(&touched)
             .execute(&mut *tx)
             .await?;
+        let after = super::rollup::contributions(&mut tx, company_id, &candidates).await?;
+        super::rollup::write_delta(
+            &mut tx,
+            company_id,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
+        .await?;
         // Findings opened by a knowledge change notify as those opened by a report.
         let mut keys: Vec<SoftwareKey> = opened.iter().chain(&raised).map(|(_, f)| f.key).collect();
         keys.sort();
@@ -497,6 +519,7 @@ impl PgStore {
             tx.commit().await?;
             return Ok(None);
         };
+        let before = super::rollup::contributions(&mut tx, company_id, &agents).await?;
         // Every app × cached match has an open finding with current columns.
         sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
@@ -542,6 +565,13 @@ impl PgStore {
             .bind(last)
             .execute(&mut *tx)
             .await?;
+        let after = super::rollup::contributions(&mut tx, company_id, &agents).await?;
+        super::rollup::write_delta(
+            &mut tx,
+            company_id,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(last))
     }

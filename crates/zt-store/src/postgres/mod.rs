@@ -33,6 +33,7 @@ mod process;
 mod queue;
 mod reads;
 mod retention;
+mod rollup;
 mod sessions;
 mod tenants;
 mod upkeep;
@@ -369,6 +370,8 @@ impl Dialect for Postgres {
     fn list_text(column: &str) -> String {
         format!("array_to_string({column}, ' ')")
     }
+
+    const UNINDEXED_ORDER: &'static str = "";
 
     fn indexed_by(_index: &str) -> String {
         String::new()

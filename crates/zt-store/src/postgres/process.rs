@@ -14,6 +14,7 @@ use super::{key_uuid, severity_rank, to_i32, PgStore, Tx};
 use crate::common::events::{processed_report_events, NetChanges};
 use crate::common::inventory::distinct_vulns;
 use crate::common::json_list;
+use crate::common::rollup::RollupDelta;
 use crate::model::*;
 use crate::Result;
 
@@ -92,7 +93,8 @@ impl PgStore {
         let mut outcomes = vec![ReportOutcome::LeaseLost; batch.reports.len()];
         let mut done_queue: Vec<i64> = Vec::new();
         let mut changes: HashMap<usize, NetChanges> = HashMap::new();
-        let mut software_hosts: Vec<(CompanyId, HashMap<SoftwareKey, i64>)> = Vec::new();
+        let mut software_hosts: Vec<(CompanyId, HashMap<SoftwareKey, i64>, RollupDelta)> =
+            Vec::new();
         let mut scope = CompanyScope::new();
         for (company_id, mut idx) in by_company {
             idx.retain(|&i| ours.contains(&batch.reports[i].lease.queue_id));
@@ -106,13 +108,14 @@ impl PgStore {
                 done_queue.push(batch.reports[i].lease.queue_id);
             }
             changes.extend(applied.changes);
-            software_hosts.push((company_id, applied.software_hosts));
+            software_hosts.push((company_id, applied.software_hosts, applied.rollup));
         }
         // Companies in id order, keys in order: concurrent batches lock these rows in one
         // order, and only from here to the commit.
-        for (company_id, deltas) in &software_hosts {
+        for (company_id, deltas, rollup) in &software_hosts {
             scope.enter(&mut tx, *company_id).await?;
             write_company_software(&mut tx, *company_id, deltas).await?;
+            super::rollup::write_delta(&mut tx, *company_id, rollup).await?;
         }
         if !done_queue.is_empty() {
             sqlx::query(

@@ -139,9 +139,30 @@ impl PgStore {
         filter: &FindingFilter,
         page: &PageRequest,
     ) -> Result<Page<FindingRow>> {
+        if views::walks_company_vulns(filter) {
+            let mut tx = self.begin_for_company(company_id).await?;
+            let vulns: Vec<(String, i64)> =
+                views::ordered_vulns_query::<Postgres>(company_id, filter, page)?
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let ids: Vec<String> = vulns.iter().map(|(v, _)| v.clone()).collect();
+            let mut round = 0;
+            loop {
+                let n = views::walk_prefix(&vulns, limit_of(page) + 1, round);
+                let (mut qb, keyset, limit) =
+                    views::findings_query::<Postgres>(company_id, filter, page, Some(&ids[..n]))?;
+                let rows = qb.build().fetch_all(&mut *tx).await?;
+                if rows.len() as i64 > limit || n == vulns.len() {
+                    tx.commit().await?;
+                    return views::findings_page(&rows, &keyset, limit);
+                }
+                round += 1;
+            }
+        }
         if !views::default_finding_order(filter) {
             let (mut qb, keyset, limit) =
-                views::findings_query::<Postgres>(company_id, filter, page)?;
+                views::findings_query::<Postgres>(company_id, filter, page, None)?;
             let mut tx = self.begin_for_company(company_id).await?;
             let rows = qb.build().fetch_all(&mut *tx).await?;
             tx.commit().await?;

@@ -26,6 +26,7 @@ use crate::common::inventory::{
     encode_inventory, known_inventory, next_round, package_id, plan_round_carry_over, FindingSeen,
     Inventory, InventoryDiff,
 };
+use crate::common::rollup::RollupDelta;
 use crate::common::{agent_from, company_from, key_from, ms};
 use crate::model::*;
 use crate::Result;
@@ -96,6 +97,15 @@ pub(crate) async fn write_batches(
         .collect();
     keys.dedup();
     let mut agents = load_agents(tx, &keys).await?;
+    // The vulnerability rollup's view of the agents that have findings, before they move.
+    let before = super::rollup::contributions(
+        tx,
+        agents
+            .iter()
+            .filter(|(_, a)| a.stored_at.is_some())
+            .map(|(k, _)| *k),
+    )
+    .await?;
 
     // Hosts gained (+) and lost (-) per company and software version, and the agents whose
     // open findings moved (their counters are recounted).
@@ -158,6 +168,8 @@ pub(crate) async fn write_batches(
         super::analyses::cover_agents(tx, &recount, ms(first.now)).await?;
     }
     let counters = count_open_findings(tx, &recount).await?;
+    let after = super::rollup::contributions(tx, recount.iter().copied()).await?;
+    super::rollup::write_delta(tx, &RollupDelta::between(&before, &after)).await?;
     write_agents(tx, batches, &agents, &counters).await?;
     mark_done(tx, &done).await?;
     write_events(tx, batches, &settled, &changes).await?;
@@ -1000,7 +1012,9 @@ mod tests {
             super::super::queue::PURGE_QUEUE_SQL.to_string(),
             super::super::queue::PURGE_REPORTS_SQL.to_string(),
             super::super::queue::PURGE_FINDINGS_SQL.to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(super::super::rollup::statements());
         let mut bad = Vec::new();
         for sql in statements {
             let params = sql.matches('?').count();

@@ -216,6 +216,14 @@ impl SqliteStore {
                 },
             })
             .collect();
+        // Its findings leave the vulnerability rollup (none of them stays open).
+        let before = super::rollup::contributions(&mut w.tx, [(company_id, agent_id)]).await?;
+        let after = crate::common::rollup::Contributions::of([(company_id, agent_id)]);
+        super::rollup::write_delta(
+            &mut w.tx,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
+        .await?;
         let resolved = sqlx::query(
             "UPDATE findings SET resolved_at = ?3, resolution = ?4 \
              WHERE company_id = ?1 AND agent_id = ?2 AND resolved_at IS NULL",

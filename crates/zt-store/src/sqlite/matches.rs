@@ -380,6 +380,25 @@ impl SqliteStore {
         .iter()
         .map(finding)
         .collect::<Result<Vec<_>>>()?;
+        // The hosts this step can change (an app or an open finding of a waiting version):
+        // their share of the company's vulnerability rollup is taken before and after.
+        let mut candidates = Vec::new();
+        for a in sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT agent_id FROM apps WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3 \
+             AND software_key IN (SELECT software_key FROM rematch_pending) \
+             UNION SELECT agent_id FROM findings WHERE company_id = ?1 \
+             AND agent_id >= ?2 AND agent_id <= ?3 AND resolved_at IS NULL \
+             AND software_key IN (SELECT software_key FROM rematch_pending)",
+        )
+        .bind(company_id)
+        .bind(&first)
+        .bind(&end)
+        .fetch_all(&mut *w.tx)
+        .await?
+        {
+            candidates.push((company_id, agent_from(&a)?));
+        }
+        let before = super::rollup::contributions(&mut w.tx, candidates.iter().copied()).await?;
         // Every app × cached match of the waiting versions has an open finding with current
         // columns.
         let upserted: Vec<Vec<u8>> = sqlx::query_scalar(
@@ -444,6 +463,12 @@ impl SqliteStore {
         .bind(super::process::json(&hex)?)
         .execute(&mut *w.tx)
         .await?;
+        let after = super::rollup::contributions(&mut w.tx, candidates).await?;
+        super::rollup::write_delta(
+            &mut w.tx,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
+        .await?;
         // Findings opened by a knowledge change notify as those opened by a report.
         let mut keys: Vec<SoftwareKey> = opened.iter().chain(&raised).map(|(_, f)| f.key).collect();
         keys.sort();
@@ -488,6 +513,11 @@ impl SqliteStore {
         let last = agent_from(last)?;
         let (first, end) = (agents[0].clone(), last.as_bytes().to_vec());
         let mut w = self.begin_background_write().await?;
+        let mut page = Vec::with_capacity(agents.len());
+        for a in &agents {
+            page.push((company_id, agent_from(a)?));
+        }
+        let before = super::rollup::contributions(&mut w.tx, page.iter().copied()).await?;
         // Every app × cached match has an open finding with current columns.
         sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
@@ -542,6 +572,12 @@ impl SqliteStore {
         .bind(&first)
         .bind(&end)
         .execute(&mut *w.tx)
+        .await?;
+        let after = super::rollup::contributions(&mut w.tx, page).await?;
+        super::rollup::write_delta(
+            &mut w.tx,
+            &crate::common::rollup::RollupDelta::between(&before, &after),
+        )
         .await?;
         w.commit().await?;
         Ok(Some(last))

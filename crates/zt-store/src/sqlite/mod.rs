@@ -30,6 +30,7 @@ pub(crate) mod notify;
 pub(crate) mod process;
 mod queue;
 pub(crate) mod reads;
+pub(crate) mod rollup;
 mod rows;
 mod sessions;
 mod tenants;
@@ -269,6 +270,8 @@ impl Dialect for Sqlite {
     fn list_text(column: &str) -> String {
         column.to_string()
     }
+
+    const UNINDEXED_ORDER: &'static str = "+";
 
     fn indexed_by(index: &str) -> String {
         format!(" INDEXED BY {index}")

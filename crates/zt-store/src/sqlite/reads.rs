@@ -106,9 +106,28 @@ impl SqliteStore {
         filter: &FindingFilter,
         page: &PageRequest,
     ) -> Result<Page<FindingRow>> {
+        if views::walks_company_vulns(filter) {
+            let vulns: Vec<(String, i64)> =
+                views::ordered_vulns_query::<Sqlite>(company_id, filter, page)?
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await?;
+            let ids: Vec<String> = vulns.iter().map(|(v, _)| v.clone()).collect();
+            let mut round = 0;
+            loop {
+                let n = views::walk_prefix(&vulns, limit_of(page) + 1, round);
+                let (mut qb, keyset, limit) =
+                    views::findings_query::<Sqlite>(company_id, filter, page, Some(&ids[..n]))?;
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                if rows.len() as i64 > limit || n == vulns.len() {
+                    return views::findings_page(&rows, &keyset, limit);
+                }
+                round += 1;
+            }
+        }
         if !views::default_finding_order(filter) {
             let (mut qb, keyset, limit) =
-                views::findings_query::<Sqlite>(company_id, filter, page)?;
+                views::findings_query::<Sqlite>(company_id, filter, page, None)?;
             let rows = qb.build().fetch_all(&self.pool).await?;
             return views::findings_page(&rows, &keyset, limit);
         }
@@ -336,6 +355,9 @@ pub(super) fn severity_findings_query(
     page: &PageRequest,
 ) -> Result<(QueryBuilder<Sqlite>, i64)> {
     let limit = limit_of(page);
+    // One host's findings: read through the primary key and sorted, not by walking the
+    // company's open findings in order looking for the host's (`+`: no index for the order).
+    let plus = if filter.agent_id.is_some() { "+" } else { "" };
     let arm = |qb: &mut QueryBuilder<Sqlite>| {
         qb.push(FINDING_COLUMNS);
         qb.push(" WHERE f.company_id = ").push_bind(company_id);
@@ -345,8 +367,10 @@ pub(super) fn severity_findings_query(
     match &page.cursor {
         None => {
             arm(&mut qb);
-            qb.push(" ORDER BY f.severity DESC, f.vuln_id, f.agent_id, f.software_key LIMIT ")
-                .push_bind(limit + 1);
+            qb.push(format!(
+                " ORDER BY {plus}f.severity DESC, f.vuln_id, f.agent_id, f.software_key LIMIT "
+            ))
+            .push_bind(limit + 1);
         }
         Some(c) => {
             let (sev, vuln, agent, key): (i64, String, String, String) = decode_cursor(c)?;
@@ -360,13 +384,17 @@ pub(super) fn severity_findings_query(
                 .push_bind(hex_bytes(&agent)?)
                 .push(", ")
                 .push_bind(hex_bytes(&key)?)
-                .push(") ORDER BY f.vuln_id, f.agent_id, f.software_key LIMIT ")
+                .push(format!(
+                    ") ORDER BY {plus}f.vuln_id, f.agent_id, f.software_key LIMIT "
+                ))
                 .push_bind(limit + 1);
             qb.push(") UNION ALL SELECT * FROM (");
             arm(&mut qb);
             qb.push(" AND f.severity < ")
                 .push_bind(sev)
-                .push(" ORDER BY f.severity DESC, f.vuln_id, f.agent_id, f.software_key LIMIT ")
+                .push(format!(
+                    " ORDER BY {plus}f.severity DESC, f.vuln_id, f.agent_id, f.software_key LIMIT "
+                ))
                 .push_bind(limit + 1);
             qb.push(")) ORDER BY 10 DESC, 7, 1, 25 LIMIT ")
                 .push_bind(limit + 1);
@@ -422,8 +450,9 @@ mod tests {
             .collect()
     }
 
-    const TABLES: [&str; 12] = [
+    const TABLES: [&str; 13] = [
         "agents",
+        "company_vulns",
         "apps",
         "findings",
         "software",
@@ -449,11 +478,11 @@ mod tests {
                 // intended outer loop of those orders: it stops at the page's end. A text
                 // search matches their ids and aliases once per query, as a set.
                 let ordered_walk = name == "v" && rest.contains("USING INDEX vulns_");
-                let searched = name == "v" && sql.contains("FROM vulns v WHERE v.vuln_id LIKE");
+                let searched = name == "v" && sql.contains("FROM vulns v WHERE (v.vuln_id LIKE");
                 !ordered_walk
                     && !searched
                     && (TABLES.contains(&name)
-                        || ["f", "ag", "s", "sv", "v", "cs", "a"].contains(&name))
+                        || ["f", "ag", "s", "sv", "v", "cs", "a", "o", "r"].contains(&name))
             })
             .cloned()
             .collect()
@@ -541,16 +570,13 @@ mod tests {
                 cursor: Some(keyset.encode(&sample_key(&keyset))),
             };
             let (qb, _, _) = views::vulns_query::<Sqlite>(company, &filter, &page).unwrap();
-            statements.push((
-                qb.sql().as_str().to_string(),
-                vec!["findings_open", "findings_software"],
-            ));
+            statements.push((qb.sql().as_str().to_string(), vec!["findings_software"]));
         }
         let ids = vec!["CVE-1".to_string(), "CVE-2".to_string()];
         let qb = views::affected_packages_query::<Sqlite>(company, &ids);
         statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
         let qb = views::vuln_counts_query::<Sqlite>(company, "CVE-1");
-        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        statements.push((qb.sql().as_str().to_string(), vec![]));
         let keyset = views::affected_keyset();
         let page = PageRequest {
             limit: 50,
@@ -598,8 +624,29 @@ mod tests {
                 limit: 50,
                 cursor: Some(keyset.encode(&sample_key(&keyset))),
             };
-            let (qb, _, _) = views::findings_query::<Sqlite>(company, &filter, &page).unwrap();
+            let (qb, _, _) =
+                views::findings_query::<Sqlite>(company, &filter, &page, None).unwrap();
             statements.push((qb.sql().as_str().to_string(), vec![index]));
+        }
+        // EPSS and CVSS orders of open findings: the company's vulnerabilities in order from
+        // the rollup, then the findings of a prefix of them by vulnerability.
+        for sort in [FindingSort::Epss, FindingSort::Cvss] {
+            let filter = FindingFilter {
+                sort,
+                severities: vec![zt_advisory::Severity::High],
+                ..Default::default()
+            };
+            let keyset = views::finding_keyset(&filter);
+            let page = PageRequest {
+                limit: 50,
+                cursor: Some(keyset.encode(&sample_key(&keyset))),
+            };
+            let qb = views::ordered_vulns_query::<Sqlite>(company, &filter, &page).unwrap();
+            statements.push((qb.sql().as_str().to_string(), vec![]));
+            let ids = ["CVE-1".to_string(), "CVE-2".to_string()];
+            let (qb, _, _) =
+                views::findings_query::<Sqlite>(company, &filter, &page, Some(&ids)).unwrap();
+            statements.push((qb.sql().as_str().to_string(), vec!["findings_vuln"]));
         }
         let mut bad = Vec::new();
         for (sql, indexes) in statements {

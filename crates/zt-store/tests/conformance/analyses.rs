@@ -18,7 +18,7 @@ fn npm(name: &str, version: &str) -> zt_inventory::App {
     super::super::common::npm(name, version)
 }
 
-fn ctx(at: DateTime<Utc>, comment: Option<&str>) -> ChangeContext {
+pub(super) fn ctx(at: DateTime<Utc>, comment: Option<&str>) -> ChangeContext {
     ChangeContext {
         actor: Actor {
             kind: "user".into(),
@@ -30,7 +30,7 @@ fn ctx(at: DateTime<Utc>, comment: Option<&str>) -> ChangeContext {
     }
 }
 
-fn decision(suppress: bool) -> AnalysisDecision {
+pub(super) fn decision(suppress: bool) -> AnalysisDecision {
     AnalysisDecision {
         scope: AnalysisScope::default(),
         state: AnalysisState::NotAffected,
@@ -42,7 +42,7 @@ fn decision(suppress: bool) -> AnalysisDecision {
     }
 }
 
-fn new(vuln_id: &str, d: AnalysisDecision) -> NewAnalysis {
+pub(super) fn new(vuln_id: &str, d: AnalysisDecision) -> NewAnalysis {
     NewAnalysis {
         analysis_id: Uuid::now_v7(),
         vuln_id: vuln_id.into(),

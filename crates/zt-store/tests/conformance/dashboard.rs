@@ -59,7 +59,7 @@ fn m(
 }
 
 /// What the test fleet's software is vulnerable to.
-fn matcher(s: &Software) -> Vec<StoredMatch> {
+pub(super) fn matcher(s: &Software) -> Vec<StoredMatch> {
     match (s.name.as_str(), s.version.as_str()) {
         ("lodash", "4.17.15") => vec![
             m(
@@ -79,6 +79,15 @@ fn matcher(s: &Software) -> Vec<StoredMatch> {
                 &["4.17.21"],
             ),
         ],
+        // The same vulnerability through a second package (the rollup counts its host once).
+        ("lodash-es", "4.17.15") => vec![m(
+            "CVE-2020-8203",
+            Severity::High,
+            Some(7.4),
+            Some(0.02),
+            false,
+            &["4.17.19"],
+        )],
         ("minimist", "0.0.8") => vec![m(
             "CVE-2020-7598",
             Severity::Medium,

@@ -18,6 +18,7 @@ mod lifecycle;
 mod live;
 mod notifications;
 mod rematch;
+mod rollup;
 mod sessions;
 pub use analyses::*;
 pub use dashboard::*;
@@ -26,6 +27,7 @@ pub use lifecycle::*;
 pub use live::*;
 pub use notifications::*;
 pub use rematch::*;
+pub use rollup::*;
 pub use sessions::*;
 
 /// One `#[tokio::test]` per check of this module, each on a fresh store from `$fresh()` (a
@@ -57,6 +59,7 @@ macro_rules! conformance_tests {
             notifications_of_sla_crossings_once_per_finding,
             notifications_of_expired_analyses_and_stale_feeds,
             notification_claims_leave_a_busy_destination_alone,
+            vulnerability_rollup_agrees_with_the_findings,
         );
         conformance_tests!(
             $fresh;
