@@ -182,10 +182,25 @@ fn setup_citus(c: &CitusCluster, name: &str) -> anyhow::Result<()> {
             c.coordinator.host, c.coordinator.port
         ),
     ];
+    admin(&c.url(&c.coordinator, name), statements)?;
     for w in &c.workers {
-        statements.push(format!("SELECT citus_add_node('{}', {})", w.host, w.port));
+        // Adding a node opens connections to every node; with many test databases being
+        // set up at once one of them can fail ("failure on connection marked as
+        // essential"): tried again after a pause.
+        let add = format!("SELECT citus_add_node('{}', {})", w.host, w.port);
+        let mut attempt = 0;
+        loop {
+            match admin(&c.url(&c.coordinator, name), vec![add.clone()]) {
+                Ok(()) => break,
+                Err(e) if attempt >= 4 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+                }
+            }
+        }
     }
-    admin(&c.url(&c.coordinator, name), statements)
+    Ok(())
 }
 
 fn create_database(c: &'static CitusCluster) -> anyhow::Result<CitusDatabase> {

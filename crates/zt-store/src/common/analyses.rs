@@ -299,8 +299,8 @@ pub(crate) fn decode_analysis_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uui
 /// `findings`" (`now` is the parameter's spelling, e.g. `?3`).
 fn covers(now: &str) -> String {
     format!(
-        "a.company_id = findings.company_id AND a.vuln_id IN (SELECT findings.vuln_id \
-         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id) \
+        "a.company_id = findings.company_id AND (a.vuln_id = findings.vuln_id OR a.vuln_id IN \
+         (SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id)) \
          AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > {now}) \
          AND (a.any_agent = TRUE OR EXISTS (SELECT 1 FROM analysis_agents x \
               WHERE x.company_id = a.company_id AND x.analysis_id = a.analysis_id \
@@ -340,10 +340,14 @@ pub(crate) fn suppressed_sql(restriction: &str) -> String {
 }
 
 /// The restriction of a vulnerability's findings, its id the parameter `?{n}`.
+///
+/// (No arm of a UNION without a FROM clause here or in `covers`: Citus refuses those in a
+/// query on distributed tables. `(VALUES …)` is a FROM clause to it; both backends name its
+/// column `column1`.)
 pub(crate) fn by_vuln(n: usize) -> String {
     format!(
-        "findings.vuln_id IN (SELECT ?{n} UNION SELECT va.vuln_id FROM vuln_aliases va \
-         WHERE va.alias = ?{n})"
+        "findings.vuln_id IN (SELECT column1 FROM (VALUES (?{n})) AS the_id \
+         UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ?{n})"
     )
 }
 
