@@ -175,7 +175,7 @@ fn setup_citus(c: &CitusCluster, name: &str) -> anyhow::Result<()> {
             vec!["CREATE EXTENSION IF NOT EXISTS citus".into()],
         )?;
     }
-    let mut statements = vec![
+    let statements = vec![
         "CREATE EXTENSION IF NOT EXISTS citus".to_string(),
         format!(
             "SELECT citus_set_coordinator_host('{}', {})",
