@@ -3,7 +3,7 @@
 # PostgreSQL with --postgres URL), loads the shared OSV data into its knowledge base, runs
 # `zerotrace loadgen` with the remaining arguments, prints the figures and cleans up.
 #
-#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--server-arg ARG]... [--janitor] [--copies N --read-requests R] -- LOADGEN ARGS...
+#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres [--citus]] [--server-arg ARG]... [--janitor] [--copies N --read-requests R] -- LOADGEN ARGS...
 #   bench/run.sh -- --companies 10 --agents-per-company 100 --apps-per-agent 100 --format json
 #
 # With --copies N, after the loadgen the server is stopped, every company is copied N-1 times
@@ -11,6 +11,11 @@
 # started again and the dashboard's reads measured (`loadgen --reads-only`, R requests per
 # call). With --janitor, after the loadgen (and copies) the server is stopped and the janitor
 # benchmark (crates/zt-store/benches/janitor.rs) times its transactions on the loaded store.
+#
+# With --citus, --postgres names a Citus coordinator's admin database (citus extension, workers
+# added): the bench database is created on the coordinator and on every worker it lists, with the
+# extension and the workers added, so that the server creates its schema distributed (README.md,
+# "On Citus"). Give `--server-arg` options as usual (e.g. the database's --partitions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,6 +26,7 @@ server_args=()
 janitor=0
 copies=1
 read_requests=50
+citus=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --postgres) pg_admin_url="$2"; shift 2 ;;
@@ -28,6 +34,7 @@ while [ $# -gt 0 ]; do
     --janitor) janitor=1; shift ;;
     --copies) copies="$2"; shift 2 ;;
     --read-requests) read_requests="$2"; shift 2 ;;
+    --citus) citus=1; shift ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -49,9 +56,13 @@ export ZEROTRACE_ADMIN_TOKEN="$token"
 db_args=(--data-dir "$work")
 dbname=""
 server_pid=""
+worker_urls=()
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
   if [ -n "$dbname" ]; then
+    for node_url in "${worker_urls[@]}"; do
+      psql -q "$node_url" -c "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
+    done
     psql -q "$pg_admin_url" -c "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
@@ -60,8 +71,30 @@ trap cleanup EXIT
 
 if [ -n "$pg_admin_url" ]; then
   dbname="zt_bench_$$"
-  psql -q "$pg_admin_url" -c "CREATE DATABASE $dbname" >/dev/null
-  db_args=(--database-url "${pg_admin_url%/*}/$dbname")
+  psql -q "$pg_admin_url" -c "CREATE DATABASE $dbname" >/dev/null 2>&1
+  query=""
+  case "$pg_admin_url" in *\?*) query="?${pg_admin_url#*\?}" ;; esac
+  db_url="${pg_admin_url%/*}/$dbname$query"
+  if [ "$citus" = 1 ]; then
+    # The workers as the coordinator knows them, reached as the same user.
+    user=$(psql -Atq "$pg_admin_url" -c "SELECT current_user")
+    while IFS='|' read -r host port; do
+      worker_urls+=("postgresql://$user@$host:$port/postgres$query")
+    done < <(psql -Atq "$pg_admin_url" -c "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'")
+    for node_url in "${worker_urls[@]}"; do
+      psql -q "$node_url" -c "CREATE DATABASE $dbname" >/dev/null 2>&1
+      psql -q "${node_url%/*}/$dbname$query" -c "CREATE EXTENSION citus" >/dev/null
+    done
+    psql -q "$db_url" -c "CREATE EXTENSION citus" >/dev/null
+    read -r chost cport < <(psql -Atq "$pg_admin_url" -F ' ' -c "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid = 0")
+    psql -q "$db_url" -c "SELECT citus_set_coordinator_host('$chost', $cport)" >/dev/null
+    for node_url in "${worker_urls[@]}"; do
+      hp="${node_url#*@}"; hp="${hp%%/*}"
+      psql -q "$db_url" -c "SELECT citus_add_node('${hp%:*}', ${hp##*:})" >/dev/null
+    done
+    echo "bench database $dbname on the coordinator and ${#worker_urls[@]} worker(s)" >&2
+  fi
+  db_args=(--database-url "$db_url")
 fi
 
 data="$root/../shared/data"

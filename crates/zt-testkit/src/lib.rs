@@ -1,10 +1,11 @@
 //! Test support shared by the workspace's tests: where the shared public data lives,
-//! throwaway PostgreSQL databases and Redis (`postgres`, `redis`), running the real
+//! throwaway PostgreSQL databases, Citus clusters and Redis (`postgres`, `citus`, `redis`), running the real
 //! binaries (`ServerProcess`), and checking systemd units with the real `systemd-analyze`
 //! (`systemd`).
 
 use std::path::PathBuf;
 
+pub mod citus;
 pub mod feed_replay;
 pub mod postgres;
 pub mod redis;

@@ -135,7 +135,7 @@ fn choose_server() -> anyhow::Result<PgServer> {
 
 /// Runs statements on the admin database, on a thread and runtime of its own (callers may be
 /// sync or inside an async test's runtime).
-fn admin(url: &str, statements: Vec<String>) -> anyhow::Result<()> {
+pub(crate) fn admin(url: &str, statements: Vec<String>) -> anyhow::Result<()> {
     use sqlx::{Connection, Executor};
     let url = url.to_string();
     std::thread::spawn(move || -> anyhow::Result<()> {
@@ -159,7 +159,7 @@ fn admin(url: &str, statements: Vec<String>) -> anyhow::Result<()> {
     .map_err(|_| anyhow::anyhow!("the admin thread panicked"))?
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     // Signal 0 checks existence only.
     // SAFETY: kill with signal 0 sends nothing.
     let alive = unsafe { libc::kill(pid, 0) } == 0;
@@ -238,16 +238,16 @@ fn stop_and_remove(bin: &Path, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn path_str(p: &Path) -> &str {
+pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
 /// A command run as the `postgres` user when we are root (initdb and postgres refuse root).
-fn as_postgres(program: &Path, args: &[&str]) -> Command {
+pub(crate) fn as_postgres(program: &Path, args: &[&str]) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program).args(args);
@@ -261,7 +261,7 @@ fn as_postgres(program: &Path, args: &[&str]) -> Command {
 
 /// The directory of `initdb`/`pg_ctl`: `ZEROTRACE_PG_BIN`, `pg_config --bindir`, or the newest
 /// `/usr/lib/postgresql/<version>/bin`.
-fn pg_bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn pg_bin_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("ZEROTRACE_PG_BIN") {
         return Ok(PathBuf::from(dir));
     }
@@ -309,7 +309,7 @@ fn remove_stale_clusters(bin: &Path) {
     }
 }
 
-fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
     if !is_root() {
         return Ok(());
     }
@@ -326,7 +326,7 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("chown {}", path.display()))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }

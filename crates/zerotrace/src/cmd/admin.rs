@@ -20,6 +20,10 @@ pub enum Command {
     /// Enrolled agents (hosts) of a company.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Citus mode (PostgreSQL with the citus extension): where each table goes, and the
+    /// conversion of an existing deployment.
+    #[command(subcommand)]
+    Citus(CitusCommand),
     /// Copies the embedded database to PATH while servers keep running (one consistent
     /// snapshot, checked). PostgreSQL: use pg_dump (README.md, "Deploy" > "Backups").
     Backup {
@@ -35,6 +39,26 @@ pub enum Command {
         /// Replace a database already in the data directory (it is kept beside it).
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CitusCommand {
+    /// Prints where each table goes (distributed by company_id, reference table, or on the
+    /// coordinator) and where it is now; changes nothing.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Distributes an existing deployment's tables over the Citus worker nodes: prints the
+    /// plan, then carries it out table by table (writes to a table wait while its rows are
+    /// copied; reads go on). Restart the servers afterwards.
+    Distribute {
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -146,6 +170,7 @@ pub fn run(c: Command, global: &crate::GlobalArgs) -> anyhow::Result<ExitCode> {
         match c {
             Command::Backup { path, json } => backup(global, &path, json).await,
             Command::Restore { path, force, json } => restore(global, &path, force, json).await,
+            Command::Citus(c) => citus(global, c).await,
             c => {
                 let (store, _) = super::open_store(global, 2).await?;
                 dispatch(c, &*store.storage()).await
@@ -215,6 +240,66 @@ async fn restore(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn citus(global: &crate::GlobalArgs, c: CitusCommand) -> anyhow::Result<ExitCode> {
+    if global.database_url.is_none() {
+        anyhow::bail!(
+            "`zerotrace admin citus` works on PostgreSQL with the citus extension: pass \
+             --database-url postgres://… (the coordinator)"
+        );
+    }
+    let (store, shown) = super::open_store(global, 2).await?;
+    let zt_store::AnyStore::Postgres(pg) = store else {
+        anyhow::bail!("`zerotrace admin citus` needs a PostgreSQL --database-url");
+    };
+    let plan = pg
+        .citus_plan()
+        .await
+        .with_context(|| format!("cannot plan the distribution of {shown}"))?;
+    let (dry_run, json) = match c {
+        CitusCommand::Plan { json } => (true, json),
+        CitusCommand::Distribute { dry_run, json } => (dry_run, json),
+    };
+    let pending = plan.iter().filter(|t| t.pending()).count();
+    if json {
+        if dry_run {
+            println!("{}", serde_json::json!({ "plan": plan }));
+            return Ok(ExitCode::SUCCESS);
+        }
+    } else {
+        println!("Citus placement of {shown} ({pending} table(s) to move):");
+        print!("{}", zt_store::postgres::citus::describe(&plan));
+        if dry_run {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if pending == 0 {
+            println!("nothing to do: every table is where the plan puts it");
+        }
+    }
+    let moved = pg
+        .citus_distribute(&plan)
+        .await
+        .context("distributing the tables failed (run the command again to resume)")?;
+    if json {
+        println!("{}", serde_json::json!({ "plan": plan, "moved": moved }));
+    } else {
+        for m in &moved {
+            println!(
+                "moved {}: {} ({} rows, {} after)",
+                m.table,
+                m.placement.as_str(),
+                m.rows_before,
+                m.rows_after
+            );
+        }
+        println!(
+            "done: {} table(s) moved. Restart the servers so that their connections carry \
+             each transaction's company to the workers.",
+            moved.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn dispatch(c: Command, store: &dyn Storage) -> anyhow::Result<ExitCode> {
     match c {
         Command::Company(CompanyCommand::Create { name, json }) => {
@@ -249,7 +334,7 @@ async fn dispatch(c: Command, store: &dyn Storage) -> anyhow::Result<ExitCode> {
                 println!("{table}");
             }
         }
-        Command::Backup { .. } | Command::Restore { .. } => {
+        Command::Backup { .. } | Command::Restore { .. } | Command::Citus(_) => {
             unreachable!("run() handles them without opening the store")
         }
         Command::Token(TokenCommand::Create {

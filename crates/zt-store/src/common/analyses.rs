@@ -345,7 +345,7 @@ fn covers(now: &str, few: bool) -> String {
         "(a.vuln_id = findings.vuln_id OR EXISTS (SELECT 1 FROM vuln_aliases va \
          WHERE va.vuln_id = findings.vuln_id AND va.alias = a.vuln_id))"
     } else {
-        "a.vuln_id IN (SELECT findings.vuln_id \
+        "a.vuln_id IN (SELECT column1 FROM (VALUES (findings.vuln_id)) AS the_id \
          UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id)"
     };
     format!(
@@ -413,17 +413,23 @@ pub(crate) fn recover_sql(candidates: Option<&str>, restriction: &str) -> String
 /// their groups (the id `?{n}`, the groups having it as an alias, and those groups' aliases).
 pub(crate) fn vuln_candidates(n: usize) -> String {
     format!(
-        "a.vuln_id IN (SELECT ?{n} UNION SELECT va.vuln_id FROM vuln_aliases va \
+        "a.vuln_id IN (SELECT column1 FROM (VALUES (?{n})) AS the_id \
+         UNION SELECT va.vuln_id FROM vuln_aliases va \
          WHERE va.alias = ?{n} UNION SELECT vb.alias FROM vuln_aliases vb WHERE vb.vuln_id IN \
-         (SELECT ?{n} UNION SELECT vc.vuln_id FROM vuln_aliases vc WHERE vc.alias = ?{n}))"
+         (SELECT column1 FROM (VALUES (?{n})) AS the_id2 \
+          UNION SELECT vc.vuln_id FROM vuln_aliases vc WHERE vc.alias = ?{n}))"
     )
 }
 
 /// The restriction of a vulnerability's findings, its id the parameter `?{n}`.
+///
+/// (No arm of a UNION without a FROM clause here or in `covers`: Citus refuses those in a
+/// query on distributed tables. `(VALUES …)` is a FROM clause to it; both backends name its
+/// column `column1`.)
 pub(crate) fn by_vuln(n: usize) -> String {
     format!(
-        "findings.vuln_id IN (SELECT ?{n} UNION SELECT va.vuln_id FROM vuln_aliases va \
-         WHERE va.alias = ?{n})"
+        "findings.vuln_id IN (SELECT column1 FROM (VALUES (?{n})) AS the_id \
+         UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ?{n})"
     )
 }
 

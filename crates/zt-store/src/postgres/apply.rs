@@ -59,12 +59,13 @@ pub(crate) struct CompanyApplied {
 }
 
 /// Applies `reports` (indexes into `batch.reports`, all of `company_id`, the transaction
-/// scoped to it).
+/// scoped to it). `citus`: the database distributes the tenant tables (see `write_round`).
 pub(crate) async fn apply_company(
     tx: &mut Tx,
     company_id: CompanyId,
     batch: &ProcessedBatch,
     reports: &[usize],
+    citus: bool,
 ) -> Result<CompanyApplied> {
     let now = batch.now;
     let report = |i: usize| &batch.reports[i];
@@ -139,7 +140,7 @@ pub(crate) async fn apply_company(
             // `stored_at` moves on after the round is written.
             applied.push((i, diff, agent.stored_at.is_none()));
         }
-        let mut rows = write_round(tx, company_id, now, batch, &applied).await?;
+        let mut rows = write_round(tx, company_id, now, batch, &applied, citus).await?;
         for (i, diff, _) in applied {
             let r = report(i);
             for k in &diff.added_sw {
@@ -275,6 +276,7 @@ async fn write_round(
     now: DateTime<Utc>,
     batch: &ProcessedBatch,
     applied: &[(usize, InventoryDiff, bool)],
+    citus: bool,
 ) -> Result<HashMap<usize, RowChanges>> {
     // An agent has one report per round.
     let report_of: HashMap<AgentId, usize> = applied
@@ -349,8 +351,14 @@ async fn write_round(
         let sql = format!(
             "INSERT INTO apps (company_id, agent_id, software_key, arch, first_seen) \
              SELECT $1, a, k, ar, $2 FROM unnest($3::uuid[], $4::uuid[], $5::text[]) AS t(a, k, ar){}",
-            if first == 1 {
+            if first == 1 && !citus {
                 ""
+            } else if first == 1 {
+                // Rows new to their agent (under its row lock): no conflict can arise. Citus
+                // runs an INSERT … SELECT from `unnest` through the coordinator and writes
+                // the rows with COPY, which PostgreSQL refuses under row-level security; with
+                // an ON CONFLICT clause it inserts them from intermediate results instead.
+                " ON CONFLICT (company_id, agent_id, software_key, arch) DO NOTHING"
             } else {
                 " ON CONFLICT (company_id, agent_id, software_key, arch) DO UPDATE SET \
                  removed_at = NULL, first_seen = excluded.first_seen \

@@ -110,10 +110,7 @@ pub(crate) async fn load_packages(
 /// Lets the rest of the transaction read every company's events (the streams that span
 /// companies: the operator's, and each process's tail of the log).
 async fn all_companies(tx: &mut Tx) -> Result<()> {
-    sqlx::query("SELECT set_config('zerotrace.all_companies', 'on', true)")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::set_all_companies(tx).await
 }
 
 impl PgStore {

@@ -24,6 +24,7 @@
 
 pub(crate) mod analyses;
 mod apply;
+pub mod citus;
 mod events;
 mod knowledge;
 mod lifecycle;
@@ -97,6 +98,8 @@ pub struct PgStore {
     connect_options: PgConnectOptions,
     rls: RlsMode,
     partitions: u32,
+    /// Whether the database has the citus extension (see `citus.rs`).
+    citus: bool,
     /// When this process next looks at table statistics (see `upkeep.rs`).
     upkeep_due: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
 }
@@ -119,7 +122,10 @@ impl PgStore {
 
         // Migrations run as the login role (it owns the schema), on a connection of their own;
         // sqlx serializes concurrent migrators with an advisory lock.
-        let mut conn = PgConnection::connect_with(&connect_options).await?;
+        let mut conn = PgConnection::connect_with(&connect_options)
+            .await
+            .map_err(explain_connect_error)?;
+        let citus = citus::installed(&mut conn).await?;
         sqlx::query("SELECT set_config('zerotrace.partitions', $1, false)")
             .bind(partitions.to_string())
             .execute(&mut conn)
@@ -140,6 +146,9 @@ impl PgStore {
             sqlx::query_scalar("SELECT value FROM zt_meta WHERE key = 'partitions'")
                 .fetch_optional(&mut conn)
                 .await?;
+        if citus {
+            citus::prepare(&mut conn, row.0).await?;
+        }
         conn.close().await?;
         let rls = if row.0 {
             RlsMode::AppRole
@@ -152,6 +161,13 @@ impl PgStore {
             .and_then(|p| p.parse().ok())
             .unwrap_or(partitions);
 
+        // Citus replays `SET LOCAL` (the company of the transaction, see `set_company`) on
+        // its worker connections only when told to; `set_config()` it never carries.
+        let connect_options = if citus {
+            connect_options.options([("citus.propagate_set_commands", "local")])
+        } else {
+            connect_options
+        };
         let use_role = rls == RlsMode::AppRole;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
@@ -165,12 +181,14 @@ impl PgStore {
                 })
             })
             .connect_with(connect_options.clone())
-            .await?;
+            .await
+            .map_err(explain_connect_error)?;
         Ok(PgStore {
             pool,
             connect_options,
             rls,
             partitions,
+            citus,
             upkeep_due: std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
@@ -188,6 +206,11 @@ impl PgStore {
     /// Hash partitions per tenant table (as the schema was created).
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// Whether the database has the citus extension (the store then runs in Citus mode).
+    pub fn is_citus(&self) -> bool {
+        self.citus
     }
 
     /// The options the pool connects with (for a LISTEN connection of its own).
@@ -228,12 +251,61 @@ impl PgStore {
 }
 
 /// Scopes the rest of the transaction to one company (row-level security).
+///
+/// `SET LOCAL` rather than `set_config(…, true)` (the same on one server): Citus carries
+/// `SET LOCAL` to the workers that hold the company's shards, where the policies are
+/// checked, and `set_config()` not. SET takes no parameters; the value is a UUID's text.
 pub(crate) async fn set_company(tx: &mut Tx, company_id: CompanyId) -> Result<()> {
-    sqlx::query("SELECT set_config('zerotrace.company_id', $1, true)")
-        .bind(company_id.to_string())
-        .execute(&mut **tx)
+    let id: Uuid = company_id.as_uuid();
+    tx.execute(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL zerotrace.company_id = '{id}'"
+    )))
+    .await?;
+    Ok(())
+}
+
+/// Lets the rest of the transaction see every company's rows of the tables whose policy
+/// allows it (events, notifications: the dispatchers and streams that serve every company).
+/// `SET LOCAL` for the reason given at [`set_company`].
+pub(crate) async fn set_all_companies(tx: &mut Tx) -> Result<()> {
+    tx.execute("SET LOCAL zerotrace.all_companies = 'on'")
         .await?;
     Ok(())
+}
+
+/// A connection error with its cause and fix spelled out where the usual reading of it
+/// misleads: a TLS failure against a server whose certificate rustls cannot use.
+pub(crate) fn explain_connect_error(e: sqlx::Error) -> StoreError {
+    // rustls's refusal arrives as an I/O error ("invalid peer certificate: …") from the
+    // handshake, other TLS trouble as `Error::Tls`.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    let tls = matches!(e, sqlx::Error::Tls(_))
+        || text.contains("peer certificate")
+        || text.contains("UnsupportedCertVersion");
+    if !tls {
+        return StoreError::Database(e);
+    }
+    let cause = if text.contains("UnsupportedCertVersion") {
+        "the server's certificate is X.509 version 1 (Citus generates such a self-signed one \
+         when it turns TLS on), which rustls refuses even when it is not asked to verify it"
+    } else {
+        "the TLS handshake with the database server failed"
+    };
+    StoreError::Other(format!(
+        "cannot connect to the database over TLS ({text}): {cause}. Fix: give the server a \
+         version 3 certificate (ssl_cert_file and ssl_key_file in postgresql.conf, then \
+         SELECT pg_reload_conf(); see README, \"Running on Citus\"), or add \
+         sslmode=disable to the database URL on a network you trust"
+    ))
 }
 
 /// Transactions that lost a deadlock or a serialization race are run again this often.

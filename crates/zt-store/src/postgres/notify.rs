@@ -20,10 +20,7 @@ use crate::Result;
 use zt_inventory::SoftwareKey;
 
 async fn all_companies(tx: &mut Tx) -> Result<()> {
-    sqlx::query("SELECT set_config('zerotrace.all_companies', 'on', true)")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::set_all_companies(tx).await
 }
 
 /// Writes the messages these candidates cause, inside the caller's transaction, company by

@@ -102,7 +102,7 @@ impl PgStore {
                 continue;
             }
             scope.enter(&mut tx, company_id).await?;
-            let applied = apply_company(&mut tx, company_id, batch, &idx).await?;
+            let applied = apply_company(&mut tx, company_id, batch, &idx, self.is_citus()).await?;
             for (&i, outcome) in idx.iter().zip(applied.outcomes) {
                 outcomes[i] = outcome;
                 done_queue.push(batch.reports[i].lease.queue_id);

@@ -473,6 +473,22 @@ fn push_findings_arm(
     push_finding_conditions(qb, company_id, filter);
     tail(qb);
     qb.push(") ");
-    qb.push(FINDING_COLUMNS.replacen("FROM findings f", "FROM picked f", 1));
+    // The joined tenant tables name the company themselves, not only through the CTE's
+    // rows (the same rows either way): on Citus a query goes whole to the company's node only
+    // when every distributed table in it is filtered by the company in so many words.
+    let columns = FINDING_COLUMNS.replacen("FROM findings f", "FROM picked f", 1);
+    let mut rest = columns.as_str();
+    for join in [
+        "ag.company_id = f.company_id",
+        "an.company_id = f.company_id",
+    ] {
+        if let Some((head, tail)) = rest.split_once(join) {
+            qb.push(head);
+            qb.push(&join[..join.len() - "f.company_id".len()])
+                .push_bind(company_id);
+            rest = tail;
+        }
+    }
+    qb.push(rest);
     qb.push(") arm");
 }

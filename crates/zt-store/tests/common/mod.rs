@@ -39,6 +39,24 @@ pub async fn fresh_pg(partitions: u32) -> (TestDatabase, PgStore) {
     (db, store)
 }
 
+/// A store on a database of its own on a Citus cluster (see zt_testkit::citus), in Citus
+/// mode: the schema created distributed. `None` (said loudly) when no Citus can be had.
+/// One partition per tenant table: the shards spread the companies.
+pub async fn fresh_citus(test: &str) -> Option<(zt_testkit::citus::CitusDatabase, PgStore)> {
+    let db = zt_testkit::citus::CitusDatabase::try_create(test)?;
+    let store = PgStore::connect(
+        &db.url,
+        &PgOptions {
+            partitions: 1,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(store.is_citus());
+    Some((db, store))
+}
+
 pub fn os() -> OsInfo {
     OsInfo {
         id: "debian".into(),
