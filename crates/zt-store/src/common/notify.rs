@@ -443,6 +443,74 @@ pub(crate) fn pair_keys(
     keys
 }
 
+/// The rules' revisions as a transaction read them: each company's counter (read before its
+/// rules) and each rule's (read after).
+#[derive(Debug, Default)]
+pub(crate) struct Revisions {
+    pub(crate) company: HashMap<CompanyId, i64>,
+    pub(crate) rules: HashMap<Uuid, i64>,
+}
+
+/// A subject as `notification_subjects` knows it: a changed severity or KEV flag is another.
+pub(crate) fn subject_key(c: &Candidate) -> String {
+    format!("{}:{}:{}", c.key(), c.severity.unwrap_or(-1), c.kev)
+}
+
+/// The (company, subject key) of the pairs' candidates, sorted and unique.
+pub(crate) fn pair_subjects(cands: &[Candidate], pairs: &[Pair]) -> Vec<(CompanyId, String)> {
+    let mut out: Vec<(CompanyId, String)> = pairs
+        .iter()
+        .map(|p| (cands[p.cand].company_id, subject_key(&cands[p.cand])))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Subjects known: (company, subject key) → the revision they were told at.
+pub(crate) type KnownSubjects = HashMap<(CompanyId, String), i64>;
+
+/// The pairs that may be news: the subject is new, or the rule changed since it was told, or
+/// the rule filters by host tags. The others were told to this rule already: their keys are
+/// not even probed.
+pub(crate) fn maybe_news(
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    pairs: Vec<Pair>,
+    revs: &Revisions,
+    known: &KnownSubjects,
+) -> Vec<Pair> {
+    pairs
+        .into_iter()
+        .filter(|p| {
+            let (rule, c) = (&rules[p.rule], &cands[p.cand]);
+            let Some(told) = known.get(&(c.company_id, subject_key(c))) else {
+                return true;
+            };
+            !rule.tags.is_empty() || revs.rules.get(&rule.rule_id).is_none_or(|r| r > told)
+        })
+        .collect()
+}
+
+/// The subjects to record at the company's revision as read (every rule of that revision or
+/// older was considered by this transaction): new ones and ones known at an older revision.
+pub(crate) fn subjects_to_record(
+    subjects: &[(CompanyId, String)],
+    revs: &Revisions,
+    known: &KnownSubjects,
+) -> Vec<(CompanyId, String, i64)> {
+    subjects
+        .iter()
+        .filter_map(|(c, k)| {
+            let rev = revs.company.get(c).copied().unwrap_or(0);
+            match known.get(&(*c, k.clone())) {
+                Some(told) if *told >= rev => None,
+                _ => Some((*c, k.clone(), rev)),
+            }
+        })
+        .collect()
+}
+
 /// The open digest messages [`plan`] merges fresh news into: (rule, group key) of every
 /// digest rule with a fresh pair. Immediate rules need none: fresh news is a new message,
 /// old news is no message.

@@ -44,6 +44,94 @@ async fn load_rules(tx: &mut Tx, companies: &[CompanyId]) -> Result<Vec<Notifica
     Ok(rules)
 }
 
+/// The rules of these companies with their revisions: each company's counter read first
+/// (every rule of that revision is among the rules read after it).
+async fn load_rules_with_revisions(
+    tx: &mut Tx,
+    companies: &[CompanyId],
+) -> Result<(Vec<NotificationRule>, Revisions)> {
+    let mut revs = Revisions::default();
+    for chunk in padded_chunks(companies) {
+        let sql = format!(
+            "SELECT company_id, revision FROM notification_rule_revisions \
+             WHERE company_id IN ({})",
+            values(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in &chunk {
+            q = q.bind(**c);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            revs.company.insert(
+                CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
+                row.get(1),
+            );
+        }
+    }
+    let rules = load_rules(tx, companies).await?;
+    for chunk in padded_chunks(companies) {
+        let sql = format!(
+            "SELECT rule_id, revision FROM notification_rules WHERE company_id IN ({})",
+            values(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in &chunk {
+            q = q.bind(**c);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            revs.rules.insert(
+                crate::common::uuid_from(row.get::<&[u8], _>(0))?,
+                row.get(1),
+            );
+        }
+    }
+    Ok((rules, revs))
+}
+
+/// The subjects among these that were told already, with the revision they were told at.
+async fn known_subjects(tx: &mut Tx, subjects: &[(CompanyId, String)]) -> Result<KnownSubjects> {
+    let mut out = KnownSubjects::new();
+    for chunk in padded_chunks(subjects) {
+        let sql = format!(
+            "SELECT company_id, key, revision FROM notification_subjects \
+             WHERE (company_id, key) IN (VALUES {})",
+            values(chunk.len(), "(?, ?)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (c, k) in &chunk {
+            q = q.bind(*c).bind(k.as_str());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                (
+                    CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
+                    row.get(1),
+                ),
+                row.get(2),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A rule's change takes the next revision of its company's rules.
+async fn next_rule_revision(tx: &mut Tx, company_id: CompanyId, rule_id: Uuid) -> Result<()> {
+    let rev: i64 = sqlx::query_scalar(
+        "INSERT INTO notification_rule_revisions (company_id, revision) VALUES (?, 1) \
+         ON CONFLICT (company_id) DO UPDATE SET revision = revision + 1 RETURNING revision",
+    )
+    .bind(company_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE notification_rules SET revision = ? WHERE company_id = ? AND rule_id = ?")
+        .bind(rev)
+        .bind(company_id)
+        .bind(rule_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn companies_of(cands: &[Candidate]) -> Vec<CompanyId> {
     let mut companies: Vec<CompanyId> = cands.iter().map(|c| c.company_id).collect();
     companies.sort();
@@ -61,7 +149,7 @@ pub(crate) async fn write_in_tx(
         return Ok(());
     }
     let rules = load_rules(tx, &companies_of(cands)).await?;
-    write_with_rules(tx, &rules, cands, now).await
+    write_with_rules(tx, &rules, None, cands, now).await
 }
 
 /// `finding.opened` / `finding.kev` of the findings a group opened, inside its transaction
@@ -79,7 +167,7 @@ pub(crate) async fn opened_in_tx<'a>(
     let mut companies: Vec<CompanyId> = opened.iter().map(|o| o.0).collect();
     companies.sort();
     companies.dedup();
-    let rules = load_rules(tx, &companies).await?;
+    let (rules, revs) = load_rules_with_revisions(tx, &companies).await?;
     if rules.is_empty() {
         return Ok(());
     }
@@ -90,7 +178,7 @@ pub(crate) async fn opened_in_tx<'a>(
         .collect();
     let suppressed = suppressed_among(tx, &opened).await?;
     let cands = vuln_candidates(opened, packages, &suppressed);
-    write_with_rules(tx, &rules, &cands, now).await
+    write_with_rules(tx, &rules, Some(&revs), &cands, now).await
 }
 
 /// Which of the opened findings a suppressing analysis covers (coverage is applied before):
@@ -165,9 +253,12 @@ async fn tagged_hosts(
     Ok(out)
 }
 
+/// Writes the messages of these candidates for these rules. With `revs`, subjects told
+/// already to every rule that hears of them are passed over before any key is probed.
 async fn write_with_rules(
     tx: &mut Tx,
     rules: &[NotificationRule],
+    revs: Option<&Revisions>,
     cands: &[Candidate],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -175,7 +266,27 @@ async fn write_with_rules(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let pairs = matching(rules, cands, &tagged);
+    let mut pairs = matching(rules, cands, &tagged);
+    if let Some(revs) = revs.filter(|_| !pairs.is_empty()) {
+        let subjects = pair_subjects(cands, &pairs);
+        let known = known_subjects(tx, &subjects).await?;
+        // Unpadded: a row twice in one upsert would be updated twice.
+        let record = subjects_to_record(&subjects, revs, &known);
+        for chunk in record.chunks(256) {
+            let sql = format!(
+                "INSERT INTO notification_subjects (company_id, key, revision) VALUES {} \
+                 ON CONFLICT (company_id, key) DO UPDATE \
+                 SET revision = max(revision, excluded.revision)",
+                values(chunk.len(), "(?, ?, ?)")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (c, k, r) in chunk {
+                q = q.bind(*c).bind(k.as_str()).bind(*r);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        pairs = maybe_news(rules, cands, pairs, revs, &known);
+    }
     if pairs.is_empty() {
         return Ok(());
     }
@@ -296,7 +407,7 @@ pub(crate) async fn analysis_expired_in_tx(
         }
     }
     let cand = analysis_expired_candidate(company_id, analysis, severity, kev, hosts);
-    write_with_rules(tx, &rules, &[cand], now).await
+    write_with_rules(tx, &rules, None, &[cand], now).await
 }
 
 /// Marks the findings of one company crossing into `told` (due by `by`) and returns them.
@@ -405,6 +516,7 @@ impl NotificationStore for SqliteStore {
         .bind(ms(rule.created_at))
         .execute(&mut *w.tx)
         .await?;
+        next_rule_revision(&mut w.tx, rule.company_id, rule.rule_id).await?;
         w.commit().await?;
         Ok(true)
     }
@@ -460,6 +572,9 @@ impl NotificationStore for SqliteStore {
         .bind(rule.rule_id)
         .execute(&mut *w.tx)
         .await?;
+        if done.rows_affected() == 1 {
+            next_rule_revision(&mut w.tx, rule.company_id, rule.rule_id).await?;
+        }
         w.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -580,7 +695,7 @@ impl NotificationStore for SqliteStore {
                 .filter(|r| r.company_id == company)
                 .cloned()
                 .collect();
-            write_with_rules(&mut w.tx, &company_rules, &cands, now).await?;
+            write_with_rules(&mut w.tx, &company_rules, None, &cands, now).await?;
             w.commit().await?;
         }
         Ok(marked)
@@ -626,7 +741,7 @@ impl NotificationStore for SqliteStore {
         }
         let n = cands.len() as u64;
         let mut w = self.begin_background_write().await?;
-        write_with_rules(&mut w.tx, &rules, &cands, now).await?;
+        write_with_rules(&mut w.tx, &rules, None, &cands, now).await?;
         w.commit().await?;
         Ok(n)
     }
