@@ -456,40 +456,56 @@ pub(crate) fn subject_key(c: &Candidate) -> String {
     format!("{}:{}:{}", c.key(), c.severity.unwrap_or(-1), c.kev)
 }
 
-/// The (company, subject key) of the pairs' candidates, sorted and unique.
-pub(crate) fn pair_subjects(cands: &[Candidate], pairs: &[Pair]) -> Vec<(CompanyId, String)> {
-    let mut out: Vec<(CompanyId, String)> = pairs
-        .iter()
-        .map(|p| (cands[p.cand].company_id, subject_key(&cands[p.cand])))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// Subjects known: (company, subject key) → the revision they were told at.
 pub(crate) type KnownSubjects = HashMap<(CompanyId, String), i64>;
 
-/// The pairs that may be news: the subject is new, or the rule changed since it was told, or
-/// the rule filters by host tags. The others were told to this rule already: their keys are
-/// not even probed.
-pub(crate) fn maybe_news(
+/// Each candidate's (company, subject key), by index.
+pub(crate) fn cand_subjects(cands: &[Candidate]) -> Vec<(CompanyId, String)> {
+    cands
+        .iter()
+        .map(|c| (c.company_id, subject_key(c)))
+        .collect()
+}
+
+/// As [`matching`], leaving out what was told already: a rule no newer than the revision a
+/// candidate's subject was told at, without host tags, heard of it then (or did not hear of
+/// it, and still would not). Old news thus costs nothing per rule — not even a key probe.
+pub(crate) fn matching_news(
     rules: &[NotificationRule],
     cands: &[Candidate],
-    pairs: Vec<Pair>,
+    tagged: &TaggedHosts,
     revs: &Revisions,
-    known: &KnownSubjects,
+    told: &[Option<i64>],
 ) -> Vec<Pair> {
-    pairs
-        .into_iter()
-        .filter(|p| {
-            let (rule, c) = (&rules[p.rule], &cands[p.cand]);
-            let Some(told) = known.get(&(c.company_id, subject_key(c))) else {
-                return true;
-            };
-            !rule.tags.is_empty() || revs.rules.get(&rule.rule_id).is_none_or(|r| r > told)
-        })
-        .collect()
+    let mut by_company: HashMap<CompanyId, Vec<usize>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        by_company.entry(r.company_id).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (ci, c) in cands.iter().enumerate() {
+        let told = told.get(ci).copied().flatten();
+        for &ri in by_company
+            .get(&c.company_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let rule = &rules[ri];
+            if let Some(told) = told {
+                let newer = revs.rules.get(&rule.rule_id).is_none_or(|r| *r > told);
+                if !newer && rule.tags.is_empty() {
+                    continue;
+                }
+            }
+            if let Some(hosts) = rule_matches(rule, c, tagged) {
+                out.push(Pair {
+                    rule: ri,
+                    cand: ci,
+                    hosts,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The subjects to record at the company's revision as read (every rule of that revision or
@@ -1095,6 +1111,40 @@ mod tests {
             now + Duration::minutes(1),
         );
         assert_ne!(later[0].key(), cands[0].key());
+    }
+
+    #[test]
+    fn old_news_skips_the_rules_told_already() {
+        let c = CompanyId(Uuid::from_u128(1));
+        let old = rule(0, &[FINDING_OPENED], None);
+        let new = rule(0, &[FINDING_OPENED], None);
+        let mut tagged_rule = rule(0, &[FINDING_OPENED], None);
+        tagged_rule.tags = vec!["prod".into()];
+        let rules = vec![old.clone(), new.clone(), tagged_rule];
+        let revs = Revisions {
+            company: [(c, 7)].into(),
+            rules: [(old.rule_id, 3), (new.rule_id, 7), (rules[2].rule_id, 1)].into(),
+        };
+        let a1 = AgentId(Uuid::from_u128(1));
+        let f = opened("CVE-1", Severity::High, false);
+        let cands = vuln_candidates([(c, a1, &f)], &HashMap::new(), &Suppressed::new());
+        let tagged: TaggedHosts = [((c, "prod".to_string()), [a1].into())].into();
+        // Told at revision 5: the rule changed since (7) and the tagged one are asked.
+        let pairs = matching_news(&rules, &cands, &tagged, &revs, &[Some(5)]);
+        assert_eq!(pairs.iter().map(|p| p.rule).collect::<Vec<_>>(), vec![1, 2]);
+        // New: every rule.
+        assert_eq!(
+            matching_news(&rules, &cands, &tagged, &revs, &[None]).len(),
+            3
+        );
+        let subjects = cand_subjects(&cands);
+        let known: KnownSubjects = [(subjects[0].clone(), 5)].into();
+        assert_eq!(
+            subjects_to_record(&subjects, &revs, &known),
+            vec![(c, subjects[0].1.clone(), 7)]
+        );
+        let current: KnownSubjects = [(subjects[0].clone(), 7)].into();
+        assert!(subjects_to_record(&subjects, &revs, &current).is_empty());
     }
 
     #[test]

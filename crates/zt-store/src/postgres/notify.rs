@@ -212,40 +212,46 @@ async fn write_company(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let mut pairs = matching(rules, cands, &tagged);
-    if let Some(revs) = revs.filter(|_| !pairs.is_empty()) {
-        let subjects = pair_subjects(cands, &pairs);
-        let keys: Vec<String> = subjects.iter().map(|(_, k)| k.clone()).collect();
-        let rows = sqlx::query(
-            "SELECT key, revision FROM notification_subjects \
-             WHERE company_id = $1 AND key = ANY($2)",
-        )
-        .bind(company)
-        .bind(&keys)
-        .fetch_all(&mut **tx)
-        .await?;
-        let known: KnownSubjects = rows
-            .iter()
-            .map(|r| ((company, r.get::<String, _>(0)), r.get::<i64, _>(1)))
-            .collect();
-        let record = subjects_to_record(&subjects, revs, &known);
-        if !record.is_empty() {
-            let (keys, rev): (Vec<String>, Vec<i64>) =
-                record.into_iter().map(|(_, k, r)| (k, r)).unzip();
-            sqlx::query(
-                "INSERT INTO notification_subjects (company_id, key, revision) \
-                 SELECT $1, k, r FROM unnest($2::text[], $3::bigint[]) AS t(k, r) \
-                 ON CONFLICT (company_id, key) DO UPDATE \
-                 SET revision = GREATEST(notification_subjects.revision, excluded.revision)",
+    let pairs = match revs {
+        None => matching(rules, cands, &tagged),
+        Some(revs) => {
+            let subjects = cand_subjects(cands);
+            let mut unique = subjects.clone();
+            unique.sort();
+            unique.dedup();
+            let keys: Vec<String> = unique.iter().map(|(_, k)| k.clone()).collect();
+            let rows = sqlx::query(
+                "SELECT key, revision FROM notification_subjects \
+                 WHERE company_id = $1 AND key = ANY($2)",
             )
             .bind(company)
             .bind(&keys)
-            .bind(&rev)
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?;
+            let known: KnownSubjects = rows
+                .iter()
+                .map(|r| ((company, r.get::<String, _>(0)), r.get::<i64, _>(1)))
+                .collect();
+            let record = subjects_to_record(&unique, revs, &known);
+            if !record.is_empty() {
+                let (keys, rev): (Vec<String>, Vec<i64>) =
+                    record.into_iter().map(|(_, k, r)| (k, r)).unzip();
+                sqlx::query(
+                    "INSERT INTO notification_subjects (company_id, key, revision) \
+                     SELECT $1, k, r FROM unnest($2::text[], $3::bigint[]) AS t(k, r) \
+                     ON CONFLICT (company_id, key) DO UPDATE \
+                     SET revision = GREATEST(notification_subjects.revision, excluded.revision)",
+                )
+                .bind(company)
+                .bind(&keys)
+                .bind(&rev)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let told: Vec<Option<i64>> = subjects.iter().map(|s| known.get(s).copied()).collect();
+            matching_news(rules, cands, &tagged, revs, &told)
         }
-        pairs = maybe_news(rules, cands, pairs, revs, &known);
-    }
+    };
     if pairs.is_empty() {
         return Ok(());
     }

@@ -266,27 +266,33 @@ async fn write_with_rules(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let mut pairs = matching(rules, cands, &tagged);
-    if let Some(revs) = revs.filter(|_| !pairs.is_empty()) {
-        let subjects = pair_subjects(cands, &pairs);
-        let known = known_subjects(tx, &subjects).await?;
-        // Unpadded: a row twice in one upsert would be updated twice.
-        let record = subjects_to_record(&subjects, revs, &known);
-        for chunk in record.chunks(256) {
-            let sql = format!(
-                "INSERT INTO notification_subjects (company_id, key, revision) VALUES {} \
-                 ON CONFLICT (company_id, key) DO UPDATE \
-                 SET revision = max(revision, excluded.revision)",
-                values(chunk.len(), "(?, ?, ?)")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (c, k, r) in chunk {
-                q = q.bind(*c).bind(k.as_str()).bind(*r);
+    let pairs = match revs {
+        None => matching(rules, cands, &tagged),
+        Some(revs) => {
+            let subjects = cand_subjects(cands);
+            let mut unique = subjects.clone();
+            unique.sort();
+            unique.dedup();
+            let known = known_subjects(tx, &unique).await?;
+            // Unpadded: a row twice in one upsert would be updated twice.
+            let record = subjects_to_record(&unique, revs, &known);
+            for chunk in record.chunks(256) {
+                let sql = format!(
+                    "INSERT INTO notification_subjects (company_id, key, revision) VALUES {} \
+                     ON CONFLICT (company_id, key) DO UPDATE \
+                     SET revision = max(revision, excluded.revision)",
+                    values(chunk.len(), "(?, ?, ?)")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (c, k, r) in chunk {
+                    q = q.bind(*c).bind(k.as_str()).bind(*r);
+                }
+                q.execute(&mut **tx).await?;
             }
-            q.execute(&mut **tx).await?;
+            let told: Vec<Option<i64>> = subjects.iter().map(|s| known.get(s).copied()).collect();
+            matching_news(rules, cands, &tagged, revs, &told)
         }
-        pairs = maybe_news(rules, cands, pairs, revs, &known);
-    }
+    };
     if pairs.is_empty() {
         return Ok(());
     }
