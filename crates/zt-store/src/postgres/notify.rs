@@ -109,10 +109,10 @@ async fn load_rules(tx: &mut Tx, company: CompanyId) -> Result<Vec<NotificationR
 /// `finding.opened` / `finding.kev` of the findings a batch opened, inside its transaction
 /// (after coverage was applied): a company without rules costs one statement; suppressed
 /// findings never notify.
-pub(crate) async fn opened_in_tx<'a>(
+pub(crate) async fn opened_in_tx(
     tx: &mut Tx,
     scope: &mut CompanyScope,
-    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    opened: Vec<(CompanyId, AgentId, &ChangedFinding)>,
     packages: &HashMap<SoftwareKey, PackageRef>,
     now: DateTime<Utc>,
 ) -> Result<()> {

@@ -155,9 +155,9 @@ pub(crate) async fn write_in_tx(
 /// `finding.opened` / `finding.kev` of the findings a group opened, inside its transaction
 /// (after coverage was applied): companies without rules cost one statement; suppressed
 /// findings never notify.
-pub(crate) async fn opened_in_tx<'a>(
+pub(crate) async fn opened_in_tx(
     tx: &mut Tx,
-    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    opened: Vec<(CompanyId, AgentId, &ChangedFinding)>,
     packages: &HashMap<SoftwareKey, PackageRef>,
     now: DateTime<Utc>,
 ) -> Result<()> {
