@@ -460,6 +460,90 @@ pub(crate) fn pair_keys(
     keys
 }
 
+/// The rules' revisions as a transaction read them: each company's counter (read before its
+/// rules) and each rule's (read after).
+#[derive(Debug, Default)]
+pub(crate) struct Revisions {
+    pub(crate) company: HashMap<CompanyId, i64>,
+    pub(crate) rules: HashMap<Uuid, i64>,
+}
+
+/// A subject as `notification_subjects` knows it: a changed severity or KEV flag is another.
+pub(crate) fn subject_key(c: &Candidate) -> String {
+    format!("{}:{}:{}", c.key(), c.severity.unwrap_or(-1), c.kev)
+}
+
+/// Subjects known: (company, subject key) → the revision they were told at.
+pub(crate) type KnownSubjects = HashMap<(CompanyId, String), i64>;
+
+/// Each candidate's (company, subject key), by index.
+pub(crate) fn cand_subjects(cands: &[Candidate]) -> Vec<(CompanyId, String)> {
+    cands
+        .iter()
+        .map(|c| (c.company_id, subject_key(c)))
+        .collect()
+}
+
+/// As [`matching`], leaving out what was told already: a rule no newer than the revision a
+/// candidate's subject was told at, without host tags, heard of it then (or did not hear of
+/// it, and still would not). Old news thus costs nothing per rule — not even a key probe.
+pub(crate) fn matching_news(
+    rules: &[NotificationRule],
+    cands: &[Candidate],
+    tagged: &TaggedHosts,
+    revs: &Revisions,
+    told: &[Option<i64>],
+) -> Vec<Pair> {
+    let mut by_company: HashMap<CompanyId, Vec<usize>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        by_company.entry(r.company_id).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (ci, c) in cands.iter().enumerate() {
+        let told = told.get(ci).copied().flatten();
+        for &ri in by_company
+            .get(&c.company_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let rule = &rules[ri];
+            if let Some(told) = told {
+                let newer = revs.rules.get(&rule.rule_id).is_none_or(|r| *r > told);
+                if !newer && rule.tags.is_empty() {
+                    continue;
+                }
+            }
+            if let Some(hosts) = rule_matches(rule, c, tagged) {
+                out.push(Pair {
+                    rule: ri,
+                    cand: ci,
+                    hosts,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The subjects to record at the company's revision as read (every rule of that revision or
+/// older was considered by this transaction): new ones and ones known at an older revision.
+pub(crate) fn subjects_to_record(
+    subjects: &[(CompanyId, String)],
+    revs: &Revisions,
+    known: &KnownSubjects,
+) -> Vec<(CompanyId, String, i64)> {
+    subjects
+        .iter()
+        .filter_map(|(c, k)| {
+            let rev = revs.company.get(c).copied().unwrap_or(0);
+            match known.get(&(*c, k.clone())) {
+                Some(told) if *told >= rev => None,
+                _ => Some((*c, k.clone(), rev)),
+            }
+        })
+        .collect()
+}
+
 /// The open digest messages [`plan`] merges fresh news into: (rule, group key) of every
 /// digest rule with a fresh pair. Immediate rules need none: fresh news is a new message,
 /// old news is no message.
@@ -1044,6 +1128,40 @@ mod tests {
             now + Duration::minutes(1),
         );
         assert_ne!(later[0].key(), cands[0].key());
+    }
+
+    #[test]
+    fn old_news_skips_the_rules_told_already() {
+        let c = CompanyId(Uuid::from_u128(1));
+        let old = rule(0, &[FINDING_OPENED], None);
+        let new = rule(0, &[FINDING_OPENED], None);
+        let mut tagged_rule = rule(0, &[FINDING_OPENED], None);
+        tagged_rule.tags = vec!["prod".into()];
+        let rules = vec![old.clone(), new.clone(), tagged_rule];
+        let revs = Revisions {
+            company: [(c, 7)].into(),
+            rules: [(old.rule_id, 3), (new.rule_id, 7), (rules[2].rule_id, 1)].into(),
+        };
+        let a1 = AgentId(Uuid::from_u128(1));
+        let f = opened("CVE-1", Severity::High, false);
+        let cands = vuln_candidates([(c, a1, &f)], &HashMap::new(), &Suppressed::new());
+        let tagged: TaggedHosts = [((c, "prod".to_string()), [a1].into())].into();
+        // Told at revision 5: the rule changed since (7) and the tagged one are asked.
+        let pairs = matching_news(&rules, &cands, &tagged, &revs, &[Some(5)]);
+        assert_eq!(pairs.iter().map(|p| p.rule).collect::<Vec<_>>(), vec![1, 2]);
+        // New: every rule.
+        assert_eq!(
+            matching_news(&rules, &cands, &tagged, &revs, &[None]).len(),
+            3
+        );
+        let subjects = cand_subjects(&cands);
+        let known: KnownSubjects = [(subjects[0].clone(), 5)].into();
+        assert_eq!(
+            subjects_to_record(&subjects, &revs, &known),
+            vec![(c, subjects[0].1.clone(), 7)]
+        );
+        let current: KnownSubjects = [(subjects[0].clone(), 7)].into();
+        assert!(subjects_to_record(&subjects, &revs, &current).is_empty());
     }
 
     #[test]

@@ -38,8 +38,57 @@ pub(crate) async fn write_in_tx(
     for (company, cands) in by_company {
         scope.enter(tx, company).await?;
         let rules = load_rules(tx, company).await?;
-        write_company(tx, company, &rules, &cands, now).await?;
+        write_company(tx, company, &rules, None, &cands, now).await?;
     }
+    Ok(())
+}
+
+/// The company's rules with their revisions: the company's counter read first (every rule of
+/// that revision is among the rules read after it).
+async fn load_rules_with_revisions(
+    tx: &mut Tx,
+    company: CompanyId,
+) -> Result<(Vec<NotificationRule>, Revisions)> {
+    let mut revs = Revisions::default();
+    let rev: Option<i64> = sqlx::query_scalar(
+        "SELECT revision FROM notification_rule_revisions WHERE company_id = $1",
+    )
+    .bind(company)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(rev) = rev {
+        revs.company.insert(company, rev);
+    }
+    let rules = load_rules(tx, company).await?;
+    let rows =
+        sqlx::query("SELECT rule_id, revision FROM notification_rules WHERE company_id = $1")
+            .bind(company)
+            .fetch_all(&mut **tx)
+            .await?;
+    for row in rows {
+        revs.rules.insert(row.get(0), row.get(1));
+    }
+    Ok((rules, revs))
+}
+
+/// A rule's change takes the next revision of its company's rules (scope: the company).
+async fn next_rule_revision(tx: &mut Tx, company_id: CompanyId, rule_id: Uuid) -> Result<()> {
+    let rev: i64 = sqlx::query_scalar(
+        "INSERT INTO notification_rule_revisions (company_id, revision) VALUES ($1, 1) \
+         ON CONFLICT (company_id) DO UPDATE \
+         SET revision = notification_rule_revisions.revision + 1 RETURNING revision",
+    )
+    .bind(company_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE notification_rules SET revision = $1 WHERE company_id = $2 AND rule_id = $3",
+    )
+    .bind(rev)
+    .bind(company_id)
+    .bind(rule_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -57,10 +106,10 @@ async fn load_rules(tx: &mut Tx, company: CompanyId) -> Result<Vec<NotificationR
 /// `finding.opened` / `finding.kev` of the findings a batch opened, inside its transaction
 /// (after coverage was applied): a company without rules costs one statement; suppressed
 /// findings never notify.
-pub(crate) async fn opened_in_tx<'a>(
+pub(crate) async fn opened_in_tx(
     tx: &mut Tx,
     scope: &mut CompanyScope,
-    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    opened: Vec<(CompanyId, AgentId, &ChangedFinding)>,
     packages: &HashMap<SoftwareKey, PackageRef>,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -87,7 +136,7 @@ pub(crate) async fn changed_in_tx<'a>(
     }
     for (company, (opened, raised)) in by_company {
         scope.enter(tx, company).await?;
-        let rules = load_rules(tx, company).await?;
+        let (rules, revs) = load_rules_with_revisions(tx, company).await?;
         if rules.is_empty() {
             continue;
         }
@@ -95,7 +144,7 @@ pub(crate) async fn changed_in_tx<'a>(
         let suppressed = suppressed_among(tx, company, &both).await?;
         let mut cands = vuln_candidates(opened, packages, &suppressed);
         cands.extend(kev_candidates(raised, packages, &suppressed));
-        write_company(tx, company, &rules, &cands, now).await?;
+        write_company(tx, company, &rules, Some(&revs), &cands, now).await?;
     }
     Ok(())
 }
@@ -164,10 +213,13 @@ async fn tagged_hosts(
     Ok(out)
 }
 
+/// Writes the messages of these candidates for the company's rules. With `revs`, subjects
+/// told already to every rule that hears of them are passed over before any key is probed.
 async fn write_company(
     tx: &mut Tx,
     company: CompanyId,
     rules: &[NotificationRule],
+    revs: Option<&Revisions>,
     cands: &[Candidate],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -175,7 +227,46 @@ async fn write_company(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let pairs = matching(rules, cands, &tagged);
+    let pairs = match revs {
+        None => matching(rules, cands, &tagged),
+        Some(revs) => {
+            let subjects = cand_subjects(cands);
+            let mut unique = subjects.clone();
+            unique.sort();
+            unique.dedup();
+            let keys: Vec<String> = unique.iter().map(|(_, k)| k.clone()).collect();
+            let rows = sqlx::query(
+                "SELECT key, revision FROM notification_subjects \
+                 WHERE company_id = $1 AND key = ANY($2)",
+            )
+            .bind(company)
+            .bind(&keys)
+            .fetch_all(&mut **tx)
+            .await?;
+            let known: KnownSubjects = rows
+                .iter()
+                .map(|r| ((company, r.get::<String, _>(0)), r.get::<i64, _>(1)))
+                .collect();
+            let record = subjects_to_record(&unique, revs, &known);
+            if !record.is_empty() {
+                let (keys, rev): (Vec<String>, Vec<i64>) =
+                    record.into_iter().map(|(_, k, r)| (k, r)).unzip();
+                sqlx::query(
+                    "INSERT INTO notification_subjects (company_id, key, revision) \
+                     SELECT $1, k, r FROM unnest($2::text[], $3::bigint[]) AS t(k, r) \
+                     ON CONFLICT (company_id, key) DO UPDATE \
+                     SET revision = GREATEST(notification_subjects.revision, excluded.revision)",
+                )
+                .bind(company)
+                .bind(&keys)
+                .bind(&rev)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let told: Vec<Option<i64>> = subjects.iter().map(|s| known.get(s).copied()).collect();
+            matching_news(rules, cands, &tagged, revs, &told)
+        }
+    };
     if pairs.is_empty() {
         return Ok(());
     }
@@ -312,7 +403,7 @@ pub(crate) async fn analysis_expired_in_tx(
         }
     }
     let cand = analysis_expired_candidate(company_id, analysis, severity, kev, hosts);
-    write_company(tx, company_id, &rules, &[cand], now).await
+    write_company(tx, company_id, &rules, None, &[cand], now).await
 }
 
 /// Marks a company's findings crossing into `told` (due by `by`) and returns them (scope:
@@ -442,6 +533,7 @@ impl NotificationStore for PgStore {
         .bind(rule.created_at)
         .execute(&mut *tx)
         .await?;
+        next_rule_revision(&mut tx, rule.company_id, rule.rule_id).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -502,6 +594,9 @@ impl NotificationStore for PgStore {
         .bind(rule.rule_id)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            next_rule_revision(&mut tx, rule.company_id, rule.rule_id).await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -619,7 +714,7 @@ impl NotificationStore for PgStore {
                 .filter(|r| r.company_id == company)
                 .cloned()
                 .collect();
-            write_company(&mut tx, company, &company_rules, &cands, now).await?;
+            write_company(&mut tx, company, &company_rules, None, &cands, now).await?;
             tx.commit().await?;
         }
         Ok(marked)
@@ -657,7 +752,7 @@ impl NotificationStore for PgStore {
                 .cloned()
                 .collect();
             let mut tx = self.begin_for_company(company).await?;
-            write_company(&mut tx, company, &company_rules, &cands, now).await?;
+            write_company(&mut tx, company, &company_rules, None, &cands, now).await?;
             tx.commit().await?;
         }
         Ok(n)

@@ -44,6 +44,94 @@ async fn load_rules(tx: &mut Tx, companies: &[CompanyId]) -> Result<Vec<Notifica
     Ok(rules)
 }
 
+/// The rules of these companies with their revisions: each company's counter read first
+/// (every rule of that revision is among the rules read after it).
+async fn load_rules_with_revisions(
+    tx: &mut Tx,
+    companies: &[CompanyId],
+) -> Result<(Vec<NotificationRule>, Revisions)> {
+    let mut revs = Revisions::default();
+    for chunk in padded_chunks(companies) {
+        let sql = format!(
+            "SELECT company_id, revision FROM notification_rule_revisions \
+             WHERE company_id IN ({})",
+            values(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in &chunk {
+            q = q.bind(**c);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            revs.company.insert(
+                CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
+                row.get(1),
+            );
+        }
+    }
+    let rules = load_rules(tx, companies).await?;
+    for chunk in padded_chunks(companies) {
+        let sql = format!(
+            "SELECT rule_id, revision FROM notification_rules WHERE company_id IN ({})",
+            values(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in &chunk {
+            q = q.bind(**c);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            revs.rules.insert(
+                crate::common::uuid_from(row.get::<&[u8], _>(0))?,
+                row.get(1),
+            );
+        }
+    }
+    Ok((rules, revs))
+}
+
+/// The subjects among these that were told already, with the revision they were told at.
+async fn known_subjects(tx: &mut Tx, subjects: &[(CompanyId, String)]) -> Result<KnownSubjects> {
+    let mut out = KnownSubjects::new();
+    for chunk in padded_chunks(subjects) {
+        let sql = format!(
+            "SELECT company_id, key, revision FROM notification_subjects \
+             WHERE (company_id, key) IN (VALUES {})",
+            values(chunk.len(), "(?, ?)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (c, k) in &chunk {
+            q = q.bind(*c).bind(k.as_str());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                (
+                    CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
+                    row.get(1),
+                ),
+                row.get(2),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A rule's change takes the next revision of its company's rules.
+async fn next_rule_revision(tx: &mut Tx, company_id: CompanyId, rule_id: Uuid) -> Result<()> {
+    let rev: i64 = sqlx::query_scalar(
+        "INSERT INTO notification_rule_revisions (company_id, revision) VALUES (?, 1) \
+         ON CONFLICT (company_id) DO UPDATE SET revision = revision + 1 RETURNING revision",
+    )
+    .bind(company_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE notification_rules SET revision = ? WHERE company_id = ? AND rule_id = ?")
+        .bind(rev)
+        .bind(company_id)
+        .bind(rule_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn companies_of(cands: &[Candidate]) -> Vec<CompanyId> {
     let mut companies: Vec<CompanyId> = cands.iter().map(|c| c.company_id).collect();
     companies.sort();
@@ -61,15 +149,15 @@ pub(crate) async fn write_in_tx(
         return Ok(());
     }
     let rules = load_rules(tx, &companies_of(cands)).await?;
-    write_with_rules(tx, &rules, cands, now).await
+    write_with_rules(tx, &rules, None, cands, now).await
 }
 
 /// `finding.opened` / `finding.kev` of the findings a group opened, inside its transaction
 /// (after coverage was applied): companies without rules cost one statement; suppressed
 /// findings never notify.
-pub(crate) async fn opened_in_tx<'a>(
+pub(crate) async fn opened_in_tx(
     tx: &mut Tx,
-    opened: Vec<(CompanyId, AgentId, &'a ChangedFinding)>,
+    opened: Vec<(CompanyId, AgentId, &ChangedFinding)>,
     packages: &HashMap<SoftwareKey, PackageRef>,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -91,7 +179,7 @@ pub(crate) async fn changed_in_tx<'a>(
     let mut companies: Vec<CompanyId> = opened.iter().chain(&raised).map(|o| o.0).collect();
     companies.sort();
     companies.dedup();
-    let rules = load_rules(tx, &companies).await?;
+    let (rules, revs) = load_rules_with_revisions(tx, &companies).await?;
     if rules.is_empty() {
         return Ok(());
     }
@@ -108,7 +196,7 @@ pub(crate) async fn changed_in_tx<'a>(
     let suppressed = suppressed_among(tx, &both).await?;
     let mut cands = vuln_candidates(opened, packages, &suppressed);
     cands.extend(kev_candidates(raised, packages, &suppressed));
-    write_with_rules(tx, &rules, &cands, now).await
+    write_with_rules(tx, &rules, Some(&revs), &cands, now).await
 }
 
 /// Which of the opened findings a suppressing analysis covers (coverage is applied before):
@@ -183,9 +271,12 @@ async fn tagged_hosts(
     Ok(out)
 }
 
+/// Writes the messages of these candidates for these rules. With `revs`, subjects told
+/// already to every rule that hears of them are passed over before any key is probed.
 async fn write_with_rules(
     tx: &mut Tx,
     rules: &[NotificationRule],
+    revs: Option<&Revisions>,
     cands: &[Candidate],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -193,7 +284,33 @@ async fn write_with_rules(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let pairs = matching(rules, cands, &tagged);
+    let pairs = match revs {
+        None => matching(rules, cands, &tagged),
+        Some(revs) => {
+            let subjects = cand_subjects(cands);
+            let mut unique = subjects.clone();
+            unique.sort();
+            unique.dedup();
+            let known = known_subjects(tx, &unique).await?;
+            // Unpadded: a row twice in one upsert would be updated twice.
+            let record = subjects_to_record(&unique, revs, &known);
+            for chunk in record.chunks(256) {
+                let sql = format!(
+                    "INSERT INTO notification_subjects (company_id, key, revision) VALUES {} \
+                     ON CONFLICT (company_id, key) DO UPDATE \
+                     SET revision = max(revision, excluded.revision)",
+                    values(chunk.len(), "(?, ?, ?)")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (c, k, r) in chunk {
+                    q = q.bind(*c).bind(k.as_str()).bind(*r);
+                }
+                q.execute(&mut **tx).await?;
+            }
+            let told: Vec<Option<i64>> = subjects.iter().map(|s| known.get(s).copied()).collect();
+            matching_news(rules, cands, &tagged, revs, &told)
+        }
+    };
     if pairs.is_empty() {
         return Ok(());
     }
@@ -314,7 +431,7 @@ pub(crate) async fn analysis_expired_in_tx(
         }
     }
     let cand = analysis_expired_candidate(company_id, analysis, severity, kev, hosts);
-    write_with_rules(tx, &rules, &[cand], now).await
+    write_with_rules(tx, &rules, None, &[cand], now).await
 }
 
 /// Marks the findings of one company crossing into `told` (due by `by`) and returns them.
@@ -423,6 +540,7 @@ impl NotificationStore for SqliteStore {
         .bind(ms(rule.created_at))
         .execute(&mut *w.tx)
         .await?;
+        next_rule_revision(&mut w.tx, rule.company_id, rule.rule_id).await?;
         w.commit().await?;
         Ok(true)
     }
@@ -478,6 +596,9 @@ impl NotificationStore for SqliteStore {
         .bind(rule.rule_id)
         .execute(&mut *w.tx)
         .await?;
+        if done.rows_affected() == 1 {
+            next_rule_revision(&mut w.tx, rule.company_id, rule.rule_id).await?;
+        }
         w.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -598,7 +719,7 @@ impl NotificationStore for SqliteStore {
                 .filter(|r| r.company_id == company)
                 .cloned()
                 .collect();
-            write_with_rules(&mut w.tx, &company_rules, &cands, now).await?;
+            write_with_rules(&mut w.tx, &company_rules, None, &cands, now).await?;
             w.commit().await?;
         }
         Ok(marked)
@@ -644,7 +765,7 @@ impl NotificationStore for SqliteStore {
         }
         let n = cands.len() as u64;
         let mut w = self.begin_background_write().await?;
-        write_with_rules(&mut w.tx, &rules, &cands, now).await?;
+        write_with_rules(&mut w.tx, &rules, None, &cands, now).await?;
         w.commit().await?;
         Ok(n)
     }

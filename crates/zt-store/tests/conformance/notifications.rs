@@ -656,6 +656,35 @@ pub async fn notifications_leave_out_suppressed_findings_and_follow_host_tags(an
         ]),
         "only db-2 carries the tag"
     );
+    // A rule created now hears of a vulnerability the others were told of, the others do
+    // not hear of it again.
+    assert!(n
+        .create_rule(&rule(acme, "late", &["finding.opened"], None, 0))
+        .await
+        .unwrap());
+    let ops = agent(store, acme, "ops-4", 144).await;
+    report(
+        store,
+        acme,
+        ops,
+        ("ops-4", &debian()),
+        &[npm("lodash", "4.17.15")],
+        t,
+    )
+    .await;
+    let claimed = due(n, Utc::now()).await;
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| c.rule.name.as_str())
+            .collect::<Vec<_>>(),
+        ["late"],
+        "{claimed:?}"
+    );
+    assert_eq!(
+        of_rule(&claimed, "late"),
+        msgs(&[("finding.opened", "CVE-2020-8203", 3)])
+    );
 }
 
 /// `sla.due_soon` and `sla.overdue`: each finding is told once per crossing, one message per
