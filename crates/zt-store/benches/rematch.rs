@@ -173,7 +173,7 @@ fn catalogue(advisories: &[Advisory], at_least: usize) -> Vec<App> {
     let mut out = Vec::new();
     for ((eco, name), versions) in keys {
         let source = match eco.as_str() {
-            "PyPI" => AppSource::Python,
+            "PyPI" => AppSource::Pypi,
             "crates.io" => AppSource::Cargo,
             "Go" => AppSource::Go,
             _ => continue,

@@ -340,7 +340,7 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
         .flat_map(|p| {
             versions_of(&all, p)
                 .into_iter()
-                .map(move |v| App::new(*p, &v, AppSource::Python))
+                .map(move |v| App::new(*p, &v, AppSource::Pypi))
         })
         .collect();
     assert!(catalogue.len() > 40);
