@@ -459,10 +459,7 @@ impl PgStore {
         keys.sort();
         keys.dedup();
         let packages = super::events::load_packages(&mut tx, &keys).await?;
-        let mut cands = vuln_candidates(
-            opened.iter().map(|(a, f)| (company_id, *a, f)),
-            &packages,
-        );
+        let mut cands = vuln_candidates(opened.iter().map(|(a, f)| (company_id, *a, f)), &packages);
         cands.extend(kev_candidates(
             raised.iter().map(|(a, f)| (company_id, *a, f)),
             &packages,

@@ -430,7 +430,10 @@ impl SqliteStore {
         }
         // New findings an analysis covers are suppressed before they are counted.
         super::analyses::cover_agents(&mut w.tx, &touched, now_ms).await?;
-        let hex: Vec<String> = touched.iter().map(|(_, a)| hex::encode(a.as_bytes())).collect();
+        let hex: Vec<String> = touched
+            .iter()
+            .map(|(_, a)| hex::encode(a.as_bytes()))
+            .collect();
         sqlx::query(
             "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
              open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0), \
@@ -450,10 +453,7 @@ impl SqliteStore {
         keys.sort();
         keys.dedup();
         let packages = super::apply::load_packages(&mut w.tx, &keys).await?;
-        let mut cands = vuln_candidates(
-            opened.iter().map(|(a, f)| (company_id, *a, f)),
-            &packages,
-        );
+        let mut cands = vuln_candidates(opened.iter().map(|(a, f)| (company_id, *a, f)), &packages);
         cands.extend(kev_candidates(
             raised.iter().map(|(a, f)| (company_id, *a, f)),
             &packages,
