@@ -260,21 +260,18 @@ fn read_streamed(
     let mut head = Vec::with_capacity(4096);
     (&mut reader).take(4096).read_to_end(&mut head)?;
     let text = String::from_utf8_lossy(&head).into_owned();
-    let whole = std::io::BufReader::with_capacity(
-        64 << 10,
-        std::io::Cursor::new(head).chain(reader),
-    );
+    let whole =
+        std::io::BufReader::with_capacity(64 << 10, std::io::Cursor::new(head).chain(reader));
     if epss::looks_like_epss(&text) {
         epss::parse_epss_reader(whole, |r| on_item(wrap(name, r.map(FeedRecord::Epss))))?;
     } else if kev::looks_like_kev_csv(&text) {
-        if let Err(e) = kev::parse_kev_csv(whole, |r| on_item(wrap(name, r.map(FeedRecord::Kev))))
-        {
+        if let Err(e) = kev::parse_kev_csv(whole, |r| on_item(wrap(name, r.map(FeedRecord::Kev)))) {
             on_item(file_error(name, None, format!("bad KEV CSV: {e}")));
         }
     } else if kev::looks_like_kev_json_head(&text) {
-        if let Err(e) = kev::parse_kev_json_reader(whole, &mut |r| {
-            on_item(wrap(name, r.map(FeedRecord::Kev)))
-        }) {
+        if let Err(e) =
+            kev::parse_kev_json_reader(whole, &mut |r| on_item(wrap(name, r.map(FeedRecord::Kev))))
+        {
             on_item(file_error(name, None, e));
         }
     } else {

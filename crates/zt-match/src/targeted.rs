@@ -167,7 +167,11 @@ impl ChangeScope {
         let mut included = vec![false; kb.advisories.len()];
         let mut queue: Vec<usize> = Vec::new();
         let mut start_ids: HashSet<&str> = seeds.clone();
-        for a in kb.advisories.iter().filter(|a| seeds.contains(a.id.as_str())) {
+        for a in kb
+            .advisories
+            .iter()
+            .filter(|a| seeds.contains(a.id.as_str()))
+        {
             // A withdrawn advisory's ids still tie the groups it was part of.
             start_ids.extend(a.aliases.iter().chain(&a.upstream).map(String::as_str));
         }

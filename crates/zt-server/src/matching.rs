@@ -236,8 +236,7 @@ async fn rematch_as_the_one(
         Ok(report) => {
             metrics::counter!("knowledge_rematched_software_total")
                 .increment(report.software_matched);
-            metrics::counter!("rematch_software_versions_total")
-                .increment(report.software_matched);
+            metrics::counter!("rematch_software_versions_total").increment(report.software_matched);
             metrics::counter!("rematch_agents_total").increment(report.agents_reconciled);
             if report.worked() {
                 tracing::info!(

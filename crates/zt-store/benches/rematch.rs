@@ -155,7 +155,9 @@ fn catalogue(advisories: &[Advisory], at_least: usize) -> Vec<App> {
     let mut per: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
     for a in advisories {
         for p in &a.affected {
-            let set = per.entry((p.ecosystem.clone(), p.name.clone())).or_default();
+            let set = per
+                .entry((p.ecosystem.clone(), p.name.clone()))
+                .or_default();
             set.extend(p.versions.iter().take(12).cloned());
             for r in &p.ranges {
                 for e in &r.events {
@@ -173,7 +175,7 @@ fn catalogue(advisories: &[Advisory], at_least: usize) -> Vec<App> {
     let mut out = Vec::new();
     for ((eco, name), versions) in keys {
         let source = match eco.as_str() {
-            "PyPI" => AppSource::Python,
+            "PyPI" => AppSource::Pypi,
             "crates.io" => AppSource::Cargo,
             "Go" => AppSource::Go,
             _ => continue,
@@ -439,7 +441,10 @@ async fn run(store: &dyn Storage, backend: &str) {
             name: format!("Company {c}"),
             created_at: Utc::now(),
         };
-        store.create_company(&company, TokenHash([c as u8; 32])).await.unwrap();
+        store
+            .create_company(&company, TokenHash([c as u8; 32]))
+            .await
+            .unwrap();
         estate.companies.push(company.id);
     }
     let agents: Vec<NewAgent> = (0..hosts)

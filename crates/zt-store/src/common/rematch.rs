@@ -129,7 +129,11 @@ pub async fn rematch(
             let before: HashSet<SoftwareKey> = if changed.is_empty() {
                 HashSet::new()
             } else {
-                store.software_of_vulns(&changed).await?.into_iter().collect()
+                store
+                    .software_of_vulns(&changed)
+                    .await?
+                    .into_iter()
+                    .collect()
             };
             tracing::info!(
                 revision,

@@ -448,7 +448,10 @@ impl SqliteStore {
         }
         // New findings an analysis covers are suppressed before they are counted.
         super::analyses::cover_agents(&mut w.tx, &touched, now_ms).await?;
-        let hex: Vec<String> = touched.iter().map(|(_, a)| hex::encode(a.as_bytes())).collect();
+        let hex: Vec<String> = touched
+            .iter()
+            .map(|(_, a)| hex::encode(a.as_bytes()))
+            .collect();
         sqlx::query(
             "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
              open_kev, open_fixable) = (SELECT coalesce(sum(f.severity = 5), 0), \

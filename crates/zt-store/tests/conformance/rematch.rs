@@ -26,7 +26,14 @@ use zt_testkit::shared_path;
 
 use super::super::common::{agent_with, company_with, incoming, os};
 
-const PACKAGES: [&str; 6] = ["salt", "apache-airflow", "jinja2", "requests", "urllib3", "pyspark"];
+const PACKAGES: [&str; 6] = [
+    "salt",
+    "apache-airflow",
+    "jinja2",
+    "requests",
+    "urllib3",
+    "pyspark",
+];
 
 fn read(paths: &[PathBuf]) -> (Vec<Advisory>, Vec<KevEntry>, Vec<EpssScore>) {
     let (mut a, mut k, mut e) = (Vec::new(), Vec::new(), Vec::new());
@@ -85,7 +92,12 @@ impl Rematcher for TestMatcher {
         page.into_iter()
             .map(|(key, software)| MatchedSoftware {
                 key,
-                matches: self.index.match_software(&software).iter().map(stored).collect(),
+                matches: self
+                    .index
+                    .match_software(&software)
+                    .iter()
+                    .map(stored)
+                    .collect(),
                 software,
             })
             .collect()
@@ -207,7 +219,16 @@ async fn ingest(store: &dyn Storage, fleet: &[(CompanyId, AgentId, Vec<App>)], m
 }
 
 /// (agent, package, version, vulnerability, severity, KEV, EPSS ‰, fixes) of open findings.
-type Row = (AgentId, String, String, String, String, bool, Option<i64>, Vec<String>);
+type Row = (
+    AgentId,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    Vec<String>,
+);
 
 async fn open_findings(store: &dyn Storage, companies: &[CompanyId]) -> BTreeSet<Row> {
     let mut out = BTreeSet::new();
@@ -313,7 +334,11 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
         .iter()
         .filter(|k| named.contains(k.cve.as_str()))
         .collect();
-    assert_eq!(kev_pypa.len(), 6, "CVEs of salt, airflow and pyspark are in KEV");
+    assert_eq!(
+        kev_pypa.len(),
+        6,
+        "CVEs of salt, airflow and pyspark are in KEV"
+    );
     let catalog_before: Vec<KevEntry> = catalog
         .iter()
         .filter(|k| !named.contains(k.cve.as_str()))
@@ -340,7 +365,7 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
         .flat_map(|p| {
             versions_of(&all, p)
                 .into_iter()
-                .map(move |v| App::new(*p, &v, AppSource::Python))
+                .map(move |v| App::new(*p, &v, AppSource::Pypi))
         })
         .collect();
     assert!(catalogue.len() > 40);
@@ -453,7 +478,10 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
     let r1 = rematch(s, &m1, &never).await.unwrap();
     assert!(r1.complete && r1.targeted, "{r1:?}");
     assert_eq!(r1.changed_advisories, held.len() as u64 + 2);
-    assert!(r1.software_matched > 0 && r1.software_confirmed > 0, "{r1:?}");
+    assert!(
+        r1.software_matched > 0 && r1.software_confirmed > 0,
+        "{r1:?}"
+    );
     assert_eq!(r1.software_matched + r1.software_confirmed, known_software);
     assert_eq!(
         open_findings(s, &companies).await,
@@ -501,14 +529,20 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
     let r2 = rematch(s, &m2, &never).await.unwrap();
     assert!(r2.complete && r2.targeted, "{r2:?}");
     assert_eq!(r2.software_matched, 0, "KEV and EPSS match nothing again");
-    assert!(r2.enrichment_changed > 0 && r2.agents_reconciled > 0, "{r2:?}");
+    assert!(
+        r2.enrichment_changed > 0 && r2.agents_reconciled > 0,
+        "{r2:?}"
+    );
     let now_findings = open_findings(s, &companies).await;
     assert_eq!(
         now_findings,
         expected(&fleet, &m2.index),
         "after KEV and EPSS changes"
     );
-    assert!(now_findings.iter().any(|f| f.5), "KEV findings are shown as such");
+    assert!(
+        now_findings.iter().any(|f| f.5),
+        "KEV findings are shown as such"
+    );
     let kev_told = n
         .claim_notifications("d", Utc::now(), lease, 10_000)
         .await
@@ -516,7 +550,12 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
     let kev_vulns: BTreeSet<String> = kev_told
         .iter()
         .filter(|c| c.event == "finding.kev")
-        .filter_map(|c| c.data.get("vuln_id").and_then(|v| v.as_str()).map(String::from))
+        .filter_map(|c| {
+            c.data
+                .get("vuln_id")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        })
         .collect();
     let acme_kev: BTreeSet<String> = now_findings
         .iter()
@@ -524,7 +563,10 @@ pub async fn targeted_rematch_equals_a_full_rematch(store: &AnyStore) {
         .map(|f| f.3.clone())
         .collect();
     assert!(!acme_kev.is_empty());
-    assert_eq!(kev_vulns, acme_kev, "finding.kev for each vulnerability that became KEV");
+    assert_eq!(
+        kev_vulns, acme_kev,
+        "finding.kev for each vulnerability that became KEV"
+    );
 
     // The agents' counters agree with their findings.
     let agent_counts = |fs: &BTreeSet<Row>| {
