@@ -423,11 +423,18 @@ pub async fn audit(
     Ok(Json(page).into_response())
 }
 
+/// A host tag (the document's name for the items of `tags`).
+#[derive(ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.:/=-]+$")]
+#[allow(dead_code)]
+pub struct TagName(String);
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"tags": ["dmz", "prod"]}))]
 pub struct Tags {
-    /// Letters, digits and `- _ . : / =`, 1-64 characters each, at most 64.
+    /// ASCII letters, digits and `- _ . : / =`, 1-64 characters each, at most 64.
+    #[schema(value_type = Vec<TagName>, max_items = 64)]
     tags: Vec<String>,
     /// Why, for the audit trail (on PUT).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,8 +62,10 @@ pub struct CreateRule {
     /// Only hosts carrying one of these tags.
     tags: Option<Vec<String>>,
     /// 0 (default): each message at once; N: one digest per event every N minutes (≤ 1440).
+    #[schema(minimum = 0, maximum = 1440)]
     digest_minutes: Option<u32>,
     /// agent.stale: days without a report (default 7).
+    #[schema(minimum = 1, maximum = 365)]
     stale_days: Option<u32>,
     destination: DestinationIn,
 }
@@ -79,7 +81,9 @@ pub struct PatchRule {
     min_severity: Option<String>,
     kev_only: Option<bool>,
     tags: Option<Vec<String>>,
+    #[schema(minimum = 0, maximum = 1440)]
     digest_minutes: Option<u32>,
+    #[schema(minimum = 1, maximum = 365)]
     stale_days: Option<u32>,
     /// Replaces the destination; its secret is kept unless given (an empty one removes it).
     destination: Option<DestinationIn>,

@@ -206,8 +206,10 @@ pub(crate) fn parse_severities(list: Option<&str>) -> ApiResult<Vec<Severity>> {
 }
 
 /// Marks the agent stale when it was last heard of before the threshold.
+/// A decommissioned agent is not expected to report any more, so it is never stale.
 pub(crate) fn mark_stale(agent: &mut Agent, stale_before: chrono::DateTime<chrono::Utc>) {
-    agent.stale = agent.last_seen_at.unwrap_or(agent.enrolled_at) < stale_before;
+    agent.stale =
+        !agent.decommissioned && agent.last_seen_at.unwrap_or(agent.enrolled_at) < stale_before;
 }
 
 /// The company's hosts: searched, filtered and sorted; `format=csv` exports them.
@@ -415,7 +417,7 @@ impl FindingsQuery {
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)] // documents the values of `format`
-pub(super) enum ExportFormat {
+pub(crate) enum ExportFormat {
     Json,
     Csv,
 }

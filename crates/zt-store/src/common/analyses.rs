@@ -37,7 +37,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
     }
 }
 
-/// Checks a tag: 1-64 characters of letters, digits and `-_.:/=`.
+/// Checks a tag: 1-64 ASCII letters, digits and `-_.:/=` (ASCII, so that the OpenAPI
+/// document's pattern says exactly which tags are taken: a schema regex has no portable
+/// notion of "any letter").
 pub(crate) fn check_tag(field: &'static str, tag: &str) -> Result<()> {
     if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN {
         return Err(invalid(
@@ -47,11 +49,11 @@ pub(crate) fn check_tag(field: &'static str, tag: &str) -> Result<()> {
     }
     if let Some(c) = tag
         .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
     {
         return Err(invalid(
             field,
-            format!("tag {tag:?} has {c:?}; tags are letters, digits and - _ . : / ="),
+            format!("tag {tag:?} has {c:?}; tags are ASCII letters, digits and - _ . : / ="),
         ));
     }
     Ok(())
