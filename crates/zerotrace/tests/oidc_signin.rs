@@ -44,7 +44,7 @@ impl Drop for Provider {
     }
 }
 
-fn start_provider(dir: &Path, users: &[Value]) -> Provider {
+async fn start_provider(dir: &Path, users: &[Value]) -> Provider {
     let port = free_port();
     let log = std::fs::File::create(dir.join("oidc-provider.log")).unwrap();
     let mut cmd = Command::new("oidc-provider-mock");
@@ -64,8 +64,9 @@ fn start_provider(dir: &Path, users: &[Value]) -> Provider {
     };
     let discovery = format!("{}/.well-known/openid-configuration", provider.url);
     let started = Instant::now();
+    let http = reqwest::Client::new();
     loop {
-        if let Ok(r) = reqwest::blocking::get(&discovery) {
+        if let Ok(r) = http.get(&discovery).send().await {
             if r.status().is_success() {
                 return provider;
             }
@@ -75,7 +76,7 @@ fn start_provider(dir: &Path, users: &[Value]) -> Provider {
             "the OIDC provider did not start: {}",
             std::fs::read_to_string(dir.join("oidc-provider.log")).unwrap_or_default()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -147,7 +148,12 @@ impl Browser {
         let back = self
             .http
             .post(authorize.clone())
-            .form(&[("sub", sub)])
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("sub", sub)
+                    .finish(),
+            )
             .send()
             .await
             .unwrap();
@@ -244,7 +250,8 @@ async fn people_sign_in_through_a_real_oidc_provider_with_their_group_s_role() {
             // One group as a plain string, mapped through the file.
             json!({"sub": "dave", "email": "dave@globex.example", "groups": "globex-admins"}),
         ],
-    );
+    )
+    .await;
     let map_file = env.path().join("oidc-groups");
     std::fs::write(
         &map_file,
