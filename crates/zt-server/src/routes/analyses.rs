@@ -268,7 +268,7 @@ pub async fn list_analyses(
 ) -> ApiResult<Response> {
     let caller = caller(&state, &headers, &company_id).await?;
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(AnalysisStatus::parse(s).ok_or_else(|| {
             ApiError::invalid_request(
                 "status",
@@ -276,6 +276,12 @@ pub async fn list_analyses(
             )
         })?),
     };
+    if q.vuln_id.as_ref().is_some_and(|v| v.chars().count() > 512) {
+        return Err(ApiError::invalid_request(
+            "vuln_id",
+            "at most 512 characters",
+        ));
+    }
     let filter = AnalysisFilter {
         status,
         vuln_id: q.vuln_id.filter(|v| !v.is_empty()),

@@ -733,7 +733,8 @@ pub async fn deliveries(
 }
 
 pub(crate) fn delivery_params(q: &DeliveryQuery) -> ApiResult<(Option<Uuid>, Option<i64>, u32)> {
-    let rule_id = match q.rule_id.as_deref().filter(|s| !s.is_empty()) {
+    // Empty is not "any rule": the document says a UUID (the dashboard leaves it out).
+    let rule_id = match q.rule_id.as_deref() {
         Some(s) => Some(
             s.parse::<Uuid>()
                 .map_err(|_| ApiError::invalid_request("rule_id", "must be a rule id (UUID)"))?,

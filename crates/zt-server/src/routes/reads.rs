@@ -372,8 +372,9 @@ pub struct FindingsQuery {
     /// Only findings on hosts carrying this tag.
     #[param(value_type = Option<String>, max_length = 64)]
     tag: Option<String>,
-    /// Only findings past their SLA due date (`true`).
-    #[param(value_type = Option<bool>)]
+    /// Only findings past their SLA due date: `true` (the only value; leave it out for every
+    /// finding).
+    #[param(value_type = Option<String>, pattern = "^true$")]
     overdue: Option<String>,
     /// Only findings due within this many days (overdue ones included).
     #[param(value_type = Option<u32>, minimum = 0, maximum = 3650)]
