@@ -142,7 +142,7 @@ pub struct CreateAnalysis {
     justification: Option<Justification>,
     #[serde(default)]
     response: Vec<VexResponse>,
-    #[schema(max_length = 10000)]
+    #[schema(max_length = 10000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     details: Option<String>,
     /// Hide the covered findings from counts, lists and notifications.
     #[serde(default)]
@@ -150,7 +150,7 @@ pub struct CreateAnalysis {
     /// When the decision lapses (RFC 3339, in the future); its findings then return.
     expires_at: Option<DateTime<Utc>>,
     /// Why, for the audit trail.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
@@ -167,13 +167,13 @@ pub struct UpdateAnalysis {
     justification: Option<Option<Justification>>,
     response: Option<Vec<VexResponse>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     details: Option<Option<String>>,
     suppress: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     expires_at: Option<Option<DateTime<Utc>>>,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
@@ -206,7 +206,7 @@ pub struct AnalysisQuery {
 #[into_params(parameter_in = Query)]
 pub struct WithdrawQuery {
     /// Why, for the audit trail.
-    #[param(value_type = Option<String>, max_length = 2000)]
+    #[param(value_type = Option<String>, max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
@@ -444,7 +444,7 @@ pub struct Tags {
     tags: Vec<String>,
     /// Why, for the audit trail (on PUT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
