@@ -8,7 +8,8 @@
 # The server runs on a fresh SQLite store in a temporary directory with one company (its
 # admin token, an enrolled agent and a report) and per-address limits off (schemathesis
 # sends many bad credentials on purpose). Requests carry the operator token. Needs
-# `python3 -m pip install schemathesis`.
+# schemathesis (`.ci/run` installs the pinned version). CI runs a short, seeded campaign of the
+# same (crates/zerotrace/tests/schemathesis.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,10 @@ curl -sf -o /dev/null -H "Authorization: Bearer $agent" -H 'content-type: applic
   -d "{\"report_id\":\"$(python3 -c 'import uuid;print(uuid.uuid4())')\",\"collected_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"host\":{\"hostname\":\"web-1\",\"os\":{\"id\":\"debian\",\"version_id\":\"12\",\"name\":\"Debian\"},\"arch\":\"x86_64\"},\"apps\":[{\"name\":\"openssl\",\"version\":\"3.0.11-1~deb12u1\",\"source\":\"dpkg\"}]}" \
   "$url/api/v1/inventory"
 
-schemathesis run "$url/api/openapi.json" --checks all -H "Authorization: Bearer $admin" \
+# The configuration (the cursor format's hooks, the operations that may refuse schema-valid
+# data and why) is the CI test's: crates/zerotrace/tests/schemathesis/.
+config=crates/zerotrace/tests/schemathesis
+PYTHONPATH="$PWD/$config" schemathesis --config-file "$config/schemathesis.toml" \
+  run "$url/api/openapi.json" --checks all -H "Authorization: Bearer $admin" \
   --max-examples "$examples" --workers 2 --phases examples,coverage,fuzzing \
   --no-color "$@"

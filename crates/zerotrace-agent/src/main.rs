@@ -75,7 +75,7 @@ struct ReportArgs {
     /// Trust the CA certificates in this PEM file instead of the built-in roots
     #[arg(long, env = "ZEROTRACE_CA_CERT")]
     ca_cert: Option<PathBuf>,
-    /// A tag of this host, `KEY=VALUE` or `NAME` (repeatable; letters, digits and - _ . : / =).
+    /// A tag of this host, `KEY=VALUE` or `NAME` (repeatable; ASCII letters, digits and - _ . : / =).
     /// Sent with every report: they replace the tags this agent sent before, while tags set
     /// through the server's API stay. In agent.env: ZEROTRACE_AGENT_TAGS=env=prod,dmz
     #[arg(

@@ -119,6 +119,23 @@ async fn until_refused(http: &reqwest::Client, url: &str, token: &str) -> Durati
     }
 }
 
+/// Signs in to the dashboard with `token`; the `zt_session=…` pair for a Cookie header.
+async fn session_cookie_of(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let resp = http
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie");
+    cookie.split(';').next().unwrap_or_default().to_string()
+}
+
 fn redis_key(prefix: &str, token: &str) -> String {
     format!(
         "{prefix}tok:{}",
@@ -344,6 +361,7 @@ async fn revocation_on_one_process_holds_on_another_at_once() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{done}");
+    let decommissioned_by = chrono::Utc::now();
     let report_a = format!("{}/api/v1/reports/{}", a.url, uuid::Uuid::new_v4());
     until_refused(&http, &report_a, &new_token).await;
     let (_, summary) = call(
@@ -367,6 +385,42 @@ async fn revocation_on_one_process_holds_on_another_at_once() {
         .0,
         StatusCode::NOT_FOUND,
         "decommissioned once"
+    );
+    // Its detail stays readable and says that it is decommissioned, and since when: the API
+    // (through the other process) and the dashboard's host view.
+    let (status, detail) = call(
+        &http,
+        Method::GET,
+        &format!("{}/api/v1/companies/{cid}/agents/{aid}", a.url),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["decommissioned"], true, "{detail}");
+    assert_eq!(
+        detail["stale"], false,
+        "a decommissioned host is not stale: {detail}"
+    );
+    let at: chrono::DateTime<chrono::Utc> = detail["decommissioned_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("decommissioned_at: {detail}"));
+    assert!(
+        at <= decommissioned_by && decommissioned_by - at < chrono::Duration::seconds(60),
+        "decommissioned at {at}, the request returned at {decommissioned_by}"
+    );
+    let page = http
+        .get(format!("{}/c/{cid}/hosts/{aid}", a.url))
+        .header("cookie", session_cookie_of(&http, &a.url, &admin).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains(">decommissioned<") && page.contains("id=\"decommissioned\""),
+        "the host view does not say decommissioned"
     );
 
     // The enroll secret rotated: the old one no longer enrolls (on either process).

@@ -16,6 +16,10 @@
 //! - path parameters: filled from the fixtures in [`World::path_value`], all of company A.
 //!   An unknown parameter fails with a message saying where to add a fixture.
 //!
+//! The credentials: the operator; company A's admin and viewer (A's ids fill every path) and
+//! company B's; each company's agent and enroll secret; a bogus token, A's admin token revoked,
+//! A's admin token expired, and none. Each operator and user token also as a session.
+//!
 //! Expected statuses, for a credential C on an operation with requirements S:
 //! public → a documented 2xx whatever C is; C bogus, missing, revoked or expired → 401; C a
 //! user of company B on a path with ids of A, when S admits users → 404 (a foreign id is a
@@ -152,6 +156,8 @@ struct World {
     doomed_company_id: String,
     /// An admin token of company A, revoked before the walk.
     revoked_admin: String,
+    /// An admin token of company A whose expiry has passed.
+    expired_admin: String,
 }
 
 impl World {
@@ -226,6 +232,7 @@ impl World {
                 Company::None,
             ),
             c("revoked", &self.revoked_admin, Kind::Invalid, Company::None),
+            c("expired", &self.expired_admin, Kind::Invalid, Company::None),
             Credential {
                 name: "none".into(),
                 token: None,
@@ -565,6 +572,7 @@ async fn world(env: &Env) -> World {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let expired_admin = expired_token(env, &a.id).await;
     World {
         _server: server,
         url,
@@ -579,7 +587,45 @@ async fn world(env: &Env) -> World {
         spare_token_id,
         doomed_company_id,
         revoked_admin: revoked["token"].as_str().unwrap().to_string(),
+        expired_admin,
     }
+}
+
+/// An admin token of `company` that expired yesterday. The API only makes tokens that expire
+/// in a day or more, so it is written into the store the server runs on, as the server's own
+/// code would have written it a few days ago.
+async fn expired_token(env: &Env, company: &str) -> String {
+    let store = match &env.db {
+        Some(db) => zt_store::AnyStore::open_postgres(
+            &db.url,
+            &zt_store::PgOptions {
+                partitions: 4,
+                max_connections: 2,
+            },
+        )
+        .await
+        .unwrap(),
+        None => zt_store::AnyStore::open_sqlite(&env.path().join("zerotrace.db"))
+            .await
+            .unwrap(),
+    };
+    let token = format!("ztu_expired{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now();
+    let created = store
+        .storage()
+        .create_token(&zt_store::model::NewUserToken {
+            company_id: company.parse().unwrap(),
+            token_id: uuid::Uuid::now_v7(),
+            role: zt_store::model::Role::Admin,
+            name: Some("expired".into()),
+            hash: zt_server::auth::hash_token(&token),
+            created_at: now - chrono::Duration::days(3),
+            expires_at: Some(now - chrono::Duration::days(1)),
+        })
+        .await
+        .unwrap();
+    assert!(created);
+    token
 }
 
 /// One operation of the document.

@@ -145,7 +145,7 @@ pub fn validate_report(report: &InventoryReport) -> Result<(), ReportError> {
     Ok(())
 }
 
-/// What is wrong with a host tag, if anything: tags are 1 to [`MAX_TAG_LEN`] letters, digits
+/// What is wrong with a host tag, if anything: tags are 1 to [`MAX_TAG_LEN`] ASCII letters, digits
 /// and `-_.:/=` (so `env=prod` and `dmz` are tags, and a list of them can be written
 /// comma-separated). The server checks tags set through its API by the same rule.
 pub fn tag_problem(tag: &str) -> Option<String> {
@@ -155,8 +155,10 @@ pub fn tag_problem(tag: &str) -> Option<String> {
         ));
     }
     tag.chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
-        .map(|c| format!("tag {tag:?} has {c:?}; tags are letters, digits and - _ . : / ="))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
+        .map(|c| {
+            format!("tag {tag:?} has {c:?}; tags are ASCII letters, digits and - _ . : / =")
+        })
 }
 
 /// What is wrong with a text field of outside input, if anything: longer than `max`

@@ -109,6 +109,8 @@ pub struct ServerConfig {
     pub feeds_sync: Option<crate::feeds::ScheduledSync>,
     /// Notifications: destinations, deadlines, retries, SMTP, the sealing key (issue 14).
     pub notify: crate::notify::NotifyConfig,
+    /// Sign-in through an OpenID Connect provider (`--oidc-issuer`); None: tokens only.
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 impl ServerConfig {
@@ -167,6 +169,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
             notify: Default::default(),
+            oidc: None,
         }
     }
 }

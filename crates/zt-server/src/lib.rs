@@ -19,6 +19,7 @@ mod janitor;
 pub mod live;
 pub mod matching;
 pub mod notify;
+pub mod oidc;
 pub mod openapi;
 pub mod preauth;
 mod ratelimit;

@@ -54,7 +54,20 @@ viewer), zta_ agent; the security requirements of each operation say which may c
 dashboard signs in with a token (POST /api/v1/session) and then uses an HttpOnly session cookie \
 plus the X-ZeroTrace-CSRF header on writes."
     ),
-    components(schemas(ErrorBody)),
+    // The enumerations query parameters name (`value_type`): a parameter's schema is a
+    // reference, so the schema it names must be here.
+    components(schemas(
+        ErrorBody,
+        crate::routes::reads::ExportFormat,
+        zt_store::model::FindingStatus,
+        zt_store::model::FindingSort,
+        zt_store::model::SortOrder,
+        zt_store::model::AgentSort,
+        zt_store::model::SoftwareSort,
+        zt_store::model::VulnSort,
+        zt_store::analysis::SuppressedFilter,
+        zt_store::analysis::AnalysisStatus,
+    )),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
@@ -211,6 +224,39 @@ pub fn admit_sessions(doc: &mut utoipa::openapi::OpenApi) {
                 .any(|n| [OPERATOR, COMPANY_ADMIN, COMPANY_VIEWER].contains(&n.as_str()));
             if for_people && !names.iter().any(|n| n == SESSION) {
                 security.push(SecurityRequirement::new::<_, _, &str>(SESSION, []));
+            }
+        }
+    }
+}
+
+/// The `format` of every `cursor` parameter: an opaque value the server gave as a list's
+/// `next_cursor` (its sort's values, encoded), or empty for the first page. Any other string is
+/// refused with 400 naming `cursor`; no pattern can say which strings decode, so the format
+/// names the rule (schema-based tools are taught it: `crates/zerotrace/tests/schemathesis/`).
+pub const CURSOR_FORMAT: &str = "zt-cursor";
+
+/// Marks every `cursor` query parameter with [`CURSOR_FORMAT`].
+pub fn mark_cursors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Schema, SchemaFormat};
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for p in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = p else { continue };
+                if p.name != "cursor" {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut() {
+                    o.format = Some(SchemaFormat::Custom(CURSOR_FORMAT.into()));
+                }
             }
         }
     }

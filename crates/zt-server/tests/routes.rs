@@ -273,6 +273,75 @@ fn documented_bounds_are_the_validated_ones() {
     assert_eq!(sources, known);
 }
 
+/// Every `$ref` of the document names a schema it has: a dangling one makes clients and
+/// schema-based fuzzers skip (or reject) the parameter or body that uses it.
+#[test]
+fn every_reference_resolves() {
+    fn walk(doc: &Value, v: &Value, at: &str, dangling: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    let mut target = doc;
+                    for part in r.trim_start_matches("#/").split('/') {
+                        target = &target[part];
+                    }
+                    if target.is_null() {
+                        dangling.push(format!("{at}: {r}"));
+                    }
+                }
+                for (k, child) in map {
+                    walk(doc, child, &format!("{at}/{k}"), dangling);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(doc, child, &format!("{at}/{i}"), dangling);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc = document();
+    let mut dangling = Vec::new();
+    walk(&doc, &doc, "", &mut dangling);
+    assert!(dangling.is_empty(), "dangling references: {dangling:#?}");
+}
+
+/// The enumerations the document lists are the wire names the server parses (the analyses'
+/// CycloneDX VEX vocabulary is declared by a macro, whose names the document once missed).
+#[test]
+fn documented_enumerations_are_the_wire_names() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let names = |schema: &str| -> BTreeSet<String> {
+        schemas[schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} is an enumeration: {}", schemas[schema]))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    use zt_store::analysis::{AnalysisState, AnalysisStatus, Justification, VexResponse};
+    let wire = |all: Vec<&'static str>| all.into_iter().map(String::from).collect::<BTreeSet<_>>();
+    assert_eq!(
+        names("AnalysisState"),
+        wire(AnalysisState::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        names("AnalysisStatus"),
+        wire(AnalysisStatus::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        names("Justification"),
+        wire(Justification::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        names("VexResponse"),
+        wire(VexResponse::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert!(names("AnalysisState").contains("in_triage"));
+}
+
 #[test]
 #[ignore]
 fn print_document() {

@@ -8,8 +8,11 @@ use uuid::Uuid;
 use crate::model::AgentId;
 
 /// Declares a string enum with its wire names (CycloneDX VEX spellings), parsing and printing.
+/// The wire names are `tt`, not `literal`: a `literal` fragment reaches the derives wrapped in
+/// an invisible group, which utoipa does not read, so the OpenAPI document showed the Rust
+/// variant names (`InTriage`) while serde took the wire names (`in_triage`).
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:tt),* $(,)? }) => {
         $(#[$doc])*
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -225,6 +225,14 @@ pub struct Agent {
     /// staleness threshold. Set by the server, which owns the threshold.
     #[serde(default)]
     pub stale: bool,
+    /// Decommissioned (`DELETE …/agents/{aid}`): its token revoked, its findings resolved as
+    /// `decommissioned`. Such an agent is out of the lists but its detail stays readable, and
+    /// must say so (a host view showing old counts as if the host were still watched misleads).
+    #[serde(default)]
+    pub decommissioned: bool,
+    /// When it was decommissioned.
+    #[serde(default)]
+    pub decommissioned_at: Option<DateTime<Utc>>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -191,6 +191,92 @@ pub struct Args {
     /// needs the same. Default: notify.key in the data directory, created on first start.
     #[arg(long, env = "ZEROTRACE_NOTIFY_KEY", hide_env_values = true)]
     pub notify_key: Option<String>,
+    /// Sign people in to the dashboard through this OpenID Connect provider (its issuer URL;
+    /// the discovery document is read from <issuer>/.well-known/openid-configuration). The
+    /// sign-in page then offers "Sign in with SSO".
+    #[arg(long, env = "ZEROTRACE_OIDC_ISSUER", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// The client id this server has at the provider.
+    #[arg(long, env = "ZEROTRACE_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// The client secret (a confidential client; without it a public client, PKCE alone).
+    #[arg(long, env = "ZEROTRACE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// The callback registered at the provider (default: --public-url followed by
+    /// /signin/sso/callback).
+    #[arg(long, env = "ZEROTRACE_OIDC_REDIRECT_URL", value_name = "URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// Scopes asked for (openid is always among them).
+    #[arg(long, default_value = "openid email profile")]
+    pub oidc_scopes: String,
+    /// The ID token claim naming the person's groups (a list of strings, or one string).
+    #[arg(long, default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Maps an IdP group to a company and role: GROUP=COMPANY_ID:admin|viewer (repeatable;
+    /// checked in order, the first group of the person's that is mapped wins). A person with
+    /// no mapped group is refused.
+    #[arg(long, value_name = "GROUP=COMPANY_ID:ROLE")]
+    pub oidc_map: Vec<String>,
+    /// A file of such mappings, one a line (# starts a comment), after the --oidc-map ones.
+    #[arg(long, env = "ZEROTRACE_OIDC_MAP_FILE", value_name = "FILE")]
+    pub oidc_map_file: Option<PathBuf>,
+}
+
+/// The OIDC sign-in of the options, checked (None without --oidc-issuer).
+fn oidc_config(args: &Args) -> anyhow::Result<Option<zt_server::oidc::OidcConfig>> {
+    let Some(issuer) = args.oidc_issuer.as_deref().map(str::trim) else {
+        anyhow::ensure!(
+            args.oidc_map.is_empty() && args.oidc_map_file.is_none(),
+            "--oidc-map and --oidc-map-file need --oidc-issuer"
+        );
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(issuer).with_context(|| format!("--oidc-issuer {issuer:?}"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "https" | "http"),
+        "--oidc-issuer {issuer:?}: not an http(s) URL"
+    );
+    let client_id = args
+        .oidc_client_id
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+        .context("--oidc-issuer needs --oidc-client-id")?;
+    let redirect_url = match (&args.oidc_redirect_url, &args.public_url) {
+        (Some(u), _) => u.trim().to_string(),
+        (None, Some(public)) => format!("{}/signin/sso/callback", public.trim_end_matches('/')),
+        (None, None) => anyhow::bail!(
+            "--oidc-issuer needs --public-url (or --oidc-redirect-url): the provider sends \
+             browsers back to it"
+        ),
+    };
+    url::Url::parse(&redirect_url)
+        .with_context(|| format!("--oidc-redirect-url {redirect_url:?}"))?;
+    let mut mappings = Vec::new();
+    for m in &args.oidc_map {
+        mappings.push(
+            zt_server::oidc::GroupMapping::parse(m)
+                .map_err(|e| anyhow::anyhow!("--oidc-map {e}"))?,
+        );
+    }
+    if let Some(path) = &args.oidc_map_file {
+        mappings.extend(
+            zt_server::oidc::GroupMapping::parse_file(path)
+                .map_err(|e| anyhow::anyhow!("--oidc-map-file {e}"))?,
+        );
+    }
+    anyhow::ensure!(
+        !mappings.is_empty(),
+        "--oidc-issuer without --oidc-map or --oidc-map-file: nobody could sign in"
+    );
+    Ok(Some(zt_server::oidc::OidcConfig {
+        issuer: issuer.trim_end_matches('/').to_string(),
+        client_id,
+        client_secret: args.oidc_client_secret.clone().filter(|s| !s.is_empty()),
+        redirect_url,
+        scopes: args.oidc_scopes.clone(),
+        groups_claim: args.oidc_groups_claim.trim().to_string(),
+        mappings,
+    }))
 }
 
 /// Writes `secret` to `path`, readable and writable by this user only (created so: the
@@ -279,6 +365,7 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
     if let Some(url) = &args.public_url {
         zt_notify::guard::parse_url(url).context("--public-url")?;
     }
+    let oidc = oidc_config(&args)?;
     let role = match args.role {
         Role::Api => ServerRole::Api,
         Role::Worker => ServerRole::Worker,
@@ -348,6 +435,7 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
             key: Some(notify_key),
             ..Default::default()
         },
+        oidc,
         ..ServerConfig::default()
     };
 

@@ -54,6 +54,9 @@ pub fn risk(c: &SeverityCounts, kev: u64) -> Markup {
 
 pub fn stale_mark(a: &Agent) -> Markup {
     html! {
+        @if let Some(at) = a.decommissioned_at {
+            " " span .stale .decommissioned title=(format!("Decommissioned {}: its token is revoked and its findings resolved", at.format("%Y-%m-%d %H:%M UTC"))) { "decommissioned" }
+        }
         @if a.stale {
             " " span .stale title="Not heard of for longer than the stale threshold" { "stale" }
         }
@@ -229,6 +232,9 @@ async fn render_detail(
             dt { "OS" } dd { (os_label(&agent)) " (" (agent.arch) ")" }
             dt { "Agent" } dd { (agent.agent_version) }
             dt { "Enrolled" } dd { (layout::time(agent.enrolled_at)) }
+            @if let Some(at) = agent.decommissioned_at {
+                dt { "Decommissioned" } dd #decommissioned { (layout::time(at)) }
+            }
             dt { "Last seen" } dd { (layout::opt_time(agent.last_seen_at, "never")) }
             dt { "Inventory processed" } dd { (layout::opt_time(agent.last_report_at, "not yet")) }
             dt { "Apps" } dd { (n(agent.apps)) }

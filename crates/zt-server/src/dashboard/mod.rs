@@ -10,7 +10,7 @@
 //! the same URL again for just the view's content ([`FRAGMENT_HEADER`]) and swaps it in.
 //! No third-party code; charts are SVG drawn here (`charts`).
 //!
-//! URLs: `/signin`, `/operator` (every company), and per company `/c/{company_id}` (overview)
+//! URLs: `/signin` (and `/signin/sso`, `/signin/sso/callback`: OpenID Connect), `/operator` (every company), and per company `/c/{company_id}` (overview)
 //! with `/hosts`, `/hosts/{agent_id}`, `/software`, `/vulnerabilities`,
 //! `/vulnerabilities/{vuln_id}`, `/findings`, `/add-hosts` below it. `/` sends each viewer
 //! to their start: a user to their company, the operator to `/operator`.
@@ -25,6 +25,7 @@ mod operator;
 mod overview;
 mod signin;
 mod software;
+mod sso;
 mod vulns;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/signin", get(signin::page))
+        .route("/signin/sso", get(sso::start))
+        .route("/signin/sso/callback", get(sso::callback))
         .route("/operator", get(operator::page))
         .route("/switch", get(switch))
         .route("/c/{company_id}", get(overview::page))

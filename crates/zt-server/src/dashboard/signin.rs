@@ -41,6 +41,13 @@ pub async fn page(State(state): State<AppState>, req: Req, params: Params) -> Re
                         required autofocus;
                     button type="submit" { "Sign in" }
                 }
+                @if state.oidc.is_some() {
+                    p .sso {
+                        a #sso .button href=(format!("/signin/sso{}", if next == "/" { String::new() } else { format!("?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()) })) {
+                            "Sign in with SSO"
+                        }
+                    }
+                }
                 p .muted {
                     "No token? The operator token is printed when the server first starts (or set with "
                     code { "ZEROTRACE_ADMIN_TOKEN" } "); company tokens come from "

@@ -142,7 +142,7 @@ pub struct CreateAnalysis {
     justification: Option<Justification>,
     #[serde(default)]
     response: Vec<VexResponse>,
-    #[schema(max_length = 10000)]
+    #[schema(max_length = 10000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     details: Option<String>,
     /// Hide the covered findings from counts, lists and notifications.
     #[serde(default)]
@@ -150,7 +150,7 @@ pub struct CreateAnalysis {
     /// When the decision lapses (RFC 3339, in the future); its findings then return.
     expires_at: Option<DateTime<Utc>>,
     /// Why, for the audit trail.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
@@ -167,13 +167,13 @@ pub struct UpdateAnalysis {
     justification: Option<Option<Justification>>,
     response: Option<Vec<VexResponse>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     details: Option<Option<String>>,
     suppress: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     expires_at: Option<Option<DateTime<Utc>>>,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
@@ -206,7 +206,7 @@ pub struct AnalysisQuery {
 #[into_params(parameter_in = Query)]
 pub struct WithdrawQuery {
     /// Why, for the audit trail.
-    #[param(value_type = Option<String>, max_length = 2000)]
+    #[param(value_type = Option<String>, max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 
@@ -268,7 +268,7 @@ pub async fn list_analyses(
 ) -> ApiResult<Response> {
     let caller = caller(&state, &headers, &company_id).await?;
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(AnalysisStatus::parse(s).ok_or_else(|| {
             ApiError::invalid_request(
                 "status",
@@ -276,6 +276,12 @@ pub async fn list_analyses(
             )
         })?),
     };
+    if q.vuln_id.as_ref().is_some_and(|v| v.chars().count() > 512) {
+        return Err(ApiError::invalid_request(
+            "vuln_id",
+            "at most 512 characters",
+        ));
+    }
     let filter = AnalysisFilter {
         status,
         vuln_id: q.vuln_id.filter(|v| !v.is_empty()),
@@ -423,15 +429,22 @@ pub async fn audit(
     Ok(Json(page).into_response())
 }
 
+/// A host tag (the document's name for the items of `tags`).
+#[derive(ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.:/=-]+$")]
+#[allow(dead_code)]
+pub struct TagName(String);
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"tags": ["dmz", "prod"]}))]
 pub struct Tags {
-    /// Letters, digits and `- _ . : / =`, 1-64 characters each, at most 64.
+    /// ASCII letters, digits and `- _ . : / =`, 1-64 characters each, at most 64.
+    #[schema(value_type = Vec<TagName>, max_items = 64)]
     tags: Vec<String>,
     /// Why, for the audit trail (on PUT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 

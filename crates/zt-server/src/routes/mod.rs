@@ -8,7 +8,7 @@ mod feeds;
 mod lifecycle;
 pub(crate) mod notifications;
 pub(crate) mod reads;
-mod session;
+pub(crate) mod session;
 mod sla;
 mod system;
 mod vex;
@@ -108,6 +108,7 @@ pub fn api_router_parts(role: ServerRole) -> (Router<AppState>, utoipa::openapi:
     let documented = system.merge(api).merge(inventory);
     let (all, mut doc) = documented.split_for_parts();
     crate::openapi::admit_sessions(&mut doc);
+    crate::openapi::mark_cursors(&mut doc);
     if role.runs_api() {
         (all, doc)
     } else {
@@ -222,16 +223,40 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
 }
 
 /// Parses a JSON request body, naming the offending field on failure.
+///
+/// A number with a zero fraction (`30.0`, `3e1`) is an integer in JSON Schema, and so in the
+/// OpenAPI document: it is taken where an integer is expected, as the document promises.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut value: serde_json::Value = serde::Deserialize::deserialize(&mut de)
+        .map_err(|e| ApiError::invalid_request("", e.to_string()))?;
+    de.end()
+        .map_err(|e| ApiError::invalid_request("", format!("trailing data after the JSON: {e}")))?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
         ApiError::invalid_request(field, e.into_inner().to_string())
-    })?;
-    de.end()
-        .map_err(|e| ApiError::invalid_request("", format!("trailing data after the JSON: {e}")))?;
-    Ok(value)
+    })
+}
+
+/// Rewrites every float with a zero fraction that fits an `i64`/`u64` as that integer.
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.is_finite() {
+                    // Within ±2^53 an f64 is exact; beyond, the conversion would guess.
+                    if f.abs() <= 9_007_199_254_740_992.0 {
+                        *v = serde_json::Value::from(f as i64);
+                    }
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Checks a text field of a request: length bounds, no control characters.

@@ -50,7 +50,7 @@ pub struct DestinationIn {
     "min_severity": "high", "digest_minutes": 0,
     "destination": {"kind": "webhook", "url": "https://hooks.example.com/zerotrace", "secret": "whsec_change-me"}}))]
 pub struct CreateRule {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: String,
     /// finding.opened | finding.kev | sla.due_soon | sla.overdue | analysis.expired |
     /// agent.stale | feed.stale | report.failed
@@ -62,8 +62,10 @@ pub struct CreateRule {
     /// Only hosts carrying one of these tags.
     tags: Option<Vec<String>>,
     /// 0 (default): each message at once; N: one digest per event every N minutes (≤ 1440).
+    #[schema(minimum = 0, maximum = 1440)]
     digest_minutes: Option<u32>,
     /// agent.stale: days without a report (default 7).
+    #[schema(minimum = 1, maximum = 365)]
     stale_days: Option<u32>,
     destination: DestinationIn,
 }
@@ -72,14 +74,16 @@ pub struct CreateRule {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Critical and KEV to SOC", "kev_only": true}))]
 pub struct PatchRule {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: Option<String>,
     events: Option<Vec<String>>,
     /// A severity, or "any".
     min_severity: Option<String>,
     kev_only: Option<bool>,
     tags: Option<Vec<String>>,
+    #[schema(minimum = 0, maximum = 1440)]
     digest_minutes: Option<u32>,
+    #[schema(minimum = 1, maximum = 365)]
     stale_days: Option<u32>,
     /// Replaces the destination; its secret is kept unless given (an empty one removes it).
     destination: Option<DestinationIn>,
@@ -797,7 +801,8 @@ pub async fn deliveries(
 }
 
 pub(crate) fn delivery_params(q: &DeliveryQuery) -> ApiResult<(Option<Uuid>, Option<i64>, u32)> {
-    let rule_id = match q.rule_id.as_deref().filter(|s| !s.is_empty()) {
+    // Empty is not "any rule": the document says a UUID (the dashboard leaves it out).
+    let rule_id = match q.rule_id.as_deref() {
         Some(s) => Some(
             s.parse::<Uuid>()
                 .map_err(|_| ApiError::invalid_request("rule_id", "must be a rule id (UUID)"))?,

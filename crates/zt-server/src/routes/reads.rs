@@ -221,8 +221,10 @@ pub(crate) fn parse_severities(list: Option<&str>) -> ApiResult<Vec<Severity>> {
 }
 
 /// Marks the agent stale when it was last heard of before the threshold.
+/// A decommissioned agent is not expected to report any more, so it is never stale.
 pub(crate) fn mark_stale(agent: &mut Agent, stale_before: chrono::DateTime<chrono::Utc>) {
-    agent.stale = agent.last_seen_at.unwrap_or(agent.enrolled_at) < stale_before;
+    agent.stale =
+        !agent.decommissioned && agent.last_seen_at.unwrap_or(agent.enrolled_at) < stale_before;
 }
 
 /// The company's hosts: searched, filtered and sorted; `format=csv` exports them.
@@ -385,8 +387,9 @@ pub struct FindingsQuery {
     /// Only findings on hosts carrying this tag.
     #[param(value_type = Option<String>, max_length = 64)]
     tag: Option<String>,
-    /// Only findings past their SLA due date (`true`).
-    #[param(value_type = Option<bool>)]
+    /// Only findings past their SLA due date: `true` (the only value; leave it out for every
+    /// finding).
+    #[param(value_type = Option<String>, pattern = "^true$")]
     overdue: Option<String>,
     /// Only findings due within this many days (overdue ones included).
     #[param(value_type = Option<u32>, minimum = 0, maximum = 3650)]
@@ -430,7 +433,7 @@ impl FindingsQuery {
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)] // documents the values of `format`
-pub(super) enum ExportFormat {
+pub(crate) enum ExportFormat {
     Json,
     Csv,
 }

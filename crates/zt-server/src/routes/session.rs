@@ -75,7 +75,8 @@ pub struct SessionOpened {
     expires_at: chrono::DateTime<Utc>,
 }
 
-fn cookie(state: &AppState, value: &str, max_age: u64) -> ApiResult<HeaderValue> {
+/// The `Set-Cookie` value of the session cookie (`max_age` 0 clears it).
+pub(crate) fn cookie(state: &AppState, value: &str, max_age: u64) -> ApiResult<HeaderValue> {
     // The server's own TLS always marks the cookie Secure; behind a TLS proxy the flag says so.
     let secure = if state.config.secure_cookies || state.config.tls {
         "; Secure"
@@ -129,24 +130,7 @@ pub async fn sign_in(
         ApiError::forbidden("agent tokens and enroll secrets cannot sign in to the dashboard")
     })?;
     state.limits.check(&principal).await?;
-    // A browser signing in again leaves no session of its own behind.
-    if let Some(old) = session_cookie(&headers) {
-        state.store.end_session(hash_token(old)).await?;
-    }
-    let id = generate_token(TokenKind::Session);
-    let now = Utc::now();
-    let ttl =
-        chrono::Duration::from_std(state.config.session_ttl).unwrap_or(chrono::Duration::hours(12));
-    let expires_at = now + ttl;
-    state
-        .store
-        .create_session(&NewSession {
-            session_hash: hash_token(&id),
-            token_hash: hash_token(token),
-            created_at: now,
-            expires_at,
-        })
-        .await?;
+    let (id, expires_at) = open_session(&state, &headers, hash_token(token)).await?;
     let mut resp = Json(SessionOpened {
         csrf: csrf_token(&id),
         principal: info,
@@ -160,6 +144,41 @@ pub async fn sign_in(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// When a session opened now ends.
+pub(crate) fn session_expiry(
+    state: &AppState,
+    now: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    now + chrono::Duration::from_std(state.config.session_ttl)
+        .unwrap_or(chrono::Duration::hours(12))
+}
+
+/// Opens a dashboard session bound to the token of `token_hash` (a token sign-in's, or the
+/// one an OIDC sign-in was given); returns the session id (the cookie's value) and when it
+/// ends. A browser signing in again leaves no session of its own behind.
+pub(crate) async fn open_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    token_hash: zt_store::model::TokenHash,
+) -> ApiResult<(String, chrono::DateTime<Utc>)> {
+    if let Some(old) = session_cookie(headers) {
+        state.store.end_session(hash_token(old)).await?;
+    }
+    let id = generate_token(TokenKind::Session);
+    let now = Utc::now();
+    let expires_at = session_expiry(state, now);
+    state
+        .store
+        .create_session(&NewSession {
+            session_hash: hash_token(&id),
+            token_hash,
+            created_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok((id, expires_at))
 }
 
 /// Signs out: ends the session of the cookie on the server (with the session's

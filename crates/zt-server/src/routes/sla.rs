@@ -48,7 +48,7 @@ pub struct PutSla {
     unknown_days: u32,
     kev_uses_cisa_due_date: bool,
     /// Why, for the audit trail.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     comment: Option<String>,
 }
 

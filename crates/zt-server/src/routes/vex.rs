@@ -87,7 +87,10 @@ fn statement_of(a: &Analysis) -> VexStatement {
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/vex", tag = "analyses",
     params(("company_id" = Uuid, Path, description = "The company"), VexQuery),
     responses(
-        (status = 200, description = "A CycloneDX 1.6 VEX BOM or an OpenVEX 0.2.0 document", body = Object),
+        (status = 200, description = "A CycloneDX 1.6 VEX BOM (`application/vnd.cyclonedx+json`) or an OpenVEX 0.2.0 document (`application/json`)", content(
+            (Object = "application/vnd.cyclonedx+json"),
+            (Object = "application/json"),
+        )),
         E400, E401, E403, E404, E429,
     ),
     security(("operator" = []), ("company_admin" = []), ("company_viewer" = [])))]
@@ -99,7 +102,7 @@ pub async fn export_vex(
 ) -> ApiResult<Response> {
     let caller = caller(&state, &headers, &company_id).await?;
     let openvex = match q.format.as_deref() {
-        None | Some("") | Some("cyclonedx") => false,
+        None | Some("cyclonedx") => false,
         Some("openvex") => true,
         Some(_) => return Err(ApiError::invalid_request("format", "cyclonedx or openvex")),
     };

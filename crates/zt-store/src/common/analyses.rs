@@ -36,8 +36,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
     }
 }
 
-/// Checks a tag: 1-64 characters of letters, digits and `-_.:/=` (the rule agents' reports
-/// are held to as well).
+/// Checks a tag: 1-64 ASCII letters, digits and `-_.:/=` (ASCII, so that the OpenAPI
+/// document's pattern says exactly which tags are taken: a schema regex has no portable
+/// notion of "any letter").
 pub(crate) fn check_tag(field: &'static str, tag: &str) -> Result<()> {
     match zt_inventory::tag_problem(tag) {
         Some(problem) => Err(invalid(field, problem)),

@@ -219,6 +219,8 @@ pub(crate) fn agent_from_row(c: &impl Cols, apps: u64, findings: SeverityCounts)
         kev: 0,
         fixable: 0,
         stale: false,
+        decommissioned: false,
+        decommissioned_at: None,
     })
 }
 

@@ -98,8 +98,8 @@ fn after(keyset: &Keyset, page: &PageRequest) -> Result<Option<Vec<KeyVal>>> {
 /// Columns 0-17 of an agents row (see [`agent_from_counted_row`]).
 pub(crate) const AGENT_SELECT: &str = "SELECT agent_id, hostname, os_id, os_version_id, os_name, \
      arch, agent_version, enrolled_at, last_seen_at, last_report_at, app_count, open_critical, \
-     open_high, open_medium, open_low, open_unknown, open_kev, open_fixable";
-const AGENT_KEY_AT: usize = 18;
+     open_high, open_medium, open_low, open_unknown, open_kev, open_fixable, decommissioned_at";
+const AGENT_KEY_AT: usize = 19;
 
 pub(crate) fn agent_keyset(filter: &AgentFilter) -> Keyset {
     use KeyKind::*;
@@ -189,6 +189,8 @@ pub(crate) fn agent_from_counted_row(c: &impl Cols) -> Result<Agent> {
     )?;
     agent.kev = n(16)?;
     agent.fixable = n(17)?;
+    agent.decommissioned_at = c.opt_time(18)?;
+    agent.decommissioned = agent.decommissioned_at.is_some();
     Ok(agent)
 }
 

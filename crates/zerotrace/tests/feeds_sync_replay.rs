@@ -1,6 +1,9 @@
 //! zt-sync against a local HTTP server (127.0.0.1:0) that replays responses built from the
 //! real records in ../shared/data: NVD pages cut from real NVD records, an OSV zip built from
 //! real RustSec files, the real KEV catalog, an EPSS gzip cut from the real snapshot.
+//!
+//! It lives here, in the binary's crate, because it writes into a real store: zt-sync itself
+//! may not know `zt-store` (ARCHITECTURE.md's code map), not even in its tests.
 
 use std::time::Duration;
 
