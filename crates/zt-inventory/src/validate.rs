@@ -156,9 +156,7 @@ pub fn tag_problem(tag: &str) -> Option<String> {
     }
     tag.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '=')))
-        .map(|c| {
-            format!("tag {tag:?} has {c:?}; tags are ASCII letters, digits and - _ . : / =")
-        })
+        .map(|c| format!("tag {tag:?} has {c:?}; tags are ASCII letters, digits and - _ . : / ="))
 }
 
 /// What is wrong with a text field of outside input, if anything: longer than `max`

@@ -50,7 +50,11 @@ pub struct DestinationIn {
     "min_severity": "high", "digest_minutes": 0,
     "destination": {"kind": "webhook", "url": "https://hooks.example.com/zerotrace", "secret": "whsec_change-me"}}))]
 pub struct CreateRule {
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
     /// finding.opened | finding.kev | sla.due_soon | sla.overdue | analysis.expired |
     /// agent.stale | feed.stale | report.failed
@@ -74,7 +78,11 @@ pub struct CreateRule {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Critical and KEV to SOC", "kev_only": true}))]
 pub struct PatchRule {
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: Option<String>,
     events: Option<Vec<String>>,
     /// A severity, or "any".

@@ -346,7 +346,9 @@ fn covers(now: &str, few: bool) -> String {
         "(a.vuln_id = findings.vuln_id OR EXISTS (SELECT 1 FROM vuln_aliases va \
          WHERE va.vuln_id = findings.vuln_id AND va.alias = a.vuln_id))"
     } else {
-        "a.vuln_id IN (SELECT column1 FROM (VALUES (findings.vuln_id)) AS the_id \
+        // `(VALUES …)` gives Citus the FROM clause it wants in every UNION arm; `SELECT *`
+        // because SQLite names no `column1` for a VALUES row that refers to an outer column.
+        "a.vuln_id IN (SELECT * FROM (VALUES (findings.vuln_id)) AS the_id \
          UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id)"
     };
     format!(

@@ -170,9 +170,9 @@ pub(crate) fn kev_candidates<'a>(
         packages,
         suppressed,
     )
-        .into_iter()
-        .filter(|c| c.event == FINDING_KEV)
-        .collect()
+    .into_iter()
+    .filter(|c| c.event == FINDING_KEV)
+    .collect()
 }
 
 /// Opened findings a suppressing analysis covers: (company, agent, software, vulnerability).
