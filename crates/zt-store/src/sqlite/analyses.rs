@@ -947,8 +947,11 @@ mod tests {
                 .map(|row| row.get::<String, _>(3))
                 .collect();
             for step in &plan {
+                // `the_id`, `the_id2`: the one-row `(VALUES (?))` of a vulnerability's own id
+                // (a FROM clause for Citus), not a table.
                 if step.starts_with("SCAN ")
                     && !step.contains("CONSTANT ROW")
+                    && !matches!(step.as_str(), "SCAN the_id" | "SCAN the_id2")
                     && !derived.contains(&step.as_str())
                 {
                     bad.push(format!("{sql}\nscans: {plan:#?}"));
