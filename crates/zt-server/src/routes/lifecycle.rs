@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use zt_store::analysis::NewAudit;
-use zt_store::model::{AgentId, CompanyId, Principal, Role, TokenInfo};
+use zt_store::model::{AgentId, CompanyId, Principal, Revoked, Role, TokenInfo};
 
 use super::analyses::Caller;
 use super::{created, ApiQuery};
@@ -81,14 +81,18 @@ async fn admin_scope(state: &AppState, headers: &HeaderMap, company_id: &str) ->
     Ok(caller)
 }
 
-/// Appends the change to the company's audit trail (who, when, what; never a secret).
-async fn audit(
+/// Makes a revocation felt at once on this process and the others (caches forgotten, the
+/// credentials revision read), then appends the change to the company's audit trail (who,
+/// when, what; never a secret). Every lifecycle change here revokes something.
+async fn revoked_and_audited(
     state: &AppState,
     caller: &Caller,
+    revoked: &Revoked,
     action: &str,
     object: String,
     after: serde_json::Value,
 ) -> ApiResult<()> {
+    crate::revocation::revoked(state, revoked).await;
     state
         .store
         .append_audit(
@@ -147,10 +151,10 @@ pub async fn revoke_token(
         .revoke_token(company_id, token_id, chrono::Utc::now())
         .await?
         .ok_or_else(ApiError::not_found)?;
-    crate::revocation::revoked(&state, &revoked).await;
-    audit(
+    revoked_and_audited(
         &state,
         &caller,
+        &revoked,
         "token.revoked",
         format!("token/{token_id}"),
         serde_json::json!({"token_id": token_id}),
@@ -182,10 +186,10 @@ pub async fn rotate_agent_token(
         crate::accounts::rotate_agent_token(&*state.store, company_id, agent_id)
             .await?
             .ok_or_else(ApiError::not_found)?;
-    crate::revocation::revoked(&state, &revoked).await;
-    audit(
+    revoked_and_audited(
         &state,
         &caller,
+        &revoked,
         "agent.token_rotated",
         format!("agent/{agent_id}"),
         serde_json::json!({"agent_id": agent_id}),
@@ -220,10 +224,10 @@ pub async fn revoke_agent_token(
         .replace_agent_token(company_id, agent_id, None, chrono::Utc::now())
         .await?
         .ok_or_else(ApiError::not_found)?;
-    crate::revocation::revoked(&state, &revoked).await;
-    audit(
+    revoked_and_audited(
         &state,
         &caller,
+        &revoked,
         "agent.token_revoked",
         format!("agent/{agent_id}"),
         serde_json::json!({"agent_id": agent_id}),
@@ -257,10 +261,10 @@ pub async fn decommission_agent(
         .decommission_agent(company_id, agent_id, chrono::Utc::now())
         .await?
         .ok_or_else(ApiError::not_found)?;
-    crate::revocation::revoked(&state, &done.revoked).await;
-    audit(
+    revoked_and_audited(
         &state,
         &caller,
+        &done.revoked,
         "agent.decommissioned",
         format!("agent/{agent_id}"),
         serde_json::json!({"agent_id": agent_id, "resolved_findings": done.resolved_findings}),
@@ -293,10 +297,10 @@ pub async fn rotate_enroll_secret(
     let (enroll_secret, revoked) = crate::accounts::rotate_enroll_secret(&*state.store, company_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    crate::revocation::revoked(&state, &revoked).await;
-    audit(
+    revoked_and_audited(
         &state,
         &caller,
+        &revoked,
         "enroll_secret.rotated",
         format!("company/{company_id}"),
         serde_json::json!({}),

@@ -5,7 +5,8 @@
 //! - re-import (idempotent) time;
 //! - `load_knowledge()` from the snapshot and from the rows, and alias-group building.
 //!
-//! Run: `cargo bench -p zt-feeds --bench import_load` (release profile).
+//! Run: `cargo bench -p zt-store --bench import_load` (release profile). It lives in zt-store
+//! because it measures storing: zt-feeds knows nothing of SQL, not even in its benches.
 
 use std::path::PathBuf;
 use std::time::Instant;
