@@ -2,10 +2,11 @@
 # Runs every `cargo fuzz` target of the workspace (crates/*/fuzz) for a time budget each and
 # prints, per target, the executions, the executions per second and the crashes found.
 #
-#   bench/fuzz.sh [SECONDS_PER_TARGET] [FILTER]
+#   bench/fuzz.sh [SECONDS_PER_TARGET] [FILTER...]
 #
-# SECONDS_PER_TARGET defaults to 600 (issue 17: every target at least 10 minutes). FILTER
-# keeps the targets whose "crate/target" name contains it (e.g. `zt-version/`).
+# SECONDS_PER_TARGET defaults to 600 (issue 17: every target at least 10 minutes). Each FILTER
+# keeps the targets whose "crate/target" name contains it (e.g. `zt-version/`); with several,
+# a target runs when any of them matches (e.g. `zt-feeds/ zt-sbom/cyclonedx`).
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
 # Corpora stay in each crate's fuzz/corpus/<target> (not committed); a crash is saved by
 # libFuzzer in fuzz/artifacts/<target>/ and named in the summary; reproduce it with
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 budget="${1:-600}"
-filter="${2:-}"
+filters=("${@:2}")
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2; exit 2; }
 rustup toolchain list | grep -q '^nightly' || { echo "the nightly toolchain is missing: rustup toolchain install nightly" >&2; exit 2; }
 # Fuzz builds get their own target directory (sanitizer flags rebuild everything).
@@ -30,7 +31,11 @@ for dir in crates/*/fuzz; do
   crate=$(basename "$(dirname "$dir")")
   for target in $(cd "$dir" && cargo +nightly fuzz list 2>/dev/null); do
     name="$crate/$target"
-    [[ -z "$filter" || "$name" == *"$filter"* ]] || continue
+    if [ "${#filters[@]}" -gt 0 ]; then
+      keep=0
+      for f in "${filters[@]}"; do [[ "$name" == *"$f"* ]] && keep=1; done
+      [ "$keep" -eq 1 ] || continue
+    fi
     log="$logs/${crate}_${target}.log"
     mkdir -p "$dir/corpus/$target"
     # Built first, so that the budget is fuzzing time.

@@ -124,9 +124,7 @@ pub struct OidcConfig {
 impl OidcConfig {
     /// Which company and role the groups of a person map to (None: no group is mapped).
     pub fn map_groups(&self, groups: &[String]) -> Option<&GroupMapping> {
-        self.mappings
-            .iter()
-            .find(|m| groups.iter().any(|g| *g == m.group))
+        self.mappings.iter().find(|m| groups.contains(&m.group))
     }
 }
 
