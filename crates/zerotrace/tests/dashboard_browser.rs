@@ -503,6 +503,42 @@ async fn the_dashboard_in_a_real_browser() {
         json!(5),
         "one point per severity today"
     );
+    // Time to remediate: one row per severity (none remediated yet: no median).
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelectorAll(\"section[aria-labelledby='mttr'] tbody tr\").length"
+        )
+        .await,
+        json!(5)
+    );
+    // The overdue series: the toggle's link, the same chart of the overdue counts.
+    c.find(Locator::Css("nav.tabs a[href*='series=overdue']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return location.search.includes('series=overdue') \
+         && !!document.querySelector(\"figure.trend[data-series='overdue']\")",
+        Duration::from_secs(5),
+        "the overdue trend",
+    )
+    .await;
+    let label = js(
+        &c,
+        "return document.querySelector('figure.trend svg').getAttribute('aria-label')",
+    )
+    .await;
+    assert!(
+        label.as_str().unwrap().starts_with("Overdue findings")
+            && label.as_str().unwrap().contains(": 0 critical, 0 high"),
+        "{label}"
+    );
+    shoot(&c, &shots, "03b-overview-overdue").await;
+    assert_clean_console(&c, "overdue trend").await;
 
     // Links and the back button: hosts → a host → back → back.
     open(&c, &format!("{api}/c/{a}/hosts"), "Hosts").await;
@@ -674,25 +710,166 @@ async fn the_dashboard_in_a_real_browser() {
     );
     assert_clean_console(&c, "live findings").await;
 
-    // A decision from the findings view: the row's form records a risk acceptance of that
-    // finding (its package version on its host) with the session cookie and CSRF header,
-    // and the hidden finding leaves the list.
-    open(
-        &c,
-        &format!("{api}/c/{a}/findings?agent_id={web_id}"),
-        "Findings",
-    )
-    .await;
-    let row = "#view tbody tr:first-child";
-    let decided = text(&c, &format!("{row} a.vid")).await;
-    let package = text(&c, &format!("{row} td:nth-child(3)")).await;
-    c.find(Locator::Css(&format!("{row} details.decide summary")))
+    // The decision dialog, at 1280 px and at phone width: the row's "Decide" button is on
+    // screen and reached from the keyboard, the dialog it opens has every control inside the
+    // window, Escape closes it and gives the focus back to the button; a decision recorded
+    // from it at phone width lands (the finding shows its analysis).
+    let findings_url = format!("{api}/c/{a}/findings?agent_id={web_id}");
+    for (w, h) in [DESKTOP, PHONE] {
+        c.set_window_size(w, h).await.unwrap();
+        open(&c, &findings_url, "Findings").await;
+        let button = "#view tbody tr:first-child button[data-decide]";
+        let on_screen = js(
+            &c,
+            &format!(
+                "const r = document.querySelector(\"{button}\").getBoundingClientRect(); \
+                 return r.left >= 0 && r.right <= window.innerWidth && r.width > 0"
+            ),
+        )
+        .await;
+        assert_eq!(on_screen, json!(true), "the Decide button at {w} px");
+        js(
+            &c,
+            &format!("document.querySelector(\"{button}\").focus(); return true"),
+        )
+        .await;
+        c.active_element()
+            .await
+            .unwrap()
+            .send_keys(&Key::Enter)
+            .await
+            .unwrap();
+        wait_js(
+            &c,
+            "return !!document.querySelector('#decide-0[open]')",
+            Duration::from_secs(5),
+            "the decision dialog",
+        )
+        .await;
+        let outside = js(
+            &c,
+            "const d = document.querySelector('#decide-0'); \
+             return [...d.querySelectorAll('select, input:not([type=hidden]), button, label')] \
+               .map(el => [el.name || el.textContent.trim().slice(0, 30), el.getBoundingClientRect()]) \
+               .filter(([_, r]) => r.width === 0 || r.left < 0 || r.top < 0 \
+                 || r.right > window.innerWidth || r.bottom > window.innerHeight) \
+               .map(([n, r]) => `${n}: ${r.left},${r.top}-${r.right},${r.bottom}`)",
+        )
+        .await;
+        assert_eq!(
+            outside,
+            json!([]),
+            "controls of the dialog outside the {w}x{h} window"
+        );
+        // The form's own width: nothing in it sticks out sideways (the justification select
+        // did, in a table cell).
+        let overflow = js(
+            &c,
+            "const f = document.querySelector('#decide-0 form'); return f.scrollWidth - f.clientWidth",
+        )
+        .await;
+        assert_eq!(overflow, json!(0), "the form at {w} px");
+        assert_eq!(
+            js(&c, "return document.activeElement.name").await,
+            json!("state"),
+            "the focus starts on the first field"
+        );
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(shots.join(format!("11a-decide-dialog-{w}.png")), png).unwrap();
+        c.active_element()
+            .await
+            .unwrap()
+            .send_keys(&Key::Escape)
+            .await
+            .unwrap();
+        wait_js(
+            &c,
+            "return !document.querySelector('#decide-0').open \
+             && document.activeElement && document.activeElement.matches('button[data-decide]')",
+            Duration::from_secs(5),
+            "Escape to close the dialog and focus the button",
+        )
+        .await;
+        assert_clean_console(&c, &format!("decision dialog at {w} px")).await;
+    }
+    // At phone width: an "in triage" decision (not hiding anything) about the second row.
+    let row2 = "#view tbody tr:nth-child(2)";
+    let triaged = text(&c, &format!("{row2} a.vid")).await;
+    c.find(Locator::Css(&format!("{row2} button[data-decide]")))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    let form = format!("{row} form.analysis-form");
+    let form2 = "#decide-1 form.analysis-form";
+    for (name, value) in [
+        ("state", "in_triage"),
+        ("justification", "protected_by_mitigating_control"),
+    ] {
+        c.find(Locator::Css(&format!("{form2} select[name='{name}']")))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+    js(&c, "window.__beforeTriage = true; return true").await;
+    c.find(Locator::Css(&format!("{form2} button[type='submit']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        &format!(
+            "return window.__beforeTriage === undefined && document.readyState === 'complete' \
+             && !document.getElementById('error').textContent \
+             && [...document.querySelectorAll('#view tbody tr')].some(r => \
+                  r.querySelector('a.vid') && r.querySelector('a.vid').textContent === {triaged:?} \
+                  && r.textContent.includes('in_triage') \
+                  && r.textContent.includes('protected_by_mitigating_control'))"
+        ),
+        Duration::from_secs(10),
+        "the triaged finding to show its analysis",
+    )
+    .await;
+    assert_clean_console(&c, "triage decision at phone width").await;
+    let triaged_rows: Value = http
+        .get(format!(
+            "{api}/api/v1/companies/{a}/findings?agent_id={web_id}&q={triaged}"
+        ))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        triaged_rows["items"].as_array().unwrap().iter().any(|f| {
+            f["vulnerability"]["id"] == triaged.as_str()
+                && f["analysis"]["state"] == "in_triage"
+                && f["analysis"]["suppressed"] == false
+        }),
+        "{triaged_rows}"
+    );
+    c.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
+
+    // A decision from the findings view: the row's form records a risk acceptance of that
+    // finding (its package version on its host) with the session cookie and CSRF header,
+    // and the hidden finding leaves the list.
+    open(&c, &findings_url, "Findings").await;
+    let row = "#view tbody tr:first-child";
+    let decided = text(&c, &format!("{row} a.vid")).await;
+    let package = text(&c, &format!("{row} td:nth-child(3)")).await;
+    c.find(Locator::Css(&format!("{row} button[data-decide]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let form = "#decide-0 form.analysis-form".to_string();
     for (name, value) in [("state", "exploitable"), ("response", "will_not_fix")] {
         c.find(Locator::Css(&format!("{form} select[name='{name}']")))
             .await

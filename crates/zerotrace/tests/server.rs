@@ -452,6 +452,37 @@ async fn dashboard_views(
         assert_eq!(last[k], summary["findings"][k], "{k}");
     }
     assert_eq!(last["kev"], summary["kev"]);
+    // Overdue per severity (issue 13): the summary's, adding up to the overdue total.
+    assert_eq!(last["overdue"], summary["overdue"]);
+    assert_eq!(last["overdue_by_severity"], summary["overdue_by_severity"]);
+    assert_eq!(
+        ["critical", "high", "medium", "low", "unknown"]
+            .iter()
+            .map(|k| last["overdue_by_severity"][k].as_u64().unwrap())
+            .sum::<u64>(),
+        last["overdue"].as_u64().unwrap(),
+        "{last}"
+    );
+    // Time to remediate: one entry per severity, nothing remediated yet in a fresh company.
+    for days in [30, 90] {
+        let r = api
+            .get(&format!("{base}/remediation?days={days}"), token)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let r = r.json();
+        assert_eq!(r["days"], json!(days));
+        let names: Vec<&str> = r["severities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["severity"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["critical", "high", "medium", "low", "unknown"],
+            "{r}"
+        );
+    }
     // Findings in other orders: the same findings.
     for sort in ["first_seen", "epss", "cvss", "hostname"] {
         let got = api
@@ -463,6 +494,8 @@ async fn dashboard_views(
     for (path, field) in [
         (format!("{base}/trends?days=0"), "days"),
         (format!("{base}/trends?days=401"), "days"),
+        (format!("{base}/remediation?days=0"), "days"),
+        (format!("{base}/remediation?days=x"), "days"),
         (format!("{base}/findings?sort=bogus"), "sort"),
         (format!("{base}/agents?order=up"), "order"),
         (format!("{base}/software?vulnerable=maybe"), "vulnerable"),

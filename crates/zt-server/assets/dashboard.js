@@ -32,6 +32,24 @@
 
   // --- decisions: the analysis form of a vulnerability or a finding -------------------------
   // Delegated from the document: live updates swap the findings table (and its forms) in.
+  // A "Decide" button opens its dialog (modal: Escape closes it, the browser's own way);
+  // closing it, by Escape or a button, gives the focus back to the button.
+  document.addEventListener("click", (e) => {
+    const t = e.target instanceof Element ? e.target : null;
+    if (!t) return;
+    const opener = t.closest("button[data-decide]");
+    if (opener) {
+      const d = document.getElementById(opener.dataset.decide);
+      if (!(d instanceof HTMLDialogElement) || d.open) return;
+      const err = d.querySelector("[data-form-error]");
+      if (err) err.textContent = "";
+      d.addEventListener("close", () => { if (opener.isConnected) opener.focus(); }, { once: true });
+      d.showModal();
+      return;
+    }
+    const closer = t.closest("dialog [data-close]");
+    if (closer) closer.closest("dialog").close();
+  });
   document.addEventListener("submit", async (e) => {
     const f = e.target;
     if (!(f instanceof HTMLFormElement) || !f.matches("form[data-analysis]")) return;
@@ -67,7 +85,13 @@
       });
       if (res.ok) location.reload();
       else if (res.status === 401) signInAgain();
-      else showError(await errorText(res));
+      else {
+        // In the form: the page's banner is behind the modal dialog.
+        const message = await errorText(res);
+        const err = f.querySelector("[data-form-error]");
+        if (err) err.textContent = message;
+        else showError(message);
+      }
     }
   });
 
@@ -147,7 +171,7 @@
   // The counts of a `summary` event into the elements that show them.
   function applySummary(s) {
     const values = {
-      agents: s.agents, apps: s.apps, kev: s.kev, fixable: s.fixable,
+      agents: s.agents, apps: s.apps, kev: s.kev, fixable: s.fixable, overdue: s.overdue,
       "findings.total": 0,
     };
     for (const k of ["critical", "high", "medium", "low", "unknown"]) {
@@ -204,6 +228,12 @@
     if (inflight) { again = true; return; }
     if (typing()) {
       document.activeElement.addEventListener("blur", scheduleRefresh, { once: true });
+      return;
+    }
+    // Not under an open decision dialog either: the swap would take it away.
+    const dialog = view.querySelector("dialog[open]");
+    if (dialog) {
+      dialog.addEventListener("close", scheduleRefresh, { once: true });
       return;
     }
     inflight = true;

@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         let today = now.date_naive();
         println!("janitor transactions on the {} store:", store.backend());
         store
-            .record_trends(today, today - chrono::Duration::days(400))
+            .record_trends(now, today - chrono::Duration::days(400))
             .await?;
         // Everything due: what a retention pass deletes after a long time.
         let later = now + chrono::Duration::minutes(1);

@@ -474,6 +474,9 @@ pub struct Summary {
     /// Open findings past their SLA due date (suppressed ones left out).
     #[serde(default)]
     pub overdue: u64,
+    /// `overdue` by severity (they add up to it).
+    #[serde(default)]
+    pub overdue_by_severity: SeverityCounts,
     /// Open findings due within 7 days, not overdue yet.
     #[serde(default)]
     pub due_soon: u64,
@@ -811,8 +814,8 @@ pub struct VulnRow {
     pub fixed_versions: Vec<String>,
 }
 
-/// One day of a company's open findings, for trends. `overdue` and `suppressed` stay 0 until
-/// SLAs and analyses exist.
+/// One day of a company's open findings, for trends: by severity, KEV, fixable, overdue (in
+/// all and by severity: how far behind the SLA each severity was that day) and suppressed.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrendPoint {
@@ -826,7 +829,11 @@ pub struct TrendPoint {
     pub unknown: u64,
     pub kev: u64,
     pub fixable: u64,
+    /// Open findings past their SLA due date that day (suppressed ones left out).
     pub overdue: u64,
+    /// `overdue` by severity (they add up to it; 0 on days recorded before it was kept).
+    #[serde(default)]
+    pub overdue_by_severity: SeverityCounts,
     pub suppressed: u64,
 }
 
@@ -843,6 +850,7 @@ impl TrendPoint {
             kev: s.kev,
             fixable: s.fixable,
             overdue: s.overdue,
+            overdue_by_severity: s.overdue_by_severity,
             suppressed: s.suppressed,
         }
     }

@@ -313,14 +313,11 @@ pub trait Storage: Send + Sync + 'static {
         since: chrono::NaiveDate,
     ) -> Result<Vec<TrendPoint>>;
 
-    /// Writes (or rewrites) every company's point of `day` from its maintained counters, one
-    /// short statement per company, and deletes points before `keep_from`; returns the
-    /// companies written.
-    async fn record_trends(
-        &self,
-        day: chrono::NaiveDate,
-        keep_from: chrono::NaiveDate,
-    ) -> Result<u64>;
+    /// Writes (or rewrites) every company's point of `at`'s UTC day from its maintained
+    /// counters, one short statement per company, with the findings overdue at `at` (in all
+    /// and per severity) and those suppressed, and deletes points before `keep_from`; returns
+    /// the companies written.
+    async fn record_trends(&self, at: DateTime<Utc>, keep_from: chrono::NaiveDate) -> Result<u64>;
 
     /// Every company with its counts (the operator's view), by name.
     async fn overview(&self, stale_before: DateTime<Utc>) -> Result<Vec<CompanyOverview>>;

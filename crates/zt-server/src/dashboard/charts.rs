@@ -81,14 +81,43 @@ pub fn share(label: &str, key: &str, part: u64, total: u64) -> Markup {
     }
 }
 
-/// The open findings of one day of a trend, by severity.
-fn day_counts(p: &TrendPoint) -> SeverityCounts {
-    SeverityCounts {
-        critical: p.critical,
-        high: p.high,
-        medium: p.medium,
-        low: p.low,
-        unknown: p.unknown,
+/// What a trend chart draws per severity: the open findings, or those of them past their
+/// SLA due date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series {
+    Open,
+    Overdue,
+}
+
+impl Series {
+    /// The name in the overview's URL (`series=`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Series::Open => "open",
+            Series::Overdue => "overdue",
+        }
+    }
+
+    /// What the chart's lines count, in words.
+    fn what(self) -> &'static str {
+        match self {
+            Series::Open => "Open findings",
+            Series::Overdue => "Overdue findings (past their SLA due date)",
+        }
+    }
+}
+
+/// The counts of one day of a trend, by severity.
+fn day_counts(p: &TrendPoint, series: Series) -> SeverityCounts {
+    match series {
+        Series::Open => SeverityCounts {
+            critical: p.critical,
+            high: p.high,
+            medium: p.medium,
+            low: p.low,
+            unknown: p.unknown,
+        },
+        Series::Overdue => p.overdue_by_severity,
     }
 }
 
@@ -104,8 +133,9 @@ fn nice_step(max: u64, ticks: u64) -> u64 {
     step.max(1.0) as u64
 }
 
-/// Open findings per severity per day, as lines over the period; the newest day last.
-pub fn trend(points: &[TrendPoint], days: u32) -> Markup {
+/// Open (or overdue) findings per severity per day, as lines over the period; the newest day
+/// last.
+pub fn trend(points: &[TrendPoint], days: u32, series: Series) -> Markup {
     const W: f64 = 720.0;
     const H: f64 = 240.0;
     const LEFT: f64 = 48.0;
@@ -122,7 +152,7 @@ pub fn trend(points: &[TrendPoint], days: u32) -> Markup {
         .flat_map(|p| {
             SEVERITIES
                 .iter()
-                .map(move |(s, _)| count(&day_counts(p), s))
+                .map(move |(s, _)| count(&day_counts(p, series), s))
         })
         .max()
         .unwrap_or(0)
@@ -137,9 +167,10 @@ pub fn trend(points: &[TrendPoint], days: u32) -> Markup {
     let span = (last - first).num_days().max(1) as f64;
     let x = |d: NaiveDate| LEFT + (d - first).num_days() as f64 / span * plot_w;
     let y = |v: u64| TOP + plot_h - v as f64 / top_value as f64 * plot_h;
-    let latest = &day_counts(&points[points.len() - 1]);
+    let latest = &day_counts(&points[points.len() - 1], series);
     let description = format!(
-        "Open findings per severity over the last {days} days. On {last}: {}.",
+        "{} per severity over the last {days} days. On {last}: {}.",
+        series.what(),
         SEVERITIES
             .iter()
             .map(|(s, _)| format!("{} {s}", count(latest, s)))
@@ -153,7 +184,7 @@ pub fn trend(points: &[TrendPoint], days: u32) -> Markup {
         last,
     ];
     html! {
-        figure .trend {
+        figure .trend data-series=(series.key()) {
             svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(description) {
                 @for t in &ticks {
                     line x1=(LEFT) x2=(W - RIGHT) y1=(format!("{:.1}", y(*t))) y2=(format!("{:.1}", y(*t)))
@@ -166,9 +197,9 @@ pub fn trend(points: &[TrendPoint], days: u32) -> Markup {
                         font-size="11" fill="#4a5462" { (d.format("%b %d")) }
                 }
                 @for (s, colour) in SEVERITIES {
-                    @let path = line_path(points, |p| (x(p.date), y(count(&day_counts(p), s))));
+                    @let path = line_path(points, |p| (x(p.date), y(count(&day_counts(p, series), s))));
                     @if points.len() == 1 {
-                        circle cx=(format!("{:.1}", x(points[0].date))) cy=(format!("{:.1}", y(count(&day_counts(&points[0]), s))))
+                        circle cx=(format!("{:.1}", x(points[0].date))) cy=(format!("{:.1}", y(count(&day_counts(&points[0], series), s))))
                             r="3" fill=(colour) {}
                     } @else {
                         path d=(path) fill="none" stroke=(colour) stroke-width="2" stroke-linejoin="round" {}
@@ -226,11 +257,20 @@ mod tests {
             p.high = 2;
             p
         };
-        let svg = trend(&[day(1, 5), day(2, 3)], 30).into_string();
+        let svg = trend(&[day(1, 5), day(2, 3)], 30, Series::Open).into_string();
         assert!(
             svg.contains("On 2026-12-02: 3 critical, 2 high, 0 medium, 0 low, 0 unknown"),
             "{svg}"
         );
         assert_eq!(svg.matches("<path").count(), 5);
+        // The overdue series draws the points' overdue counts per severity.
+        let mut late = day(2, 3);
+        late.overdue_by_severity.high = 2;
+        late.overdue = 2;
+        let svg = trend(&[day(1, 5), late], 30, Series::Overdue).into_string();
+        assert!(
+            svg.contains("Overdue findings (past their SLA due date) per severity over the last 30 days. On 2026-12-02: 0 critical, 2 high, 0 medium, 0 low, 0 unknown"),
+            "{svg}"
+        );
     }
 }

@@ -108,7 +108,8 @@ pub async fn page(
 }
 
 /// A table of findings (also on the host detail); `sorting` makes its headers sort links;
-/// `decide`: each row has the form that records a decision about it (for those who may).
+/// `decide`: each row has a "Decide" button opening the form that records a decision about it
+/// (for those who may).
 pub fn findings_table(
     ctx: &Ctx,
     rows: &[FindingRow],
@@ -137,10 +138,9 @@ pub fn findings_table(
         th scope="col" { "Due" }
         th scope="col" { "Analysis" }
         @if show_resolved { th scope="col" { "Resolved" } }
-        @if decide { th scope="col" { "Decide" } }
     };
     let body = html! {
-        @for f in rows {
+        @for (i, f) in rows.iter().enumerate() {
             @let v = &f.vulnerability;
             tr {
                 td { (layout::sev(v.severity)) }
@@ -148,6 +148,13 @@ pub fn findings_table(
                     a .vid href=(ctx.url(&format!("/vulnerabilities/{}", segment(&v.id)))) { (v.id) }
                     @if !v.aliases.is_empty() {
                         div .alias { (v.aliases.join(", ")) }
+                    }
+                    // In the row's second cell, so that it shows at phone width too (the
+                    // table scrolls sideways there); the form is a dialog, not a cell.
+                    @if decide {
+                        div .decide-open {
+                            (super::vulns::decision_dialog(ctx, &v.id, super::vulns::DecisionTarget::Finding(f), &format!("decide-{i}")))
+                        }
                     }
                 }
                 td { (f.package.name) " " span .version { (f.package.version) } div .muted { (f.package.ecosystem) } }
@@ -172,14 +179,6 @@ pub fn findings_table(
                     }
                 }
                 @if show_resolved { td { (layout::opt_time(f.resolved_at, "open")) } }
-                @if decide {
-                    td {
-                        details .decide {
-                            summary { "Decide" }
-                            (super::vulns::decision_form(ctx, &v.id, super::vulns::DecisionTarget::Finding(f)))
-                        }
-                    }
-                }
             }
         }
     };

@@ -1,6 +1,7 @@
 //! `/c/{company_id}`: the company at a glance — summary cards, open findings by severity, the
-//! KEV and fixable shares, the vulnerabilities on most hosts, the riskiest hosts, and the
-//! trend of open findings per severity over 30 or 90 days.
+//! KEV and fixable shares, the vulnerabilities on most hosts, the riskiest hosts, the trend
+//! of open (or overdue) findings per severity over 30 or 90 days, and the time to remediate
+//! per severity over the same period.
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -43,6 +44,7 @@ pub fn cards(ctx: &Ctx, s: &Summary) -> Markup {
             (card("unknown", "findings.unknown", s.findings.unknown, f("?severity=unknown"), "c-unknown"))
             (card("in KEV", "kev", s.kev, f("?kev=true"), "c-kev"))
             (card("fixable", "fixable", s.fixable, f("?fixable=true"), ""))
+            (card("overdue", "overdue", s.overdue, f("?overdue=true"), "c-overdue"))
         }
     }
 }
@@ -58,6 +60,11 @@ async fn render(
         None | Some("30") => 30,
         Some("90") => 90,
         Some(_) => return Err(PageError::Bad("days: 30 or 90".into())),
+    };
+    let series = match param(params, "series") {
+        None | Some("open") => charts::Series::Open,
+        Some("overdue") => charts::Series::Overdue,
+        Some(_) => return Err(PageError::Bad("series: open or overdue".into())),
     };
     let summary = state.store.summary(ctx.id()).await?;
     let total = summary.findings.total();
@@ -102,6 +109,15 @@ async fn render(
     let mut trend = state.store.trends(ctx.id(), since).await?;
     trend.retain(|p| p.date < today);
     trend.push(TrendPoint::of(today, &summary));
+    // Time to remediate over the same period (as `GET …/remediation?days=`).
+    let remediated = state
+        .store
+        .remediation_rows(
+            ctx.id(),
+            Utc::now() - chrono::Duration::days(i64::from(days)),
+        )
+        .await?;
+    let mttr = zt_store::sla::remediation_stats(&remediated);
     let content = html! {
         h1 { "Overview" }
         (cards(&ctx, &summary))
@@ -115,18 +131,40 @@ async fn render(
             section .panel aria-labelledby="trend" {
                 div .panel-head {
                     h2 #trend { "Trend of open findings" }
+                    nav .tabs aria-label="Findings shown" {
+                        @for (sr, label) in [(charts::Series::Open, "open"), (charts::Series::Overdue, "overdue")] {
+                            @let href = ctx.url(&format!("?days={days}&series={}", sr.key()));
+                            @if sr == series {
+                                a href=(href) aria-current="true" { (label) }
+                            } @else {
+                                a href=(href) { (label) }
+                            }
+                        }
+                    }
                     nav .tabs aria-label="Period" {
                         @for d in [30u32, 90] {
+                            @let href = ctx.url(&format!("?days={d}&series={}", series.key()));
                             @if d == days {
-                                a href=(ctx.url(&format!("?days={d}"))) aria-current="true" { (d) " days" }
+                                a href=(href) aria-current="true" { (d) " days" }
                             } @else {
-                                a href=(ctx.url(&format!("?days={d}"))) { (d) " days" }
+                                a href=(href) { (d) " days" }
                             }
                         }
                     }
                 }
-                (charts::trend(&trend, days))
+                (charts::trend(&trend, days, series))
                 p .muted { a href=(ctx.api(&format!("/trends?days={days}"))) { "The points as JSON" } }
+            }
+            section .panel aria-labelledby="mttr" {
+                div .panel-head {
+                    h2 #mttr { "Time to remediate" }
+                    span .muted { "last " (days) " days" }
+                }
+                (remediation_table(&mttr))
+                p .muted {
+                    "From first seen to resolved by an upgrade or removal, in days. "
+                    a href=(ctx.api(&format!("/remediation?days={days}"))) { "As JSON" }
+                }
             }
             section .panel aria-labelledby="top-vulns" {
                 div .panel-head {
@@ -162,6 +200,33 @@ async fn render(
         }
     };
     Ok(layout::page(&ctx, View::Overview, "Overview", content))
+}
+
+/// Time to remediate per severity: findings remediated, median and p90 days.
+fn remediation_table(stats: &[zt_store::sla::RemediationStats]) -> Markup {
+    let days = |d: Option<f64>| match d {
+        Some(d) => html! { (format!("{d:.1}")) },
+        None => html! { span .muted { "–" } },
+    };
+    layout::table(
+        "Time to remediate per severity",
+        html! {
+            th scope="col" { "Severity" }
+            th scope="col" { "Remediated" }
+            th scope="col" { "Median days" }
+            th scope="col" { "p90 days" }
+        },
+        html! {
+            @for s in stats {
+                tr data-severity=(s.severity) {
+                    td { span class={ "sev sev-" (s.severity) } { (s.severity) } }
+                    td .num { (n(s.remediated)) }
+                    td .num { (days(s.median_days)) }
+                    td .num { (days(s.p90_days)) }
+                }
+            }
+        },
+    )
 }
 
 pub async fn page(

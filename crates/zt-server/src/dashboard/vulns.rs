@@ -382,7 +382,7 @@ fn decisions_section(
                 }))
             }
             @if ctx.viewer.is_admin() {
-                (decision_form(ctx, vuln_id, DecisionTarget::Vulnerability(packages)))
+                div .decide-open { (decision_dialog(ctx, vuln_id, DecisionTarget::Vulnerability(packages), "decide-vuln")) }
             }
         }
     }
@@ -395,27 +395,54 @@ pub enum DecisionTarget<'a> {
     Finding(&'a zt_store::model::FindingRow),
 }
 
+/// The "Decide" button and the dialog it opens (a native modal `<dialog>`, in the top layer:
+/// not squeezed into a table cell nor clipped by a table's scrolling frame, closed with
+/// Escape or its buttons) with the decision form. `id` names the dialog, unique in the page.
+pub fn decision_dialog(ctx: &Ctx, vuln_id: &str, target: DecisionTarget<'_>, id: &str) -> Markup {
+    let title = format!("{id}-title");
+    let about = match &target {
+        DecisionTarget::Vulnerability(_) => "every affected host".to_string(),
+        DecisionTarget::Finding(f) => {
+            format!("{} {} on {}", f.package.name, f.package.version, f.hostname)
+        }
+    };
+    html! {
+        button type="button" .secondary.decide data-decide=(id) aria-haspopup="dialog" aria-controls=(id)
+            aria-label=(format!("Decide about {vuln_id} ({about})")) { "Decide" }
+        dialog .decide id=(id) aria-labelledby=(title) {
+            div .dialog-head {
+                h2 id=(title) { "Decide about " (vuln_id) }
+                button type="button" .secondary data-close="" { "Close" }
+            }
+            p .dialog-about .muted { (about) }
+            (decision_form(ctx, vuln_id, target))
+        }
+    }
+}
+
 /// The form that records a decision (an analysis): state, justification, response,
 /// suppression, expiry and a comment. dashboard.js sends it to the API with the session's
-/// CSRF token and reloads the view; used by the vulnerability and the findings views.
+/// CSRF token and reloads the view (an error shows in the form); inside [`decision_dialog`]
+/// on the vulnerability and the findings views.
 pub fn decision_form(ctx: &Ctx, vuln_id: &str, target: DecisionTarget<'_>) -> Markup {
     use zt_store::analysis::{AnalysisState, Justification, VexResponse};
     html! {
         form .analysis-form data-analysis="" data-api=(ctx.api("/analyses")) data-vuln=(vuln_id) aria-label=(format!("Record a decision about {vuln_id}")) {
-            label { "State " select name="state" {
+            div .banner role="alert" data-form-error="" {}
+            label { "State" select name="state" autofocus {
                 @for s in AnalysisState::ALL { option value=(s.as_str()) { (s.as_str()) } }
             } }
-            label { "Justification " select name="justification" {
+            label { "Justification" select name="justification" {
                 option value="" { "none" }
                 @for j in Justification::ALL { option value=(j.as_str()) { (j.as_str()) } }
             } }
-            label { "Response " select name="response" {
+            label { "Response" select name="response" {
                 option value="" { "none" }
                 @for r in VexResponse::ALL { option value=(r.as_str()) { (r.as_str()) } }
             } }
             @match target {
                 DecisionTarget::Vulnerability(packages) => {
-                    label { "Package " select name="package" {
+                    label { "Package" select name="package" {
                         option value="" { "every package" }
                         @for p in packages { option value=(p.name) { (p.name) } }
                     } }
@@ -423,13 +450,16 @@ pub fn decision_form(ctx: &Ctx, vuln_id: &str, target: DecisionTarget<'_>) -> Ma
                 DecisionTarget::Finding(f) => {
                     input type="hidden" name="package" value=(f.package.name);
                     input type="hidden" name="package_version" value=(f.package.version);
-                    label { input type="checkbox" name="agent_id" value=(f.agent_id) checked; " only on " (f.hostname) }
+                    label .check { input type="checkbox" name="agent_id" value=(f.agent_id) checked; " only on " (f.hostname) }
                 }
             }
-            label { input type="checkbox" name="suppress"; " hide the findings" }
-            label { "Until " input type="date" name="expires_at"; }
-            label { "Comment " input type="text" name="comment" maxlength="2000"; }
-            button type="submit" { "Record" }
+            label .check { input type="checkbox" name="suppress"; " hide the findings" }
+            label { "Until" input type="date" name="expires_at"; }
+            label .wide { "Comment" input type="text" name="comment" maxlength="2000"; }
+            div .dialog-actions {
+                button type="button" .secondary data-close="" { "Cancel" }
+                button type="submit" { "Record" }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 use zt_store::model::{
@@ -356,8 +356,10 @@ pub struct Trends {
     points: Vec<TrendPoint>,
 }
 
-/// The company's open findings per day (by severity, KEV, fixable; overdue and suppressed
-/// are 0 until SLAs and analyses exist), from daily snapshots: no pass over findings.
+/// The company's open findings per day (by severity, KEV, fixable), those past their SLA due
+/// date (`overdue`, and `overdue_by_severity`) and those suppressed, from daily snapshots
+/// (the janitor's, counted at the time it took them): no pass over findings. Today's point
+/// is the summary now.
 #[utoipa::path(get, path = "/api/v1/companies/{company_id}/trends", tag = "reads",
     params(("company_id" = Uuid, Path, description = "The company"), TrendsQuery),
     responses((status = 200, description = "Daily points", body = Trends), E400, E401, E403, E404, E429),
@@ -405,9 +407,9 @@ fn with_today(mut points: Vec<TrendPoint>, now: TrendPoint) -> Vec<TrendPoint> {
 
 /// The janitor's daily snapshot: every company's point of today, and older ones pruned.
 pub async fn record_trends(state: &AppState) -> zt_store::Result<u64> {
-    let today: NaiveDate = Utc::now().date_naive();
-    let keep_from = today - chrono::Duration::days(i64::from(TREND_DAYS_MAX));
-    state.store.record_trends(today, keep_from).await
+    let now = Utc::now();
+    let keep_from = now.date_naive() - chrono::Duration::days(i64::from(TREND_DAYS_MAX));
+    state.store.record_trends(now, keep_from).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -437,6 +439,7 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> ApiR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn point(date: &str, high: u64) -> TrendPoint {
         let mut p = TrendPoint::of(

@@ -239,10 +239,11 @@ macro_rules! delegate_storage {
                     let mut summary = self.summary_impl(company_id).await?;
                     // SLA and suppression counts (issue 13), from the findings filter.
                     // One pass over the open findings for the three.
-                    let (overdue, due_week, suppressed) = self.sla_counts(company_id).await?;
-                    summary.overdue = overdue;
-                    summary.due_soon = due_week.saturating_sub(overdue);
-                    summary.suppressed = suppressed;
+                    let sla = self.sla_counts(company_id, Utc::now()).await?;
+                    summary.overdue = sla.overdue.total();
+                    summary.overdue_by_severity = sla.overdue;
+                    summary.due_soon = sla.due_week.saturating_sub(summary.overdue);
+                    summary.suppressed = sla.suppressed;
                     Ok(summary)
                 }
 
@@ -327,10 +328,10 @@ macro_rules! delegate_storage {
 
                 async fn record_trends(
                     &self,
-                    day: chrono::NaiveDate,
+                    at: DateTime<Utc>,
                     keep_from: chrono::NaiveDate,
                 ) -> Result<u64> {
-                    self.record_trends_impl(day, keep_from).await
+                    self.record_trends_impl(at, keep_from).await
                 }
 
                 async fn overview(

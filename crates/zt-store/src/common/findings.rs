@@ -164,17 +164,7 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
     qb.push("(");
-    for (i, (cond, bound)) in [
-        "f.severity = 5",
-        "f.severity = 4",
-        "f.severity = 3",
-        "f.severity = 2",
-        "f.severity <= 1",
-    ]
-    .iter()
-    .zip(due.first_seen_by.iter())
-    .enumerate()
-    {
+    for (i, (cond, bound)) in SLA_BUCKETS.iter().zip(due.first_seen_by.iter()).enumerate() {
         if i > 0 {
             qb.push(" OR ");
         }
@@ -192,9 +182,20 @@ where
     qb.push(")");
 }
 
+/// The severity conditions of the SLA's buckets (critical, high, medium, low, unknown), in
+/// the order of [`crate::sla::DueBy::first_seen_by`].
+const SLA_BUCKETS: [&str; 5] = [
+    "f.severity = 5",
+    "f.severity = 4",
+    "f.severity = 3",
+    "f.severity = 2",
+    "f.severity <= 1",
+];
+
 /// The summary's SLA and suppression counts in one pass over a company's open findings
-/// (rather than one count per figure): overdue (due by `overdue`), due by `soon` — both
-/// without suppressed findings — and suppressed. One row of three integers.
+/// (rather than one count per figure): overdue (due by `overdue`) per severity — critical,
+/// high, medium, low, unknown — then due by `soon`, both without suppressed findings, and
+/// suppressed. One row of seven integers (see [`SlaCounts::of_row`]).
 pub(crate) fn sla_counts_query<DB>(
     company_id: CompanyId,
     overdue: &crate::sla::DueBy,
@@ -206,10 +207,17 @@ where
     for<'t> bool: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT coalesce(sum(CASE WHEN f.suppressed = ");
-    qb.push_bind(false).push(" AND ");
-    push_due(&mut qb, overdue);
-    qb.push(" THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN f.suppressed = ")
+    let mut qb = QueryBuilder::new("SELECT ");
+    // Overdue per severity: the severity's own condition and the due condition (which names
+    // every severity's bound: ANDed with one severity, only that one's bound can hold).
+    for cond in SLA_BUCKETS {
+        qb.push("coalesce(sum(CASE WHEN f.suppressed = ")
+            .push_bind(false)
+            .push(format_args!(" AND {cond} AND "));
+        push_due(&mut qb, overdue);
+        qb.push(" THEN 1 ELSE 0 END), 0), ");
+    }
+    qb.push("coalesce(sum(CASE WHEN f.suppressed = ")
         .push_bind(false)
         .push(" AND ");
     push_due(&mut qb, soon);
@@ -219,6 +227,37 @@ where
         .push_bind(company_id.0)
         .push(" AND f.resolved_at IS NULL");
     qb
+}
+
+/// The row of [`sla_counts_query`]: overdue per severity, due within the week (overdue ones
+/// included), suppressed.
+pub(crate) type SlaCountsRow = (i64, i64, i64, i64, i64, i64, i64);
+
+/// A company's SLA and suppression counts of its open findings at one time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SlaCounts {
+    /// Overdue (suppressed ones left out), per severity.
+    pub overdue: SeverityCounts,
+    /// Due within 7 days, overdue ones included (suppressed ones left out).
+    pub due_week: u64,
+    pub suppressed: u64,
+}
+
+impl SlaCounts {
+    pub(crate) fn of_row(r: SlaCountsRow) -> SlaCounts {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        SlaCounts {
+            overdue: SeverityCounts {
+                critical: n(r.0),
+                high: n(r.1),
+                medium: n(r.2),
+                low: n(r.3),
+                unknown: n(r.4),
+            },
+            due_week: n(r.5),
+            suppressed: n(r.6),
+        }
+    }
 }
 
 /// The text search of a filter, if it has one (an empty `q` searches nothing).

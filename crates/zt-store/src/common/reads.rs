@@ -244,8 +244,12 @@ pub(crate) fn summary_from_row(c: &impl Cols, base: usize) -> Result<Summary> {
     })
 }
 
-/// A trend point of `date` from columns `critical, high, medium, low, unknown, kev, fixable,
-/// overdue, suppressed` (1-9; column 0 is the day).
+/// The columns of a stored trend point after its day, as [`trend_point`] reads them.
+pub(crate) const TREND_COLUMNS: &str = "critical, high, medium, low, unknown, kev, fixable, \
+     overdue, suppressed, overdue_critical, overdue_high, overdue_medium, overdue_low, \
+     overdue_unknown";
+
+/// A trend point of `date` from the [`TREND_COLUMNS`] (1-14; column 0 is the day).
 pub(crate) fn trend_point(c: &impl Cols, date: chrono::NaiveDate) -> Result<TrendPoint> {
     let n = |i: usize| -> Result<u64> { Ok(u64::try_from(c.int(i)?).unwrap_or(0)) };
     Ok(TrendPoint {
@@ -259,7 +263,30 @@ pub(crate) fn trend_point(c: &impl Cols, date: chrono::NaiveDate) -> Result<Tren
         fixable: n(7)?,
         overdue: n(8)?,
         suppressed: n(9)?,
+        overdue_by_severity: SeverityCounts {
+            critical: n(10)?,
+            high: n(11)?,
+            medium: n(12)?,
+            low: n(13)?,
+            unknown: n(14)?,
+        },
     })
+}
+
+/// The values of a trend point's SLA columns, in the order `overdue, suppressed,
+/// overdue_critical, overdue_high, overdue_medium, overdue_low, overdue_unknown`.
+pub(crate) fn trend_sla_values(sla: &super::findings::SlaCounts) -> [i64; 7] {
+    let v = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let o = &sla.overdue;
+    [
+        v(o.total()),
+        v(sla.suppressed),
+        v(o.critical),
+        v(o.high),
+        v(o.medium),
+        v(o.low),
+        v(o.unknown),
+    ]
 }
 
 /// The cursor key of the apps list: name, version, software key (hex), arch.

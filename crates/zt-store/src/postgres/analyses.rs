@@ -777,23 +777,21 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// A trend point's overdue and suppressed counts (open findings).
-    pub(crate) async fn trend_sla_counts(&self, company_id: CompanyId) -> Result<(u64, u64)> {
-        let (overdue, _, suppressed) = self.sla_counts(company_id).await?;
-        Ok((overdue, suppressed))
-    }
-
-    /// Open findings overdue and due within 7 days (suppressed ones left out), and
-    /// suppressed: one statement.
-    pub(crate) async fn sla_counts(&self, company_id: CompanyId) -> Result<(u64, u64, u64)> {
+    /// Open findings overdue (per severity) and due within 7 days at `now` (suppressed ones
+    /// left out), and suppressed: one statement.
+    pub(crate) async fn sla_counts(
+        &self,
+        company_id: CompanyId,
+        now: DateTime<Utc>,
+    ) -> Result<crate::common::findings::SlaCounts> {
         let policy = self.sla_policy_impl(company_id).await?;
-        let (overdue, soon) = sla_bounds(&policy, Utc::now());
+        let (overdue, soon) = sla_bounds(&policy, now);
         let mut qb = crate::common::findings::sla_counts_query(company_id, &overdue, &soon);
         let mut tx = self.begin_for_company(company_id).await?;
-        let (a, b, c): (i64, i64, i64) = qb.build_query_as().fetch_one(&mut *tx).await?;
+        let row: crate::common::findings::SlaCountsRow =
+            qb.build_query_as().fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        Ok((n(a), n(b), n(c)))
+        Ok(crate::common::findings::SlaCounts::of_row(row))
     }
 }
 

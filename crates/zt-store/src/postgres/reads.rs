@@ -360,10 +360,10 @@ impl PgStore {
         since: NaiveDate,
     ) -> Result<Vec<TrendPoint>> {
         let mut tx = self.begin_for_company(company_id).await?;
-        let rows = sqlx::query(
-            "SELECT day, critical, high, medium, low, unknown, kev, fixable, overdue, suppressed \
-             FROM company_daily WHERE company_id = $1 AND day >= $2 ORDER BY day",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT day, {} FROM company_daily WHERE company_id = $1 AND day >= $2 ORDER BY day",
+            crate::common::reads::TREND_COLUMNS
+        )))
         .bind(company_id)
         .bind(since)
         .fetch_all(&mut *tx)
@@ -376,9 +376,10 @@ impl PgStore {
 
     pub(crate) async fn record_trends_impl(
         &self,
-        day: NaiveDate,
+        at: DateTime<Utc>,
         keep_from: NaiveDate,
     ) -> Result<u64> {
+        let day = at.date_naive();
         let companies = self.company_ids().await?;
         for &company in &companies {
             // One short transaction per company, from its agents' counters.
@@ -399,18 +400,14 @@ impl PgStore {
             .bind(day)
             .execute(&mut *tx)
             .await?;
-            // Overdue and suppressed findings (issue 13), counted through the findings filter.
-            let (overdue, suppressed) = self.trend_sla_counts(company).await?;
-            sqlx::query(
-                "UPDATE company_daily SET overdue = $3, suppressed = $4 \
-                 WHERE company_id = $1 AND day = $2",
-            )
-            .bind(company)
-            .bind(day)
-            .bind(i64::try_from(overdue).unwrap_or(i64::MAX))
-            .bind(i64::try_from(suppressed).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+            // Overdue (per severity) and suppressed findings at `at` (issue 13), counted
+            // through the findings filter.
+            let sla = self.sla_counts(company, at).await?;
+            let mut q = sqlx::query(TREND_SLA_UPDATE).bind(company).bind(day);
+            for v in crate::common::reads::trend_sla_values(&sla) {
+                q = q.bind(v);
+            }
+            q.execute(&mut *tx).await?;
             sqlx::query("DELETE FROM company_daily WHERE company_id = $1 AND day < $2")
                 .bind(company)
                 .bind(keep_from)
@@ -492,3 +489,8 @@ fn push_findings_arm(
     qb.push(rest);
     qb.push(") arm");
 }
+
+/// A trend point's SLA columns (see `common::reads::trend_sla_values`), of company $1 and day $2.
+const TREND_SLA_UPDATE: &str = "UPDATE company_daily SET overdue = $3, suppressed = $4, \
+     overdue_critical = $5, overdue_high = $6, overdue_medium = $7, overdue_low = $8, \
+     overdue_unknown = $9 WHERE company_id = $1 AND day = $2";

@@ -779,21 +779,19 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// A trend point's overdue and suppressed counts (open findings).
-    pub(crate) async fn trend_sla_counts(&self, company_id: CompanyId) -> Result<(u64, u64)> {
-        let (overdue, _, suppressed) = self.sla_counts(company_id).await?;
-        Ok((overdue, suppressed))
-    }
-
-    /// Open findings overdue and due within 7 days (suppressed ones left out), and
-    /// suppressed: one statement.
-    pub(crate) async fn sla_counts(&self, company_id: CompanyId) -> Result<(u64, u64, u64)> {
+    /// Open findings overdue (per severity) and due within 7 days at `now` (suppressed ones
+    /// left out), and suppressed: one statement.
+    pub(crate) async fn sla_counts(
+        &self,
+        company_id: CompanyId,
+        now: DateTime<Utc>,
+    ) -> Result<crate::common::findings::SlaCounts> {
         let policy = self.sla_policy_impl(company_id).await?;
-        let (overdue, soon) = sla_bounds(&policy, Utc::now());
+        let (overdue, soon) = sla_bounds(&policy, now);
         let mut qb = crate::common::findings::sla_counts_query(company_id, &overdue, &soon);
-        let (a, b, c): (i64, i64, i64) = qb.build_query_as().fetch_one(&self.pool).await?;
-        let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        Ok((n(a), n(b), n(c)))
+        let row: crate::common::findings::SlaCountsRow =
+            qb.build_query_as().fetch_one(&self.pool).await?;
+        Ok(crate::common::findings::SlaCounts::of_row(row))
     }
 }
 

@@ -257,10 +257,10 @@ impl SqliteStore {
         company_id: CompanyId,
         since: NaiveDate,
     ) -> Result<Vec<TrendPoint>> {
-        let rows = sqlx::query(
-            "SELECT day, critical, high, medium, low, unknown, kev, fixable, overdue, suppressed \
-             FROM company_daily WHERE company_id = ?1 AND day >= ?2 ORDER BY day",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT day, {} FROM company_daily WHERE company_id = ?1 AND day >= ?2 ORDER BY day",
+            crate::common::reads::TREND_COLUMNS
+        )))
         .bind(company_id)
         .bind(since.to_string())
         .fetch_all(&self.pool)
@@ -277,9 +277,10 @@ impl SqliteStore {
 
     pub(crate) async fn record_trends_impl(
         &self,
-        day: NaiveDate,
+        at: DateTime<Utc>,
         keep_from: NaiveDate,
     ) -> Result<u64> {
+        let day = at.date_naive();
         let companies: Vec<Vec<u8>> = sqlx::query_scalar("SELECT company_id FROM companies")
             .fetch_all(&self.pool)
             .await?;
@@ -288,9 +289,10 @@ impl SqliteStore {
         // ingest waits for one of them at most.
         for company in &companies {
             let started = std::time::Instant::now();
-            // Overdue and suppressed findings (issue 13), counted through the findings filter.
-            let (overdue, suppressed) = self
-                .trend_sla_counts(crate::common::company_from(company)?)
+            // Overdue (per severity) and suppressed findings at `at` (issue 13), counted
+            // through the findings filter.
+            let sla = self
+                .sla_counts(crate::common::company_from(company)?, at)
                 .await?;
             let mut w = self.begin_background_write().await?;
             sqlx::query(RECORD_TREND_SQL)
@@ -298,16 +300,11 @@ impl SqliteStore {
                 .bind(&day)
                 .execute(&mut *w.tx)
                 .await?;
-            sqlx::query(
-                "UPDATE company_daily SET overdue = ?3, suppressed = ?4 \
-                 WHERE company_id = ?1 AND day = ?2",
-            )
-            .bind(company)
-            .bind(&day)
-            .bind(i64::try_from(overdue).unwrap_or(i64::MAX))
-            .bind(i64::try_from(suppressed).unwrap_or(i64::MAX))
-            .execute(&mut *w.tx)
-            .await?;
+            let mut q = sqlx::query(TREND_SLA_UPDATE).bind(company).bind(&day);
+            for v in crate::common::reads::trend_sla_values(&sla) {
+                q = q.bind(v);
+            }
+            q.execute(&mut *w.tx).await?;
             w.commit().await?;
             crate::common::janitor_timing("trend point", started, 1);
         }
@@ -421,6 +418,12 @@ pub(super) const OVERVIEW_SQL: &str =
      coalesce(sum(open_fixable), 0), \
      coalesce(sum(coalesce(last_seen_at, enrolled_at) < ?1 AND decommissioned_at IS NULL), 0) \
      FROM agents INDEXED BY agents_counts GROUP BY company_id";
+
+/// A trend point's SLA columns (see `common::reads::trend_sla_values`), of company ?1 and
+/// day ?2.
+const TREND_SLA_UPDATE: &str = "UPDATE company_daily SET overdue = ?3, suppressed = ?4, \
+     overdue_critical = ?5, overdue_high = ?6, overdue_medium = ?7, overdue_low = ?8, \
+     overdue_unknown = ?9 WHERE company_id = ?1 AND day = ?2";
 
 /// The trend point of a company (?1) and day (?2), from its agents' counters.
 pub(super) const RECORD_TREND_SQL: &str = "INSERT INTO company_daily (company_id, day, critical, \

@@ -118,6 +118,20 @@ pub(super) async fn report(
     apps: &[App],
     at: DateTime<Utc>,
 ) -> ReportId {
+    report_processed_at(store, company_id, agent_id, host, apps, at, Utc::now()).await
+}
+
+/// [`report`], processed by a worker whose clock says `now` (findings opened and resolved
+/// then).
+pub(super) async fn report_processed_at(
+    store: &dyn Storage,
+    company_id: CompanyId,
+    agent_id: AgentId,
+    host: (&str, &OsInfo),
+    apps: &[App],
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> ReportId {
     let r = super::incoming(company_id, agent_id, apps, at);
     assert_eq!(
         store
@@ -182,7 +196,7 @@ pub(super) async fn report(
                     .map(|(k, s)| (*k, format!("{}\u{0}{}", s.ecosystem, s.name)))
                     .collect(),
             }],
-            now: Utc::now(),
+            now,
         })
         .await
         .unwrap();
@@ -911,10 +925,14 @@ pub async fn dashboard_trends_and_overview(any: &AnyStore) {
     let long_ago = today - chrono::Duration::days(500);
     assert!(store.trends(f.acme, long_ago).await.unwrap().is_empty());
     // A point from long ago (written as the janitor would have then), and today's.
-    assert_eq!(store.record_trends(long_ago, long_ago).await.unwrap(), 2);
+    let at = |day: chrono::NaiveDate| day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    assert_eq!(
+        store.record_trends(at(long_ago), long_ago).await.unwrap(),
+        2
+    );
     assert_eq!(
         store
-            .record_trends(today, today - chrono::Duration::days(400))
+            .record_trends(Utc::now(), today - chrono::Duration::days(400))
             .await
             .unwrap(),
         2
@@ -932,6 +950,9 @@ pub async fn dashboard_trends_and_overview(any: &AnyStore) {
         ),
         (1, 4, 1, 1)
     );
+    // Nothing is overdue ten minutes after the reports.
+    assert_eq!(points[0].overdue_by_severity, SeverityCounts::default());
+    assert_eq!(summary.overdue_by_severity, SeverityCounts::default());
     // Rewriting today's point is idempotent and follows the counters.
     report(
         store,
@@ -943,7 +964,7 @@ pub async fn dashboard_trends_and_overview(any: &AnyStore) {
     )
     .await;
     store
-        .record_trends(today, today - chrono::Duration::days(400))
+        .record_trends(Utc::now(), today - chrono::Duration::days(400))
         .await
         .unwrap();
     let points = store.trends(f.acme, today).await.unwrap();
@@ -968,4 +989,198 @@ pub async fn dashboard_trends_and_overview(any: &AnyStore) {
     assert_eq!(acme.findings, store.summary(f.acme).await.unwrap().findings);
     assert_eq!((rows[1].agents, rows[1].findings.high), (1, 2));
     let _ = (f.web, f.app, f.beta_host);
+}
+
+/// Overdue findings per severity in the trend points, on the injected clock of the janitor's
+/// snapshot: each severity falls overdue after its SLA days (critical 7, high 30, medium 90),
+/// the per-severity counts add up to `overdue`, suppressed findings are left out of them,
+/// each company counts its own, and the company's SLA policy is the one applied.
+pub async fn trends_count_overdue_per_severity(any: &AnyStore) {
+    let store = &*any.storage();
+    let f = fleet(store).await;
+    let keep = f.t.date_naive() - chrono::Duration::days(400);
+    let point = |points: &[TrendPoint], day: chrono::NaiveDate| {
+        *points
+            .iter()
+            .find(|p| p.date == day)
+            .unwrap_or_else(|| panic!("no point of {day}: {points:?}"))
+    };
+    let sev = |critical, high, medium| SeverityCounts {
+        critical,
+        high,
+        medium,
+        low: 0,
+        unknown: 0,
+    };
+    // Acme: event-stream's critical (KEV, no CISA date) on db-2, lodash's two highs on web-1
+    // and db-2, minimist's medium on web-1. Beta: lodash's two highs.
+    let mut expected = Vec::new();
+    for (days, acme, beta) in [
+        (1, sev(0, 0, 0), sev(0, 0, 0)),
+        (8, sev(1, 0, 0), sev(0, 0, 0)),
+        (31, sev(1, 4, 0), sev(0, 2, 0)),
+        (91, sev(1, 4, 1), sev(0, 2, 0)),
+    ] {
+        let at = f.t + chrono::Duration::days(days);
+        assert_eq!(store.record_trends(at, keep).await.unwrap(), 2);
+        expected.push((at.date_naive(), acme, beta));
+    }
+    let points = store.trends(f.acme, f.t.date_naive()).await.unwrap();
+    let beta_points = store.trends(f.beta, f.t.date_naive()).await.unwrap();
+    for (day, acme, beta) in &expected {
+        let p = point(&points, *day);
+        assert_eq!(p.overdue_by_severity, *acme, "Acme on {day}");
+        assert_eq!(p.overdue, acme.total(), "Acme on {day}");
+        // The open counts are the counters, whatever is overdue.
+        assert_eq!((p.critical, p.high, p.medium), (1, 4, 1));
+        let b = point(&beta_points, *day);
+        assert_eq!(b.overdue_by_severity, *beta, "Beta on {day}");
+        assert_eq!(b.overdue, beta.total());
+    }
+
+    // A suppressed vulnerability leaves the overdue counts (lodash's CVE-2020-8203: one high
+    // on each of Acme's two hosts), and counts as suppressed.
+    let now = Utc::now();
+    store
+        .create_analysis(
+            f.acme,
+            &super::analyses::new("CVE-2020-8203", super::analyses::decision(true)),
+            &super::analyses::ctx(now, Some("not shipped")),
+        )
+        .await
+        .unwrap();
+    // A stricter policy: high findings are due after 20 days, critical after 1.
+    let mut policy = store.sla_policy(f.acme).await.unwrap();
+    policy.high_days = 20;
+    policy.critical_days = 1;
+    store
+        .set_sla_policy(f.acme, &policy, &super::analyses::ctx(now, None))
+        .await
+        .unwrap();
+    for (days, acme) in [(2, sev(1, 0, 0)), (21, sev(1, 2, 0))] {
+        let at = f.t + chrono::Duration::days(days);
+        store.record_trends(at, keep).await.unwrap();
+        let p = point(
+            &store.trends(f.acme, f.t.date_naive()).await.unwrap(),
+            at.date_naive(),
+        );
+        assert_eq!(p.overdue_by_severity, acme, "Acme on day {days}");
+        assert_eq!((p.overdue, p.suppressed, p.high), (acme.total(), 2, 2));
+    }
+    // Beta's policy and findings are its own.
+    let b = point(
+        &store.trends(f.beta, f.t.date_naive()).await.unwrap(),
+        (f.t + chrono::Duration::days(21)).date_naive(),
+    );
+    assert_eq!((b.overdue, b.suppressed, b.high), (0, 0, 2));
+    // The summary is the same count now: nothing is overdue yet at today's clock.
+    let s = store.summary(f.acme).await.unwrap();
+    assert_eq!(
+        (s.overdue, s.overdue_by_severity),
+        (0, SeverityCounts::default())
+    );
+    let _ = (f.web, f.db, f.app, f.idle, f.beta_host);
+}
+
+/// Time to remediate: the rows behind it are the company's findings resolved by a report
+/// (package removed or upgraded) from `since` on, each with its severity, first seen and
+/// resolved times; a host decommissioned resolves its findings without remediating them.
+pub async fn remediation_rows_per_severity(any: &AnyStore) {
+    let store = &*any.storage();
+    let f = fleet(store).await;
+    // The fleet's findings were opened when its reports were processed (about now).
+    let opened = store
+        .list_findings(
+            f.acme,
+            &FindingFilter::default(),
+            &PageRequest {
+                limit: 100,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.first_seen)
+        .max()
+        .unwrap();
+    assert!(store
+        .remediation_rows(f.acme, f.t)
+        .await
+        .unwrap()
+        .is_empty());
+    // Three days later db-2 upgrades lodash and drops event-stream: its critical and two
+    // highs are remediated after three days.
+    let day3 = opened + chrono::Duration::days(3);
+    report_processed_at(
+        store,
+        f.acme,
+        f.db,
+        ("db-2", &ubuntu()),
+        &[npm("lodash", "4.17.21")],
+        day3,
+        day3,
+    )
+    .await;
+    // Ten days later web-1 drops minimist: its medium after ten days.
+    let day10 = opened + chrono::Duration::days(10);
+    report_processed_at(
+        store,
+        f.acme,
+        f.web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15"), npm("left-pad", "1.0.0")],
+        day10,
+        day10,
+    )
+    .await;
+    // Beta's host is decommissioned: resolved, but nothing was remediated.
+    store
+        .decommission_agent(f.beta, f.beta_host, day10)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rows = store.remediation_rows(f.acme, f.t).await.unwrap();
+    rows.sort_by_key(|(s, _, r)| (*r, *s));
+    let days: Vec<(Severity, i64)> = rows
+        .iter()
+        // Rounded to the hour: the fleet's reports were processed a moment apart.
+        .map(|(s, seen, resolved)| (*s, ((*resolved - *seen).num_seconds() + 1800) / 3600))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            (Severity::High, 72),
+            (Severity::High, 72),
+            (Severity::Critical, 72),
+            (Severity::Medium, 240),
+        ]
+    );
+    // From a later time on: only what was resolved since.
+    let later = store
+        .remediation_rows(f.acme, opened + chrono::Duration::days(5))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].0, Severity::Medium);
+    let stats = zt_store::sla::remediation_stats(&rows);
+    let by = |name: &str| stats.iter().find(|s| s.severity == name).unwrap().clone();
+    assert_eq!(
+        (by("critical").remediated, by("critical").median_days),
+        (1, Some(3.0))
+    );
+    assert_eq!((by("high").remediated, by("high").p90_days), (2, Some(3.0)));
+    assert_eq!(
+        (by("medium").remediated, by("medium").median_days),
+        (1, Some(10.0))
+    );
+    assert_eq!((by("low").remediated, by("low").median_days), (0, None));
+    // Beta: decommissioned, not remediated.
+    assert!(store
+        .remediation_rows(f.beta, f.t)
+        .await
+        .unwrap()
+        .is_empty());
+    let _ = (f.app, f.idle);
 }

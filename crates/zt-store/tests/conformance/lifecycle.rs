@@ -343,7 +343,7 @@ pub async fn deleting_a_company_purges_it_and_nothing_else(store: &dyn Storage) 
         .unwrap());
     store.create_session(&session(195, 194)).await.unwrap();
     store
-        .record_trends(t.date_naive(), t.date_naive() - chrono::Duration::days(10))
+        .record_trends(t, t.date_naive() - chrono::Duration::days(10))
         .await
         .unwrap();
     let beta_before = store.summary(beta).await.unwrap();

@@ -51,6 +51,8 @@ macro_rules! conformance_tests {
             dashboard_findings_sort_every_way_and_page,
             dashboard_vulnerability_detail_pages_hosts_with_references,
             dashboard_trends_and_overview,
+            trends_count_overdue_per_severity,
+            remediation_rows_per_severity,
             kev_withdrawn_upstream_is_removed,
             epss_of_a_cve_named_later_is_kept,
             feed_states_and_exclusive_holds_through_the_interface,
