@@ -1068,7 +1068,10 @@ impl NotificationStore for PgStore {
                 .map(|r| (CompanyId(r.get::<Uuid, _>(0)), r.get::<String, _>(1)))
                 .collect();
             let mut open = OpenVulns::new();
+            // The rollup is readable in its company's scope only.
+            let mut scope = CompanyScope::new();
             for (company, vulns) in subject_vulns(&page) {
+                scope.enter(&mut tx, company).await?;
                 let rows = sqlx::query(
                     "SELECT vuln_id, severity, kev > 0 FROM company_vulns \
                      WHERE company_id = $1 AND findings > 0 AND vuln_id = ANY($2)",
