@@ -1603,3 +1603,228 @@ async fn stale_feed_is_told_once_on_sqlite() {
 async fn stale_feed_is_told_once_on_postgres_with_two_servers() {
     stale_feed(&Env::postgres(), 2).await;
 }
+
+/// Replaces the stored body of every report still queued with bytes that do not parse, as
+/// a damaged disk or a bad restore would leave them (the server checks a report when it
+/// accepts it, so a body that fails later is damaged in storage). Run while no server works
+/// the queue.
+async fn damage_queued_reports(env: &Env) -> u64 {
+    use sqlx::Connection;
+    const DAMAGED: &[u8] = b"{\"report_id\": damaged";
+    match &env.db {
+        Some(db) => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query("UPDATE reports SET body = $1 WHERE status = 'queued'")
+                .bind(DAMAGED)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+        None => {
+            let url = format!("sqlite://{}", env.path().join("zerotrace.db").display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("UPDATE reports SET body = ?1 WHERE status = 'queued'")
+                .bind(DAMAGED)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+    }
+}
+
+/// Three events end to end, to a real receiver: a report that fails processing is one
+/// `report.failed` message naming it; a rule filtered by host tags hears of tagged hosts
+/// only (an untagged host's vulnerabilities are no message to it, a tagged host's are, with
+/// the tagged hosts counted); an analysis that expires (the server's expiry job, on the real
+/// clock a few seconds on) is one `analysis.expired` message with the hosts it uncovers.
+async fn failed_report_host_tags_and_expiry(env: &Env) {
+    let store = env.store_args();
+    zerotrace(
+        &store,
+        &[
+            "feeds",
+            "import",
+            shared_path("osv/pypa/vulns").to_str().unwrap(),
+        ],
+    );
+    let receiver = Receiver::start(Arc::new(|_: &str, _| Answer::Ok)).await;
+    let flags = ["--allow-private-webhooks", "--notify-scan-secs", "0.5"];
+    // First an API process alone: the doomed report is accepted and waits in the queue.
+    let mut api_only = start(
+        &store,
+        env.path(),
+        "api-only",
+        &[&flags[..], &["--role", "api"][..]].concat(),
+    );
+    let api = api_only.url.clone();
+    let http = http();
+    let company = create_company(&http, &api, ADMIN, "Tagged").await;
+    let cid = company["id"].as_str().unwrap().to_string();
+    let secret = company["enroll_secret"].as_str().unwrap().to_string();
+    let web = enroll(&http, &api, &secret, "web-1").await;
+    let db = enroll(&http, &api, &secret, "db-2").await;
+    let broken = enroll(&http, &api, &secret, "broken-3").await;
+    let ids = agent_ids(&http, &api, &cid).await;
+    let company_url = |api: &str, p: &str| format!("{api}/api/v1/companies/{cid}/{p}");
+    let (s, v) = send(
+        &http,
+        reqwest::Method::PUT,
+        &company_url(&api, &format!("agents/{}/tags", ids["db-2"])),
+        ADMIN,
+        Some(json!({"tags": ["prod"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for (name, events, tags) in [
+        ("ops", json!(["report.failed"]), json!([])),
+        ("prod", json!(["finding.opened"]), json!(["prod"])),
+        (
+            "all",
+            json!(["finding.opened", "analysis.expired"]),
+            json!([]),
+        ),
+    ] {
+        create_rule(
+            &http,
+            &api,
+            &cid,
+            json!({"name": name, "events": events, "tags": tags,
+            "destination": {"kind": "webhook", "url": receiver.url(name), "secret": SECRET}}),
+        )
+        .await;
+    }
+    let doomed = report("broken-3");
+    assert_eq!(
+        post_inventory(&http, &api, &broken, &doomed).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    api_only.kill();
+    assert_eq!(damage_queued_reports(env).await, 1);
+
+    let server = start(&store, env.path(), "all", &flags);
+    let api = server.url.clone();
+    // The damaged report: dead at its first attempt, one message naming it.
+    let got = receiver
+        .wait("report.failed", Duration::from_secs(60), |g| {
+            g.iter().any(|g| g.path == "ops")
+        })
+        .await;
+    let failed: Vec<&Got> = got.iter().filter(|g| g.path == "ops").collect();
+    assert!(signature_ok(failed[0], SECRET));
+    let v = failed[0].json();
+    assert_eq!(v["type"], "report.failed", "{v}");
+    assert_eq!(failed[0].header("zerotrace-event"), "report.failed");
+    assert_eq!(v["company_id"], cid.as_str());
+    assert_eq!(v["data"]["report_id"], doomed.report_id.to_string(), "{v}");
+    assert_eq!(v["data"]["agent_id"], ids["broken-3"].as_str(), "{v}");
+    assert_eq!(v["data"]["hostname"], "broken-3");
+    assert!(
+        v["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not parse"),
+        "{v}"
+    );
+
+    // web-1 carries no tag: "all" hears of its vulnerabilities, "prod" does not.
+    assert_eq!(
+        post_inventory(&http, &api, &web, &report("web-1")).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    wait_processed(&http, &api, &cid, 1).await;
+    let vulns: Vec<String> = open_vulns(&http, &api, &cid).await.into_iter().collect();
+    assert!(vulns.len() >= 3, "{vulns:?}");
+    receiver
+        .wait("web-1's news", Duration::from_secs(60), |got| {
+            by_vuln(
+                &got.iter()
+                    .filter(|g| g.path == "all")
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+            .len()
+                == vulns.len()
+        })
+        .await;
+    // An analysis suppressing one of them, expiring in a few seconds.
+    let expiring = vulns[0].clone();
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(10);
+    let (s, analysis) = send(
+        &http,
+        reqwest::Method::POST,
+        &company_url(&api, "analyses"),
+        ADMIN,
+        Some(json!({"vuln_id": expiring, "state": "not_affected",
+            "justification": "code_not_present", "suppress": true,
+            "expires_at": expires_at.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{analysis}");
+    // db-2 carries the tag: "prod" hears of its vulnerabilities (the suppressed one aside),
+    // counting the tagged host only; "all" was told of them already.
+    assert_eq!(
+        post_inventory(&http, &api, &db, &report("db-2")).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    wait_processed(&http, &api, &cid, 2).await;
+    receiver
+        .wait(
+            "db-2's news and the expiry",
+            Duration::from_secs(60),
+            |got| {
+                let prod: Vec<Got> = got.iter().filter(|g| g.path == "prod").cloned().collect();
+                by_vuln(&prod).len() == vulns.len() - 1
+                    && got.iter().any(|g| {
+                        g.path == "all" && g.header("zerotrace-event") == "analysis.expired"
+                    })
+            },
+        )
+        .await;
+    assert!(
+        chrono::Utc::now() >= expires_at,
+        "expired by the job, not before its time"
+    );
+    // A few more expiry and scan rounds: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        receiver.on("ops").len(),
+        1,
+        "one message for the failed report"
+    );
+    let prod = events_on(&receiver, "prod");
+    let expected: BTreeMap<(String, String), Vec<u64>> = vulns[1..]
+        .iter()
+        .map(|v| (("finding.opened".to_string(), v.clone()), vec![1]))
+        .collect();
+    assert_eq!(prod, expected, "db-2's vulnerabilities, db-2 counted");
+    let all = events_on(&receiver, "all");
+    let mut expected: BTreeMap<(String, String), Vec<u64>> = vulns
+        .iter()
+        .map(|v| (("finding.opened".to_string(), v.clone()), vec![1]))
+        .collect();
+    expected.insert(("analysis.expired".to_string(), expiring.clone()), vec![2]);
+    assert_eq!(all, expected, "each once; the expiry uncovers both hosts");
+    let expired = receiver
+        .on("all")
+        .into_iter()
+        .map(|g| g.json())
+        .find(|v| v["type"] == "analysis.expired")
+        .unwrap();
+    assert_eq!(
+        expired["data"]["analysis_id"], analysis["analysis_id"],
+        "{expired} {analysis}"
+    );
+    assert_eq!(expired["data"]["suppress"], true, "{expired}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_report_host_tags_and_expiry_on_sqlite() {
+    failed_report_host_tags_and_expiry(&Env::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_report_host_tags_and_expiry_on_postgres() {
+    failed_report_host_tags_and_expiry(&Env::postgres()).await;
+}

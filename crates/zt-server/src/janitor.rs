@@ -179,6 +179,18 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 Ok(n) => tracing::info!(rows = n, "purged old resolved findings and removed apps"),
                 Err(e) => tracing::warn!(error = %e, "purging old history failed"),
             }
+            // Notification subjects of vulnerabilities no longer open: they only spare old
+            // news its key probes (what each rule was told stays in the keys).
+            match state
+                .store
+                .notifications()
+                .prune_notification_subjects()
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned notification subjects no longer open"),
+                Err(e) => tracing::warn!(error = %e, "pruning notification subjects failed"),
+            }
         }
     }
 }

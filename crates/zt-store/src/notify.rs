@@ -285,4 +285,11 @@ pub trait NotificationStore: Send + Sync {
 
     /// Deletes messages finished and attempts logged before `before`; how many rows went.
     async fn purge_notifications(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Deletes the de-duplication subjects (`notification_subjects`) of vulnerabilities no
+    /// longer open in their company with that severity and KEV flag: they only spare old news
+    /// the per-rule key probes, and `notification_keys` still holds what each rule was told,
+    /// so a vulnerability that comes back is no new message to a rule told of it. Page by
+    /// page, each in a short transaction; how many went.
+    async fn prune_notification_subjects(&self) -> Result<u64>;
 }

@@ -473,6 +473,60 @@ pub(crate) fn subject_key(c: &Candidate) -> String {
     format!("{}:{}:{}", c.key(), c.severity.unwrap_or(-1), c.kev)
 }
 
+/// The vulnerability, severity rank and KEV flag a [`subject_key`] of a vulnerability event
+/// names (`finding.opened:CVE-1:4:false`); None for another shape. Event names have no colon;
+/// a vulnerability id may.
+pub(crate) fn parse_subject_key(key: &str) -> Option<(&str, i64, bool)> {
+    let (_event, rest) = key.split_once(':')?;
+    let mut back = rest.rsplitn(3, ':');
+    let kev = match back.next()? {
+        "true" => true,
+        "false" => false,
+        _ => return None,
+    };
+    let severity = back.next()?.parse().ok()?;
+    let vuln = back.next().filter(|v| !v.is_empty())?;
+    Some((vuln, severity, kev))
+}
+
+/// What a company has open now, as `company_vulns` rolls it up: (company, vulnerability,
+/// severity rank, whether any of those findings is KEV).
+pub(crate) type OpenVulns = HashSet<(CompanyId, String, i64, bool)>;
+
+/// The vulnerabilities a page of subjects names, per company (what [`OpenVulns`] is read for).
+pub(crate) fn subject_vulns(page: &[(CompanyId, String)]) -> Vec<(CompanyId, Vec<String>)> {
+    let mut by: std::collections::BTreeMap<CompanyId, BTreeSet<String>> = Default::default();
+    for (c, k) in page {
+        if let Some((vuln, _, _)) = parse_subject_key(k) {
+            by.entry(*c).or_default().insert(vuln.to_string());
+        }
+    }
+    by.into_iter()
+        .map(|(c, v)| (c, v.into_iter().collect()))
+        .collect()
+}
+
+/// The subjects of a page no longer needed: their vulnerability has no open finding of that
+/// severity and KEV flag in the company (resolved everywhere, or re-scored since), or the key
+/// is of no known shape. Dropping one never sends a message twice — `notification_keys`
+/// decides what is news; a subject only lets old news skip the per-rule key probes — so a
+/// vulnerability that comes back costs one probe per rule once, and is recorded again.
+pub(crate) fn stale_subjects(
+    page: &[(CompanyId, String)],
+    open: &OpenVulns,
+) -> Vec<(CompanyId, String)> {
+    page.iter()
+        .filter(|(c, k)| match parse_subject_key(k) {
+            Some((vuln, sev, kev)) => !open.contains(&(*c, vuln.to_string(), sev, kev)),
+            None => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// Subjects one pruning step reads (and deletes at most) per transaction.
+pub(crate) const SUBJECT_PRUNE_PAGE: usize = 1000;
+
 /// Subjects known: (company, subject key) → the revision they were told at.
 pub(crate) type KnownSubjects = HashMap<(CompanyId, String), i64>;
 
@@ -523,6 +577,30 @@ pub(crate) fn matching_news(
         }
     }
     out
+}
+
+/// The companies among `cands` with news for some rule: those with a rule filtering by host
+/// tags (`tagged`: asked each time, which hosts carry a tag changes) and those with a subject
+/// not told at the company's revision as read (`company_revs`; no rule is newer than it). The
+/// others' candidates are old news to every rule — [`matching_news`] would pass every rule
+/// over — so their rules need not even be loaded.
+pub(crate) fn companies_with_news(
+    cands: &[Candidate],
+    company_revs: &HashMap<CompanyId, i64>,
+    tagged: &HashSet<CompanyId>,
+    known: &KnownSubjects,
+) -> HashSet<CompanyId> {
+    cands
+        .iter()
+        .filter(|c| {
+            let rev = company_revs.get(&c.company_id).copied().unwrap_or(0);
+            tagged.contains(&c.company_id)
+                || known
+                    .get(&(c.company_id, subject_key(c)))
+                    .is_none_or(|told| *told < rev)
+        })
+        .map(|c| c.company_id)
+        .collect()
 }
 
 /// The subjects to record at the company's revision as read (every rule of that revision or
@@ -785,6 +863,39 @@ pub(crate) fn pick_claims(candidates: &[(i64, Uuid)], limits: &ClaimLimits) -> V
         }
     }
     out
+}
+
+/// Consecutive runs of finished attempts, at most `max` long, none naming a message twice (a
+/// set-based finish updates each message once per statement; a second attempt of the same
+/// message goes in the next run, after the first).
+pub(crate) fn finish_runs(done: &[FinishedAttempt], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut seen: HashSet<i64> = HashSet::new();
+    for (i, d) in done.iter().enumerate() {
+        if i - start >= max.max(1) || !seen.insert(d.claimed.outbox_id) {
+            out.push(start..i);
+            start = i;
+            seen.clear();
+            seen.insert(d.claimed.outbox_id);
+        }
+    }
+    if start < done.len() {
+        out.push(start..done.len());
+    }
+    out
+}
+
+/// The outbox row a finished attempt leaves: (state, due, finished).
+pub(crate) fn finished_state(
+    outcome: DeliveryOutcome,
+    attempted_at: DateTime<Utc>,
+) -> (&'static str, DateTime<Utc>, Option<DateTime<Utc>>) {
+    match outcome {
+        DeliveryOutcome::Sent => ("sent", attempted_at, Some(attempted_at)),
+        DeliveryOutcome::Dead => ("dead", attempted_at, Some(attempted_at)),
+        DeliveryOutcome::Retry(at) => ("pending", at, None),
+    }
 }
 
 /// The rules at their limit: a claim leaves their messages alone.
@@ -1162,6 +1273,92 @@ mod tests {
         );
         let current: KnownSubjects = [(subjects[0].clone(), 7)].into();
         assert!(subjects_to_record(&subjects, &revs, &current).is_empty());
+        // Told at the company's revision and no rule with tags: no rule is even loaded.
+        let untagged = HashSet::new();
+        assert!(companies_with_news(&cands, &revs.company, &untagged, &current).is_empty());
+        assert_eq!(
+            companies_with_news(&cands, &revs.company, &untagged, &known),
+            [c].into(),
+            "told at an older revision"
+        );
+        assert_eq!(
+            companies_with_news(&cands, &revs.company, &untagged, &KnownSubjects::new()),
+            [c].into(),
+            "never told"
+        );
+        assert_eq!(
+            companies_with_news(&cands, &revs.company, &[c].into(), &current),
+            [c].into(),
+            "a rule with tags is asked each time"
+        );
+    }
+
+    #[test]
+    fn subjects_of_vulnerabilities_no_longer_open_are_stale() {
+        let c = CompanyId(Uuid::from_u128(1));
+        let a1 = AgentId(Uuid::from_u128(1));
+        let f = opened("CVE-1", Severity::High, true);
+        let g = opened("ODD:ID:1", Severity::Low, false);
+        let cands = vuln_candidates(
+            [(c, a1, &f), (c, a1, &g)],
+            &HashMap::new(),
+            &Suppressed::new(),
+        );
+        let subjects = cand_subjects(&cands);
+        assert_eq!(
+            subjects
+                .iter()
+                .map(|(_, k)| parse_subject_key(k))
+                .collect::<Vec<_>>(),
+            vec![
+                Some(("CVE-1", 4, true)),
+                Some(("CVE-1", 4, true)),
+                Some(("ODD:ID:1", 2, false)),
+            ],
+            "finding.opened and finding.kev of CVE-1; an id with colons"
+        );
+        assert_eq!(parse_subject_key("feed.stale:osv:123"), None);
+        assert_eq!(
+            subject_vulns(&subjects),
+            vec![(c, vec!["CVE-1".to_string(), "ODD:ID:1".to_string()])]
+        );
+        let open: OpenVulns = [
+            (c, "CVE-1".to_string(), 4, true),
+            (c, "ODD:ID:1".to_string(), 3, false),
+        ]
+        .into();
+        // ODD:ID:1 is open at another severity now: its old subject goes.
+        let mut page = subjects.clone();
+        page.push((c, "garbage".into()));
+        assert_eq!(
+            stale_subjects(&page, &open),
+            vec![subjects[2].clone(), (c, "garbage".to_string())]
+        );
+        assert!(stale_subjects(&subjects[..2], &open).is_empty());
+    }
+
+    #[test]
+    fn finish_runs_name_each_message_once() {
+        let rule = rule(0, &[FINDING_OPENED], None);
+        let d = |id: i64| FinishedAttempt {
+            claimed: ClaimedNotification {
+                outbox_id: id,
+                delivery_id: Uuid::from_u128(id as u128),
+                company_id: rule.company_id,
+                event: FINDING_OPENED.into(),
+                data: Map::new(),
+                created_at: Utc::now(),
+                attempt: 1,
+                owner: "d".into(),
+                rule: rule.clone(),
+            },
+            attempt: AttemptRecord::default(),
+            outcome: DeliveryOutcome::Sent,
+        };
+        let done: Vec<_> = [1, 2, 3, 2, 4, 5, 6].into_iter().map(d).collect();
+        assert_eq!(finish_runs(&done, 3), vec![0..3, 3..6, 6..7]);
+        assert_eq!(finish_runs(&done, 100), vec![0..3, 3..7]);
+        assert!(finish_runs(&[], 10).is_empty());
     }
 
     #[test]

@@ -402,13 +402,14 @@ async fn write_round(
              JOIN software_vulns sv ON sv.software_key = t.k \
              ORDER BY t.a, sv.software_key, sv.vuln_id{}",
             // Findings of versions the agent had before open again with what their match
-            // says now.
+            // says now, and are told their SLA crossings again (`sla_notified` clears).
             if first == 1 {
                 ""
             } else {
                 " ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
                  resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
-                 kev = excluded.kev, fixable = excluded.fixable"
+                 kev = excluded.kev, fixable = excluded.fixable, \
+                 sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END"
             }
         );
         let sql = format!("{sql} RETURNING agent_id, software_key, vuln_id, severity, kev");

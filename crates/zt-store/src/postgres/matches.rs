@@ -414,6 +414,7 @@ impl PgStore {
         let before = super::rollup::contributions(&mut tx, company_id, &candidates).await?;
         // Every app × cached match of the waiting versions has an open finding with current
         // columns.
+        // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
         let upserted: Vec<AgentId> = sqlx::query_scalar(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
              fixable, first_seen) \
@@ -424,7 +425,8 @@ impl PgStore {
              AND a.software_key IN (SELECT software_key FROM rematch_pending) \
              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
              resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
-             kev = excluded.kev, fixable = excluded.fixable \
+             kev = excluded.kev, fixable = excluded.fixable, \
+             sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END \
              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
              RETURNING agent_id",
@@ -521,6 +523,7 @@ impl PgStore {
         };
         let before = super::rollup::contributions(&mut tx, company_id, &agents).await?;
         // Every app × cached match has an open finding with current columns.
+        // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
         sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
              fixable, first_seen) \
@@ -530,7 +533,8 @@ impl PgStore {
              WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
              resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
-             kev = excluded.kev, fixable = excluded.fixable \
+             kev = excluded.kev, fixable = excluded.fixable, \
+             sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END \
              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable",
         )

@@ -43,20 +43,38 @@ pub(crate) async fn write_in_tx(
     Ok(())
 }
 
-/// The company's rules with their revisions: the company's counter read first (every rule of
-/// that revision is among the rules read after it).
+/// The company's rule revision counter (None: no rule changed since revisions were kept).
+async fn company_revision(tx: &mut Tx, company: CompanyId) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT revision FROM notification_rule_revisions WHERE company_id = $1",
+        )
+        .bind(company)
+        .fetch_optional(&mut **tx)
+        .await?,
+    )
+}
+
+/// Whether the company has rules, and whether one of them filters by host tags — without
+/// reading the rules themselves (None: no rule).
+async fn rule_presence(tx: &mut Tx, company: CompanyId) -> Result<Option<bool>> {
+    Ok(sqlx::query_scalar(
+        "SELECT bool_or(tags <> '[]') FROM notification_rules WHERE company_id = $1",
+    )
+    .bind(company)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// The company's rules with their revisions (`company`: its counter as read before, so every
+/// rule of that revision is among the rules read now).
 async fn load_rules_with_revisions(
     tx: &mut Tx,
     company: CompanyId,
+    company_rev: Option<i64>,
 ) -> Result<(Vec<NotificationRule>, Revisions)> {
     let mut revs = Revisions::default();
-    let rev: Option<i64> = sqlx::query_scalar(
-        "SELECT revision FROM notification_rule_revisions WHERE company_id = $1",
-    )
-    .bind(company)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(rev) = rev {
+    if let Some(rev) = company_rev {
         revs.company.insert(company, rev);
     }
     let rules = load_rules(tx, company).await?;
@@ -69,6 +87,30 @@ async fn load_rules_with_revisions(
         revs.rules.insert(row.get(0), row.get(1));
     }
     Ok((rules, revs))
+}
+
+/// The company's subjects among these that were told already, with the revision they were
+/// told at.
+async fn known_subjects(
+    tx: &mut Tx,
+    company: CompanyId,
+    cands: &[Candidate],
+) -> Result<KnownSubjects> {
+    let mut keys: Vec<String> = cand_subjects(cands).into_iter().map(|(_, k)| k).collect();
+    keys.sort();
+    keys.dedup();
+    let rows = sqlx::query(
+        "SELECT key, revision FROM notification_subjects \
+         WHERE company_id = $1 AND key = ANY($2)",
+    )
+    .bind(company)
+    .bind(&keys)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ((company, r.get::<String, _>(0)), r.get::<i64, _>(1)))
+        .collect())
 }
 
 /// A rule's change takes the next revision of its company's rules (scope: the company).
@@ -136,15 +178,28 @@ pub(crate) async fn changed_in_tx<'a>(
     }
     for (company, (opened, raised)) in by_company {
         scope.enter(tx, company).await?;
-        let (rules, revs) = load_rules_with_revisions(tx, company).await?;
-        if rules.is_empty() {
+        // Whether the company has rules, one filtering by host tags among them: one small
+        // statement, no rule read (most reports are old news to every rule).
+        let Some(tagged) = rule_presence(tx, company).await? else {
             continue;
-        }
+        };
         let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
         let suppressed = suppressed_among(tx, company, &both).await?;
         let mut cands = vuln_candidates(opened, packages, &suppressed);
         cands.extend(kev_candidates(raised, packages, &suppressed));
-        write_company(tx, company, &rules, Some(&revs), &cands, now).await?;
+        if cands.is_empty() {
+            continue;
+        }
+        // The counter first: every rule of the revision read is among the rules read after.
+        let rev = company_revision(tx, company).await?;
+        let known = known_subjects(tx, company, &cands).await?;
+        let company_revs: HashMap<CompanyId, i64> = rev.map(|r| (company, r)).into_iter().collect();
+        let tagged: HashSet<CompanyId> = tagged.then_some(company).into_iter().collect();
+        if companies_with_news(&cands, &company_revs, &tagged, &known).is_empty() {
+            continue;
+        }
+        let (rules, revs) = load_rules_with_revisions(tx, company, rev).await?;
+        write_company(tx, company, &rules, Some((&revs, &known)), &cands, now).await?;
     }
     Ok(())
 }
@@ -213,13 +268,14 @@ async fn tagged_hosts(
     Ok(out)
 }
 
-/// Writes the messages of these candidates for the company's rules. With `revs`, subjects
-/// told already to every rule that hears of them are passed over before any key is probed.
+/// Writes the messages of these candidates for the company's rules. With `news` (the
+/// revisions and the subjects known, as read), subjects told already to every rule that hears
+/// of them are passed over before any key is probed.
 async fn write_company(
     tx: &mut Tx,
     company: CompanyId,
     rules: &[NotificationRule],
-    revs: Option<&Revisions>,
+    news: Option<(&Revisions, &KnownSubjects)>,
     cands: &[Candidate],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -227,27 +283,14 @@ async fn write_company(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let pairs = match revs {
+    let pairs = match news {
         None => matching(rules, cands, &tagged),
-        Some(revs) => {
+        Some((revs, known)) => {
             let subjects = cand_subjects(cands);
             let mut unique = subjects.clone();
             unique.sort();
             unique.dedup();
-            let keys: Vec<String> = unique.iter().map(|(_, k)| k.clone()).collect();
-            let rows = sqlx::query(
-                "SELECT key, revision FROM notification_subjects \
-                 WHERE company_id = $1 AND key = ANY($2)",
-            )
-            .bind(company)
-            .bind(&keys)
-            .fetch_all(&mut **tx)
-            .await?;
-            let known: KnownSubjects = rows
-                .iter()
-                .map(|r| ((company, r.get::<String, _>(0)), r.get::<i64, _>(1)))
-                .collect();
-            let record = subjects_to_record(&unique, revs, &known);
+            let record = subjects_to_record(&unique, revs, known);
             if !record.is_empty() {
                 let (keys, rev): (Vec<String>, Vec<i64>) =
                     record.into_iter().map(|(_, k, r)| (k, r)).unzip();
@@ -989,6 +1032,81 @@ impl NotificationStore for PgStore {
             .await?;
         tx.commit().await?;
         Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    async fn prune_notification_subjects(&self) -> Result<u64> {
+        let mut after: Option<(CompanyId, String)> = None;
+        let mut pruned = 0u64;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            all_companies(&mut tx).await?;
+            let limit = SUBJECT_PRUNE_PAGE as i64;
+            let rows = match &after {
+                None => {
+                    sqlx::query(
+                        "SELECT company_id, key FROM notification_subjects \
+                         ORDER BY company_id, key LIMIT $1",
+                    )
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+                Some((c, k)) => {
+                    sqlx::query(
+                        "SELECT company_id, key FROM notification_subjects \
+                         WHERE (company_id, key) > ($1, $2) ORDER BY company_id, key LIMIT $3",
+                    )
+                    .bind(*c)
+                    .bind(k.as_str())
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+            };
+            let page: Vec<(CompanyId, String)> = rows
+                .iter()
+                .map(|r| (CompanyId(r.get::<Uuid, _>(0)), r.get::<String, _>(1)))
+                .collect();
+            let mut open = OpenVulns::new();
+            // The rollup is readable in its company's scope only.
+            let mut scope = CompanyScope::new();
+            for (company, vulns) in subject_vulns(&page) {
+                scope.enter(&mut tx, company).await?;
+                let rows = sqlx::query(
+                    "SELECT vuln_id, severity, kev > 0 FROM company_vulns \
+                     WHERE company_id = $1 AND findings > 0 AND vuln_id = ANY($2)",
+                )
+                .bind(company)
+                .bind(&vulns)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in rows {
+                    open.insert((company, r.get(0), i64::from(r.get::<i16, _>(1)), r.get(2)));
+                }
+            }
+            // Per company (one shard each in Citus mode). A subject an ingest records meanwhile
+            // may go too: that costs the next report of it one key probe per rule, never a
+            // second message (see the trait).
+            let mut by: BTreeMap<CompanyId, Vec<String>> = BTreeMap::new();
+            for (c, k) in stale_subjects(&page, &open) {
+                by.entry(c).or_default().push(k);
+            }
+            for (company, keys) in by {
+                pruned += sqlx::query(
+                    "DELETE FROM notification_subjects WHERE company_id = $1 AND key = ANY($2)",
+                )
+                .bind(company)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            if page.len() < SUBJECT_PRUNE_PAGE {
+                return Ok(pruned);
+            }
+            after = page.into_iter().last();
+        }
     }
 }
 

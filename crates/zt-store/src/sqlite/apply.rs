@@ -440,7 +440,8 @@ async fn write_round(
             record(q.fetch_all(&mut **tx).await?, false)?;
         }
     }
-    // Findings of versions the agent had before open again with what their match says now.
+    // Findings of versions the agent had before open again with what their match says now,
+    // and are told their SLA crossings again (`sla_notified` clears).
     // (`ON CONFLICT DO UPDATE` in the insert below would do it too, but implies a statement
     // journal, see `rows.rs`.)
     for chunk in padded_chunks(&reopen) {
@@ -841,6 +842,7 @@ fn reopen_sql(n: usize) -> String {
          WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id";
     format!(
         "UPDATE OR FAIL findings SET resolved_at = NULL, resolution = NULL, \
+         sla_notified = CASE WHEN resolved_at IS NULL THEN sla_notified ELSE 0 END, \
          severity = (SELECT sv.severity {MATCH}), kev = (SELECT sv.kev {MATCH}), \
          fixable = (SELECT sv.fixable {MATCH}) \
          WHERE (company_id, agent_id, software_key) IN \

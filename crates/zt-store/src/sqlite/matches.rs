@@ -401,6 +401,7 @@ impl SqliteStore {
         let before = super::rollup::contributions(&mut w.tx, candidates.iter().copied()).await?;
         // Every app × cached match of the waiting versions has an open finding with current
         // columns.
+        // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
         let upserted: Vec<Vec<u8>> = sqlx::query_scalar(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
              fixable, first_seen) \
@@ -412,7 +413,8 @@ impl SqliteStore {
              GROUP BY a.agent_id, a.software_key, sv.vuln_id \
              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
              resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
-             kev = excluded.kev, fixable = excluded.fixable \
+             kev = excluded.kev, fixable = excluded.fixable, \
+             sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END \
              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
              RETURNING agent_id",
@@ -522,6 +524,7 @@ impl SqliteStore {
         }
         let before = super::rollup::contributions(&mut w.tx, page.iter().copied()).await?;
         // Every app × cached match has an open finding with current columns.
+        // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
         sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
              fixable, first_seen) \
@@ -532,7 +535,8 @@ impl SqliteStore {
              GROUP BY a.agent_id, a.software_key, sv.vuln_id \
              ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
              resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
-             kev = excluded.kev, fixable = excluded.fixable \
+             kev = excluded.kev, fixable = excluded.fixable, \
+             sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END \
              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
              OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable",
         )

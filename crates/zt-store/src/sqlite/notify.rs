@@ -44,13 +44,12 @@ async fn load_rules(tx: &mut Tx, companies: &[CompanyId]) -> Result<Vec<Notifica
     Ok(rules)
 }
 
-/// The rules of these companies with their revisions: each company's counter read first
-/// (every rule of that revision is among the rules read after it).
-async fn load_rules_with_revisions(
+/// Each company's rule revision counter (absent: no rule changed since revisions were kept).
+async fn company_revisions(
     tx: &mut Tx,
     companies: &[CompanyId],
-) -> Result<(Vec<NotificationRule>, Revisions)> {
-    let mut revs = Revisions::default();
+) -> Result<HashMap<CompanyId, i64>> {
+    let mut out = HashMap::new();
     for chunk in padded_chunks(companies) {
         let sql = format!(
             "SELECT company_id, revision FROM notification_rule_revisions \
@@ -62,12 +61,50 @@ async fn load_rules_with_revisions(
             q = q.bind(**c);
         }
         for row in q.fetch_all(&mut **tx).await? {
-            revs.company.insert(
+            out.insert(
                 CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
                 row.get(1),
             );
         }
     }
+    Ok(out)
+}
+
+/// The companies among these with rules, and whether one of them filters by host tags —
+/// without reading the rules themselves.
+async fn rule_presence(tx: &mut Tx, companies: &[CompanyId]) -> Result<HashMap<CompanyId, bool>> {
+    let mut out = HashMap::new();
+    for chunk in padded_chunks(companies) {
+        let sql = format!(
+            "SELECT company_id, max(tags <> '[]') FROM notification_rules \
+             WHERE company_id IN ({}) GROUP BY company_id",
+            values(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in &chunk {
+            q = q.bind(**c);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
+                row.get::<i64, _>(1) != 0,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The rules of these companies with their revisions (`company`: as read before, so every
+/// rule of that revision is among the rules read now).
+async fn load_rules_with_revisions(
+    tx: &mut Tx,
+    companies: &[CompanyId],
+    company: HashMap<CompanyId, i64>,
+) -> Result<(Vec<NotificationRule>, Revisions)> {
+    let mut revs = Revisions {
+        company,
+        ..Default::default()
+    };
     let rules = load_rules(tx, companies).await?;
     for chunk in padded_chunks(companies) {
         let sql = format!(
@@ -179,24 +216,49 @@ pub(crate) async fn changed_in_tx<'a>(
     let mut companies: Vec<CompanyId> = opened.iter().chain(&raised).map(|o| o.0).collect();
     companies.sort();
     companies.dedup();
-    let (rules, revs) = load_rules_with_revisions(tx, &companies).await?;
-    if rules.is_empty() {
+    // Which companies have rules at all, and whether one filters by host tags: one small
+    // statement, no rule read (most reports are old news to every rule).
+    let presence = rule_presence(tx, &companies).await?;
+    if presence.is_empty() {
         return Ok(());
     }
-    let heard: HashSet<CompanyId> = rules.iter().map(|r| r.company_id).collect();
     let opened: Vec<_> = opened
         .into_iter()
-        .filter(|o| heard.contains(&o.0))
+        .filter(|o| presence.contains_key(&o.0))
         .collect();
     let raised: Vec<_> = raised
         .into_iter()
-        .filter(|o| heard.contains(&o.0))
+        .filter(|o| presence.contains_key(&o.0))
         .collect();
     let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
     let suppressed = suppressed_among(tx, &both).await?;
     let mut cands = vuln_candidates(opened, packages, &suppressed);
     cands.extend(kev_candidates(raised, packages, &suppressed));
-    write_with_rules(tx, &rules, Some(&revs), &cands, now).await
+    if cands.is_empty() {
+        return Ok(());
+    }
+    let mut heard: Vec<CompanyId> = presence.keys().copied().collect();
+    heard.sort();
+    // The counters first: every rule of the revision read is among the rules read after.
+    let company_revs = company_revisions(tx, &heard).await?;
+    let mut unique = cand_subjects(&cands);
+    unique.sort();
+    unique.dedup();
+    let known = known_subjects(tx, &unique).await?;
+    let tagged: HashSet<CompanyId> = presence
+        .iter()
+        .filter(|(_, t)| **t)
+        .map(|(c, _)| *c)
+        .collect();
+    let news = companies_with_news(&cands, &company_revs, &tagged, &known);
+    if news.is_empty() {
+        return Ok(());
+    }
+    cands.retain(|c| news.contains(&c.company_id));
+    let mut news: Vec<CompanyId> = news.into_iter().collect();
+    news.sort();
+    let (rules, revs) = load_rules_with_revisions(tx, &news, company_revs).await?;
+    write_with_rules(tx, &rules, Some((&revs, &known)), &cands, now).await
 }
 
 /// Which of the opened findings a suppressing analysis covers (coverage is applied before):
@@ -271,12 +333,13 @@ async fn tagged_hosts(
     Ok(out)
 }
 
-/// Writes the messages of these candidates for these rules. With `revs`, subjects told
-/// already to every rule that hears of them are passed over before any key is probed.
+/// Writes the messages of these candidates for these rules. With `news` (the revisions and
+/// the subjects known, as read), subjects told already to every rule that hears of them are
+/// passed over before any key is probed.
 async fn write_with_rules(
     tx: &mut Tx,
     rules: &[NotificationRule],
-    revs: Option<&Revisions>,
+    news: Option<(&Revisions, &KnownSubjects)>,
     cands: &[Candidate],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -284,16 +347,15 @@ async fn write_with_rules(
         return Ok(());
     }
     let tagged = tagged_hosts(tx, rules, cands).await?;
-    let pairs = match revs {
+    let pairs = match news {
         None => matching(rules, cands, &tagged),
-        Some(revs) => {
+        Some((revs, known)) => {
             let subjects = cand_subjects(cands);
             let mut unique = subjects.clone();
             unique.sort();
             unique.dedup();
-            let known = known_subjects(tx, &unique).await?;
             // Unpadded: a row twice in one upsert would be updated twice.
-            let record = subjects_to_record(&unique, revs, &known);
+            let record = subjects_to_record(&unique, revs, known);
             for chunk in record.chunks(256) {
                 let sql = format!(
                     "INSERT INTO notification_subjects (company_id, key, revision) VALUES {} \
@@ -904,48 +966,74 @@ impl NotificationStore for SqliteStore {
             return Ok(Vec::new());
         }
         // Background work: ingest's writes go first (see `background_gate`); one transaction
-        // for the lot.
+        // for the lot, two statements per run of attempts (not two per attempt: the writer
+        // this holds is the one ingest waits for).
         let mut w = self.begin_background_write().await?;
-        let mut out = Vec::with_capacity(done.len());
-        for d in done {
-            let (c, a, outcome) = (&d.claimed, &d.attempt, d.outcome);
-            let (state, due, finished) = match outcome {
-                DeliveryOutcome::Sent => ("sent", ms(a.attempted_at), Some(ms(a.attempted_at))),
-                DeliveryOutcome::Dead => ("dead", ms(a.attempted_at), Some(ms(a.attempted_at))),
-                DeliveryOutcome::Retry(at) => ("pending", ms(at), None),
-            };
-            let updated = sqlx::query(
-                "UPDATE notification_outbox SET state = ?, due_at = ?, finished_at = ?, \
-                 lease_owner = NULL, last_error = ? \
-                 WHERE outbox_id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?",
-            )
-            .bind(state)
-            .bind(due)
-            .bind(finished)
-            .bind(a.error.as_deref())
-            .bind(c.outbox_id)
-            .bind(&c.owner)
-            .bind(i64::from(c.attempt))
-            .execute(&mut *w.tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                out.push(false);
+        let mut out = vec![false; done.len()];
+        for run in finish_runs(done, 256) {
+            let attempts = &done[run.clone()];
+            let sql = format!(
+                "UPDATE notification_outbox SET state = v.column2, due_at = v.column3, \
+                 finished_at = v.column4, lease_owner = NULL, last_error = v.column5 \
+                 FROM (VALUES {}) AS v \
+                 WHERE notification_outbox.outbox_id = v.column1 \
+                 AND notification_outbox.state = 'leased' \
+                 AND notification_outbox.lease_owner = v.column6 \
+                 AND notification_outbox.attempts = v.column7 \
+                 RETURNING notification_outbox.outbox_id",
+                values(attempts.len(), "(?, ?, ?, ?, ?, ?, ?)")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for d in attempts {
+                let (state, due, finished) = finished_state(d.outcome, d.attempt.attempted_at);
+                q = q
+                    .bind(d.claimed.outbox_id)
+                    .bind(state)
+                    .bind(ms(due))
+                    .bind(finished.map(ms))
+                    .bind(d.attempt.error.as_deref())
+                    .bind(d.claimed.owner.as_str())
+                    .bind(i64::from(d.claimed.attempt));
+            }
+            let recorded: HashSet<i64> = q
+                .fetch_all(&mut *w.tx)
+                .await?
+                .iter()
+                .map(|r| r.get::<i64, _>(0))
+                .collect();
+            // The log of each attempt recorded (a lease lost to another dispatcher: neither).
+            let logged: Vec<usize> = run
+                .filter(|i| recorded.contains(&done[*i].claimed.outbox_id))
+                .collect();
+            if logged.is_empty() {
                 continue;
             }
-            insert_delivery(
-                &mut w.tx,
-                c.company_id,
-                c.rule.rule_id,
-                Some(c.outbox_id),
-                c.delivery_id,
-                &c.event,
-                c.attempt,
-                outcome_label(outcome),
-                a,
-                next_attempt(outcome),
-            )
-            .await?;
-            out.push(true);
+            let sql = format!(
+                "INSERT INTO notification_deliveries (company_id, rule_id, outbox_id, \
+                 delivery_id, event, attempt, attempted_at, outcome, status, response_excerpt, \
+                 error, next_attempt_at, duration_ms) VALUES {}",
+                values(logged.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &logged {
+                let (c, a, outcome) = (&done[i].claimed, &done[i].attempt, done[i].outcome);
+                q = q
+                    .bind(c.company_id)
+                    .bind(c.rule.rule_id)
+                    .bind(c.outbox_id)
+                    .bind(c.delivery_id)
+                    .bind(c.event.as_str())
+                    .bind(i64::from(c.attempt))
+                    .bind(ms(a.attempted_at))
+                    .bind(outcome_label(outcome))
+                    .bind(a.status.map(i64::from))
+                    .bind(bounded_excerpt(a.response_excerpt.as_deref()))
+                    .bind(a.error.as_deref())
+                    .bind(next_attempt(outcome).map(ms))
+                    .bind(i64::from(a.duration_ms));
+                out[i] = true;
+            }
+            q.execute(&mut *w.tx).await?;
         }
         w.commit().await?;
         Ok(out)
@@ -1042,6 +1130,79 @@ impl NotificationStore for SqliteStore {
             .await?;
         w.commit().await?;
         Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    async fn prune_notification_subjects(&self) -> Result<u64> {
+        let mut after: Option<(CompanyId, String)> = None;
+        let mut pruned = 0u64;
+        loop {
+            // Read and delete in one write transaction: no ingest records a subject between.
+            let mut w = self.begin_background_write().await?;
+            let limit = SUBJECT_PRUNE_PAGE as i64;
+            let rows = match &after {
+                None => {
+                    sqlx::query(
+                        "SELECT company_id, key FROM notification_subjects \
+                         ORDER BY company_id, key LIMIT ?",
+                    )
+                    .bind(limit)
+                    .fetch_all(&mut *w.tx)
+                    .await?
+                }
+                Some((c, k)) => {
+                    sqlx::query(
+                        "SELECT company_id, key FROM notification_subjects \
+                         WHERE (company_id, key) > (?, ?) ORDER BY company_id, key LIMIT ?",
+                    )
+                    .bind(*c)
+                    .bind(k.as_str())
+                    .bind(limit)
+                    .fetch_all(&mut *w.tx)
+                    .await?
+                }
+            };
+            let mut page = Vec::with_capacity(rows.len());
+            for row in &rows {
+                page.push((
+                    CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
+                    row.get::<String, _>(1),
+                ));
+            }
+            let mut open = OpenVulns::new();
+            for (company, vulns) in subject_vulns(&page) {
+                for chunk in vulns.chunks(256) {
+                    let sql = format!(
+                        "SELECT vuln_id, severity, kev > 0 FROM company_vulns \
+                         WHERE company_id = ? AND findings > 0 AND vuln_id IN ({})",
+                        values(chunk.len(), "?")
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(company);
+                    for v in chunk {
+                        q = q.bind(v.as_str());
+                    }
+                    for row in q.fetch_all(&mut *w.tx).await? {
+                        open.insert((company, row.get(0), row.get(1), row.get(2)));
+                    }
+                }
+            }
+            let stale = stale_subjects(&page, &open);
+            for chunk in stale.chunks(256) {
+                let sql = format!(
+                    "DELETE FROM notification_subjects WHERE (company_id, key) IN (VALUES {})",
+                    values(chunk.len(), "(?, ?)")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (c, k) in chunk {
+                    q = q.bind(*c).bind(k.as_str());
+                }
+                pruned += q.execute(&mut *w.tx).await?.rows_affected();
+            }
+            w.commit().await?;
+            if page.len() < SUBJECT_PRUNE_PAGE {
+                return Ok(pruned);
+            }
+            after = page.pop();
+        }
     }
 }
 

@@ -63,6 +63,8 @@ macro_rules! conformance_tests {
             notifications_of_sla_crossings_once_per_finding,
             notifications_of_expired_analyses_and_stale_feeds,
             notification_claims_leave_a_busy_destination_alone,
+            notifications_of_sla_crossings_again_after_a_reopen,
+            notification_subjects_are_pruned_without_a_second_message,
             vulnerability_rollup_agrees_with_the_findings,
         );
         conformance_tests!(

@@ -922,3 +922,200 @@ pub async fn notification_claims_leave_a_busy_destination_alone(any: &AnyStore) 
         "one more of the busy rule, the last of the other"
     );
 }
+
+/// A finding resolved and back is a finding again: its SLA crossings are news once more
+/// (the reopen clears what it was told), while findings that stayed open are not told twice.
+pub async fn notifications_of_sla_crossings_again_after_a_reopen(any: &AnyStore) {
+    use super::dashboard::{debian, report};
+    let storage = any.storage();
+    let store: &dyn Storage = &*storage;
+    let n = store.notifications();
+    let acme = company(store, "Acme", 180).await;
+    let web = agent(store, acme, "web-1", 181).await;
+    let db = agent(store, acme, "db-2", 182).await;
+    assert!(n
+        .create_rule(&rule(acme, "sla", &["sla.overdue"], None, 0))
+        .await
+        .unwrap());
+    let t = Utc::now();
+    let later = |s: i64| t + chrono::Duration::seconds(s);
+    // lodash: CVE-2020-8203 and CVE-2021-23337, high (30 days), on both hosts.
+    for (a, h) in [(web, "web-1"), (db, "db-2")] {
+        report(
+            store,
+            acme,
+            a,
+            (h, &debian()),
+            &[npm("lodash", "4.17.15")],
+            t,
+        )
+        .await;
+    }
+    let day = |d: i64| t + chrono::Duration::days(d);
+    assert_eq!(n.scan_sla(day(40)).await.unwrap(), 4);
+    assert_eq!(
+        of_rule(&due(n, day(40)).await, "sla"),
+        msgs(&[
+            ("sla.overdue", "CVE-2020-8203", 2),
+            ("sla.overdue", "CVE-2021-23337", 2),
+        ])
+    );
+    // web-1 drops lodash (its findings resolve) and installs it again (they reopen).
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("minimist", "0.0.8")],
+        later(1),
+    )
+    .await;
+    assert_eq!(
+        n.scan_sla(day(41)).await.unwrap(),
+        0,
+        "resolved: nothing due"
+    );
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15"), npm("minimist", "0.0.8")],
+        later(2),
+    )
+    .await;
+    // The reopened findings are overdue again and told so; db-2's, open all along, are not
+    // told twice; minimist's (medium, 90 days) are not due yet.
+    assert_eq!(n.scan_sla(day(42)).await.unwrap(), 2);
+    assert_eq!(
+        of_rule(&due(n, day(42)).await, "sla"),
+        msgs(&[
+            ("sla.overdue", "CVE-2020-8203", 1),
+            ("sla.overdue", "CVE-2021-23337", 1),
+        ])
+    );
+    assert_eq!(n.scan_sla(day(43)).await.unwrap(), 0, "told once again");
+}
+
+/// The de-duplication subjects of vulnerabilities no longer open are pruned; a vulnerability
+/// that comes back after its subject went is still no second message to a rule told of it,
+/// and a rule that was not told hears of it.
+pub async fn notification_subjects_are_pruned_without_a_second_message(any: &AnyStore) {
+    use super::dashboard::{debian, report};
+    let storage = any.storage();
+    let store: &dyn Storage = &*storage;
+    let n = store.notifications();
+    let acme = company(store, "Acme", 190).await;
+    let beta = company(store, "Beta", 191).await;
+    let web = agent(store, acme, "web-1", 192).await;
+    let db = agent(store, acme, "db-2", 193).await;
+    let other = agent(store, beta, "beta-1", 194).await;
+    for r in [
+        rule(acme, "all", &["finding.opened"], None, 0),
+        rule(beta, "beta", &["finding.opened"], None, 0),
+    ] {
+        assert!(n.create_rule(&r).await.unwrap());
+    }
+    let t = Utc::now();
+    let later = |s: i64| t + chrono::Duration::seconds(s);
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15"), npm("minimist", "0.0.8")],
+        t,
+    )
+    .await;
+    report(
+        store,
+        beta,
+        other,
+        ("beta-1", &debian()),
+        &[npm("lodash", "4.17.15")],
+        t,
+    )
+    .await;
+    let first = due(n, Utc::now()).await;
+    assert_eq!(
+        of_rule(&first, "all"),
+        msgs(&[
+            ("finding.opened", "CVE-2020-7598", 1),
+            ("finding.opened", "CVE-2020-8203", 1),
+            ("finding.opened", "CVE-2021-23337", 1),
+        ])
+    );
+    assert_eq!(of_rule(&first, "beta").len(), 2);
+    assert_eq!(
+        n.prune_notification_subjects().await.unwrap(),
+        0,
+        "every subject is open"
+    );
+    // web-1 drops lodash: Acme has lodash's two no more, Beta still has them.
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("minimist", "0.0.8")],
+        later(1),
+    )
+    .await;
+    assert_eq!(n.prune_notification_subjects().await.unwrap(), 2);
+    assert_eq!(n.prune_notification_subjects().await.unwrap(), 0);
+    // lodash comes back on another host: "all" was told of it, no second message; a rule
+    // created since hears of it.
+    assert!(n
+        .create_rule(&rule(acme, "late", &["finding.opened"], None, 0))
+        .await
+        .unwrap());
+    report(
+        store,
+        acme,
+        db,
+        ("db-2", &debian()),
+        &[npm("lodash", "4.17.15")],
+        later(2),
+    )
+    .await;
+    let again = due(n, Utc::now()).await;
+    assert_eq!(of_rule(&again, "all"), msgs(&[]), "{again:?}");
+    assert_eq!(
+        of_rule(&again, "late"),
+        msgs(&[
+            ("finding.opened", "CVE-2020-8203", 1),
+            ("finding.opened", "CVE-2021-23337", 1),
+        ])
+    );
+    assert_eq!(again.len(), 2, "{again:?}");
+    // Recorded again, open again: kept.
+    assert_eq!(n.prune_notification_subjects().await.unwrap(), 0);
+    // The same once more after a second prune: the keys alone keep it to one message.
+    // (db-2 opens minimist's CVE-2020-7598 meanwhile: news to "late" only.)
+    report(
+        store,
+        acme,
+        db,
+        ("db-2", &debian()),
+        &[npm("minimist", "0.0.8")],
+        later(3),
+    )
+    .await;
+    assert_eq!(n.prune_notification_subjects().await.unwrap(), 2);
+    report(
+        store,
+        acme,
+        web,
+        ("web-1", &debian()),
+        &[npm("lodash", "4.17.15"), npm("minimist", "0.0.8")],
+        later(4),
+    )
+    .await;
+    let last = due(n, Utc::now()).await;
+    assert_eq!(
+        of_rule(&last, "late"),
+        msgs(&[("finding.opened", "CVE-2020-7598", 2)]),
+        "{last:?}"
+    );
+    assert_eq!(last.len(), 1, "lodash again is no message: {last:?}");
+}
