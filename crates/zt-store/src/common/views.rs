@@ -41,11 +41,20 @@ pub(crate) trait Dialect: KeyBinder {
     /// Put before an `ORDER BY`'s first term so that no index is walked for the order (SQLite
     /// `+`; PostgreSQL plans by cost: nothing).
     const UNINDEXED_ORDER: &'static str;
+    /// How the open findings of a few vulnerabilities are read, after `FROM findings f`: SQLite
+    /// through `findings_vuln` (company, vulnerability, resolved_at), which covers them, so no
+    /// finding costs a table lookup; PostgreSQL plans by cost (an index-only scan of
+    /// `findings_open`).
+    const OPEN_BY_VULN_HINT: &'static str;
+    /// Conditions added to such a read: PostgreSQL names every severity so that
+    /// `findings_open`, which leads with the severity, is sought by vulnerability; SQLite
+    /// names none (a severity would need the table: `findings_vuln` has none).
+    const OPEN_BY_VULN_SEVERITIES: &'static str;
 }
 
-/// Severity ranks that exist (`findings.severity IN (…)` lets a lookup by vulnerability use
-/// the open-findings index, which leads with the severity).
-pub(crate) const ALL_RANKS: &str = "0, 1, 2, 3, 4, 5";
+/// Every severity rank named, as a condition (`findings.severity IN (…)` lets a lookup by
+/// vulnerability use the open-findings index, which leads with the severity).
+pub(crate) const ALL_RANKS: &str = " AND f.severity IN (0, 1, 2, 3, 4, 5)";
 
 /// Packages and fixed versions listed per vulnerability row at most.
 pub(crate) const LIST_CAP: usize = 20;
@@ -522,8 +531,8 @@ pub(crate) fn vulns_page<R: Cols>(
 }
 
 /// The company's open findings' packages of these vulnerabilities: `vuln_id, name,
-/// ecosystem, version, fixed_versions` per (vulnerability, software version), read from the
-/// open-findings index (`severity IN (…)` lets it seek by vulnerability).
+/// ecosystem, version, fixed_versions` per (vulnerability, software version), read from an
+/// index alone ([`Dialect::OPEN_BY_VULN_HINT`]).
 pub(crate) fn affected_packages_query<DB: Dialect>(
     company_id: CompanyId,
     vuln_ids: &[String],
@@ -532,12 +541,12 @@ pub(crate) fn affected_packages_query<DB: Dialect>(
         "SELECT p.vuln_id, s.name, s.ecosystem, s.version, sv.fixed_versions FROM \
          (SELECT DISTINCT f.vuln_id, f.software_key FROM findings f",
     );
-    qb.push(DB::indexed_by("findings_open"));
+    qb.push(DB::OPEN_BY_VULN_HINT);
     qb.push(" WHERE f.company_id = ");
     push_uuid(&mut qb, company_id);
-    qb.push(format!(
-        " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id IN ("
-    ));
+    qb.push(" AND f.resolved_at IS NULL");
+    qb.push(DB::OPEN_BY_VULN_SEVERITIES);
+    qb.push(" AND f.vuln_id IN (");
     for (i, id) in vuln_ids.iter().enumerate() {
         if i > 0 {
             qb.push(", ");

@@ -641,8 +641,51 @@ mod tests {
             statements.push((qb.sql().as_str().to_string(), vec!["findings_software"]));
         }
         let ids = vec!["CVE-1".to_string(), "CVE-2".to_string()];
+        // Read from findings_vuln alone (covering: no lookup in the table per finding).
         let qb = views::affected_packages_query::<Sqlite>(company, &ids);
-        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        statements.push((
+            qb.sql().as_str().to_string(),
+            vec!["COVERING INDEX findings_vuln"],
+        ));
+        // The findings search in the default order: the groups from the rollup, then the
+        // findings of some groups by vulnerability, and those of the hosts named by key.
+        let filter = FindingFilter {
+            query: Some("openssl".into()),
+            ..Default::default()
+        };
+        let cursor = Some((
+            4i64,
+            "CVE-1".to_string(),
+            uuid::Uuid::nil(),
+            zt_inventory::SoftwareKey([0; 16]),
+        ));
+        let qb = views::search_hosts_query::<Sqlite>(company, "openssl");
+        statements.push((qb.sql().as_str().to_string(), vec![]));
+        let qb = views::search_groups_query::<Sqlite>(company, &filter, cursor.as_ref());
+        statements.push((qb.sql().as_str().to_string(), vec![]));
+        let groups = [
+            (4i64, "CVE-1".to_string(), 10i64),
+            (3, "CVE-2".to_string(), 5),
+        ];
+        let qb = views::search_page_query::<Sqlite>(
+            company,
+            &filter,
+            cursor.as_ref(),
+            views::SearchArm::Groups(&groups),
+            50,
+        );
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_vuln"]));
+        let qb = views::search_page_query::<Sqlite>(
+            company,
+            &filter,
+            cursor.as_ref(),
+            views::SearchArm::Hosts,
+            50,
+        );
+        statements.push((
+            qb.sql().as_str().to_string(),
+            vec!["SEARCH f USING PRIMARY KEY (company_id=? AND agent_id=?)"],
+        ));
         let qb = views::vuln_counts_query::<Sqlite>(company, "CVE-1");
         statements.push((qb.sql().as_str().to_string(), vec![]));
         let keyset = views::affected_keyset();
