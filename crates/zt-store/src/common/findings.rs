@@ -111,48 +111,92 @@ pub(crate) fn push_finding_conditions<DB>(
             .push(")");
     }
     if let Some(q) = search_of(filter) {
-        let pattern = contains_pattern(q);
-        let like = DB::CONTAINS;
-        // Open findings are on software the company runs now (its few thousand versions);
-        // resolved ones may be on software gone from it, looked up among all.
-        if filter.status == FindingStatus::Open {
-            qb.push(
-                " AND (f.software_key IN (SELECT cs.software_key FROM company_software cs \
-                 JOIN software s ON s.software_key = cs.software_key WHERE cs.company_id = ",
-            )
-            .push_bind(company_id.0)
-            .push(" AND");
-        } else {
-            qb.push(" AND (f.software_key IN (SELECT s.software_key FROM software s WHERE");
-        }
-        qb.push(format_args!(" s.name {like} "))
-            .push_bind(pattern.clone())
-            .push(" ESCAPE '\\') OR f.vuln_id IN (");
-        // Open findings are of the company's own vulnerabilities (its rollup, a few thousand);
-        // resolved ones of any known.
-        if filter.status == FindingStatus::Open {
-            qb.push(
-                "SELECT v.vuln_id FROM company_vulns cv JOIN vulns v ON v.vuln_id = cv.vuln_id \
-                 WHERE cv.company_id = ",
-            )
-            .push_bind(company_id.0)
-            .push(" AND (v.vuln_id ");
-        } else {
-            qb.push("SELECT v.vuln_id FROM vulns v WHERE (v.vuln_id ");
-        }
-        qb.push(format_args!("{like} "))
-            .push_bind(pattern.clone())
-            .push(format_args!(
-                " ESCAPE '\\' OR EXISTS (SELECT 1 FROM {} WHERE al.value {like} ",
-                DB::ALIAS_ELEMENTS
-            ))
-            .push_bind(pattern.clone())
-            .push(" ESCAPE '\\'))) OR f.agent_id IN (SELECT a.agent_id FROM agents a WHERE a.company_id = ")
-            .push_bind(company_id.0)
-            .push(format_args!(" AND a.hostname {like} "))
-            .push_bind(pattern)
-            .push(" ESCAPE '\\'))");
+        let open = filter.status == FindingStatus::Open;
+        qb.push(" AND (f.software_key IN (");
+        push_software_matching(qb, company_id, q, open);
+        qb.push(") OR f.vuln_id IN (");
+        push_vulns_matching(qb, company_id, q, open);
+        qb.push(") OR f.agent_id IN (");
+        push_hosts_matching(qb, company_id, q);
+        qb.push("))");
     }
+}
+
+/// The software versions whose package name contains the text `q` (one column,
+/// `software_key`). `open`: open findings are on software the company runs now (its few
+/// thousand versions); resolved ones may be on software gone from it, looked up among all.
+pub(crate) fn push_software_matching<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    q: &str,
+    open: bool,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    if open {
+        qb.push(
+            "SELECT cs.software_key FROM company_software cs \
+             JOIN software s ON s.software_key = cs.software_key WHERE cs.company_id = ",
+        )
+        .push_bind(company_id.0)
+        .push(" AND");
+    } else {
+        qb.push("SELECT s.software_key FROM software s WHERE");
+    }
+    qb.push(format_args!(" s.name {} ", DB::CONTAINS))
+        .push_bind(contains_pattern(q))
+        .push(" ESCAPE '\\'");
+}
+
+/// The vulnerabilities whose id or one of whose aliases contains the text `q` (one column,
+/// `vuln_id`). `open`: open findings are of the company's own vulnerabilities (its rollup, a
+/// few thousand); resolved ones of any known.
+pub(crate) fn push_vulns_matching<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    q: &str,
+    open: bool,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let pattern = contains_pattern(q);
+    let like = DB::CONTAINS;
+    if open {
+        qb.push(
+            "SELECT v.vuln_id FROM company_vulns cv JOIN vulns v ON v.vuln_id = cv.vuln_id \
+             WHERE cv.company_id = ",
+        )
+        .push_bind(company_id.0)
+        .push(" AND (v.vuln_id ");
+    } else {
+        qb.push("SELECT v.vuln_id FROM vulns v WHERE (v.vuln_id ");
+    }
+    qb.push(format_args!("{like} "))
+        .push_bind(pattern.clone())
+        .push(format_args!(
+            " ESCAPE '\\' OR EXISTS (SELECT 1 FROM {} WHERE al.value {like} ",
+            DB::ALIAS_ELEMENTS
+        ))
+        .push_bind(pattern)
+        .push(" ESCAPE '\\'))");
+}
+
+/// The company's agents whose hostname contains the text `q` (one column, `agent_id`).
+pub(crate) fn push_hosts_matching<DB>(qb: &mut QueryBuilder<DB>, company_id: CompanyId, q: &str)
+where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    qb.push("SELECT a.agent_id FROM agents a WHERE a.company_id = ")
+        .push_bind(company_id.0)
+        .push(format_args!(" AND a.hostname {} ", DB::CONTAINS))
+        .push_bind(contains_pattern(q))
+        .push(" ESCAPE '\\'");
 }
 
 /// The condition "due at or before the bound": first seen early enough for its severity, or

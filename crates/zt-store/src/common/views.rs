@@ -10,11 +10,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::QueryBuilder;
+use zt_inventory::SoftwareKey;
 
-use super::findings::{push_finding_conditions, FilterDialect};
+use super::findings::{
+    push_finding_conditions, push_hosts_matching, push_software_matching, push_vulns_matching,
+    search_of, FilterDialect,
+};
 use super::keyset::{KeyBinder, KeyKind, KeyVal, Keyset};
 use super::reads::{
-    contains_pattern, cvss_of, finding_from_row, limit_of, severity_filter_ranks, Cols,
+    contains_pattern, cvss_of, decode_cursor, finding_from_row, invalid_cursor, limit_of, page_of,
+    severity_filter_ranks, Cols, FINDING_COLUMNS,
 };
 use super::severity_from_rank;
 use crate::model::*;
@@ -36,11 +41,20 @@ pub(crate) trait Dialect: KeyBinder {
     /// Put before an `ORDER BY`'s first term so that no index is walked for the order (SQLite
     /// `+`; PostgreSQL plans by cost: nothing).
     const UNINDEXED_ORDER: &'static str;
+    /// How the open findings of a few vulnerabilities are read, after `FROM findings f`: SQLite
+    /// through `findings_vuln` (company, vulnerability, resolved_at), which covers them, so no
+    /// finding costs a table lookup; PostgreSQL plans by cost (an index-only scan of
+    /// `findings_open`).
+    const OPEN_BY_VULN_HINT: &'static str;
+    /// Conditions added to such a read: PostgreSQL names every severity so that
+    /// `findings_open`, which leads with the severity, is sought by vulnerability; SQLite
+    /// names none (a severity would need the table: `findings_vuln` has none).
+    const OPEN_BY_VULN_SEVERITIES: &'static str;
 }
 
-/// Severity ranks that exist (`findings.severity IN (…)` lets a lookup by vulnerability use
-/// the open-findings index, which leads with the severity).
-pub(crate) const ALL_RANKS: &str = "0, 1, 2, 3, 4, 5";
+/// Every severity rank named, as a condition (`findings.severity IN (…)` lets a lookup by
+/// vulnerability use the open-findings index, which leads with the severity).
+pub(crate) const ALL_RANKS: &str = " AND f.severity IN (0, 1, 2, 3, 4, 5)";
 
 /// Packages and fixed versions listed per vulnerability row at most.
 pub(crate) const LIST_CAP: usize = 20;
@@ -517,8 +531,8 @@ pub(crate) fn vulns_page<R: Cols>(
 }
 
 /// The company's open findings' packages of these vulnerabilities: `vuln_id, name,
-/// ecosystem, version, fixed_versions` per (vulnerability, software version), read from the
-/// open-findings index (`severity IN (…)` lets it seek by vulnerability).
+/// ecosystem, version, fixed_versions` per (vulnerability, software version), read from an
+/// index alone ([`Dialect::OPEN_BY_VULN_HINT`]).
 pub(crate) fn affected_packages_query<DB: Dialect>(
     company_id: CompanyId,
     vuln_ids: &[String],
@@ -527,12 +541,12 @@ pub(crate) fn affected_packages_query<DB: Dialect>(
         "SELECT p.vuln_id, s.name, s.ecosystem, s.version, sv.fixed_versions FROM \
          (SELECT DISTINCT f.vuln_id, f.software_key FROM findings f",
     );
-    qb.push(DB::indexed_by("findings_open"));
+    qb.push(DB::OPEN_BY_VULN_HINT);
     qb.push(" WHERE f.company_id = ");
     push_uuid(&mut qb, company_id);
-    qb.push(format!(
-        " AND f.resolved_at IS NULL AND f.severity IN ({ALL_RANKS}) AND f.vuln_id IN ("
-    ));
+    qb.push(" AND f.resolved_at IS NULL");
+    qb.push(DB::OPEN_BY_VULN_SEVERITIES);
+    qb.push(" AND f.vuln_id IN (");
     for (i, id) in vuln_ids.iter().enumerate() {
         if i > 0 {
             qb.push(", ");
@@ -932,6 +946,233 @@ pub(crate) fn findings_page<R: Cols>(
     limit: i64,
 ) -> Result<Page<FindingRow>> {
     keyset_page(rows, limit, keyset, 30, |c| Ok(finding_from_row(c)?.0))
+}
+
+// --- the findings search in the default order ---------------------------------------------------
+
+/// Whether a findings page is a text search (`q`) of open findings in the default order that
+/// reads the findings through what the text matches ([`search_groups_query`] and
+/// [`search_page_query`]) instead of walking the company's open findings in order and testing
+/// each: the walk read every finding the text misses before the page (`q=openssl` whose
+/// findings are of low severity: ~70,000 findings, each looked up in the table for its
+/// `suppressed` flag, 0.9 s per page at 1,000 hosts × 100 apps).
+pub(crate) fn walks_search(filter: &FindingFilter) -> bool {
+    search_of(filter).is_some()
+        && default_finding_order(filter)
+        && filter.status == FindingStatus::Open
+        && filter.agent_id.is_none()
+        && filter.vuln_id.is_none()
+}
+
+/// How many of the company's agents the text names (their hostname contains it), and how many
+/// agents it has: two `BIGINT` columns.
+pub(crate) fn search_hosts_query<DB>(company_id: CompanyId, q: &str) -> QueryBuilder<DB>
+where
+    DB: Dialect + FilterDialect,
+    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT (SELECT CAST(count(*) AS BIGINT) FROM (");
+    push_hosts_matching(&mut qb, company_id, q);
+    qb.push(") h), (SELECT CAST(count(*) AS BIGINT) FROM agents a WHERE a.company_id = ");
+    push_uuid(&mut qb, company_id);
+    qb.push(")");
+    qb
+}
+
+/// Whether the hosts a text names hold so large a share of the company's findings (one agent
+/// in 50 or more) that the ordered walk finds a page of them within a few thousand findings:
+/// then the search walks (and reading every finding of those hosts would cost more).
+pub(crate) fn search_hosts_dense(hosts: i64, agents: i64) -> bool {
+    hosts > 0 && hosts.saturating_mul(50) > agents
+}
+
+/// The default order's cursor: severity rank, vulnerability, agent, software version.
+pub(crate) type SeverityCursor = (i64, String, uuid::Uuid, SoftwareKey);
+
+pub(crate) fn severity_cursor(page: &PageRequest) -> Result<Option<SeverityCursor>> {
+    let Some(c) = page.cursor.as_deref() else {
+        return Ok(None);
+    };
+    let (sev, vuln, agent, key): (i64, String, String, String) = decode_cursor(c)?;
+    let agent = hex::decode(&agent)
+        .ok()
+        .and_then(|b| uuid::Uuid::from_slice(&b).ok())
+        .ok_or_else(|| invalid_cursor("not a host id"))?;
+    let key = SoftwareKey::from_hex(&key).ok_or_else(|| invalid_cursor("not a software key"))?;
+    Ok(Some((sev, vuln, agent, key)))
+}
+
+/// The company's (severity, vulnerability) groups of open findings in the default order that
+/// can hold findings the text matches through a package name or a vulnerability id or alias
+/// (from the rollup `company_vulns`: a few thousand rows), from the cursor's group on, with
+/// an estimate of their matching findings: all of the group's when the vulnerability matches,
+/// else the hosts running the matching packages it affects (each such host has one finding of
+/// it per package version). Columns: severity rank, vulnerability, estimate (`BIGINT`s).
+/// Findings matched through a hostname only are read by [`search_page_query`] with `hosts`.
+pub(crate) fn search_groups_query<DB>(
+    company_id: CompanyId,
+    filter: &FindingFilter,
+    cursor: Option<&SeverityCursor>,
+) -> QueryBuilder<DB>
+where
+    DB: Dialect + FilterDialect,
+    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let q = search_of(filter).unwrap_or_default();
+    let mut qb = QueryBuilder::new(
+        "WITH sw AS (SELECT x.vuln_id AS vuln_id, sum(m.hosts) AS hosts \
+         FROM company_software m JOIN software_vulns x ON x.software_key = m.software_key \
+         WHERE m.company_id = ",
+    );
+    push_uuid(&mut qb, company_id);
+    qb.push(" AND m.software_key IN (");
+    push_software_matching(&mut qb, company_id, q, true);
+    qb.push(
+        ") GROUP BY x.vuln_id) \
+         SELECT CAST(g.severity AS BIGINT), g.vuln_id, CAST(CASE WHEN g.vuln_id IN (",
+    );
+    push_vulns_matching(&mut qb, company_id, q, true);
+    qb.push(
+        ") OR g.findings < coalesce(sw.hosts, 0) THEN g.findings ELSE coalesce(sw.hosts, 0) END \
+         AS BIGINT) FROM company_vulns g LEFT JOIN sw ON sw.vuln_id = g.vuln_id \
+         WHERE g.company_id = ",
+    );
+    push_uuid(&mut qb, company_id);
+    qb.push(" AND (sw.vuln_id IS NOT NULL OR g.vuln_id IN (");
+    push_vulns_matching(&mut qb, company_id, q, true);
+    qb.push("))");
+    if !filter.severities.is_empty() {
+        let ranks: Vec<String> = severity_filter_ranks(&filter.severities)
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect();
+        qb.push(format!(" AND g.severity IN ({})", ranks.join(", ")));
+    }
+    if let Some((sev, vuln, _, _)) = cursor {
+        qb.push(" AND (g.severity < ");
+        DB::push_key(&mut qb, &KeyVal::Int(*sev));
+        qb.push(" OR (g.severity = ");
+        DB::push_key(&mut qb, &KeyVal::Int(*sev));
+        qb.push(" AND g.vuln_id >= ");
+        DB::push_key(&mut qb, &KeyVal::Text(vuln.clone()));
+        qb.push("))");
+    }
+    qb.push(" ORDER BY g.severity DESC, g.vuln_id");
+    qb
+}
+
+/// How many of the groups (in order) a search page reads in round `round`: enough for `need`
+/// findings by the estimates, eight times more each round, every group from the fourth.
+pub(crate) fn search_prefix(groups: &[(i64, String, i64)], need: i64, round: u32) -> usize {
+    let weights: Vec<(String, i64)> = groups.iter().map(|(_, v, n)| (v.clone(), *n)).collect();
+    walk_prefix(&weights, need, round).max(1).min(groups.len())
+}
+
+/// What a search page reads: the findings of the first groups of [`search_groups_query`]
+/// (by vulnerability, through `findings_vuln`, sorted; only up to the last group, which a
+/// vulnerability of two severities could pass), or the findings of the hosts the text names
+/// (through the primary key, sorted).
+pub(crate) enum SearchArm<'a> {
+    Groups(&'a [(i64, String, i64)]),
+    Hosts,
+}
+
+/// One search page of `arm` in the default order after the cursor (columns of
+/// `finding_from_row`; every condition of the filter, the text's included, so that a row is
+/// one the walk would show).
+pub(crate) fn search_page_query<DB>(
+    company_id: CompanyId,
+    filter: &FindingFilter,
+    cursor: Option<&SeverityCursor>,
+    arm: SearchArm<'_>,
+    limit: i64,
+) -> QueryBuilder<DB>
+where
+    DB: Dialect + FilterDialect,
+    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> bool: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let from = match arm {
+        SearchArm::Groups(_) => format!("FROM findings f{} ", DB::indexed_by("findings_vuln")),
+        SearchArm::Hosts => "FROM findings f ".to_string(),
+    };
+    let mut qb = QueryBuilder::new(FINDING_COLUMNS.replacen("FROM findings f ", &from, 1));
+    qb.push(" WHERE f.company_id = ");
+    push_uuid(&mut qb, company_id);
+    push_finding_conditions(&mut qb, company_id, filter);
+    let mut order = "";
+    match arm {
+        SearchArm::Groups(groups) => {
+            qb.push(" AND f.vuln_id IN (");
+            let ids: BTreeSet<&str> = groups.iter().map(|(_, v, _)| v.as_str()).collect();
+            for (i, id) in ids.into_iter().enumerate() {
+                if i > 0 {
+                    qb.push(", ");
+                }
+                DB::push_key(&mut qb, &KeyVal::Text(id.to_string()));
+            }
+            qb.push(")");
+            if let Some((sev, vuln, _)) = groups.last() {
+                qb.push(" AND (f.severity > ");
+                DB::push_key(&mut qb, &KeyVal::Int(*sev));
+                qb.push(" OR (f.severity = ");
+                DB::push_key(&mut qb, &KeyVal::Int(*sev));
+                qb.push(" AND f.vuln_id <= ");
+                DB::push_key(&mut qb, &KeyVal::Text(vuln.clone()));
+                qb.push("))");
+            }
+        }
+        SearchArm::Hosts => {
+            qb.push(" AND f.agent_id IN (");
+            push_hosts_matching(&mut qb, company_id, search_of(filter).unwrap_or_default());
+            qb.push(")");
+            // A few hosts' findings through the primary key, sorted: never the ordered walk.
+            order = DB::UNINDEXED_ORDER;
+        }
+    }
+    if let Some((sev, vuln, agent, key)) = cursor {
+        qb.push(" AND (f.severity < ");
+        DB::push_key(&mut qb, &KeyVal::Int(*sev));
+        qb.push(" OR (f.severity = ");
+        DB::push_key(&mut qb, &KeyVal::Int(*sev));
+        qb.push(" AND (f.vuln_id, f.agent_id, f.software_key) > (");
+        DB::push_key(&mut qb, &KeyVal::Text(vuln.clone()));
+        qb.push(", ");
+        DB::push_key(&mut qb, &KeyVal::Uuid(*agent));
+        qb.push(", ");
+        DB::push_key(&mut qb, &KeyVal::Key(*key));
+        qb.push(")))");
+    }
+    qb.push(format!(
+        " ORDER BY {order}f.severity DESC, f.vuln_id, f.agent_id, f.software_key"
+    ));
+    push_limit(&mut qb, limit);
+    qb
+}
+
+/// The search page from the rows of its two arms (each the first `limit + 1` of its own in the
+/// default order): merged in that order, each finding once; the cursor as the walk writes it.
+pub(crate) fn search_page<R: Cols>(
+    groups: Vec<R>,
+    hosts: Vec<R>,
+    limit: i64,
+) -> Result<Page<FindingRow>> {
+    let mut keyed = Vec::with_capacity(groups.len() + hosts.len());
+    for row in groups.into_iter().chain(hosts) {
+        let (_, key) = finding_from_row(&row)?;
+        keyed.push((key, row));
+    }
+    keyed.sort_by(|(a, _), (b, _)| {
+        b.0.cmp(&a.0)
+            .then_with(|| (&a.1, &a.2, &a.3).cmp(&(&b.1, &b.2, &b.3)))
+    });
+    keyed.dedup_by(|(a, _), (b, _)| a == b);
+    keyed.truncate(usize::try_from(limit + 1).unwrap_or(usize::MAX));
+    let rows: Vec<R> = keyed.into_iter().map(|(_, row)| row).collect();
+    page_of(&rows, limit, finding_from_row)
 }
 
 // --- trends and the operator's overview ----------------------------------------------------------

@@ -160,6 +160,9 @@ impl PgStore {
                 round += 1;
             }
         }
+        if let Some(page) = self.search_findings(company_id, filter, page).await? {
+            return Ok(page);
+        }
         if !views::default_finding_order(filter) {
             let (mut qb, keyset, limit) =
                 views::findings_query::<Postgres>(company_id, filter, page, None)?;
@@ -220,6 +223,74 @@ impl PgStore {
         let rows = qb.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
         page_of(&rows, limit, finding_from_row)
+    }
+
+    /// A text search in the default order read through what the text matches
+    /// ([`views::walks_search`]); `None`: the ordered walk answers it (the filter is not such
+    /// a search, or the hosts the text names are so many that the walk is quick).
+    async fn search_findings(
+        &self,
+        company_id: CompanyId,
+        filter: &FindingFilter,
+        page: &PageRequest,
+    ) -> Result<Option<Page<FindingRow>>> {
+        let Some(q) = views::walks_search(filter)
+            .then(|| crate::common::findings::search_of(filter))
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let mut tx = self.begin_for_company(company_id).await?;
+        let (hosts, agents): (i64, i64) = views::search_hosts_query::<Postgres>(company_id, q)
+            .build_query_as()
+            .fetch_one(&mut *tx)
+            .await?;
+        if views::search_hosts_dense(hosts, agents) {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let cursor = views::severity_cursor(page)?;
+        let limit = limit_of(page);
+        let groups: Vec<(i64, String, i64)> =
+            views::search_groups_query::<Postgres>(company_id, filter, cursor.as_ref())
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut rows = Vec::new();
+        let mut round = 0;
+        while !groups.is_empty() {
+            let n = views::search_prefix(&groups, limit + 1, round);
+            rows = views::search_page_query::<Postgres>(
+                company_id,
+                filter,
+                cursor.as_ref(),
+                views::SearchArm::Groups(&groups[..n]),
+                limit,
+            )
+            .build()
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.len() as i64 > limit || n == groups.len() {
+                break;
+            }
+            round += 1;
+        }
+        let named = if hosts > 0 {
+            views::search_page_query::<Postgres>(
+                company_id,
+                filter,
+                cursor.as_ref(),
+                views::SearchArm::Hosts,
+                limit,
+            )
+            .build()
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        views::search_page(rows, named, limit).map(Some)
     }
 
     pub(crate) async fn vulnerability_impl(

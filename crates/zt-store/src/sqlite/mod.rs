@@ -272,6 +272,8 @@ impl Dialect for Sqlite {
     }
 
     const UNINDEXED_ORDER: &'static str = "+";
+    const OPEN_BY_VULN_HINT: &'static str = " INDEXED BY findings_vuln";
+    const OPEN_BY_VULN_SEVERITIES: &'static str = "";
 
     fn indexed_by(index: &str) -> String {
         format!(" INDEXED BY {index}")

@@ -125,6 +125,9 @@ impl SqliteStore {
                 round += 1;
             }
         }
+        if let Some(page) = self.search_findings(company_id, filter, page).await? {
+            return Ok(page);
+        }
         if !views::default_finding_order(filter) {
             let (mut qb, keyset, limit) =
                 views::findings_query::<Sqlite>(company_id, filter, page, None)?;
@@ -134,6 +137,71 @@ impl SqliteStore {
         let (mut qb, limit) = severity_findings_query(company_id, filter, page)?;
         let rows = qb.build().fetch_all(&self.pool).await?;
         page_of(&rows, limit, finding_from_row)
+    }
+
+    /// A text search in the default order read through what the text matches
+    /// ([`views::walks_search`]); `None`: the ordered walk answers it (the filter is not such
+    /// a search, or the hosts the text names are so many that the walk is quick).
+    async fn search_findings(
+        &self,
+        company_id: CompanyId,
+        filter: &FindingFilter,
+        page: &PageRequest,
+    ) -> Result<Option<Page<FindingRow>>> {
+        let Some(q) = views::walks_search(filter)
+            .then(|| crate::common::findings::search_of(filter))
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let (hosts, agents): (i64, i64) = views::search_hosts_query::<Sqlite>(company_id, q)
+            .build_query_as()
+            .fetch_one(&self.pool)
+            .await?;
+        if views::search_hosts_dense(hosts, agents) {
+            return Ok(None);
+        }
+        let cursor = views::severity_cursor(page)?;
+        let limit = limit_of(page);
+        let groups: Vec<(i64, String, i64)> =
+            views::search_groups_query::<Sqlite>(company_id, filter, cursor.as_ref())
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await?;
+        let mut rows = Vec::new();
+        let mut round = 0;
+        while !groups.is_empty() {
+            let n = views::search_prefix(&groups, limit + 1, round);
+            rows = views::search_page_query::<Sqlite>(
+                company_id,
+                filter,
+                cursor.as_ref(),
+                views::SearchArm::Groups(&groups[..n]),
+                limit,
+            )
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.len() as i64 > limit || n == groups.len() {
+                break;
+            }
+            round += 1;
+        }
+        let named = if hosts > 0 {
+            views::search_page_query::<Sqlite>(
+                company_id,
+                filter,
+                cursor.as_ref(),
+                views::SearchArm::Hosts,
+                limit,
+            )
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            Vec::new()
+        };
+        views::search_page(rows, named, limit).map(Some)
     }
 
     pub(crate) async fn vulnerability_impl(
@@ -576,8 +644,51 @@ mod tests {
             statements.push((qb.sql().as_str().to_string(), vec!["findings_software"]));
         }
         let ids = vec!["CVE-1".to_string(), "CVE-2".to_string()];
+        // Read from findings_vuln alone (covering: no lookup in the table per finding).
         let qb = views::affected_packages_query::<Sqlite>(company, &ids);
-        statements.push((qb.sql().as_str().to_string(), vec!["findings_open"]));
+        statements.push((
+            qb.sql().as_str().to_string(),
+            vec!["COVERING INDEX findings_vuln"],
+        ));
+        // The findings search in the default order: the groups from the rollup, then the
+        // findings of some groups by vulnerability, and those of the hosts named by key.
+        let filter = FindingFilter {
+            query: Some("openssl".into()),
+            ..Default::default()
+        };
+        let cursor = Some((
+            4i64,
+            "CVE-1".to_string(),
+            uuid::Uuid::nil(),
+            zt_inventory::SoftwareKey([0; 16]),
+        ));
+        let qb = views::search_hosts_query::<Sqlite>(company, "openssl");
+        statements.push((qb.sql().as_str().to_string(), vec![]));
+        let qb = views::search_groups_query::<Sqlite>(company, &filter, cursor.as_ref());
+        statements.push((qb.sql().as_str().to_string(), vec![]));
+        let groups = [
+            (4i64, "CVE-1".to_string(), 10i64),
+            (3, "CVE-2".to_string(), 5),
+        ];
+        let qb = views::search_page_query::<Sqlite>(
+            company,
+            &filter,
+            cursor.as_ref(),
+            views::SearchArm::Groups(&groups),
+            50,
+        );
+        statements.push((qb.sql().as_str().to_string(), vec!["findings_vuln"]));
+        let qb = views::search_page_query::<Sqlite>(
+            company,
+            &filter,
+            cursor.as_ref(),
+            views::SearchArm::Hosts,
+            50,
+        );
+        statements.push((
+            qb.sql().as_str().to_string(),
+            vec!["SEARCH f USING PRIMARY KEY (company_id=? AND agent_id=?)"],
+        ));
         let qb = views::vuln_counts_query::<Sqlite>(company, "CVE-1");
         statements.push((qb.sql().as_str().to_string(), vec![]));
         let keyset = views::affected_keyset();

@@ -1184,3 +1184,129 @@ pub async fn remediation_rows_per_severity(any: &AnyStore) {
         .is_empty());
     let _ = (f.app, f.idle);
 }
+
+/// The findings search (`q`) in the default order reads through what the text matches (the
+/// vulnerabilities of the packages it names, the vulnerabilities it names, the hosts it names)
+/// instead of walking every open finding: page by page it shows exactly the findings the
+/// filter keeps, each once, in the default order, with any page size. Acme has 60 hosts here so
+/// that a text naming one host takes the hosts' own path (a text naming many hosts walks).
+pub async fn dashboard_findings_search_reads_what_the_text_matches(any: &AnyStore) {
+    let store = &*any.storage();
+    let f = fleet(store).await;
+    let t = f.t;
+    for i in 0..56u8 {
+        // One host whose name is also in a package's: a search names both.
+        let name = if i == 3 {
+            "event-box".to_string()
+        } else {
+            format!("node-{i:02}")
+        };
+        let node = super::super::common::agent_with(
+            store,
+            f.acme,
+            &name,
+            zt_store::model::TokenHash([120 + i; 32]),
+        )
+        .await;
+        let apps = match i % 4 {
+            0 => vec![npm("lodash", "4.17.15"), npm("left-pad", "1.0.0")],
+            1 => vec![npm("minimist", "0.0.8")],
+            2 => vec![npm("event-stream", "3.3.6"), npm("lodash-es", "4.17.15")],
+            _ if i == 3 => vec![npm("lodash", "4.17.15")],
+            _ => vec![npm("left-pad", "1.0.0")],
+        };
+        report(store, f.acme, node, (&name, &debian()), &apps, t).await;
+    }
+    let key = |r: &FindingRow| {
+        (
+            r.agent_id,
+            r.package.name.clone(),
+            r.vulnerability.id.clone(),
+        )
+    };
+    for (q, hosts, findings) in [
+        ("lodash", 31, 48),
+        ("MINIMIST", 15, 15),
+        ("cve-2018", 15, 15),
+        ("GHSA-CVE-2020-8203", 31, 31),
+        ("node-06", 1, 2),
+        ("event", 16, 17),
+        ("node-1", 7, 12),
+        ("web-1", 1, 3),
+        ("no such thing", 0, 0),
+    ] {
+        let filter = FindingFilter {
+            query: Some(q.into()),
+            ..Default::default()
+        };
+        // The same findings through the other order's path (a walk with the same filter).
+        let reference: BTreeSet<_> = all_pages(100, |p| {
+            let filter = FindingFilter {
+                order: Some(SortOrder::Asc),
+                ..filter.clone()
+            };
+            async move { store.list_findings(f.acme, &filter, &p).await.unwrap() }
+        })
+        .await
+        .iter()
+        .map(key)
+        .collect();
+        assert_eq!(reference.len(), findings, "search {q:?}");
+        let distinct_hosts: BTreeSet<_> = reference.iter().map(|k| k.0).collect();
+        assert_eq!(distinct_hosts.len(), hosts, "search {q:?}");
+        for limit in [1, 2, 7, 100] {
+            let rows = all_pages(limit, |p| {
+                let filter = filter.clone();
+                async move { store.list_findings(f.acme, &filter, &p).await.unwrap() }
+            })
+            .await;
+            let keys: BTreeSet<_> = rows.iter().map(key).collect();
+            assert_eq!(
+                keys.len(),
+                rows.len(),
+                "search {q:?} by {limit}: a finding twice"
+            );
+            assert_eq!(keys, reference, "search {q:?} by {limit}");
+            // Most severe first, then by vulnerability id.
+            assert!(
+                rows.windows(2).all(|w| {
+                    let (a, b) = (&w[0].vulnerability, &w[1].vulnerability);
+                    a.severity > b.severity || (a.severity == b.severity && a.id <= b.id)
+                }),
+                "search {q:?} by {limit}: out of order"
+            );
+        }
+    }
+    // Filters still apply to a search: critical only, and no other company's findings.
+    let critical = all_pages(3, |p| async move {
+        store
+            .list_findings(
+                f.acme,
+                &FindingFilter {
+                    query: Some("node".into()),
+                    severities: vec![Severity::Critical],
+                    ..Default::default()
+                },
+                &p,
+            )
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(critical.len(), 14);
+    assert!(critical
+        .iter()
+        .all(|r| r.vulnerability.id == "CVE-2018-1002204"));
+    let beta = store
+        .list_findings(
+            f.beta,
+            &FindingFilter {
+                query: Some("node-0".into()),
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(beta.items.is_empty());
+}

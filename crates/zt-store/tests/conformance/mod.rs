@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             dashboard_hosts_sort_filter_and_page,
             dashboard_software_and_vulnerabilities_follow_inventories,
             dashboard_findings_sort_every_way_and_page,
+            dashboard_findings_search_reads_what_the_text_matches,
             dashboard_vulnerability_detail_pages_hosts_with_references,
             dashboard_trends_and_overview,
             trends_count_overdue_per_severity,
