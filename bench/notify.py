@@ -71,6 +71,8 @@ def main():
     ap.add_argument("--rules", type=int, default=100, help="rules per company")
     ap.add_argument("--digest-minutes", type=int, default=0,
                     help="the rules' digest interval: >0 writes the outbox without sending during the run")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="one more argument for `zerotrace server` (repeat), e.g. --server-arg=--notify-defer-during-ingest-secs=0")
     a = ap.parse_args()
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
@@ -83,7 +85,7 @@ def main():
     subprocess.run([a.bin] + store + ["feeds", "import", osv], check=True, capture_output=True)
     env = dict(os.environ, ZEROTRACE_ADMIN_TOKEN=ADMIN, ZEROTRACE_LOG="warn")
     server = subprocess.Popen([a.bin] + store + ["server", "--listen", "127.0.0.1:0", "--allow-private-webhooks",
-                               "--rate-company", "1000000", "--rate-agent", "1000000"],
+                               "--rate-company", "1000000", "--rate-agent", "1000000"] + a.server_arg,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     api = None
     for line in server.stdout:

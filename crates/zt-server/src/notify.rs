@@ -16,6 +16,7 @@
 //! stale knowledge sources, every [`NotifyConfig::scan_interval`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,11 @@ pub struct NotifyConfig {
     pub feeds_stale_after: Duration,
     /// How often an idle dispatcher looks for due messages.
     pub poll: Duration,
+    /// Ingest goes first: while this process's workers are processing reports, sends wait
+    /// at most this long (then the backlog is sent in full before they wait again). Zero:
+    /// never wait. Sends and ingest share the same cores; a burst of reports that opens
+    /// thousands of messages is ingested first and its messages follow seconds later.
+    pub defer_during_ingest: Duration,
     /// `smtp://…` / `smtps://…` (see zt-notify `SenderConfig::smtp_url`).
     pub smtp_url: Option<String>,
     pub smtp_from: String,
@@ -79,6 +85,7 @@ impl Default for NotifyConfig {
             scan_interval: Duration::from_secs(60),
             feeds_stale_after: Duration::from_secs(48 * 3600),
             poll: Duration::from_millis(500),
+            defer_during_ingest: Duration::from_secs(5),
             smtp_url: None,
             smtp_from: "ZeroTrace <zerotrace@localhost>".into(),
             public_url: None,
@@ -248,6 +255,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     // Wakes the loop when a send finishes (its rule may take more now).
     let freed = Arc::new(tokio::sync::Notify::new());
     let mut last_claim = Instant::now() - Duration::from_secs(3600);
+    let mut ingest_first = IngestFirst::default();
     loop {
         if *stop.borrow() {
             break;
@@ -263,7 +271,13 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         // Claims of a few messages each would read the due ones again and again: a claim
         // waits until a quarter of the sends are free (or the poll interval passed).
         let free = permits.available_permits();
-        let claimed = if free == 0
+        let defer = ingest_first.defer(
+            state.ingest_activity.busy_within(INGEST_BUSY_WINDOW),
+            notifier.config.defer_during_ingest,
+        );
+        let mut claim_tried = false;
+        let claimed = if defer
+            || free == 0
             || (free < (concurrency / 4).max(1) && !idle_long(&last_claim, &notifier.config))
         {
             Vec::new()
@@ -274,6 +288,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                 in_flight: in_flight.lock().map(|m| m.clone()).unwrap_or_default(),
             };
             last_claim = Instant::now();
+            claim_tried = true;
             match state
                 .store
                 .notifications()
@@ -288,6 +303,10 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         };
         let busy = !claimed.is_empty();
+        if claim_tried && !busy {
+            // Nothing due: the backlog is sent, the next burst may wait again.
+            ingest_first.drained();
+        }
         for c in claimed {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
@@ -333,6 +352,76 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         .await;
     drop(record_tx);
     let _ = recorder.await;
+}
+
+/// Workers that claimed a batch this recently count as busy ingesting.
+const INGEST_BUSY_WINDOW: Duration = Duration::from_secs(1);
+
+/// When this process's workers last claimed reports: the dispatcher lets ingest go first.
+/// Milliseconds since the process's own origin in one atomic, so the workers' mark costs
+/// nothing measurable per batch.
+pub struct IngestActivity {
+    origin: Instant,
+    /// Milliseconds after `origin` + 1 of the last claimed batch; 0: none yet.
+    last_batch_ms: AtomicU64,
+}
+
+impl Default for IngestActivity {
+    fn default() -> Self {
+        IngestActivity {
+            origin: Instant::now(),
+            last_batch_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl IngestActivity {
+    /// A worker claimed a batch of reports now.
+    pub fn mark(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_batch_ms.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// Whether a worker claimed a batch within `window`.
+    pub fn busy_within(&self, window: Duration) -> bool {
+        match self.last_batch_ms.load(Ordering::Relaxed) {
+            0 => false,
+            last => {
+                let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+                now.saturating_sub(last - 1) <= u64::try_from(window.as_millis()).unwrap_or(0)
+            }
+        }
+    }
+}
+
+/// The dispatcher's side of "ingest goes first": it waits while workers are busy, at most
+/// `limit` in a row; once that has passed it sends until nothing is due (so a message waits
+/// at most about `limit` plus the time to send what came before it, however long ingest
+/// stays busy), then may wait again.
+#[derive(Default)]
+struct IngestFirst {
+    waiting_since: Option<Instant>,
+}
+
+impl IngestFirst {
+    /// Whether to skip claiming now.
+    fn defer(&mut self, ingest_busy: bool, limit: Duration) -> bool {
+        if limit.is_zero() {
+            return false;
+        }
+        if !ingest_busy {
+            // Only a drained backlog ends a wait that ran out (`drained`): an idle moment
+            // in a long burst must not start a new wait while old messages are still due.
+            return false;
+        }
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        since.elapsed() < limit
+    }
+
+    /// A claim found nothing due.
+    fn drained(&mut self) {
+        self.waiting_since = None;
+    }
 }
 
 /// Whether the last claim is a poll interval ago.
@@ -458,6 +547,37 @@ async fn deliver(state: &AppState, c: ClaimedNotification) -> FinishedAttempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ingest_first_waits_at_most_its_limit_then_sends_until_drained() {
+        let limit = Duration::from_millis(40);
+        let mut f = IngestFirst::default();
+        // Idle ingest: never wait.
+        assert!(!f.defer(false, limit));
+        // Busy: wait, up to the limit.
+        assert!(f.defer(true, limit));
+        std::thread::sleep(Duration::from_millis(60));
+        // The limit has passed: send, however busy ingest stays, until a claim finds nothing.
+        assert!(!f.defer(true, limit));
+        assert!(!f.defer(false, limit));
+        assert!(!f.defer(true, limit));
+        f.drained();
+        // The backlog is out: the next burst may wait again.
+        assert!(f.defer(true, limit));
+        // Zero turns waiting off.
+        assert!(!IngestFirst::default().defer(true, Duration::ZERO));
+    }
+
+    #[test]
+    fn ingest_activity_is_busy_only_within_its_window_of_the_last_batch() {
+        let a = IngestActivity::default();
+        assert!(!a.busy_within(Duration::from_secs(3600)), "no batch yet");
+        a.mark();
+        assert!(a.busy_within(Duration::from_millis(500)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!a.busy_within(Duration::from_millis(10)));
+        assert!(a.busy_within(Duration::from_secs(1)));
+    }
 
     #[test]
     fn backoff_doubles_within_jitter_and_stops_at_the_cap() {

@@ -42,6 +42,8 @@ pub struct Inner {
     pub known_software: parking_lot::RwLock<std::collections::HashSet<zt_inventory::SoftwareKey>>,
     /// Sends notifications and seals their secrets.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// When the workers last claimed reports (the dispatcher lets ingest go first).
+    pub ingest_activity: crate::notify::IngestActivity,
     /// The OpenID Connect client, when people sign in through a provider.
     pub oidc: Option<crate::oidc::Oidc>,
 }
@@ -93,6 +95,7 @@ impl AppState {
                 crate::notify::Notifier::new(config.notify.clone())
                     .expect("the notification sender builds (a TLS provider is installed)"),
             ),
+            ingest_activity: crate::notify::IngestActivity::default(),
             oidc: config.oidc.clone().map(|c| {
                 crate::oidc::Oidc::new(c)
                     .expect("the OIDC client builds (a TLS provider is installed)")

@@ -86,6 +86,7 @@ async fn worker_loop(state: AppState, owner: String, mut shutdown: watch::Receiv
             }
             continue;
         }
+        state.ingest_activity.mark();
         let leases: Vec<LeaseRef> = claimed
             .iter()
             .map(|c| LeaseRef {

@@ -164,6 +164,11 @@ pub struct Args {
     /// destination that is down holds this many sends, never the others'.
     #[arg(long, default_value_t = 4)]
     pub notify_per_destination: usize,
+    /// Ingest goes first: while this process's workers are processing reports, notification
+    /// sends wait at most this many seconds (then everything due is sent before they wait
+    /// again); 0 sends at once.
+    #[arg(long, default_value_t = 5.0)]
+    pub notify_defer_during_ingest_secs: f64,
     /// Seconds between the scans for SLA crossings (`sla.due_soon`, `sla.overdue`), stale
     /// agents and stale knowledge sources.
     #[arg(long, default_value_t = 60.0)]
@@ -426,6 +431,9 @@ async fn serve(args: Args, global: &crate::GlobalArgs) -> anyhow::Result<ExitCod
             retry_base: Duration::from_secs_f64(args.notify_retry_base_secs.clamp(0.01, 3600.0)),
             per_destination: args.notify_per_destination.max(1),
             scan_interval: Duration::from_secs_f64(args.notify_scan_secs.clamp(0.1, 86400.0)),
+            defer_during_ingest: Duration::from_secs_f64(
+                args.notify_defer_during_ingest_secs.clamp(0.0, 3600.0),
+            ),
             feeds_stale_after: Duration::from_secs_f64(
                 (args.feeds_stale_after_hours * 3600.0).clamp(1.0, 3650.0 * 86400.0),
             ),
