@@ -556,8 +556,11 @@ pub trait Storage: Send + Sync + 'static {
     /// How many findings a filter keeps.
     async fn count_findings(&self, company_id: CompanyId, filter: &FindingFilter) -> Result<u64>;
 
-    /// `(severity, first_seen, resolved_at)` of the company's findings remediated (package
-    /// removed or upgraded) since `since`.
+    /// `(severity, first_seen, resolved_at)` of the company's findings remediated since
+    /// `since`: the package removed (`removed`) or upgraded to a version without the
+    /// vulnerability (`fixed`). An upgrade that still has it (`superseded`: the finding goes on
+    /// in the new version's row, first seen kept) is not a remediation, nor is a decommissioned
+    /// host or a changed advisory (`not_affected`).
     async fn remediation_rows(
         &self,
         company_id: CompanyId,

@@ -130,7 +130,9 @@ async fn render(
             }
             section .panel aria-labelledby="trend" {
                 div .panel-head {
-                    h2 #trend { "Trend of open findings" }
+                    h2 #trend {
+                        @if series == charts::Series::Overdue { "Trend of overdue findings" } @else { "Trend of open findings" }
+                    }
                     nav .tabs aria-label="Findings shown" {
                         @for (sr, label) in [(charts::Series::Open, "open"), (charts::Series::Overdue, "overdue")] {
                             @let href = ctx.url(&format!("?days={days}&series={}", sr.key()));

@@ -762,7 +762,7 @@ impl PgStore {
         let rows: Vec<(i16, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT severity, first_seen, resolved_at FROM findings \
              WHERE company_id = $1 AND resolved_at >= $2 \
-             AND resolution IN ('removed', 'superseded')",
+             AND resolution IN ('removed', 'fixed')",
         )
         .bind(company_id)
         .bind(since)

@@ -759,7 +759,7 @@ impl SqliteStore {
         let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
             "SELECT severity, first_seen, resolved_at FROM findings \
              WHERE company_id = ?1 AND resolved_at >= ?2 \
-             AND resolution IN ('removed', 'superseded')",
+             AND resolution IN ('removed', 'fixed')",
         )
         .bind(company_id)
         .bind(ms(since))

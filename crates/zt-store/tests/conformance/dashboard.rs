@@ -79,6 +79,15 @@ pub(super) fn matcher(s: &Software) -> Vec<StoredMatch> {
                 &["4.17.21"],
             ),
         ],
+        // An upgrade that fixes one of the two (time to remediate).
+        ("lodash", "4.17.20") => vec![m(
+            "CVE-2021-23337",
+            Severity::High,
+            Some(7.2),
+            Some(0.01),
+            false,
+            &["4.17.21"],
+        )],
         // The same vulnerability through a second package (the rollup counts its host once).
         ("lodash-es", "4.17.15") => vec![m(
             "CVE-2020-8203",
@@ -1083,8 +1092,10 @@ pub async fn trends_count_overdue_per_severity(any: &AnyStore) {
 }
 
 /// Time to remediate: the rows behind it are the company's findings resolved by a report
-/// (package removed or upgraded) from `since` on, each with its severity, first seen and
-/// resolved times; a host decommissioned resolves its findings without remediating them.
+/// (package removed, or upgraded to a version without the vulnerability) from `since` on,
+/// each with its severity, first seen and resolved times; an upgrade to a version that still
+/// has it is no remediation, and a host decommissioned resolves its findings without
+/// remediating them.
 pub async fn remediation_rows_per_severity(any: &AnyStore) {
     let store = &*any.storage();
     let f = fleet(store).await;
@@ -1123,14 +1134,16 @@ pub async fn remediation_rows_per_severity(any: &AnyStore) {
         day3,
     )
     .await;
-    // Ten days later web-1 drops minimist: its medium after ten days.
+    // Ten days later web-1 drops minimist (its medium remediated after ten days) and
+    // upgrades lodash to a version without CVE-2020-8203 (remediated) that still has
+    // CVE-2021-23337 (not remediated: it goes on in the new version's row).
     let day10 = opened + chrono::Duration::days(10);
     report_processed_at(
         store,
         f.acme,
         f.web,
         ("web-1", &debian()),
-        &[npm("lodash", "4.17.15"), npm("left-pad", "1.0.0")],
+        &[npm("lodash", "4.17.20"), npm("left-pad", "1.0.0")],
         day10,
         day10,
     )
@@ -1155,22 +1168,56 @@ pub async fn remediation_rows_per_severity(any: &AnyStore) {
             (Severity::High, 72),
             (Severity::Critical, 72),
             (Severity::Medium, 240),
+            (Severity::High, 240),
         ]
     );
+    // CVE-2021-23337 is still open on web-1, first seen when it was first reported.
+    let still = store
+        .list_findings(
+            f.acme,
+            &FindingFilter {
+                agent_id: Some(f.web),
+                ..Default::default()
+            },
+            &PageRequest {
+                limit: 100,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(still.len(), 1, "{still:?}");
+    assert_eq!(
+        (
+            still[0].vulnerability.id.as_str(),
+            still[0].package.version.as_str()
+        ),
+        ("CVE-2021-23337", "4.17.20")
+    );
+    assert!(still[0].first_seen <= opened);
     // From a later time on: only what was resolved since.
     let later = store
         .remediation_rows(f.acme, opened + chrono::Duration::days(5))
         .await
         .unwrap();
-    assert_eq!(later.len(), 1);
-    assert_eq!(later[0].0, Severity::Medium);
+    let mut later: Vec<Severity> = later.iter().map(|r| r.0).collect();
+    later.sort();
+    assert_eq!(later, [Severity::Medium, Severity::High]);
     let stats = zt_store::sla::remediation_stats(&rows);
     let by = |name: &str| stats.iter().find(|s| s.severity == name).unwrap().clone();
     assert_eq!(
         (by("critical").remediated, by("critical").median_days),
         (1, Some(3.0))
     );
-    assert_eq!((by("high").remediated, by("high").p90_days), (2, Some(3.0)));
+    assert_eq!(
+        (
+            by("high").remediated,
+            by("high").median_days,
+            by("high").p90_days
+        ),
+        (3, Some(3.0), Some(10.0))
+    );
     assert_eq!(
         (by("medium").remediated, by("medium").median_days),
         (1, Some(10.0))
