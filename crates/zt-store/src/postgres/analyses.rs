@@ -661,9 +661,13 @@ async fn write_tags(
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let assigned: Vec<bool> = rows.iter().map(|r| r.1).collect();
     let reported: Vec<bool> = rows.iter().map(|r| r.2).collect();
+    // No conflict can arise (the agent's rows were just deleted): the ON CONFLICT clause is
+    // for Citus, which otherwise writes the rows of an INSERT … SELECT from `unnest` with
+    // COPY, refused under row-level security (as in `apply.rs`).
     sqlx::query(
         "INSERT INTO agent_tags (company_id, agent_id, tag, assigned, reported) \
-         SELECT $1, $2, t, a, r FROM unnest($3::text[], $4::bool[], $5::bool[]) AS u(t, a, r)",
+         SELECT $1, $2, t, a, r FROM unnest($3::text[], $4::bool[], $5::bool[]) AS u(t, a, r) \
+         ON CONFLICT (company_id, agent_id, tag) DO NOTHING",
     )
     .bind(company_id)
     .bind(agent_id)
