@@ -409,7 +409,7 @@ fn recover_sql(target: &str, restriction: Option<&str>, ids: &str, changed_agent
                              WHERE va.vuln_id IN (SELECT ids.id FROM ids))), \
          lv AS MATERIALIZED (SELECT l.*, l.vuln_id AS fv FROM live l \
            UNION SELECT l.*, va.vuln_id AS fv FROM live l \
-           JOIN vuln_aliases va ON va.alias = l.vuln_id), \
+           CROSS JOIN vuln_aliases va WHERE va.alias = l.vuln_id), \
          w AS MATERIALIZED (SELECT lv.* FROM lv WHERE lv.fv IN (SELECT ids.id FROM ids) \
            UNION ALL SELECT ?1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, FALSE, NULL, ids.id \
            FROM ids){open} \
@@ -444,9 +444,11 @@ pub(crate) fn vuln_group_ids(n: usize) -> String {
 /// beyond the ids, which the join with `w` applies (seeking the findings by `findings_vuln`
 /// when they are few among the company's). `target` as in [`recover_sql`]: SQLite, without
 /// statistics, would otherwise walk all of the company's findings by the primary key once
-/// per row of `w` rather than seek them by `findings_vuln`.
-pub(crate) fn recover_vuln_sql(target: &str) -> String {
-    recover_sql(target, None, &vuln_group_ids(3), false)
+/// per row of `w` rather than seek them by `findings_vuln`; `restriction` likewise (SQLite:
+/// the ids spelt out as a restriction, so that it loops over them rather than over the
+/// company's findings).
+pub(crate) fn recover_vuln_sql(target: &str, restriction: Option<&str>) -> String {
+    recover_sql(target, restriction, &vuln_group_ids(3), false)
 }
 
 /// [`recover_vuln_sql`] returning the agents whose findings changed (PostgreSQL).

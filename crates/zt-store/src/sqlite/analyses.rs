@@ -20,6 +20,7 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 /// The findings a vulnerability's coverage statement updates, sought by their vulnerability
 /// (see `recover_vuln_sql`).
 const FINDINGS_BY_VULN: &str = "findings INDEXED BY findings_vuln";
+const BY_VULN: &str = "findings.vuln_id IN (SELECT ids.id FROM ids)";
 
 /// Agents per statement of the coverage of new findings.
 const AGENT_CHUNK: usize = 500;
@@ -41,12 +42,15 @@ fn recount_sql(agents: &str) -> String {
 
 /// Brings the findings of a vulnerability and their agents' counters up to date.
 async fn cover_vuln(tx: &mut Tx, company_id: CompanyId, vuln_id: &str, now: i64) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(recover_vuln_sql(FINDINGS_BY_VULN)))
-        .bind(company_id)
-        .bind(now)
-        .bind(vuln_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(recover_vuln_sql(
+        FINDINGS_BY_VULN,
+        Some(BY_VULN),
+    )))
+    .bind(company_id)
+    .bind(now)
+    .bind(vuln_id)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(sqlx::AssertSqlSafe(recount_sql(
         "agent_id IN (SELECT f.agent_id FROM findings f WHERE f.company_id = ?1 \
          AND f.vuln_id IN (SELECT ?2 UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ?2))",
@@ -893,7 +897,7 @@ mod tests {
         // analyses per id they cover, and the rows the findings join (sought by id).
         let statements: [(String, &[&str]); 5] = [
             (
-                recover_vuln_sql(FINDINGS_BY_VULN),
+                recover_vuln_sql(FINDINGS_BY_VULN, Some(BY_VULN)),
                 &["SCAN ids", "SCAN l", "SCAN lv", "SCAN w"],
             ),
             (
