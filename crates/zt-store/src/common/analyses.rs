@@ -336,114 +336,137 @@ pub(crate) fn decode_analysis_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uui
     Ok((at, id))
 }
 
-/// The condition "analysis `a` is live at ?NOW and its scope holds for the finding row
-/// `findings`" (`now` is the parameter's spelling, e.g. `?3`). `few`: `a` is a handful of
-/// rows read once (`live`): the id compared first, aliases only when it differs (an
-/// `OR` that cannot use an index, which `analyses` itself needs: there the ids of the
-/// finding's group are a set the index is probed with).
-fn covers(now: &str, few: bool) -> String {
-    let vuln = if few {
-        "(a.vuln_id = findings.vuln_id OR EXISTS (SELECT 1 FROM vuln_aliases va \
-         WHERE va.vuln_id = findings.vuln_id AND va.alias = a.vuln_id))"
-    } else {
-        // `(VALUES …)` gives Citus the FROM clause it wants in every UNION arm; `SELECT *`
-        // because SQLite names no `column1` for a VALUES row that refers to an outer column.
-        "a.vuln_id IN (SELECT * FROM (VALUES (findings.vuln_id)) AS the_id \
-         UNION SELECT va.alias FROM vuln_aliases va WHERE va.vuln_id = findings.vuln_id)"
-    };
+/// The condition "the scope of analysis row `x` (a row of `live`) holds for the finding row
+/// `findings`": its agent is listed (or none are), its host carries one of the tags (or none
+/// are given), its package has the name, version and ecosystem given. Every distributed
+/// table is pinned to the company `?1` (not only joined with a row that is): Citus routes a
+/// statement to one node only when each of its tenant tables is restricted to one company
+/// value, and PostgreSQL can then read the scope lists once into a hash instead of probing
+/// them for each finding.
+fn scope_holds(x: &str) -> String {
     format!(
-        "a.company_id = findings.company_id AND {vuln} \
-         AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > {now}) \
-         AND (a.any_agent = TRUE OR EXISTS (SELECT 1 FROM analysis_agents x \
-              WHERE x.company_id = a.company_id AND x.analysis_id = a.analysis_id \
-              AND x.agent_id = findings.agent_id)) \
-         AND (a.any_tag = TRUE OR EXISTS (SELECT 1 FROM analysis_tags t JOIN agent_tags g \
+        "({x}.any_agent = TRUE OR EXISTS (SELECT 1 FROM analysis_agents aa \
+              WHERE aa.company_id = ?1 AND aa.analysis_id = {x}.analysis_id \
+              AND aa.agent_id = findings.agent_id)) \
+         AND ({x}.any_tag = TRUE OR EXISTS (SELECT 1 FROM analysis_tags t JOIN agent_tags g \
               ON g.company_id = t.company_id AND g.tag = t.tag \
-              WHERE t.company_id = a.company_id AND t.analysis_id = a.analysis_id \
+              WHERE t.company_id = ?1 AND g.company_id = ?1 AND t.analysis_id = {x}.analysis_id \
               AND g.agent_id = findings.agent_id)) \
-         AND (a.pkg_name IS NULL OR EXISTS (SELECT 1 FROM software s \
-              WHERE s.software_key = findings.software_key AND s.name = a.pkg_name \
-              AND (a.pkg_version IS NULL OR s.version = a.pkg_version) \
-              AND (a.pkg_ecosystem IS NULL OR s.ecosystem = a.pkg_ecosystem)))"
+         AND ({x}.pkg_name IS NULL OR EXISTS (SELECT 1 FROM software s \
+              WHERE s.software_key = findings.software_key AND s.name = {x}.pkg_name \
+              AND ({x}.pkg_version IS NULL OR s.version = {x}.pkg_version) \
+              AND ({x}.pkg_ecosystem IS NULL OR s.ecosystem = {x}.pkg_ecosystem)))"
     )
 }
 
-/// Sets `analysis_id` and `suppressed` of the findings `restriction` picks (a condition on
-/// `findings`, whose company is `?1`; `now` is `?2`; the restriction's own parameters start
-/// at `?3`) from the analysis covering each, as one set-based statement: the coverage of
-/// every finding is computed in one pass and only the findings whose coverage changes are
-/// written (a second analysis of a vulnerability, or an expiry, rewrites nothing else).
+/// The statement that sets `analysis_id` and `suppressed` of findings of the company `?1` from the analysis
+/// covering each at `now` (`?2`), as one set-based statement that writes only the findings
+/// whose coverage changes (a second analysis of a vulnerability, or an expiry, rewrites
+/// nothing else).
 ///
-/// `candidates`: a condition on `analyses a` (its parameters also from `?3`) picking a
-/// superset of the analyses that may cover these findings — a vulnerability's, a handful —
-/// read once into `live` instead of being looked up again for each of (say) 100,000
-/// findings; None looks them up per finding by its vulnerability (an agent's findings, of
-/// many vulnerabilities, few of which have analyses).
-pub(crate) fn recover_sql(candidates: Option<&str>, restriction: &str) -> String {
-    let (live, source) = match candidates {
-        Some(cond) => (
-            format!(
-                "live AS MATERIALIZED (SELECT a.* FROM analyses a WHERE a.company_id = ?1 \
-                 AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > ?2) \
-                 AND {cond}), "
-            ),
-            "live a",
-        ),
-        None => (String::new(), "analyses a"),
+/// `ids`: a `SELECT` of one column `id` (its parameters from `?3`): the vulnerability ids
+/// whose findings are brought up to date — a vulnerability group's ids, or those of some
+/// agents' findings; `restriction`: a further condition on `findings` (the agents), if any.
+/// From `ids`:
+/// - `live`: the live analyses that may cover those findings (naming one of the ids or an
+///   alias of one), read once;
+/// - `lv`: each of those analyses once per vulnerability id it covers (its own, and the
+///   groups having it as an alias), so that "covers this finding's vulnerability" is an
+///   equality on `findings.vuln_id` — a hash join on PostgreSQL, an automatic index on
+///   SQLite — rather than a subquery evaluated for each of (say) 100,000 findings;
+/// - `w`: the rows a finding can take: those of `lv` for the ids, and per id a row of no
+///   analysis.
+///
+/// Each finding joins exactly one row of `w`: the covering analysis no other covering one
+/// beats (a suppressing one wins, then the newest, then the greater id: the `NOT EXISTS`,
+/// an anti-join), or the row of no analysis when none covers it. Joining `findings` with
+/// `w` — a handful of rows — rather than with a computed copy of the findings keeps it one
+/// pass over the findings (the former copy-and-join-back cost more than the writes). Every
+/// join is within the company `?1` and every tenant table pinned to it, so that Citus routes
+/// the statement to the one node holding the company.
+///
+/// `target`: how the statement names the table it updates, `findings` or (SQLite) with an
+/// index to seek by. `changed_agents`: the statement returns the agents whose findings it
+/// changed, each once (PostgreSQL: the update as a data-modifying `WITH`), for the caller to
+/// recount only those.
+fn recover_sql(target: &str, restriction: Option<&str>, ids: &str, changed_agents: bool) -> String {
+    let restriction = restriction.map(|r| format!("AND {r} ")).unwrap_or_default();
+    let (open, close) = if changed_agents {
+        (
+            ", changed AS (",
+            " RETURNING findings.agent_id) SELECT DISTINCT changed.agent_id FROM changed",
+        )
+    } else {
+        ("", "")
     };
-    // `cov` is materialized so that each finding's covering analysis is looked up once
-    // (SQLite would otherwise evaluate the subquery again wherever `aid` is used).
     format!(
-        "WITH {live}cov AS MATERIALIZED (SELECT findings.agent_id, findings.software_key, \
-           findings.vuln_id, findings.analysis_id AS old_aid, findings.suppressed AS old_sup, \
-           (SELECT a.analysis_id FROM {source} WHERE {} \
-            ORDER BY a.suppress DESC, a.created_at DESC, a.analysis_id DESC LIMIT 1) AS aid \
-           FROM findings WHERE findings.company_id = ?1 AND {restriction}) \
-         UPDATE findings SET analysis_id = n.aid, suppressed = n.sup \
-         FROM (SELECT c.agent_id, c.software_key, c.vuln_id, c.aid, c.old_aid, c.old_sup, \
-                 coalesce((SELECT w.suppress FROM analyses w WHERE w.company_id = ?1 \
-                           AND w.analysis_id = c.aid), FALSE) AS sup \
-               FROM cov c) n \
-         WHERE findings.company_id = ?1 AND findings.agent_id = n.agent_id \
-         AND findings.software_key = n.software_key AND findings.vuln_id = n.vuln_id \
-         AND ((n.old_aid IS NULL) <> (n.aid IS NULL) OR n.old_aid <> n.aid \
-              OR n.old_sup <> n.sup)",
-        covers("?2", candidates.is_some())
+        "WITH ids AS MATERIALIZED ({ids}), \
+         live AS MATERIALIZED (SELECT a.company_id, a.analysis_id, a.vuln_id, a.any_agent, \
+           a.any_tag, a.pkg_name, a.pkg_version, a.pkg_ecosystem, a.suppress, a.created_at \
+           FROM analyses a WHERE a.company_id = ?1 \
+           AND a.withdrawn_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > ?2) \
+           AND a.vuln_id IN (SELECT ids.id FROM ids UNION SELECT va.alias FROM vuln_aliases va \
+                             WHERE va.vuln_id IN (SELECT ids.id FROM ids))), \
+         lv AS MATERIALIZED (SELECT l.*, l.vuln_id AS fv FROM live l \
+           UNION SELECT l.*, va.vuln_id AS fv FROM live l \
+           CROSS JOIN vuln_aliases va WHERE va.alias = l.vuln_id), \
+         w AS MATERIALIZED (SELECT lv.* FROM lv WHERE lv.fv IN (SELECT ids.id FROM ids) \
+           UNION ALL SELECT ?1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, FALSE, NULL, ids.id \
+           FROM ids){open} \
+         UPDATE {target} SET analysis_id = w.analysis_id, suppressed = w.suppress FROM w \
+         WHERE findings.company_id = ?1 {restriction}\
+         AND w.company_id = findings.company_id AND w.fv = findings.vuln_id \
+         AND (w.analysis_id IS NULL OR ({scope_w})) \
+         AND NOT EXISTS (SELECT 1 FROM lv b WHERE b.company_id = findings.company_id \
+             AND b.fv = findings.vuln_id \
+             AND (w.analysis_id IS NULL OR (b.suppress, b.created_at, b.analysis_id) > \
+                  (w.suppress, w.created_at, w.analysis_id)) \
+             AND {scope_b}) \
+         AND ((findings.analysis_id IS NULL) <> (w.analysis_id IS NULL) \
+              OR findings.analysis_id <> w.analysis_id OR findings.suppressed <> w.suppress){close}",
+        scope_w = scope_holds("w"),
+        scope_b = scope_holds("b"),
     )
 }
 
-/// The analyses that may cover the findings [`by_vuln`] picks: those naming any id of
-/// their groups (the id `?{n}`, the groups having it as an alias, and those groups' aliases).
-pub(crate) fn vuln_candidates(n: usize) -> String {
-    format!(
-        "a.vuln_id IN (SELECT column1 FROM (VALUES (?{n})) AS the_id \
-         UNION SELECT va.vuln_id FROM vuln_aliases va \
-         WHERE va.alias = ?{n} UNION SELECT vb.alias FROM vuln_aliases vb WHERE vb.vuln_id IN \
-         (SELECT column1 FROM (VALUES (?{n})) AS the_id2 \
-          UNION SELECT vc.vuln_id FROM vuln_aliases vc WHERE vc.alias = ?{n}))"
-    )
-}
-
-/// The restriction of a vulnerability's findings, its id the parameter `?{n}`.
-///
-/// (No arm of a UNION without a FROM clause here or in `covers`: Citus refuses those in a
-/// query on distributed tables. `(VALUES …)` is a FROM clause to it; both backends name its
+/// The ids of the vulnerability group(s) an id names (`?{n}`): the id, and the groups having
+/// it as an alias. (No arm of a UNION without a FROM clause: Citus refuses those in a query
+/// on distributed tables. `(VALUES …)` is a FROM clause to it; both backends name its
 /// column `column1`.)
-pub(crate) fn by_vuln(n: usize) -> String {
+pub(crate) fn vuln_group_ids(n: usize) -> String {
     format!(
-        "findings.vuln_id IN (SELECT column1 FROM (VALUES (?{n})) AS the_id \
-         UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ?{n})"
+        "SELECT column1 AS id FROM (VALUES (?{n})) AS the_id \
+         UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = ?{n}"
     )
 }
 
-/// The restriction of agents' findings that an analysis may concern: those covered now, and
-/// those of vulnerabilities with analyses (`agents` is the condition on `findings.agent_id`).
-pub(crate) fn by_agents(agents: &str) -> String {
-    format!(
-        "{agents} AND (findings.analysis_id IS NOT NULL OR findings.vuln_id IN \
-         (SELECT a.vuln_id FROM analyses a WHERE a.company_id = ?1 AND a.withdrawn_at IS NULL \
-          UNION SELECT va.vuln_id FROM analyses a JOIN vuln_aliases va ON va.alias = a.vuln_id \
-          WHERE a.company_id = ?1 AND a.withdrawn_at IS NULL))"
+/// The coverage statement of a vulnerability's findings (the id `?3`): no restriction
+/// beyond the ids, which the join with `w` applies (seeking the findings by `findings_vuln`
+/// when they are few among the company's). `target` as in [`recover_sql`]: SQLite, without
+/// statistics, would otherwise walk all of the company's findings by the primary key once
+/// per row of `w` rather than seek them by `findings_vuln`; `restriction` likewise (SQLite:
+/// the ids spelt out as a restriction, so that it loops over them rather than over the
+/// company's findings).
+pub(crate) fn recover_vuln_sql(target: &str, restriction: Option<&str>) -> String {
+    recover_sql(target, restriction, &vuln_group_ids(3), false)
+}
+
+/// [`recover_vuln_sql`] returning the agents whose findings changed (PostgreSQL).
+pub(crate) fn recover_vuln_changed_agents_sql() -> String {
+    recover_sql("findings", None, &vuln_group_ids(3), true)
+}
+
+/// The coverage statement of some agents' findings (new findings, or tags changed): `agents`
+/// gives the condition on `<table>.agent_id` (its parameters from `?3`).
+pub(crate) fn recover_agents_sql(agents: impl Fn(&str) -> String) -> String {
+    recover_sql(
+        "findings",
+        Some(&agents("findings")),
+        &format!(
+            "SELECT DISTINCT f.vuln_id AS id FROM findings f WHERE f.company_id = ?1 AND {}",
+            agents("f")
+        ),
+        false,
     )
 }
 

@@ -28,23 +28,23 @@ async fn cover_vuln(
     vuln_id: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_sql(
-        Some(&vuln_candidates(3)),
-        &by_vuln(3),
-    ))))
-    .bind(company_id)
-    .bind(now)
-    .bind(vuln_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(recount_sql(
-        "a.agent_id IN (SELECT f.agent_id FROM findings f WHERE f.company_id = $1 \
-         AND f.vuln_id IN (SELECT $2 UNION SELECT va.vuln_id FROM vuln_aliases va WHERE va.alias = $2))",
-    )))
-    .bind(company_id)
-    .bind(vuln_id)
-    .execute(&mut **tx)
-    .await?;
+    // Only the agents whose findings changed are recounted (none when, say, an analysis's
+    // details change, or a second one covers what the first did).
+    let changed: Vec<Uuid> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(pg(&recover_vuln_changed_agents_sql())))
+            .bind(company_id)
+            .bind(now)
+            .bind(vuln_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(recount_sql("a.agent_id = ANY($2)")))
+        .bind(company_id)
+        .bind(&changed)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -70,10 +70,9 @@ pub(crate) async fn cover_agents(
         return Ok(());
     }
     let ids: Vec<Uuid> = agents.iter().map(|a| a.0).collect();
-    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_sql(
-        None,
-        &by_agents("findings.agent_id = ANY($3)"),
-    ))))
+    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_agents_sql(|t| {
+        format!("{t}.agent_id = ANY(?3)")
+    }))))
     .bind(company_id)
     .bind(now)
     .bind(&ids)
@@ -662,9 +661,13 @@ async fn write_tags(
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let assigned: Vec<bool> = rows.iter().map(|r| r.1).collect();
     let reported: Vec<bool> = rows.iter().map(|r| r.2).collect();
+    // No conflict can arise (the agent's rows were just deleted): the ON CONFLICT clause is
+    // for Citus, which otherwise writes the rows of an INSERT … SELECT from `unnest` with
+    // COPY, refused under row-level security (as in `apply.rs`).
     sqlx::query(
         "INSERT INTO agent_tags (company_id, agent_id, tag, assigned, reported) \
-         SELECT $1, $2, t, a, r FROM unnest($3::text[], $4::bool[], $5::bool[]) AS u(t, a, r)",
+         SELECT $1, $2, t, a, r FROM unnest($3::text[], $4::bool[], $5::bool[]) AS u(t, a, r) \
+         ON CONFLICT (company_id, agent_id, tag) DO NOTHING",
     )
     .bind(company_id)
     .bind(agent_id)

@@ -17,6 +17,11 @@ use crate::Result;
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
+/// The findings a vulnerability's coverage statement updates, sought by their vulnerability
+/// (see `recover_vuln_sql`).
+const FINDINGS_BY_VULN: &str = "findings INDEXED BY findings_vuln";
+const BY_VULN: &str = "findings.vuln_id IN (SELECT ids.id FROM ids)";
+
 /// Agents per statement of the coverage of new findings.
 const AGENT_CHUNK: usize = 500;
 
@@ -37,9 +42,9 @@ fn recount_sql(agents: &str) -> String {
 
 /// Brings the findings of a vulnerability and their agents' counters up to date.
 async fn cover_vuln(tx: &mut Tx, company_id: CompanyId, vuln_id: &str, now: i64) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(recover_sql(
-        Some(&vuln_candidates(3)),
-        &by_vuln(3),
+    sqlx::query(sqlx::AssertSqlSafe(recover_vuln_sql(
+        FINDINGS_BY_VULN,
+        Some(BY_VULN),
     )))
     .bind(company_id)
     .bind(now)
@@ -86,10 +91,8 @@ pub(crate) async fn cover_agents(
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let cover = recover_sql(
-                None,
-                &by_agents(&format!("findings.agent_id IN ({})", params(3))),
-            );
+            let list = params(3);
+            let cover = recover_agents_sql(|t| format!("{t}.agent_id IN ({list})"));
             let mut q = sqlx::query(sqlx::AssertSqlSafe(cover))
                 .bind(company_id)
                 .bind(now);
@@ -887,17 +890,17 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("plan.db"))
             .await
             .unwrap();
-        // With each statement, the scans of its own derived rows: `c`, `n`: the coverage of
-        // the findings the keys found, computed once (`cov`); `a` in the first: `live`, the
-        // vulnerability's few analyses, read once.
+        // With each statement, the scans of its own derived rows: `ids`, the vulnerability
+        // ids concerned; `l`: `live`, their few analyses, read once; `lv`, `w`: those
+        // analyses per id they cover, and the rows the findings join (sought by id).
         let statements: [(String, &[&str]); 5] = [
             (
-                recover_sql(Some(&vuln_candidates(3)), &by_vuln(3)),
-                &["SCAN c", "SCAN a"],
+                recover_vuln_sql(FINDINGS_BY_VULN, Some(BY_VULN)),
+                &["SCAN ids", "SCAN l", "SCAN lv", "SCAN w"],
             ),
             (
-                recover_sql(None, &by_agents("findings.agent_id IN (?3, ?4)")),
-                &["SCAN c"],
+                recover_agents_sql(|t| format!("{t}.agent_id IN (?3, ?4)")),
+                &["SCAN ids", "SCAN l", "SCAN lv", "SCAN w"],
             ),
             (
                 recount_sql(
