@@ -14,10 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-examples="${1:-50}"
-seed="${2:-$RANDOM}"
-shift $(( $# < 2 ? $# : 2 ))
-[ "${1:-}" = "--" ] && shift
+examples=50
+seed=$RANDOM
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then examples=$1; shift; fi
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then seed=$1; shift; fi
+if [ "${1:-}" = "--" ]; then shift; fi
 command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis is missing: python3 -m pip install schemathesis==4.32.5" >&2; exit 2; }
 echo "schemathesis: $examples examples per operation, seed $seed"
 ZT_SCHEMATHESIS_EXAMPLES="$examples" ZT_SCHEMATHESIS_SEED="$seed" ZT_SCHEMATHESIS_ARGS="$*" \
