@@ -298,7 +298,7 @@ async fn schemathesis_finds_no_disagreement_between_the_api_and_its_document() {
                     "--seed",
                     &seed,
                     "--phases",
-                    "examples,coverage,fuzzing",
+                    "examples,coverage,fuzzing,stateful",
                     "--workers",
                     "2",
                     "--request-timeout",

@@ -21,6 +21,8 @@ use uuid::Uuid;
 pub struct InventoryReport {
     /// Chosen by the agent; the server stores a report id once (idempotent retries).
     pub report_id: Uuid,
+    /// When the agent collected the inventory (RFC 3339): at most 24 h from the server's clock
+    /// either way, or the report is refused with 400 naming `collected_at`.
     pub collected_at: DateTime<Utc>,
     pub host: Host,
     #[cfg_attr(feature = "openapi", schema(max_items = 100_000))]

@@ -170,6 +170,7 @@ pub struct UpdateAnalysis {
     #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     details: Option<Option<String>>,
     suppress: Option<bool>,
+    /// When the decision lapses (RFC 3339, in the future); `null`: it never lapses.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     expires_at: Option<Option<DateTime<Utc>>>,
