@@ -22,7 +22,7 @@ use std::sync::{Mutex, Once, OnceLock};
 use anyhow::{bail, Context};
 
 use crate::postgres::{
-    admin, as_postgres, chown_to_postgres, free_port, path_str, pg_bin_dir, process_alive,
+    admin, as_postgres, chown_to_postgres, free_port, initdb, path_str, pg_bin_dir, process_alive,
 };
 
 const CLUSTER_DIR_PREFIX: &str = "zt-citus-";
@@ -396,30 +396,7 @@ fn start_cluster(bin: &Path) -> anyhow::Result<CitusCluster> {
     });
     for (name, port) in NODES.iter().zip(ports) {
         let data = dir.join(name);
-        let out = as_postgres(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                path_str(&data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        )
-        .output()
-        .context("running initdb")?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        initdb(bin, &data)?;
         // Few shards per table (4, not Citus's 32) keep schema creation quick; prepared
         // transactions for Citus's two-phase commits; durability off: the cluster dies with
         // the test run.

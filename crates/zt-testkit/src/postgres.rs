@@ -238,6 +238,36 @@ fn stop_and_remove(bin: &Path, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A fresh data directory at `data`, owned by the `postgres` user: trust authentication,
+/// UTF-8, the C locale, no fsync (throwaway clusters only).
+pub(crate) fn initdb(bin: &Path, data: &Path) -> anyhow::Result<()> {
+    let out = as_postgres(
+        &bin.join("initdb"),
+        &[
+            "-D",
+            path_str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+    )
+    .output()
+    .context("running initdb")?;
+    if !out.status.success() {
+        bail!(
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
@@ -355,30 +385,7 @@ fn start_cluster() -> anyhow::Result<PgServer> {
     });
 
     let data = dir.join("data");
-    let out = as_postgres(
-        &bin.join("initdb"),
-        &[
-            "-D",
-            path_str(&data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ],
-    )
-    .output()
-    .context("running initdb")?;
-    if !out.status.success() {
-        bail!(
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    initdb(&bin, &data)?;
     // Durability settings off: the cluster dies with the test run anyway.
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
