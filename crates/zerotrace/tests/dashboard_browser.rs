@@ -203,6 +203,39 @@ async fn shoot(c: &Client, dir: &Path, name: &str) {
             json!(0),
             "{name} at {w} px: the page is wider than the window"
         );
+        if w == PHONE.0 {
+            // On a phone every table's content is on the screen, not beyond its right edge
+            // in a frame to scroll sideways (each row is a card), and every value shown says
+            // which column it is (its label).
+            let off_screen = js(
+                c,
+                "const w = window.innerWidth; \
+                 return [...document.querySelectorAll('table td, table td *')] \
+                   .filter(el => !el.closest('dialog')) \
+                   .map(el => [el, el.getBoundingClientRect()]) \
+                   .filter(([_, r]) => r.width > 0 && (r.left < 0 || r.right > w + 0.5)) \
+                   .map(([el, r]) => `${el.closest('td').dataset.label}: ${el.tagName} \
+                     ${Math.round(r.left)}..${Math.round(r.right)}`)",
+            )
+            .await;
+            assert_eq!(
+                off_screen,
+                json!([]),
+                "{name} at {w} px: table content beyond the window's {w} px"
+            );
+            let unlabelled = js(
+                c,
+                "return [...document.querySelectorAll('table td')] \
+                   .filter(td => td.getBoundingClientRect().width > 0 && !td.dataset.label) \
+                   .map(td => td.textContent.trim().slice(0, 40))",
+            )
+            .await;
+            assert_eq!(
+                unlabelled,
+                json!([]),
+                "{name} at {w} px: table cells shown without their column's name"
+            );
+        }
         let height = js(
             c,
             "return Math.min(document.documentElement.scrollHeight, 4000)",

@@ -143,34 +143,34 @@ pub fn findings_table(
         @for (i, f) in rows.iter().enumerate() {
             @let v = &f.vulnerability;
             tr {
-                td { (layout::sev(v.severity)) }
-                td {
+                td data-label="Severity" { (layout::sev(v.severity)) }
+                td data-label="Vulnerability" {
                     a .vid href=(ctx.url(&format!("/vulnerabilities/{}", segment(&v.id)))) { (v.id) }
                     @if !v.aliases.is_empty() {
                         div .alias { (v.aliases.join(", ")) }
                     }
-                    // In the row's second cell, so that it shows at phone width too (the
-                    // table scrolls sideways there); the form is a dialog, not a cell.
+                    // In the row's second cell, so that it shows near the top of the row's
+                    // card at phone width too; the form is a dialog, not a cell.
                     @if decide {
                         div .decide-open {
                             (super::vulns::decision_dialog(ctx, &v.id, super::vulns::DecisionTarget::Finding(f), &format!("decide-{i}")))
                         }
                     }
                 }
-                td { (f.package.name) " " span .version { (f.package.version) } div .muted { (f.package.ecosystem) } }
-                @if show_host { td { a href=(ctx.url(&format!("/hosts/{}", f.agent_id))) { (f.hostname) } } }
-                td { (f.fixed_versions.join(", ")) }
-                td { @if v.kev { span .kev { "KEV" } } }
-                td .num { (layout::epss(v.epss)) }
-                td .num { (layout::cvss(v.cvss.as_ref())) }
-                td { (layout::time(f.first_seen)) }
-                td {
+                td data-label="Package" { (f.package.name) " " span .version { (f.package.version) } div .muted { (f.package.ecosystem) } }
+                @if show_host { td data-label="Host" { a href=(ctx.url(&format!("/hosts/{}", f.agent_id))) { (f.hostname) } } }
+                td data-label="Fixed in" { (f.fixed_versions.join(", ")) }
+                td data-label="KEV" { @if v.kev { span .kev { "KEV" } } }
+                td .num data-label="EPSS" { (layout::epss(v.epss)) }
+                td .num data-label="CVSS" { (layout::cvss(v.cvss.as_ref())) }
+                td data-label="First seen" { (layout::time(f.first_seen)) }
+                td data-label="Due" {
                     @if let Some(due) = f.due_at {
                         (layout::time(due))
                         @if f.overdue { " " span .kev { "overdue" } }
                     }
                 }
-                td {
+                td data-label="Analysis" {
                     @if let Some(a) = &f.analysis {
                         (a.state.as_str())
                         @if let Some(j) = a.justification { div .muted { (j.as_str()) } }
@@ -178,7 +178,7 @@ pub fn findings_table(
                         @if let Some(e) = a.expires_at { div .muted { "until " (layout::time(e)) } }
                     }
                 }
-                @if show_resolved { td { (layout::opt_time(f.resolved_at, "open")) } }
+                @if show_resolved { td data-label="Resolved" { (layout::opt_time(f.resolved_at, "open")) } }
             }
         }
     };

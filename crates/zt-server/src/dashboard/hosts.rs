@@ -71,11 +71,11 @@ pub fn hosts_table(ctx: &Ctx, agents: &[Agent], head: Markup) -> Markup {
     let rows = html! {
         @for a in agents {
             tr {
-                td { a .host href=(ctx.url(&format!("/hosts/{}", a.agent_id))) { (a.hostname) } (stale_mark(a)) }
-                td { (risk(&a.findings, a.kev)) }
-                td { (os_label(a)) div .muted { (a.arch) } }
-                td .num { (n(a.apps)) }
-                td {
+                td data-label="Host" { a .host href=(ctx.url(&format!("/hosts/{}", a.agent_id))) { (a.hostname) } (stale_mark(a)) }
+                td data-label="Open findings" { (risk(&a.findings, a.kev)) }
+                td data-label="OS" { (os_label(a)) div .muted { (a.arch) } }
+                td .num data-label="Apps" { (n(a.apps)) }
+                td data-label="Last seen" {
                     @match a.last_seen_at {
                         Some(t) => { (layout::time(t)) div .muted { (layout::ago(t)) } },
                         None => span .muted { "never" },
@@ -263,16 +263,16 @@ async fn render_detail(
                 }, html! {
                     @for a in &apps.items {
                         tr {
-                            td { (a.name) }
-                            td .version { (a.version) }
-                            td { (a.ecosystem) div .muted { (a.source) } }
-                            td { @if let Some(s) = &a.source_name { (s) " " (a.source_version.as_deref().unwrap_or("")) } }
-                            td .num {
+                            td data-label="Name" { (a.name) }
+                            td .version data-label="Version" { (a.version) }
+                            td data-label="Ecosystem" { (a.ecosystem) div .muted { (a.source) } }
+                            td data-label="Source package" { @if let Some(s) = &a.source_name { (s) " " (a.source_version.as_deref().unwrap_or("")) } }
+                            td .num data-label="Open findings" {
                                 @if a.findings > 0 {
                                     a href=(format!("{}{}", ctx.url("/findings"), query([("agent_id", agent_id.to_string().as_str()), ("q", a.name.as_str())]))) { (n(a.findings)) }
                                 } @else { "0" }
                             }
-                            td { (layout::time(a.first_seen)) }
+                            td data-label="First seen" { (layout::time(a.first_seen)) }
                         }
                     }
                 }))
@@ -293,16 +293,16 @@ async fn render_detail(
                 }, html! {
                     @for r in &reports.items {
                         tr {
-                            td { (layout::time(r.collected_at)) }
-                            td { (layout::time(r.accepted_at)) }
-                            td { (layout::opt_time(r.processed_at, "not yet")) }
-                            td {
+                            td data-label="Collected" { (layout::time(r.collected_at)) }
+                            td data-label="Accepted" { (layout::time(r.accepted_at)) }
+                            td data-label="Processed" { (layout::opt_time(r.processed_at, "not yet")) }
+                            td data-label="Status" {
                                 (r.status.as_str())
                                 @if let Some(o) = &r.outcome { " · " (o) }
                                 @if let Some(e) = &r.error { div .muted { (e) } }
                             }
-                            td .num { (n(r.apps)) }
-                            td { code { (r.report_id) } }
+                            td .num data-label="Apps" { (n(r.apps)) }
+                            td data-label="Report id" { code { (r.report_id) } }
                         }
                     }
                 }))

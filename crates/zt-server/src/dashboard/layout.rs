@@ -456,7 +456,9 @@ pub fn pager(filters: &Filters, next_cursor: Option<&str>, shown: usize) -> Mark
     }
 }
 
-/// A table that scrolls sideways on narrow screens instead of breaking the page.
+/// A table. At 1280 px it scrolls sideways inside its frame if it must; at phone width
+/// (dashboard.css) each row is a card of its cells, each cell named by its `data-label` (every
+/// view's cells carry their column's name), so nothing of a row is beyond the screen's edge.
 pub fn table(caption: &str, head: Markup, rows: Markup) -> Markup {
     html! {
         div .table-wrap tabindex="0" role="region" aria-label=(caption) {

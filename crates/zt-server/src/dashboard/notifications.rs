@@ -51,15 +51,15 @@ async fn render(
                 }, html! {
                     @for r in &rules {
                         tr data-rule=(r.rule_id) {
-                            td { a href=(format!("{}?rule_id={}", ctx.url("/notifications"), r.rule_id)) { (r.name) } }
-                            td { (r.events.join(", ")) }
-                            td {
+                            td data-label="Name" { a href=(format!("{}?rule_id={}", ctx.url("/notifications"), r.rule_id)) { (r.name) } }
+                            td data-label="Events" { (r.events.join(", ")) }
+                            td data-label="Filters" {
                                 @if let Some(s) = r.min_severity { "severity ≥ " (s.as_str()) " " }
                                 @if r.kev_only { "KEV only " }
                                 @if !r.tags.is_empty() { "tags: " (r.tags.join(", ")) }
                                 @if r.min_severity.is_none() && !r.kev_only && r.tags.is_empty() { span .muted { "none" } }
                             }
-                            td {
+                            td data-label="Destination" {
                                 (r.destination.kind) " "
                                 span .muted {
                                     @if r.destination.kind == "email" { (r.destination.to.join(", ")) }
@@ -67,7 +67,7 @@ async fn render(
                                     @else { (r.destination.url.as_deref().and_then(|u| url::Url::parse(u).ok()).map(|u| u.origin().ascii_serialization()).unwrap_or_default()) "/…" }
                                 }
                             }
-                            td { @if r.digest_minutes == 0 { "at once" } @else { "every " (r.digest_minutes) " min" } }
+                            td data-label="Digest" { @if r.digest_minutes == 0 { "at once" } @else { "every " (r.digest_minutes) " min" } }
                         }
                     }
                 }))
@@ -95,19 +95,19 @@ async fn render(
                 }, html! {
                     @for d in &page.items {
                         tr class=(format!("outcome-{}", d.outcome())) {
-                            td { (layout::time(d.attempted_at())) }
-                            td { (names.get(&d.rule_id()).copied().unwrap_or("(deleted)")) }
-                            td { (d.event()) }
-                            td .num { (d.attempt()) }
-                            td {
+                            td data-label="When" { (layout::time(d.attempted_at())) }
+                            td data-label="Rule" { (names.get(&d.rule_id()).copied().unwrap_or("(deleted)")) }
+                            td data-label="Event" { (d.event()) }
+                            td .num data-label="Attempt" { (d.attempt()) }
+                            td data-label="Outcome" {
                                 (d.outcome())
                                 @if let Some(next) = d.next_attempt_at() { div .muted { "next " (layout::time(next)) } }
                             }
-                            td {
+                            td data-label="Answer" {
                                 @if let Some(s) = d.status() { (s) " " }
                                 @if let Some(e) = d.error() { span .muted { (e) } }
                             }
-                            td .version { (d.delivery_id()) }
+                            td .version data-label="Delivery id" { (d.delivery_id()) }
                         }
                     }
                 }))

@@ -35,17 +35,17 @@ async fn render(state: &AppState, req: &Req) -> PageResult<Response> {
             }, html! {
                 @for c in &rows {
                     tr data-company=(c.company_id) {
-                        td { a href=(format!("/c/{}", c.company_id)) { (c.name) } }
-                        td .num data-count="agents" { (n(c.agents)) }
-                        td .num {
+                        td data-label="Company" { a href=(format!("/c/{}", c.company_id)) { (c.name) } }
+                        td .num data-label="Hosts" data-count="agents" { (n(c.agents)) }
+                        td .num data-label="Stale hosts" {
                             @if c.stale_agents > 0 {
                                 a href=(format!("/c/{}/hosts?stale=true", c.company_id)) { (n(c.stale_agents)) }
                             } @else { "0" }
                         }
-                        td .num data-count="apps" { (n(c.apps)) }
-                        td { (risk(&c.findings, 0)) }
-                        td .num data-count="kev" { (n(c.kev)) }
-                        td .num data-count="fixable" { (n(c.fixable)) }
+                        td .num data-label="Apps" data-count="apps" { (n(c.apps)) }
+                        td data-label="Open findings" { (risk(&c.findings, 0)) }
+                        td .num data-label="KEV" data-count="kev" { (n(c.kev)) }
+                        td .num data-label="Fixable" data-count="fixable" { (n(c.fixable)) }
                     }
                 }
             }))

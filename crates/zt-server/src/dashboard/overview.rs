@@ -221,10 +221,10 @@ fn remediation_table(stats: &[zt_store::sla::RemediationStats]) -> Markup {
         html! {
             @for s in stats {
                 tr data-severity=(s.severity) {
-                    td { span class={ "sev sev-" (s.severity) } { (s.severity) } }
-                    td .num { (n(s.remediated)) }
-                    td .num { (days(s.median_days)) }
-                    td .num { (days(s.p90_days)) }
+                    td data-label="Severity" { span class={ "sev sev-" (s.severity) } { (s.severity) } }
+                    td .num data-label="Remediated" { (n(s.remediated)) }
+                    td .num data-label="Median days" { (days(s.median_days)) }
+                    td .num data-label="p90 days" { (days(s.p90_days)) }
                 }
             }
         },

@@ -79,11 +79,11 @@ async fn render(
             }, html! {
                 @for s in &software.items {
                     tr {
-                        td { (s.name) @if let Some(src) = &s.source_name { @if *src != s.name { div .muted { "source " (src) } } } }
-                        td .version { (s.version) }
-                        td { (s.ecosystem) div .muted { (s.source) } }
-                        td .num { (n(s.hosts)) }
-                        td {
+                        td data-label="Name" { (s.name) @if let Some(src) = &s.source_name { @if *src != s.name { div .muted { "source " (src) } } } }
+                        td .version data-label="Version" { (s.version) }
+                        td data-label="Ecosystem" { (s.ecosystem) div .muted { (s.source) } }
+                        td .num data-label="Hosts" { (n(s.hosts)) }
+                        td data-label="Known vulnerabilities" {
                             @if s.vulnerabilities.total() > 0 {
                                 a href=(format!("{}{}", ctx.url("/findings"), query([("q", s.name.as_str())]))) {
                                     (risk(&s.vulnerabilities, s.kev))

@@ -72,23 +72,23 @@ pub fn vulns_table(ctx: &Ctx, rows: &[VulnRow], sorting: Option<(&Filters, &Sort
             @for r in rows {
                 @let v = &r.vulnerability;
                 tr {
-                    td { (layout::sev(v.severity)) }
-                    td {
+                    td data-label="Severity" { (layout::sev(v.severity)) }
+                    td data-label="Vulnerability" {
                         a .vid href=(ctx.url(&format!("/vulnerabilities/{}", segment(&v.id)))) { (v.id) }
                         @if !v.aliases.is_empty() { div .alias { (v.aliases.join(", ")) } }
                     }
                     @if full {
-                        td .num { (layout::cvss(v.cvss.as_ref())) }
-                        td .num { (layout::epss(v.epss)) }
+                        td .num data-label="CVSS" { (layout::cvss(v.cvss.as_ref())) }
+                        td .num data-label="EPSS" { (layout::epss(v.epss)) }
                     }
-                    td { @if v.kev { span .kev { "KEV" } } }
-                    td .num { (n(r.hosts)) }
-                    td {
+                    td data-label="KEV" { @if v.kev { span .kev { "KEV" } } }
+                    td .num data-label="Hosts" { (n(r.hosts)) }
+                    td data-label="Packages" {
                         @for p in &r.packages {
                             div { (p.name) " " span .version { (p.versions.join(", ")) } }
                         }
                     }
-                    @if full { td { (r.fixed_versions.join(", ")) } }
+                    @if full { td data-label="Fixed in" { (r.fixed_versions.join(", ")) } }
                 }
             }
         },
@@ -303,12 +303,12 @@ async fn render_detail(
                 }, html! {
                     @for a in &detail.affected {
                         tr {
-                            td { a href=(ctx.url(&format!("/hosts/{}", a.agent_id))) { (a.hostname) } }
-                            td { (a.package.name) div .muted { (a.package.ecosystem) } }
-                            td .version { (a.package.version) }
-                            td { (a.fixed_versions.join(", ")) }
-                            td { (layout::time(a.first_seen)) }
-                            td { (layout::opt_time(a.resolved_at, "open")) }
+                            td data-label="Host" { a href=(ctx.url(&format!("/hosts/{}", a.agent_id))) { (a.hostname) } }
+                            td data-label="Package" { (a.package.name) div .muted { (a.package.ecosystem) } }
+                            td .version data-label="Version" { (a.package.version) }
+                            td data-label="Fixed in" { (a.fixed_versions.join(", ")) }
+                            td data-label="First seen" { (layout::time(a.first_seen)) }
+                            td data-label="Resolved" { (layout::opt_time(a.resolved_at, "open")) }
                         }
                     }
                 }))
@@ -365,18 +365,18 @@ fn decisions_section(
                 }, html! {
                     @for a in decisions {
                         tr {
-                            td { (a.state.as_str()) }
-                            td { (a.justification.map(|j| j.as_str()).unwrap_or("")) }
-                            td {
+                            td data-label="State" { (a.state.as_str()) }
+                            td data-label="Justification" { (a.justification.map(|j| j.as_str()).unwrap_or("")) }
+                            td data-label="Scope" {
                                 @if let Some(p) = &a.scope.package {
                                     (p.name) @if let Some(v) = &p.version { " " span .version { (v) } }
                                 } @else { "every package" }
                                 @if !a.scope.tags.is_empty() { div .muted { "tags: " (a.scope.tags.join(", ")) } }
                                 @if !a.scope.agent_ids.is_empty() { div .muted { (a.scope.agent_ids.len()) " hosts" } }
                             }
-                            td { @if a.suppress { "yes" } @else { "no" } }
-                            td { (layout::opt_time(a.expires_at, "no expiry")) }
-                            td { (a.details.as_deref().unwrap_or("")) }
+                            td data-label="Suppressed" { @if a.suppress { "yes" } @else { "no" } }
+                            td data-label="Until" { (layout::opt_time(a.expires_at, "no expiry")) }
+                            td data-label="Details" { (a.details.as_deref().unwrap_or("")) }
                         }
                     }
                 }))
