@@ -185,6 +185,54 @@ async fn row_level_security_hides_other_companies_even_without_a_where_clause() 
         .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
 
+    // A transaction marked operator-wide (the operator's overview) reads every company's
+    // agents, and nothing else of theirs; it still cannot change an agent of any company.
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("SET LOCAL zerotrace.all_companies = 'on'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let agents: HashSet<Uuid> = sqlx::query_scalar("SELECT agent_id FROM agents")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        agents,
+        HashSet::from([a1.as_uuid(), b1.as_uuid(), b2.as_uuid()])
+    );
+    for table in ["reports", "apps", "findings"] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table} is readable operator-wide");
+    }
+    let changed = sqlx::query("UPDATE agents SET open_high = 99")
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(changed, 0, "an operator-wide transaction changed agents");
+    let deleted = sqlx::query("DELETE FROM agents")
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 0, "an operator-wide transaction deleted agents");
+    drop(tx);
+    let overview = store.overview(Utc::now()).await.unwrap();
+    let highs: Vec<(String, u64, u64)> = overview
+        .iter()
+        .map(|c| (c.name.clone(), c.agents, c.findings.high))
+        .collect();
+    assert_eq!(
+        highs,
+        [("Acme".to_string(), 1, 1), ("Beta".to_string(), 2, 2)]
+    );
+
     // The API answers per company as before.
     assert_eq!(store.summary(a).await.unwrap().findings.high, 1);
     assert_eq!(store.summary(b).await.unwrap().findings.high, 2);

@@ -446,6 +446,7 @@ impl Dialect for Postgres {
     const UNINDEXED_ORDER: &'static str = "";
     const OPEN_BY_VULN_HINT: &'static str = "";
     const OPEN_BY_VULN_SEVERITIES: &'static str = crate::common::views::ALL_RANKS;
+    const FENCES_FINDINGS_OF_VULNS: bool = true;
 
     fn indexed_by(_index: &str) -> String {
         String::new()

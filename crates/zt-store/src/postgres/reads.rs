@@ -7,7 +7,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::queue::CompanyScope;
 use super::{to_u64, PgStore};
 use crate::common::findings::push_finding_conditions;
 use crate::common::reads::{
@@ -495,28 +494,30 @@ impl PgStore {
         stale_before: DateTime<Utc>,
     ) -> Result<Vec<CompanyOverview>> {
         let companies = self.list_companies_impl().await?;
-        // One transaction, scoped to each company in turn (row-level security).
+        // Every company's counters in one statement: the agents' policy lets a transaction
+        // marked operator-wide read them (migration 0950; one company-scoped query per
+        // company cost a round trip each).
         let mut tx = self.pool.begin().await?;
-        let mut scope = CompanyScope::new();
-        let mut counts = HashMap::with_capacity(companies.len());
-        for c in &companies {
-            scope.enter(&mut tx, c.id).await?;
-            let row = sqlx::query(
-                "SELECT count(*) FILTER (WHERE decommissioned_at IS NULL), \
-                 coalesce(sum(app_count), 0)::bigint, \
-                 coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
-                 coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
-                 coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
-                 coalesce(sum(open_fixable), 0)::bigint, count(*) FILTER (WHERE seen_at < $2 AND decommissioned_at IS NULL) \
-                 FROM agents WHERE company_id = $1",
-            )
-            .bind(c.id)
-            .bind(stale_before)
-            .fetch_one(&mut *tx)
-            .await?;
-            counts.insert(c.id, (summary_from_row(&row, 0)?, row.count(9)?));
-        }
+        super::set_all_companies(&mut tx).await?;
+        let rows = sqlx::query(
+            "SELECT company_id, count(*) FILTER (WHERE decommissioned_at IS NULL), \
+             coalesce(sum(app_count), 0)::bigint, \
+             coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
+             coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
+             coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
+             coalesce(sum(open_fixable), 0)::bigint, \
+             count(*) FILTER (WHERE seen_at < $1 AND decommissioned_at IS NULL) \
+             FROM agents GROUP BY company_id",
+        )
+        .bind(stale_before)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
+        let mut counts = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let company = CompanyId(row.try_get::<Uuid, _>(0)?);
+            counts.insert(company, (summary_from_row(row, 1)?, row.count(10)?));
+        }
         Ok(views::overview_rows(companies, counts))
     }
 }

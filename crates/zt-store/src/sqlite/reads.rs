@@ -742,6 +742,18 @@ mod tests {
                 views::findings_query::<Sqlite>(company, &filter, &page, None).unwrap();
             statements.push((qb.sql().as_str().to_string(), vec![index]));
         }
+        // The first page by hostname too (no cursor to bound the hosts' range): the hosts
+        // walked in name order, not read through another covering index and sorted.
+        let filter = FindingFilter {
+            sort: FindingSort::Hostname,
+            ..Default::default()
+        };
+        let page = PageRequest {
+            limit: 50,
+            cursor: None,
+        };
+        let (qb, _, _) = views::findings_query::<Sqlite>(company, &filter, &page, None).unwrap();
+        statements.push((qb.sql().as_str().to_string(), vec!["agents_hostname"]));
         // EPSS and CVSS orders of open findings: the company's vulnerabilities in order from
         // the rollup, then the findings of a prefix of them by vulnerability.
         for sort in [FindingSort::Epss, FindingSort::Cvss] {
