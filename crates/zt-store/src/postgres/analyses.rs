@@ -21,28 +21,20 @@ fn recount_sql(agents: &str) -> String {
     format!("UPDATE agents a SET {COUNTERS_FROM_FINDINGS} WHERE a.company_id = $1 AND {agents}")
 }
 
-/// Brings the findings of a vulnerability and their agents' counters up to date.
+/// Brings the findings of a vulnerability and their agents' counters up to date: one
+/// statement, which moves the counters of the agents whose findings it suppresses or brings
+/// back by the difference (none when, say, an analysis's details change, or a second one
+/// covers what the first did).
 async fn cover_vuln(
     tx: &mut Tx,
     company_id: CompanyId,
     vuln_id: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    // Only the agents whose findings changed are recounted (none when, say, an analysis's
-    // details change, or a second one covers what the first did).
-    let changed: Vec<Uuid> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(pg(&recover_vuln_changed_agents_sql())))
-            .bind(company_id)
-            .bind(now)
-            .bind(vuln_id)
-            .fetch_all(&mut **tx)
-            .await?;
-    if changed.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(sqlx::AssertSqlSafe(recount_sql("a.agent_id = ANY($2)")))
+    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_vuln_counting_sql())))
         .bind(company_id)
-        .bind(&changed)
+        .bind(now)
+        .bind(vuln_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
