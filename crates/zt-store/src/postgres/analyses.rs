@@ -679,24 +679,30 @@ async fn write_tags(
 
 // --- SLA ---------------------------------------------------------------------------------
 
+/// The company's SLA policy (the defaults when it has set none), in the caller's transaction.
+async fn sla_policy_in(tx: &mut Tx, company_id: CompanyId) -> Result<crate::sla::SlaPolicy> {
+    let row = sqlx::query(
+        "SELECT critical_days, high_days, medium_days, low_days, unknown_days, \
+         kev_uses_cisa_due_date FROM sla_policies WHERE company_id = $1",
+    )
+    .bind(company_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => sla_from_row(&r)?,
+        None => crate::sla::SlaPolicy::default(),
+    })
+}
+
 impl PgStore {
     pub(crate) async fn sla_policy_impl(
         &self,
         company_id: CompanyId,
     ) -> Result<crate::sla::SlaPolicy> {
         let mut tx = self.begin_for_company(company_id).await?;
-        let row = sqlx::query(
-            "SELECT critical_days, high_days, medium_days, low_days, unknown_days, \
-             kev_uses_cisa_due_date FROM sla_policies WHERE company_id = $1",
-        )
-        .bind(company_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let policy = sla_policy_in(&mut tx, company_id).await?;
         tx.commit().await?;
-        Ok(match row {
-            Some(r) => sla_from_row(&r)?,
-            None => crate::sla::SlaPolicy::default(),
-        })
+        Ok(policy)
     }
 
     pub(crate) async fn set_sla_policy_impl(
@@ -779,10 +785,12 @@ impl PgStore {
         company_id: CompanyId,
         now: DateTime<Utc>,
     ) -> Result<crate::common::findings::SlaCounts> {
-        let policy = self.sla_policy_impl(company_id).await?;
+        // The policy and the counts in one transaction (the summary is read often: every
+        // live stream's `summary` event too).
+        let mut tx = self.begin_for_company(company_id).await?;
+        let policy = sla_policy_in(&mut tx, company_id).await?;
         let (overdue, soon) = sla_bounds(&policy, now);
         let mut qb = crate::common::findings::sla_counts_query(company_id, &overdue, &soon);
-        let mut tx = self.begin_for_company(company_id).await?;
         let row: crate::common::findings::SlaCountsRow =
             qb.build_query_as().fetch_one(&mut *tx).await?;
         tx.commit().await?;
