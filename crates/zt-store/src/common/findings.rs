@@ -278,7 +278,10 @@ where
 ///   between the two bounds);
 /// - `s`: the suppressed open findings, counted by the same bounds: they are the findings
 ///   of the vulnerabilities (ids and the groups having them as an alias, as coverage
-///   compares them) of the company's suppressing analyses, sought by `findings_vuln` —
+///   compares them) of the company's suppressing analyses — neither withdrawn nor brought
+///   to an end by the expiry job, each of which uncovers the findings in the transaction
+///   that marks the analysis (an analysis past its expiry the job has not reached yet still
+///   suppresses, and is read) —, sought by `findings_vuln` —
 ///   `suppressed` itself is in no index, so that an analysis's rewrite of 100,000 findings
 ///   stays a HOT update on PostgreSQL (migration 0420);
 /// - `k`: the open unsuppressed KEV findings not due by their severity's bound but by
@@ -353,14 +356,14 @@ where
     .push(format_args!(" AND f.vuln_id{}", DB::IN_LIST.0))
     .push("SELECT a.vuln_id FROM analyses a WHERE a.company_id = ")
     .push_bind(company_id.0)
-    .push(" AND a.withdrawn_at IS NULL AND a.suppress = ")
+    .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
     .push_bind(true)
     .push(
         " UNION SELECT va.vuln_id FROM analyses a JOIN vuln_aliases va ON va.alias = a.vuln_id \
          WHERE a.company_id = ",
     )
     .push_bind(company_id.0)
-    .push(" AND a.withdrawn_at IS NULL AND a.suppress = ")
+    .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
     .push_bind(true)
     .push(format_args!("{}) s, (SELECT ", DB::IN_LIST.1));
     // k: unsuppressed KEV findings due by CISA's date before their severity's bound.
