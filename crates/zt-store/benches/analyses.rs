@@ -89,6 +89,11 @@ fn main() -> anyhow::Result<()> {
             .collect();
         let t = Instant::now();
         let mut first = true;
+        // Each batch's findings are first seen on a day of its own over the last 400 days
+        // (as a fleet's findings accumulate), so that the SLA counts of the summary have
+        // overdue, due-soon and not-yet-due findings to count, as in a company running for
+        // a while; all of one batch share a timestamp, as findings written together do.
+        let mut batch_no: i64 = 0;
         for chunk in (0..agents).collect::<Vec<_>>().chunks(100) {
             let mut incoming = Vec::new();
             for _ in chunk {
@@ -178,23 +183,26 @@ fn main() -> anyhow::Result<()> {
             if claimed.is_empty() {
                 break;
             }
+            batch_no += 1;
             store
                 .finish_batch(&ProcessedBatch {
                     revision: 1,
                     software: matched,
                     reports,
-                    now: Utc::now(),
+                    now: Utc::now() - chrono::Duration::days((batch_no * 37) % 400),
                 })
                 .await?;
             }
         }
         let before = store.summary(company.id).await?;
         println!(
-            "{} store: {} hosts x {} packages = {} open high findings of one vulnerability (loaded in {:.1} s)",
+            "{} store: {} hosts x {} packages = {} open high findings of one vulnerability, {} overdue, {} due within 7 days (loaded in {:.1} s)",
             store.backend(),
             agents,
             apps_per,
             before.findings.high,
+            before.overdue,
+            before.due_soon,
             t.elapsed().as_secs_f64()
         );
         let ctx = |at| ChangeContext {
@@ -233,27 +241,33 @@ fn main() -> anyhow::Result<()> {
         let after = store.summary(company.id).await?;
         let summary_ms = t.elapsed().as_secs_f64() * 1000.0;
         println!(
-            "create (risk acceptance of all {} findings): {:.0} ms; summary right after: high {}, suppressed {} ({summary_ms:.1} ms)",
+            "create (risk acceptance of all {} findings): {:.0} ms; summary right after: high {}, suppressed {}, overdue {} ({summary_ms:.1} ms)",
             before.findings.high,
             create.as_secs_f64() * 1000.0,
             after.findings.high,
-            after.suppressed
+            after.suppressed,
+            after.overdue
         );
         let t = Instant::now();
         let expired = store
             .expire_analyses(now + chrono::Duration::hours(2))
             .await?;
         let expire = t.elapsed();
+        let t = Instant::now();
         let back = store.summary(company.id).await?;
+        let summary_ms = t.elapsed().as_secs_f64() * 1000.0;
         println!(
-            "expire ({} analysis): {:.0} ms; summary right after: high {}, suppressed {}",
+            "expire ({} analysis): {:.0} ms; summary right after: high {}, suppressed {}, overdue {} ({summary_ms:.1} ms)",
             expired,
             expire.as_secs_f64() * 1000.0,
             back.findings.high,
-            back.suppressed
+            back.suppressed,
+            back.overdue
         );
         anyhow::ensure!(after.findings.high == 0 && after.suppressed == before.findings.high);
+        anyhow::ensure!(after.overdue == 0 && after.due_soon == 0);
         anyhow::ensure!(back.findings.high == before.findings.high && back.suppressed == 0);
+        anyhow::ensure!(back.overdue == before.overdue && back.due_soon == before.due_soon);
 
         // Reads with many analyses in force: one more host runs `n` packages, each with a
         // vulnerability of its own, and each of those vulnerabilities gets an analysis (half
@@ -404,12 +418,14 @@ fn main() -> anyhow::Result<()> {
         let created = t.elapsed();
         let summary = store.summary(company.id).await?;
         println!(
-            "{n} analyses created {} in {:.1} s ({:.2} ms each); summary: high {}, suppressed {}",
+            "{n} analyses created {} in {:.1} s ({:.2} ms each); summary: high {}, suppressed {}, overdue {}, due within 7 days {}",
             if each { "one by one" } else { "in one import" },
             created.as_secs_f64(),
             created.as_secs_f64() * 1000.0 / n as f64,
             summary.findings.high,
-            summary.suppressed
+            summary.suppressed,
+            summary.overdue,
+            summary.due_soon
         );
         anyhow::ensure!(summary.suppressed == n.div_ceil(2) as u64);
         let rounds = env_n("ZT_BENCH_ROUNDS", 200);

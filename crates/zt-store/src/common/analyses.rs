@@ -386,19 +386,23 @@ fn scope_holds(x: &str) -> String {
 /// the statement to the one node holding the company.
 ///
 /// `target`: how the statement names the table it updates, `findings` or (SQLite) with an
-/// index to seek by. `changed_agents`: the statement returns the agents whose findings it
-/// changed, each once (PostgreSQL: the update as a data-modifying `WITH`), for the caller to
-/// recount only those.
-fn recover_sql(target: &str, restriction: Option<&str>, ids: &str, changed_agents: bool) -> String {
+/// index to seek by. ([`recover_vuln_counting_sql`]: the same statement moving the
+/// counters of the agents whose findings it changes.)
+fn recover_sql(target: &str, restriction: Option<&str>, ids: &str) -> String {
+    recover_sql_with(target, restriction, ids, "", "")
+}
+
+/// [`recover_sql`] with `open` written before the `UPDATE` (after the `WITH` list's last
+/// part) and `close` after it: a further part of the `WITH` list opening a
+/// data-modifying part around the update, and what follows it.
+fn recover_sql_with(
+    target: &str,
+    restriction: Option<&str>,
+    ids: &str,
+    open: &str,
+    close: &str,
+) -> String {
     let restriction = restriction.map(|r| format!("AND {r} ")).unwrap_or_default();
-    let (open, close) = if changed_agents {
-        (
-            ", changed AS (",
-            " RETURNING findings.agent_id) SELECT DISTINCT changed.agent_id FROM changed",
-        )
-    } else {
-        ("", "")
-    };
     format!(
         "WITH ids AS MATERIALIZED ({ids}), \
          live AS MATERIALIZED (SELECT a.company_id, a.analysis_id, a.vuln_id, a.any_agent, \
@@ -448,12 +452,66 @@ pub(crate) fn vuln_group_ids(n: usize) -> String {
 /// the ids spelt out as a restriction, so that it loops over them rather than over the
 /// company's findings).
 pub(crate) fn recover_vuln_sql(target: &str, restriction: Option<&str>) -> String {
-    recover_sql(target, restriction, &vuln_group_ids(3), false)
+    recover_sql(target, restriction, &vuln_group_ids(3))
 }
 
-/// [`recover_vuln_sql`] returning the agents whose findings changed (PostgreSQL).
-pub(crate) fn recover_vuln_changed_agents_sql() -> String {
-    recover_sql("findings", None, &vuln_group_ids(3), true)
+/// The agents' open-finding counters (columns of `agents`) with the findings each counts
+/// (a condition on a finding row `c`); suppressed findings count in none.
+pub(crate) const COUNTERS: [(&str, &str); 7] = [
+    ("open_critical", "c.severity = 5"),
+    ("open_high", "c.severity = 4"),
+    ("open_medium", "c.severity = 3"),
+    ("open_low", "c.severity = 2"),
+    ("open_unknown", "c.severity <= 1"),
+    ("open_kev", "c.kev"),
+    ("open_fixable", "c.fixable"),
+];
+
+/// [`recover_vuln_sql`] that also moves the counters of the agents whose findings it
+/// suppresses or brings back, in the same statement (PostgreSQL: data-modifying `WITH`s),
+/// by the difference the changed rows make — rather than recounting every finding of each
+/// of those agents afterwards (issue 13: recounting 1,000 hosts after an analysis covering
+/// 100,000 findings took 0.4-0.5 s of its 1.1-1.4 s).
+///
+/// An `UPDATE … RETURNING` gives a row's new values only: which changed rows were
+/// suppressed before is read from `olds`, the open suppressed findings of the ids in the
+/// statement's snapshot (taken before the update, as every part of one statement sees
+/// it) — none when an analysis is created, its findings when it expires. A changed open
+/// finding now suppressed that was not counts −1 in each of its counters; one back from
+/// suppression +1; a change of covering analysis alone, nothing.
+pub(crate) fn recover_vuln_counting_sql() -> String {
+    let sums: Vec<String> = COUNTERS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, cond))| {
+            format!(
+                "sum(CASE WHEN o.agent_id IS NULL THEN -1 ELSE 1 END) \
+                 FILTER (WHERE {cond}) AS d{i}"
+            )
+        })
+        .collect();
+    let sets: Vec<String> = COUNTERS
+        .iter()
+        .enumerate()
+        .map(|(i, (col, _))| format!("{col} = a.{col} + coalesce(d.d{i}, 0)"))
+        .collect();
+    let open = "\
+        , olds AS MATERIALIZED (SELECT o.agent_id, o.software_key, o.vuln_id FROM findings o \
+          WHERE o.company_id = ?1 AND o.vuln_id IN (SELECT ids.id FROM ids) \
+          AND o.suppressed = TRUE AND o.resolved_at IS NULL), changed AS (";
+    let close = format!(
+        " RETURNING findings.agent_id, findings.software_key, findings.vuln_id, \
+         findings.severity, findings.kev, findings.fixable, findings.suppressed, \
+         findings.resolved_at IS NULL AS open), \
+         d AS (SELECT c.agent_id, {sums} FROM changed c LEFT JOIN olds o \
+           ON o.agent_id = c.agent_id AND o.software_key = c.software_key \
+           AND o.vuln_id = c.vuln_id \
+           WHERE c.open AND c.suppressed = (o.agent_id IS NULL) GROUP BY c.agent_id) \
+         UPDATE agents a SET {sets} FROM d WHERE a.company_id = ?1 AND a.agent_id = d.agent_id",
+        sums = sums.join(", "),
+        sets = sets.join(", "),
+    );
+    recover_sql_with("findings", None, &vuln_group_ids(3), open, &close)
 }
 
 /// The coverage statement of some agents' findings (new findings, or tags changed): `agents`
@@ -466,7 +524,6 @@ pub(crate) fn recover_agents_sql(agents: impl Fn(&str) -> String) -> String {
             "SELECT DISTINCT f.vuln_id AS id FROM findings f WHERE f.company_id = ?1 AND {}",
             agents("f")
         ),
-        false,
     )
 }
 

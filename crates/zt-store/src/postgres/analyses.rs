@@ -21,28 +21,20 @@ fn recount_sql(agents: &str) -> String {
     format!("UPDATE agents a SET {COUNTERS_FROM_FINDINGS} WHERE a.company_id = $1 AND {agents}")
 }
 
-/// Brings the findings of a vulnerability and their agents' counters up to date.
+/// Brings the findings of a vulnerability and their agents' counters up to date: one
+/// statement, which moves the counters of the agents whose findings it suppresses or brings
+/// back by the difference (none when, say, an analysis's details change, or a second one
+/// covers what the first did).
 async fn cover_vuln(
     tx: &mut Tx,
     company_id: CompanyId,
     vuln_id: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    // Only the agents whose findings changed are recounted (none when, say, an analysis's
-    // details change, or a second one covers what the first did).
-    let changed: Vec<Uuid> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(pg(&recover_vuln_changed_agents_sql())))
-            .bind(company_id)
-            .bind(now)
-            .bind(vuln_id)
-            .fetch_all(&mut **tx)
-            .await?;
-    if changed.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(sqlx::AssertSqlSafe(recount_sql("a.agent_id = ANY($2)")))
+    sqlx::query(sqlx::AssertSqlSafe(pg(&recover_vuln_counting_sql())))
         .bind(company_id)
-        .bind(&changed)
+        .bind(now)
+        .bind(vuln_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -687,24 +679,30 @@ async fn write_tags(
 
 // --- SLA ---------------------------------------------------------------------------------
 
+/// The company's SLA policy (the defaults when it has set none), in the caller's transaction.
+async fn sla_policy_in(tx: &mut Tx, company_id: CompanyId) -> Result<crate::sla::SlaPolicy> {
+    let row = sqlx::query(
+        "SELECT critical_days, high_days, medium_days, low_days, unknown_days, \
+         kev_uses_cisa_due_date FROM sla_policies WHERE company_id = $1",
+    )
+    .bind(company_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => sla_from_row(&r)?,
+        None => crate::sla::SlaPolicy::default(),
+    })
+}
+
 impl PgStore {
     pub(crate) async fn sla_policy_impl(
         &self,
         company_id: CompanyId,
     ) -> Result<crate::sla::SlaPolicy> {
         let mut tx = self.begin_for_company(company_id).await?;
-        let row = sqlx::query(
-            "SELECT critical_days, high_days, medium_days, low_days, unknown_days, \
-             kev_uses_cisa_due_date FROM sla_policies WHERE company_id = $1",
-        )
-        .bind(company_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let policy = sla_policy_in(&mut tx, company_id).await?;
         tx.commit().await?;
-        Ok(match row {
-            Some(r) => sla_from_row(&r)?,
-            None => crate::sla::SlaPolicy::default(),
-        })
+        Ok(policy)
     }
 
     pub(crate) async fn set_sla_policy_impl(
@@ -787,10 +785,12 @@ impl PgStore {
         company_id: CompanyId,
         now: DateTime<Utc>,
     ) -> Result<crate::common::findings::SlaCounts> {
-        let policy = self.sla_policy_impl(company_id).await?;
+        // The policy and the counts in one transaction (the summary is read often: every
+        // live stream's `summary` event too).
+        let mut tx = self.begin_for_company(company_id).await?;
+        let policy = sla_policy_in(&mut tx, company_id).await?;
         let (overdue, soon) = sla_bounds(&policy, now);
         let mut qb = crate::common::findings::sla_counts_query(company_id, &overdue, &soon);
-        let mut tx = self.begin_for_company(company_id).await?;
         let row: crate::common::findings::SlaCountsRow =
             qb.build_query_as().fetch_one(&mut *tx).await?;
         tx.commit().await?;

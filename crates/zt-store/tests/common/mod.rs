@@ -122,6 +122,18 @@ pub async fn process_together(
     owner: &str,
     matcher: &(dyn Fn(&Software) -> Vec<StoredMatch> + Sync),
 ) -> Vec<ReportOutcome> {
+    process_together_at(store, reports, owner, matcher, Utc::now()).await
+}
+
+/// [`process_together`] by a worker whose clock says `now` (the findings it opens are first
+/// seen then).
+pub async fn process_together_at(
+    store: &dyn Storage,
+    reports: &[(&ClaimedReport, &[App], DateTime<Utc>)],
+    owner: &str,
+    matcher: &(dyn Fn(&Software) -> Vec<StoredMatch> + Sync),
+    now: DateTime<Utc>,
+) -> Vec<ReportOutcome> {
     let o = os();
     let mut all: Vec<(SoftwareKey, Software)> = Vec::new();
     let mut processed = Vec::new();
@@ -179,7 +191,7 @@ pub async fn process_together(
             revision: 1,
             software: matched,
             reports: processed,
-            now: Utc::now(),
+            now,
         })
         .await
         .unwrap()

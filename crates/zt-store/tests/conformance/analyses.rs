@@ -736,3 +736,197 @@ pub async fn analyses_are_refused_whole_when_invalid_and_keep_their_history(any:
         AnalysisStatus::Withdrawn
     );
 }
+
+/// The summary's and the trends' SLA counts (read in parts through indexes: the open findings
+/// first seen by each severity's bound, less the suppressed ones, plus the KEV findings due
+/// by CISA's date sooner) as time passes on an injected clock: counted by hand for a small
+/// fleet, and equal to the findings filter (`due_by`, suppressed left out) for every
+/// severity, time and policy tried.
+///
+/// Acme: h1 first saw everything 200 days ago, h2 25 days ago, h3 1 day ago; each runs one
+/// package per vulnerability: critical, high, medium KEV due by CISA in 3 days, medium KEV
+/// whose CISA date passed 2 days ago, low, unknown, and a high that an analysis suppresses
+/// everywhere (and the passed KEV one suppressed on h3 alone). Beta: one host of 200 days,
+/// no analyses.
+pub async fn sla_counts_follow_the_clock_and_agree_with_the_filter(any: &AnyStore) {
+    use zt_advisory::Severity;
+    let store = &*any.storage();
+    let now = Utc::now();
+    let soon_date = (now + Duration::days(3)).date_naive().to_string();
+    let past_date = (now - Duration::days(2)).date_naive().to_string();
+    let vulns: [(&str, &str, Severity, Option<String>); 7] = [
+        ("sla-crit", "CVE-2030-0001", Severity::Critical, None),
+        ("sla-high", "CVE-2030-0002", Severity::High, None),
+        (
+            "sla-kev-soon",
+            "CVE-2030-0003",
+            Severity::Medium,
+            Some(soon_date),
+        ),
+        (
+            "sla-kev-past",
+            "CVE-2030-0004",
+            Severity::Medium,
+            Some(past_date),
+        ),
+        ("sla-low", "CVE-2030-0005", Severity::Low, None),
+        ("sla-unknown", "CVE-2030-0006", Severity::Unknown, None),
+        ("sla-suppressed", "CVE-2030-0007", Severity::High, None),
+    ];
+    let matcher = |s: &zt_inventory::Software| -> Vec<StoredMatch> {
+        vulns
+            .iter()
+            .filter(|(pkg, ..)| *pkg == s.name)
+            .map(|(_, id, severity, due)| StoredMatch {
+                vulnerability: VulnInfo {
+                    id: (*id).into(),
+                    aliases: vec![],
+                    summary: "sla".into(),
+                    severity: *severity,
+                    cvss: None,
+                    kev: due.is_some(),
+                    kev_due_date: due.clone(),
+                    epss: None,
+                    epss_percentile: None,
+                    informational: false,
+                },
+                fixed_versions: vec![],
+                method: "osv-range".into(),
+                confidence: "high".into(),
+            })
+            .collect()
+    };
+    let apps: Vec<zt_inventory::App> = vulns.iter().map(|(pkg, ..)| npm(pkg, "1.0.0")).collect();
+    let acme = super::company(store, "Acme", 190).await;
+    let beta = super::company(store, "Beta", 191).await;
+    let h1 = super::agent(store, acme, "h1", 192).await;
+    let h2 = super::agent(store, acme, "h2", 193).await;
+    let h3 = super::agent(store, acme, "h3", 194).await;
+    let b1 = super::agent(store, beta, "b1", 195).await;
+    for (c, a, days) in [
+        (acme, h1, 200),
+        (acme, h2, 25),
+        (acme, h3, 1),
+        (beta, b1, 200),
+    ] {
+        let seen = now - Duration::days(days);
+        let r = super::incoming(c, a, &apps, seen);
+        store
+            .accept_reports(std::slice::from_ref(&r), 100)
+            .await
+            .unwrap();
+        let got = store
+            .claim_batch(&super::claim(
+                "w",
+                100_000,
+                std::time::Duration::from_secs(60),
+                3,
+                Utc::now(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let out = super::super::common::process_together_at(
+            store,
+            &[(&got[0], &apps, seen)],
+            "w",
+            &matcher,
+            seen,
+        )
+        .await;
+        assert!(matches!(out[0], ReportOutcome::Applied { .. }), "{out:?}");
+    }
+    store
+        .create_analysis(acme, &new("CVE-2030-0007", decision(true)), &ctx(now, None))
+        .await
+        .unwrap();
+    let mut on_h3 = decision(true);
+    on_h3.scope.agent_ids = vec![h3];
+    store
+        .create_analysis(acme, &new("CVE-2030-0004", on_h3), &ctx(now, None))
+        .await
+        .unwrap();
+
+    let sev = |critical, high, medium, low, unknown| SeverityCounts {
+        critical,
+        high,
+        medium,
+        low,
+        unknown,
+    };
+    // Now (the summary's own clock): overdue on h1 everything but the suppressed high; on h2
+    // the critical (25 > 7 days) and the passed KEV; on h3 nothing but the passed KEV, which
+    // is suppressed there. Due within the week besides: h2's high (30 − 25 days), h2's and
+    // h3's soon KEV (CISA in 3 days), h3's critical (7 − 1 days).
+    let s = store.summary(acme).await.unwrap();
+    assert_eq!(s.overdue_by_severity, sev(2, 1, 3, 1, 1));
+    assert_eq!((s.overdue, s.due_soon, s.suppressed), (8, 4, 4));
+    let b = store.summary(beta).await.unwrap();
+    assert_eq!(b.overdue_by_severity, sev(1, 2, 2, 1, 1));
+    assert_eq!((b.overdue, b.due_soon, b.suppressed), (7, 0, 0));
+
+    // The trend points on the janitor's injected clock: ten days on, h2's high (35 days) and
+    // soon KEV (CISA passed) and h3's critical (11 days) and soon KEV are overdue too.
+    let keep = now.date_naive() - Duration::days(400);
+    let point = |points: &[TrendPoint], at: DateTime<Utc>| {
+        *points
+            .iter()
+            .find(|p| p.date == at.date_naive())
+            .unwrap_or_else(|| panic!("no point of {at}: {points:?}"))
+    };
+    let at = now + Duration::days(10);
+    store.record_trends(at, keep).await.unwrap();
+    let p = point(&store.trends(acme, now.date_naive()).await.unwrap(), at);
+    assert_eq!(p.overdue_by_severity, sev(3, 2, 5, 1, 1));
+    assert_eq!((p.overdue, p.suppressed), (12, 4));
+
+    // Every severity, time and policy, against the findings filter.
+    let strict = zt_store::sla::SlaPolicy {
+        critical_days: 3,
+        high_days: 10,
+        medium_days: 15,
+        low_days: 20,
+        unknown_days: 30,
+        kev_uses_cisa_due_date: false,
+    };
+    for (i, policy) in [zt_store::sla::SlaPolicy::default(), strict]
+        .into_iter()
+        .enumerate()
+    {
+        store
+            .set_sla_policy(acme, &policy, &ctx(now, None))
+            .await
+            .unwrap();
+        for days in [2, 12, 27, 100, 190, 400] {
+            let at = now + Duration::days(days) + Duration::hours(i as i64);
+            store.record_trends(at, keep).await.unwrap();
+            let p = point(&store.trends(acme, now.date_naive()).await.unwrap(), at);
+            let mut expected = SeverityCounts::default();
+            for (severity, slot) in [
+                (Severity::Critical, &mut expected.critical),
+                (Severity::High, &mut expected.high),
+                (Severity::Medium, &mut expected.medium),
+                (Severity::Low, &mut expected.low),
+                (Severity::Unknown, &mut expected.unknown),
+            ] {
+                let filter = FindingFilter {
+                    severities: vec![severity],
+                    due_by: Some(policy.due_by(at)),
+                    ..Default::default()
+                };
+                *slot = store.count_findings(acme, &filter).await.unwrap();
+            }
+            assert_eq!(
+                p.overdue_by_severity, expected,
+                "policy {i}, {days} days on"
+            );
+            assert_eq!(p.overdue, expected.total());
+        }
+    }
+    // The strict policy today: h1's and h2's (25 days) critical, high, both mediums (CISA's
+    // dates ignored; the passed KEV suppressed on h3) and low (20 days), h1's unknown (30);
+    // h3 (1 day) is due for nothing yet.
+    let s = store.summary(acme).await.unwrap();
+    assert_eq!(s.overdue_by_severity, sev(2, 2, 4, 2, 1));
+    let _ = (h1, h2);
+}

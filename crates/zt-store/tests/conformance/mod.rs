@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             feed_states_and_exclusive_holds_through_the_interface,
             analyses_cover_present_and_future_findings_until_they_expire,
             analyses_are_refused_whole_when_invalid_and_keep_their_history,
+            sla_counts_follow_the_clock_and_agree_with_the_filter,
             targeted_rematch_equals_a_full_rematch,
             notifications_leave_out_suppressed_findings_and_follow_host_tags,
             notifications_of_sla_crossings_once_per_finding,
