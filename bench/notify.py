@@ -85,7 +85,7 @@ def main():
     subprocess.run([a.bin] + store + ["feeds", "import", osv], check=True, capture_output=True)
     env = dict(os.environ, ZEROTRACE_ADMIN_TOKEN=ADMIN, ZEROTRACE_LOG="warn")
     server = subprocess.Popen([a.bin] + store + ["server", "--listen", "127.0.0.1:0", "--allow-private-webhooks",
-                               "--rate-company", "1000000", "--rate-agent", "1000000"] + a.server_arg,
+                               "--rate-company", "1000000", "--rate-agent", "1000000", "--rate-enroll", "0"] + a.server_arg,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     api = None
     for line in server.stdout:

@@ -43,27 +43,35 @@ pub(crate) async fn write_in_tx(
     Ok(())
 }
 
-/// The company's rule revision counter (None: no rule changed since revisions were kept).
-async fn company_revision(tx: &mut Tx, company: CompanyId) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar(
-            "SELECT revision FROM notification_rule_revisions WHERE company_id = $1",
-        )
-        .bind(company)
-        .fetch_optional(&mut **tx)
-        .await?,
-    )
+/// What one statement tells of a company before any rule is read (None: it has no rule).
+struct Presence {
+    /// One of its rules filters by host tags.
+    tagged: bool,
+    /// Its rule revision counter (None: no rule changed since revisions were kept).
+    revision: Option<i64>,
+    /// A suppressing analysis is in force (its opened findings are looked up).
+    suppressing: bool,
 }
 
-/// Whether the company has rules, and whether one of them filters by host tags — without
-/// reading the rules themselves (None: no rule).
-async fn rule_presence(tx: &mut Tx, company: CompanyId) -> Result<Option<bool>> {
-    Ok(sqlx::query_scalar(
-        "SELECT bool_or(tags <> '[]') FROM notification_rules WHERE company_id = $1",
+/// Whether the company has rules, whether one of them filters by host tags, its rule revision
+/// counter and whether a suppressing analysis is in force — one statement (one round trip) for
+/// what old news needs, without reading the rules (most reports are old news to every rule).
+async fn rule_presence(tx: &mut Tx, company: CompanyId) -> Result<Option<Presence>> {
+    let row = sqlx::query(
+        "SELECT bool_or(r.tags <> '[]'), \
+         (SELECT v.revision FROM notification_rule_revisions v WHERE v.company_id = $1), \
+         EXISTS (SELECT 1 FROM analyses a WHERE a.company_id = $1 AND a.suppress \
+           AND a.withdrawn_at IS NULL AND a.expired_at IS NULL) \
+         FROM notification_rules r WHERE r.company_id = $1",
     )
     .bind(company)
     .fetch_one(&mut **tx)
-    .await?)
+    .await?;
+    Ok(row.get::<Option<bool>, _>(0).map(|tagged| Presence {
+        tagged,
+        revision: row.get(1),
+        suppressing: row.get(2),
+    }))
 }
 
 /// The company's rules with their revisions (`company`: its counter as read before, so every
@@ -180,18 +188,23 @@ pub(crate) async fn changed_in_tx<'a>(
         scope.enter(tx, company).await?;
         // Whether the company has rules, one filtering by host tags among them: one small
         // statement, no rule read (most reports are old news to every rule).
-        let Some(tagged) = rule_presence(tx, company).await? else {
+        let Some(presence) = rule_presence(tx, company).await? else {
             continue;
         };
-        let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
-        let suppressed = suppressed_among(tx, company, &both).await?;
+        let suppressed = if presence.suppressing {
+            let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
+            suppressed_among(tx, company, &both).await?
+        } else {
+            Suppressed::new()
+        };
         let mut cands = vuln_candidates(opened, packages, &suppressed);
         cands.extend(kev_candidates(raised, packages, &suppressed));
         if cands.is_empty() {
             continue;
         }
-        // The counter first: every rule of the revision read is among the rules read after.
-        let rev = company_revision(tx, company).await?;
+        // The counter was read first: every rule of the revision read is among the rules
+        // read after.
+        let (rev, tagged) = (presence.revision, presence.tagged);
         let known = known_subjects(tx, company, &cands).await?;
         let company_revs: HashMap<CompanyId, i64> = rev.map(|r| (company, r)).into_iter().collect();
         let tagged: HashSet<CompanyId> = tagged.then_some(company).into_iter().collect();
@@ -204,24 +217,14 @@ pub(crate) async fn changed_in_tx<'a>(
     Ok(())
 }
 
-/// Which of a company's opened findings a suppressing analysis covers (looked up only when
-/// one is in force).
+/// Which of a company's opened findings a suppressing analysis covers (the caller asks only
+/// when one is in force).
 async fn suppressed_among(
     tx: &mut Tx,
     company: CompanyId,
     opened: &[(CompanyId, AgentId, &ChangedFinding)],
 ) -> Result<Suppressed> {
     let mut out = Suppressed::new();
-    let any: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM analyses WHERE company_id = $1 AND suppress \
-         AND withdrawn_at IS NULL AND expired_at IS NULL LIMIT 1",
-    )
-    .bind(company)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if any.is_none() {
-        return Ok(out);
-    }
     let mut agents: Vec<Uuid> = opened.iter().map(|o| o.1 .0).collect();
     agents.sort();
     agents.dedup();
