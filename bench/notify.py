@@ -10,10 +10,14 @@ report sent to the last processed (ingest + match + outbox), messages received, 
 the last message arrived. Run it with --rules 0 and with --rules 100 to compare ingest.
 
   python3 bench/notify.py [--bin PATH] [--companies 10] [--hosts 50] [--rules 0|100] [--digest-minutes 60]
+      [--postgres ADMIN_URL]
+
+With --postgres, a new database `zt_bench_notify_<pid>` on that server instead of SQLite
+(dropped at the end).
 
 PATH defaults to $CARGO_TARGET_DIR/release/zerotrace (build: cargo build --release -p zerotrace).
 """
-import argparse, http.server, json, os, subprocess, tempfile, threading, time, urllib.request, uuid
+import argparse, http.server, json, os, shutil, subprocess, tempfile, threading, time, urllib.request, uuid
 
 ADMIN = "zto_bench-notify-operator-token-0123456789"
 here = os.path.dirname(os.path.abspath(__file__))
@@ -73,6 +77,7 @@ def main():
                     help="the rules' digest interval: >0 writes the outbox without sending during the run")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="one more argument for `zerotrace server` (repeat), e.g. --server-arg=--notify-defer-during-ingest-secs=0")
+    ap.add_argument("--postgres", help="admin URL of a PostgreSQL server (default: SQLite)")
     a = ap.parse_args()
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
@@ -81,11 +86,16 @@ def main():
 
     data = tempfile.mkdtemp(prefix="zt-bench-notify-")
     store = ["--data-dir", data]
+    dbname = None
+    if a.postgres:
+        dbname = "zt_bench_notify_%d" % os.getpid()
+        subprocess.run(["psql", "-q", a.postgres, "-c", "CREATE DATABASE %s" % dbname], check=True)
+        store += ["--database-url", a.postgres.rsplit("/", 1)[0] + "/" + dbname]
     osv = os.path.join(root, "..", "shared", "data", "osv", "pypa", "vulns")
     subprocess.run([a.bin] + store + ["feeds", "import", osv], check=True, capture_output=True)
     env = dict(os.environ, ZEROTRACE_ADMIN_TOKEN=ADMIN, ZEROTRACE_LOG="warn")
     server = subprocess.Popen([a.bin] + store + ["server", "--listen", "127.0.0.1:0", "--allow-private-webhooks",
-                               "--rate-company", "1000000", "--rate-agent", "1000000"] + a.server_arg,
+                               "--rate-company", "1000000", "--rate-agent", "1000000", "--rate-enroll", "0"] + a.server_arg,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     api = None
     for line in server.stdout:
@@ -143,7 +153,7 @@ def main():
             last = max((t for t, _, _, _ in got), default=processed)
         cpu_end = cpu_seconds(server.pid)
         print(json.dumps({
-            "companies": a.companies, "hosts_per_company": a.hosts, "rules_per_company": a.rules,
+            "backend": "postgres" if a.postgres else "sqlite", "companies": a.companies, "hosts_per_company": a.hosts, "rules_per_company": a.rules,
             "reports": reports, "ingest_reports_per_second": round(reports / (processed - start), 1),
             "vulnerabilities_per_company": sorted(set(vulns.values())),
             "messages_expected": expected, "messages_received": len(ids), "requests_received": len(got),
@@ -156,6 +166,9 @@ def main():
         server.terminate()
         server.wait()
         srv.shutdown()
+        shutil.rmtree(data, ignore_errors=True)
+        if dbname:
+            subprocess.run(["psql", "-q", a.postgres, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % dbname])
 
 
 if __name__ == "__main__":

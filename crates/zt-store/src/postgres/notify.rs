@@ -43,27 +43,35 @@ pub(crate) async fn write_in_tx(
     Ok(())
 }
 
-/// The company's rule revision counter (None: no rule changed since revisions were kept).
-async fn company_revision(tx: &mut Tx, company: CompanyId) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar(
-            "SELECT revision FROM notification_rule_revisions WHERE company_id = $1",
-        )
-        .bind(company)
-        .fetch_optional(&mut **tx)
-        .await?,
-    )
+/// What one statement tells of a company before any rule is read (None: it has no rule).
+struct Presence {
+    /// One of its rules filters by host tags.
+    tagged: bool,
+    /// Its rule revision counter (None: no rule changed since revisions were kept).
+    revision: Option<i64>,
+    /// A suppressing analysis is in force (its opened findings are looked up).
+    suppressing: bool,
 }
 
-/// Whether the company has rules, and whether one of them filters by host tags — without
-/// reading the rules themselves (None: no rule).
-async fn rule_presence(tx: &mut Tx, company: CompanyId) -> Result<Option<bool>> {
-    Ok(sqlx::query_scalar(
-        "SELECT bool_or(tags <> '[]') FROM notification_rules WHERE company_id = $1",
+/// Whether the company has rules, whether one of them filters by host tags, its rule revision
+/// counter and whether a suppressing analysis is in force — one statement (one round trip) for
+/// what old news needs, without reading the rules (most reports are old news to every rule).
+async fn rule_presence(tx: &mut Tx, company: CompanyId) -> Result<Option<Presence>> {
+    let row = sqlx::query(
+        "SELECT bool_or(r.tags <> '[]'), \
+         (SELECT v.revision FROM notification_rule_revisions v WHERE v.company_id = $1), \
+         EXISTS (SELECT 1 FROM analyses a WHERE a.company_id = $1 AND a.suppress \
+           AND a.withdrawn_at IS NULL AND a.expired_at IS NULL) \
+         FROM notification_rules r WHERE r.company_id = $1",
     )
     .bind(company)
     .fetch_one(&mut **tx)
-    .await?)
+    .await?;
+    Ok(row.get::<Option<bool>, _>(0).map(|tagged| Presence {
+        tagged,
+        revision: row.get(1),
+        suppressing: row.get(2),
+    }))
 }
 
 /// The company's rules with their revisions (`company`: its counter as read before, so every
@@ -180,18 +188,23 @@ pub(crate) async fn changed_in_tx<'a>(
         scope.enter(tx, company).await?;
         // Whether the company has rules, one filtering by host tags among them: one small
         // statement, no rule read (most reports are old news to every rule).
-        let Some(tagged) = rule_presence(tx, company).await? else {
+        let Some(presence) = rule_presence(tx, company).await? else {
             continue;
         };
-        let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
-        let suppressed = suppressed_among(tx, company, &both).await?;
+        let suppressed = if presence.suppressing {
+            let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
+            suppressed_among(tx, company, &both).await?
+        } else {
+            Suppressed::new()
+        };
         let mut cands = vuln_candidates(opened, packages, &suppressed);
         cands.extend(kev_candidates(raised, packages, &suppressed));
         if cands.is_empty() {
             continue;
         }
-        // The counter first: every rule of the revision read is among the rules read after.
-        let rev = company_revision(tx, company).await?;
+        // The counter was read first: every rule of the revision read is among the rules
+        // read after.
+        let (rev, tagged) = (presence.revision, presence.tagged);
         let known = known_subjects(tx, company, &cands).await?;
         let company_revs: HashMap<CompanyId, i64> = rev.map(|r| (company, r)).into_iter().collect();
         let tagged: HashSet<CompanyId> = tagged.then_some(company).into_iter().collect();
@@ -204,24 +217,14 @@ pub(crate) async fn changed_in_tx<'a>(
     Ok(())
 }
 
-/// Which of a company's opened findings a suppressing analysis covers (looked up only when
-/// one is in force).
+/// Which of a company's opened findings a suppressing analysis covers (the caller asks only
+/// when one is in force).
 async fn suppressed_among(
     tx: &mut Tx,
     company: CompanyId,
     opened: &[(CompanyId, AgentId, &ChangedFinding)],
 ) -> Result<Suppressed> {
     let mut out = Suppressed::new();
-    let any: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM analyses WHERE company_id = $1 AND suppress \
-         AND withdrawn_at IS NULL AND expired_at IS NULL LIMIT 1",
-    )
-    .bind(company)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if any.is_none() {
-        return Ok(out);
-    }
     let mut agents: Vec<Uuid> = opened.iter().map(|o| o.1 .0).collect();
     agents.sort();
     agents.dedup();
@@ -904,49 +907,126 @@ impl NotificationStore for PgStore {
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        // One transaction for the lot (the dispatcher records what it sent in batches).
+        // One transaction for the lot (the dispatcher records what it sent in batches), two
+        // statements per run of attempts — not two per attempt: a burst of a thousand
+        // messages would otherwise cost two thousand round trips before the next claim.
+        // Outbox and delivery log are coordinator tables in Citus mode (no company in their
+        // keys), so these cross-company statements stay on one node.
         let mut tx = self.pool.begin().await?;
         all_companies(&mut tx).await?;
-        let mut out = Vec::with_capacity(done.len());
-        for d in done {
-            let (c, a, outcome) = (&d.claimed, &d.attempt, d.outcome);
-            let (state, due, finished) = match outcome {
-                DeliveryOutcome::Sent => ("sent", a.attempted_at, Some(a.attempted_at)),
-                DeliveryOutcome::Dead => ("dead", a.attempted_at, Some(a.attempted_at)),
-                DeliveryOutcome::Retry(at) => ("pending", at, None),
-            };
-            let updated = sqlx::query(
-                "UPDATE notification_outbox SET state = $1, due_at = $2, finished_at = $3, \
-                 lease_owner = NULL, last_error = $4 \
-                 WHERE outbox_id = $5 AND state = 'leased' AND lease_owner = $6 AND attempts = $7",
+        let mut out = vec![false; done.len()];
+        for run in finish_runs(done, 1024) {
+            let attempts = &done[run.clone()];
+            let mut ids = Vec::with_capacity(attempts.len());
+            let mut states = Vec::with_capacity(attempts.len());
+            let mut dues = Vec::with_capacity(attempts.len());
+            let mut finished = Vec::with_capacity(attempts.len());
+            let mut errors = Vec::with_capacity(attempts.len());
+            let mut owners = Vec::with_capacity(attempts.len());
+            let mut tries = Vec::with_capacity(attempts.len());
+            for d in attempts {
+                let (state, due, fin) = finished_state(d.outcome, d.attempt.attempted_at);
+                ids.push(d.claimed.outbox_id);
+                states.push(state);
+                dues.push(due);
+                finished.push(fin);
+                errors.push(d.attempt.error.clone());
+                owners.push(d.claimed.owner.clone());
+                tries.push(i32::try_from(d.claimed.attempt).unwrap_or(i32::MAX));
+            }
+            let recorded: HashSet<i64> = sqlx::query_scalar(
+                "UPDATE notification_outbox o SET state = v.state, due_at = v.due, \
+                 finished_at = v.finished, lease_owner = NULL, last_error = v.error \
+                 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
+                   $5::text[], $6::text[], $7::int[]) \
+                   AS v(outbox_id, state, due, finished, error, owner, attempts) \
+                 WHERE o.outbox_id = v.outbox_id AND o.state = 'leased' \
+                 AND o.lease_owner = v.owner AND o.attempts = v.attempts \
+                 RETURNING o.outbox_id",
             )
-            .bind(state)
-            .bind(due)
-            .bind(finished)
-            .bind(a.error.as_deref())
-            .bind(c.outbox_id)
-            .bind(&c.owner)
-            .bind(i32::try_from(c.attempt).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                out.push(false);
+            .bind(&ids)
+            .bind(&states)
+            .bind(&dues)
+            .bind(&finished)
+            .bind(&errors)
+            .bind(&owners)
+            .bind(&tries)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            // The log of each attempt recorded (a lease lost to another dispatcher: neither).
+            let logged: Vec<usize> = run
+                .filter(|i| recorded.contains(&done[*i].claimed.outbox_id))
+                .collect();
+            if logged.is_empty() {
                 continue;
             }
-            insert_delivery(
-                &mut tx,
-                c.company_id,
-                c.rule.rule_id,
-                Some(c.outbox_id),
-                c.delivery_id,
-                &c.event,
-                c.attempt,
-                outcome_label(outcome),
-                a,
-                next_attempt(outcome),
+            let n = logged.len();
+            let (mut companies, mut rules, mut outbox) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut deliveries, mut events, mut attempt_no) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut at, mut outcomes, mut statuses) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut excerpts, mut errs, mut nexts, mut durations) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for &i in &logged {
+                let (c, a, outcome) = (&done[i].claimed, &done[i].attempt, done[i].outcome);
+                companies.push(c.company_id.0);
+                rules.push(c.rule.rule_id);
+                outbox.push(c.outbox_id);
+                deliveries.push(c.delivery_id);
+                events.push(c.event.clone());
+                attempt_no.push(i32::try_from(c.attempt).unwrap_or(i32::MAX));
+                at.push(a.attempted_at);
+                outcomes.push(outcome_label(outcome));
+                statuses.push(a.status.map(i32::from));
+                excerpts.push(bounded_excerpt(a.response_excerpt.as_deref()));
+                errs.push(a.error.clone());
+                nexts.push(next_attempt(outcome));
+                durations.push(i32::try_from(a.duration_ms).unwrap_or(i32::MAX));
+                out[i] = true;
+            }
+            // In the order given (ORDINALITY): `seq` follows the attempts' order.
+            sqlx::query(
+                "INSERT INTO notification_deliveries (company_id, rule_id, outbox_id, \
+                 delivery_id, event, attempt, attempted_at, outcome, status, response_excerpt, \
+                 error, next_attempt_at, duration_ms) \
+                 SELECT c, r, o, d, e, a, t, oc, st, ex, er, nx, du FROM unnest($1::uuid[], \
+                   $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                   $7::timestamptz[], $8::text[], $9::int[], $10::text[], $11::text[], \
+                   $12::timestamptz[], $13::int[]) WITH ORDINALITY \
+                   AS v(c, r, o, d, e, a, t, oc, st, ex, er, nx, du, n) ORDER BY n",
             )
+            .bind(&companies)
+            .bind(&rules)
+            .bind(&outbox)
+            .bind(&deliveries)
+            .bind(&events)
+            .bind(&attempt_no)
+            .bind(&at)
+            .bind(&outcomes)
+            .bind(&statuses)
+            .bind(&excerpts)
+            .bind(&errs)
+            .bind(&nexts)
+            .bind(&durations)
+            .execute(&mut *tx)
             .await?;
-            out.push(true);
         }
         tx.commit().await?;
         Ok(out)

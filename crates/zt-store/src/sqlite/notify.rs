@@ -44,40 +44,32 @@ async fn load_rules(tx: &mut Tx, companies: &[CompanyId]) -> Result<Vec<Notifica
     Ok(rules)
 }
 
-/// Each company's rule revision counter (absent: no rule changed since revisions were kept).
-async fn company_revisions(
-    tx: &mut Tx,
-    companies: &[CompanyId],
-) -> Result<HashMap<CompanyId, i64>> {
-    let mut out = HashMap::new();
-    for chunk in padded_chunks(companies) {
-        let sql = format!(
-            "SELECT company_id, revision FROM notification_rule_revisions \
-             WHERE company_id IN ({})",
-            values(chunk.len(), "?")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for c in &chunk {
-            q = q.bind(**c);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            out.insert(
-                CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
-                row.get(1),
-            );
-        }
-    }
-    Ok(out)
+/// What one statement tells of a company with rules before any rule is read.
+struct Presence {
+    /// One of its rules filters by host tags.
+    tagged: bool,
+    /// Its rule revision counter (None: no rule changed since revisions were kept).
+    revision: Option<i64>,
+    /// A suppressing analysis is in force (its opened findings are looked up).
+    suppressing: bool,
 }
 
-/// The companies among these with rules, and whether one of them filters by host tags —
-/// without reading the rules themselves.
-async fn rule_presence(tx: &mut Tx, companies: &[CompanyId]) -> Result<HashMap<CompanyId, bool>> {
+/// The companies among these with rules, whether one of them filters by host tags, their
+/// rule revision counters and whether a suppressing analysis is in force — one statement for
+/// what old news needs (most reports are old news to every rule), without reading the rules.
+async fn rule_presence(
+    tx: &mut Tx,
+    companies: &[CompanyId],
+) -> Result<HashMap<CompanyId, Presence>> {
     let mut out = HashMap::new();
     for chunk in padded_chunks(companies) {
         let sql = format!(
-            "SELECT company_id, max(tags <> '[]') FROM notification_rules \
-             WHERE company_id IN ({}) GROUP BY company_id",
+            "SELECT r.company_id, max(r.tags <> '[]'), \
+             (SELECT v.revision FROM notification_rule_revisions v \
+               WHERE v.company_id = r.company_id), \
+             EXISTS (SELECT 1 FROM analyses a WHERE a.company_id = r.company_id \
+               AND a.suppress = 1 AND a.withdrawn_at IS NULL AND a.expired_at IS NULL) \
+             FROM notification_rules r WHERE r.company_id IN ({}) GROUP BY r.company_id",
             values(chunk.len(), "?")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -87,7 +79,11 @@ async fn rule_presence(tx: &mut Tx, companies: &[CompanyId]) -> Result<HashMap<C
         for row in q.fetch_all(&mut **tx).await? {
             out.insert(
                 CompanyId(crate::common::uuid_from(row.get::<&[u8], _>(0))?),
-                row.get::<i64, _>(1) != 0,
+                Presence {
+                    tagged: row.get::<i64, _>(1) != 0,
+                    revision: row.get(2),
+                    suppressing: row.get::<i64, _>(3) != 0,
+                },
             );
         }
     }
@@ -230,24 +226,31 @@ pub(crate) async fn changed_in_tx<'a>(
         .into_iter()
         .filter(|o| presence.contains_key(&o.0))
         .collect();
-    let both: Vec<_> = opened.iter().chain(&raised).copied().collect();
+    let both: Vec<_> = opened
+        .iter()
+        .chain(&raised)
+        .filter(|o| presence.get(&o.0).is_some_and(|p| p.suppressing))
+        .copied()
+        .collect();
     let suppressed = suppressed_among(tx, &both).await?;
     let mut cands = vuln_candidates(opened, packages, &suppressed);
     cands.extend(kev_candidates(raised, packages, &suppressed));
     if cands.is_empty() {
         return Ok(());
     }
-    let mut heard: Vec<CompanyId> = presence.keys().copied().collect();
-    heard.sort();
-    // The counters first: every rule of the revision read is among the rules read after.
-    let company_revs = company_revisions(tx, &heard).await?;
+    // The counters were read first: every rule of the revision read is among the rules read
+    // after.
+    let company_revs: HashMap<CompanyId, i64> = presence
+        .iter()
+        .filter_map(|(c, p)| p.revision.map(|r| (*c, r)))
+        .collect();
     let mut unique = cand_subjects(&cands);
     unique.sort();
     unique.dedup();
     let known = known_subjects(tx, &unique).await?;
     let tagged: HashSet<CompanyId> = presence
         .iter()
-        .filter(|(_, t)| **t)
+        .filter(|(_, p)| p.tagged)
         .map(|(c, _)| *c)
         .collect();
     let news = companies_with_news(&cands, &company_revs, &tagged, &known);
@@ -262,7 +265,7 @@ pub(crate) async fn changed_in_tx<'a>(
 }
 
 /// Which of the opened findings a suppressing analysis covers (coverage is applied before):
-/// looked up only for companies with a suppressing analysis in force.
+/// the caller passes only those of companies with a suppressing analysis in force.
 async fn suppressed_among(
     tx: &mut Tx,
     opened: &[(CompanyId, AgentId, &ChangedFinding)],
@@ -273,16 +276,6 @@ async fn suppressed_among(
         agents.entry(*c).or_default().push(*a);
     }
     for (company, mut list) in agents {
-        let any: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM analyses WHERE company_id = ? AND suppress = 1 \
-             AND withdrawn_at IS NULL AND expired_at IS NULL LIMIT 1",
-        )
-        .bind(company)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if any.is_none() {
-            continue;
-        }
         list.sort();
         list.dedup();
         for chunk in padded_chunks(&list) {
