@@ -88,10 +88,12 @@ impl RematchReport {
 
 /// Software versions read and matched per step.
 pub const PAGE: u32 = 1_000;
-/// Agents per transaction of the targeted reconciliation: each step reads their apps once
-/// (only the waiting versions are joined), so larger steps mean fewer statements; the agents
-/// are locked for the step (a worker writing one of them waits that long).
-pub const RECONCILE_AGENTS: u32 = 2_000;
+/// Agents per transaction of the targeted reconciliation, counting only agents that hold a
+/// waiting version (the others are not read, locked or written): each step handles its
+/// agents set-wide in a few statements whatever their number, so a company of up to this many
+/// such agents is one step; they are locked for the step (a worker writing one of them waits
+/// that long — a few seconds for 10,000 agents).
+pub const RECONCILE_AGENTS: u32 = 10_000;
 /// Agents per transaction of a full reconciliation (every app of each agent is joined).
 pub const RECONCILE_AGENTS_FULL: u32 = 200;
 
