@@ -19,9 +19,9 @@
 //! over an hour): the first company's hosts (one in `ZT_BENCH_COMPANIES`) go through the
 //! store as above, then every other company is a copy of it made in SQL — its agents, apps,
 //! findings, reports and maintained counts (company software, the vulnerability rollup) with
-//! the company id replaced, as `bench/clone_fleet.py` does — so every company holds what the
-//! pipeline wrote for the first. `ZT_BENCH_SEED=store` seeds every host through the store
-//! instead. After the measurements the bench checks that a copy and the original agree
+//! the company id replaced, as `bench/clone_fleet.py` does (as the superuser the test
+//! database is reached as) — so every company holds what the pipeline wrote for the first.
+//! `ZT_BENCH_SEED=store` seeds every host through the store instead. After the measurements the bench checks that a copy and the original agree
 //! (summary, counters against findings): the reconciliation treated them alike.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -414,8 +414,9 @@ async fn clone_companies(pg: &PgStore, template: CompanyId, copies: &[CompanyId]
     }
     for (n, copy) in copies.iter().enumerate() {
         let mut tx = pool.begin().await.unwrap();
-        // Row-level security: the copy writes every company's rows.
-        sqlx::query("SET LOCAL zerotrace.all_companies = 'on'")
+        // Row-level security shows the store's role one company at a time: the copy runs as
+        // the session's user (the superuser `zt_testkit` connects as), which it binds not.
+        sqlx::query("SET LOCAL ROLE NONE")
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -436,7 +437,14 @@ async fn clone_companies(pg: &PgStore, template: CompanyId, copies: &[CompanyId]
             );
         }
     }
-    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    // As the superuser too: the store's role may analyze none of the tables.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE NONE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
     println!(
         "copied the first company into {} others in {:.0} s (analyzed)",
         copies.len(),

@@ -351,6 +351,14 @@ impl PgStore {
                 return Ok(None);
             }
         }
+        // Set-wide statements over a company's apps and findings: with a nested loop over a
+        // CTE or a function scan their cost grows with the product of the two sides, which
+        // the planner picks when its estimates are off (right after a large import, before
+        // the statistics catch up: measured minutes instead of a second), so only hash and
+        // merge joins for these two statements (index scans stay).
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut *tx)
+            .await?;
         // The agents the step can change — an app or an open finding of a waiting version —
         // locked first, in id order, as the workers lock them; every other agent of the
         // company is left alone (and unlocked).
@@ -388,6 +396,7 @@ impl PgStore {
              src AS MATERIALIZED (SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, \
                sv.severity, sv.kev, sv.fixable \
                FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+               AND sv.software_key = ANY($4::uuid[]) \
                WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
                AND a.software_key IN (SELECT software_key FROM pend)), \
              cur AS MATERIALIZED (SELECT f.agent_id, f.software_key, f.vuln_id, f.severity, \
@@ -406,7 +415,8 @@ impl PgStore {
                SELECT c.agent_id, c.software_key, c.vuln_id, c.open, c.severity, c.kev, \
                c.fixable, NULL, NULL, NULL FROM cur c WHERE c.open \
                AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
-                 WHERE sv.software_key = c.software_key AND sv.vuln_id = c.vuln_id)), \
+                 WHERE sv.software_key = ANY($4::uuid[]) \
+                 AND sv.software_key = c.software_key AND sv.vuln_id = c.vuln_id)), \
              upserted AS (INSERT INTO findings (company_id, agent_id, software_key, vuln_id, \
                severity, kev, fixable, first_seen) \
                SELECT $1, chg.agent_id, chg.software_key, chg.vuln_id, chg.severity, chg.kev, \
@@ -421,9 +431,9 @@ impl PgStore {
                OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
                RETURNING 1), \
              resolved AS (UPDATE findings f SET resolved_at = $5, resolution = 'not_affected' \
-               FROM chg WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3 \
-               AND chg.severity IS NULL AND f.agent_id = chg.agent_id \
-               AND f.software_key = chg.software_key AND f.vuln_id = chg.vuln_id \
+               WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3 \
+               AND (f.agent_id, f.software_key, f.vuln_id) IN (SELECT chg.agent_id, \
+                 chg.software_key, chg.vuln_id FROM chg WHERE chg.severity IS NULL) \
                AND f.resolved_at IS NULL RETURNING 1), \
              before AS (SELECT f.agent_id, f.vuln_id, f.severity, count(*) AS n, \
                count(*) FILTER (WHERE f.kev) AS k, count(*) FILTER (WHERE f.fixable) AS x \
@@ -443,6 +453,9 @@ impl PgStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        sqlx::query("SET LOCAL enable_nestloop TO DEFAULT")
+            .execute(&mut *tx)
+            .await?;
         let mut changes = Vec::new();
         let mut before = Contributions::default();
         for r in &rows {
