@@ -89,6 +89,26 @@ pub(crate) struct PairChange {
     pub(crate) old: Option<(bool, FindingState)>,
     /// What the cached match gives now; None when the pair is no longer matched.
     pub(crate) new: Option<FindingState>,
+    /// The stored finding is suppressed by an analysis (a write leaves the flag as it is; a
+    /// new finding is not).
+    pub(crate) suppressed: bool,
+}
+
+/// What an agent's counters (open, unsuppressed findings: critical, high, medium, low,
+/// unknown, KEV, fixable) move by.
+pub(crate) type CounterDelta = [i64; 7];
+
+fn count(delta: &mut CounterDelta, s: FindingState, by: i64) {
+    let bucket = match s.severity {
+        5 => 0,
+        4 => 1,
+        3 => 2,
+        2 => 3,
+        _ => 4,
+    };
+    delta[bucket] += by;
+    delta[5] += by * i64::from(s.kev);
+    delta[6] += by * i64::from(s.fixable);
 }
 
 /// What a targeted reconciliation step did, worked out from its changed rows: the
@@ -102,6 +122,10 @@ pub(crate) struct Reconciled {
     /// Agents whose findings changed, sorted.
     pub(crate) touched: Vec<AgentId>,
     pub(crate) rollup: RollupDelta,
+    /// What the counters of the agents in `touched` move by (those that move), in agent
+    /// order: to be added when no analysis changed a finding's suppression meanwhile (else
+    /// the agents are recounted).
+    pub(crate) counters: Vec<(AgentId, CounterDelta)>,
 }
 
 /// Classifies the changed rows of one company's reconciliation step. `before`: the open
@@ -116,13 +140,21 @@ pub(crate) fn reconciled(
 ) -> Reconciled {
     let mut out = Reconciled::default();
     let mut after = before.clone();
+    let mut counters: std::collections::BTreeMap<AgentId, CounterDelta> = Default::default();
     for c in changes {
         let was_open = c.old.filter(|(open, _)| *open).map(|(_, s)| s);
+        let counter = counters.entry(c.agent).or_default();
         if let Some(s) = was_open {
             after.remove_finding((company, c.agent), &c.vuln_id, s);
+            if !c.suppressed {
+                count(counter, s, -1);
+            }
         }
         if let Some(s) = c.new {
             after.add_finding((company, c.agent), &c.vuln_id, s);
+            if !c.suppressed {
+                count(counter, s, 1);
+            }
             let finding = ChangedFinding {
                 key: c.key,
                 vuln_id: c.vuln_id.clone(),
@@ -140,5 +172,9 @@ pub(crate) fn reconciled(
     out.touched.sort();
     out.touched.dedup();
     out.rollup = RollupDelta::between(&before, &after);
+    out.counters = counters
+        .into_iter()
+        .filter(|(_, d)| d.iter().any(|n| *n != 0))
+        .collect();
     out
 }

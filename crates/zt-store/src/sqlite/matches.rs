@@ -356,20 +356,21 @@ impl SqliteStore {
                AND a.software_key IN (SELECT software_key FROM rematch_pending) \
                GROUP BY a.agent_id, a.software_key, sv.vuln_id), \
              cur AS (SELECT f.agent_id, f.software_key, f.vuln_id, f.severity, f.kev, f.fixable, \
-               f.resolved_at IS NULL AS open FROM findings f \
+               f.resolved_at IS NULL AS open, f.suppressed FROM findings f \
                WHERE f.company_id = ?1 AND f.agent_id >= ?2 AND f.agent_id <= ?3 \
                AND f.software_key IN (SELECT software_key FROM rematch_pending)), \
              chg AS ( \
                SELECT s.agent_id, s.software_key, s.vuln_id, c.open AS old_open, \
                c.severity AS old_severity, c.kev AS old_kev, c.fixable AS old_fixable, \
-               s.severity AS severity, s.kev AS kev, s.fixable AS fixable \
+               s.severity AS severity, s.kev AS kev, s.fixable AS fixable, \
+               coalesce(c.suppressed, 0) AS suppressed \
                FROM src s LEFT JOIN cur c ON c.agent_id = s.agent_id \
                AND c.software_key = s.software_key AND c.vuln_id = s.vuln_id \
                WHERE c.agent_id IS NULL OR NOT c.open OR c.severity <> s.severity \
                OR c.kev <> s.kev OR c.fixable <> s.fixable \
                UNION ALL \
                SELECT c.agent_id, c.software_key, c.vuln_id, c.open, c.severity, c.kev, \
-               c.fixable, NULL, NULL, NULL FROM cur c WHERE c.open \
+               c.fixable, NULL, NULL, NULL, c.suppressed FROM cur c WHERE c.open \
                AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
                  WHERE sv.software_key = c.software_key AND sv.vuln_id = c.vuln_id)), \
              pairs AS (SELECT DISTINCT agent_id, vuln_id FROM chg), \
@@ -379,9 +380,9 @@ impl SqliteStore {
                WHERE f.company_id = ?1 AND f.resolved_at IS NULL \
                GROUP BY f.agent_id, f.vuln_id, f.severity) \
              SELECT 0, agent_id, software_key, vuln_id, old_open, old_severity, old_kev, \
-               old_fixable, severity, kev, fixable, 0, 0, 0 FROM chg \
+               old_fixable, severity, kev, fixable, 0, 0, 0, suppressed FROM chg \
              UNION ALL SELECT 1, agent_id, NULL, vuln_id, NULL, NULL, NULL, NULL, severity, \
-               NULL, NULL, n, k, x FROM before",
+               NULL, NULL, n, k, x, 0 FROM before",
         )
         .bind(company_id)
         .bind(&first)
@@ -420,6 +421,7 @@ impl SqliteStore {
                     r.try_get(7)?,
                 )),
                 new: state(r.try_get(8)?, r.try_get(9)?, r.try_get(10)?),
+                suppressed: r.try_get::<i64, _>(14)? != 0,
             });
         }
         let done = reconciled(company_id, &changes, before);
