@@ -14,6 +14,15 @@
 //! Environment: `ZT_BENCH_HOSTS` (300000), `ZT_BENCH_COMPANIES` (30), `ZT_BENCH_APPS` (20 per
 //! host), `ZT_BENCH_VERSIONS` (40000 distinct versions at least), `ZT_BENCH_CHANGED` (1000).
 //! PostgreSQL: the server `zt_testkit` finds (ZEROTRACE_TEST_PG_URL, else 127.0.0.1:5432).
+//!
+//! On PostgreSQL the estate is seeded faster (through the store, a 300,000-host estate takes
+//! over an hour): the first company's hosts (one in `ZT_BENCH_COMPANIES`) go through the
+//! store as above, then every other company is a copy of it made in SQL — its agents, apps,
+//! findings, reports and maintained counts (company software, the vulnerability rollup) with
+//! the company id replaced, as `bench/clone_fleet.py` does (as the superuser the test
+//! database is reached as) — so every company holds what the pipeline wrote for the first.
+//! `ZT_BENCH_SEED=store` seeds every host through the store instead. After the measurements the bench checks that a copy and the original agree
+//! (summary, counters against findings): the reconciliation treated them alike.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -365,7 +374,111 @@ async fn measure(label: &str, store: &dyn Storage, batch: KnowledgeImport) {
     );
 }
 
-async fn run(store: &dyn Storage, backend: &str) {
+/// Tenant tables a copied company takes (every stored column; company_id replaced).
+const COPIED_TABLES: [&str; 7] = [
+    "agents",
+    "apps",
+    "findings",
+    "reports",
+    "company_software",
+    "company_vulns",
+    "company_daily",
+];
+
+/// Copies the rows `template` has in [`COPIED_TABLES`] into each of `copies` (companies that
+/// exist and have none), then analyzes the tables.
+async fn clone_companies(pg: &PgStore, template: CompanyId, copies: &[CompanyId]) {
+    let started = Instant::now();
+    let pool = pg.pool();
+    let mut tables = Vec::new();
+    for t in COPIED_TABLES {
+        let cols: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns              WHERE table_schema = 'public' AND table_name = $1 AND is_generated = 'NEVER'              ORDER BY ordinal_position",
+        )
+        .bind(t)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if cols.is_empty() {
+            continue;
+        }
+        let select: Vec<&str> = cols
+            .iter()
+            .map(|c| if c == "company_id" { "$1" } else { c.as_str() })
+            .collect();
+        tables.push(format!(
+            "INSERT INTO {t} ({}) SELECT {} FROM {t} WHERE company_id = $2",
+            cols.join(", "),
+            select.join(", ")
+        ));
+    }
+    for (n, copy) in copies.iter().enumerate() {
+        let mut tx = pool.begin().await.unwrap();
+        // Row-level security shows the store's role one company at a time: the copy runs as
+        // the session's user (the superuser `zt_testkit` connects as), which it binds not.
+        sqlx::query("SET LOCAL ROLE NONE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for sql in &tables {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(copy)
+                .bind(template)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        if (n + 1) % 5 == 0 {
+            println!(
+                "  copied {} companies in {:.0} s",
+                n + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    // As the superuser too: the store's role may analyze none of the tables.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE NONE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    println!(
+        "copied the first company into {} others in {:.0} s (analyzed)",
+        copies.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A copied company and its original after the measurements: the same summary, and each
+/// one's counters agree with its findings.
+async fn check_copies(pg: &PgStore, template: CompanyId, copy: CompanyId) {
+    let a = pg.summary(template).await.unwrap();
+    let b = pg.summary(copy).await.unwrap();
+    assert_eq!(
+        (a.agents, a.apps, &a.findings, a.kev, a.fixable),
+        (b.agents, b.apps, &b.findings, b.kev, b.fixable),
+        "a copied company reconciled as its original"
+    );
+    for c in [template, copy] {
+        let s = pg.summary(c).await.unwrap();
+        let f = pg.summary_from_findings(c).await.unwrap();
+        assert_eq!(
+            (s.agents, s.apps, &s.findings, s.kev, s.fixable),
+            (f.agents, f.apps, &f.findings, f.kev, f.fixable),
+            "counters agree with the findings"
+        );
+    }
+    println!(
+        "check: a copy and the original agree after both updates ({} open findings each), \
+         counters agree with the findings",
+        a.findings.total()
+    );
+}
+
+async fn run(store: &dyn Storage, backend: &str, pg: Option<&PgStore>) {
     let hosts = env_usize("ZT_BENCH_HOSTS", 300_000);
     let companies = env_usize("ZT_BENCH_COMPANIES", 30);
     let apps = env_usize("ZT_BENCH_APPS", 20);
@@ -447,7 +560,10 @@ async fn run(store: &dyn Storage, backend: &str) {
             .unwrap();
         estate.companies.push(company.id);
     }
+    // PostgreSQL: the first company through the store, the others copied from it.
+    let copy = pg.filter(|_| std::env::var("ZT_BENCH_SEED").map_or(true, |v| v != "store"));
     let agents: Vec<NewAgent> = (0..hosts)
+        .filter(|i| copy.is_none() || i % companies == 0)
         .map(|i| {
             let mut token = [0u8; 32];
             token[..8].copy_from_slice(&(i as u64).to_le_bytes());
@@ -472,11 +588,23 @@ async fn run(store: &dyn Storage, backend: &str) {
     // Agents of a company in id order, as the workers see them.
     estate.agents = agents.iter().map(|a| (a.company_id, a.agent_id)).collect();
     println!(
-        "enrolled {hosts} agents in {:.0} s; catalogue {} versions",
+        "enrolled {} agents in {:.0} s; catalogue {} versions",
+        agents.len(),
         enrolled.elapsed().as_secs_f64(),
         estate.catalogue.len()
     );
     seed(store, &estate, &m0).await;
+    if let Some(pg) = copy {
+        clone_companies(pg, estate.companies[0], &estate.companies[1..]).await;
+        let s = pg.summary(estate.companies[1]).await.unwrap();
+        println!(
+            "estate: {} companies x {} hosts = {} hosts, {} apps per company",
+            companies,
+            s.agents,
+            s.agents * companies as u64,
+            s.apps
+        );
+    }
     let never = || false;
     let base = rematch(store, &m0, &never).await.unwrap();
     assert_eq!(base.software_matched, 0);
@@ -509,6 +637,11 @@ async fn run(store: &dyn Storage, backend: &str) {
         },
     )
     .await;
+    if let (Some(pg), Some(last)) = (copy, estate.companies.last()) {
+        if *last != estate.companies[0] {
+            check_copies(pg, estate.companies[0], *last).await;
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -518,13 +651,13 @@ async fn main() {
         let store = PgStore::connect(&db.url, &PgOptions::default())
             .await
             .unwrap();
-        run(&store, "PostgreSQL").await;
+        run(&store, "PostgreSQL", Some(&store)).await;
         store.pool().close().await;
     } else {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("zerotrace.db"))
             .await
             .unwrap();
-        run(&store, "SQLite").await;
+        run(&store, "SQLite", None).await;
     }
 }

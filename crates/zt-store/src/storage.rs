@@ -217,7 +217,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn pending_software(&self) -> Result<u64>;
 
     /// Makes the findings of the software versions waiting for it agree with their cached
-    /// matches, for up to `limit` agents of a company (in id order after `after`): opens
+    /// matches, for up to `limit` agents of a company holding one of them (an app or an open
+    /// finding of a waiting version; in id order after `after`; other agents are skipped): opens
     /// missing findings, refreshes severity/KEV/fix, resolves (`not_affected`) those no longer
     /// matched, recounts only the agents whose findings changed, and writes the
     /// `finding.opened` / `finding.kev` notifications in the same transaction. None when there

@@ -88,10 +88,14 @@ impl RematchReport {
 
 /// Software versions read and matched per step.
 pub const PAGE: u32 = 1_000;
-/// Agents per transaction of the targeted reconciliation: each step reads their apps once
-/// (only the waiting versions are joined), so larger steps mean fewer statements; the agents
-/// are locked for the step (a worker writing one of them waits that long).
-pub const RECONCILE_AGENTS: u32 = 2_000;
+/// Agents per transaction of the targeted reconciliation, counting only agents that hold a
+/// waiting version (the others are not read, locked or written): each step handles its
+/// agents set-wide in a few statements whatever their number, so a company of up to this many
+/// such agents is one step; they are locked for the step (a worker writing one of them waits
+/// that long — a few seconds for 10,000 agents).
+pub const RECONCILE_AGENTS: u32 = 10_000;
+/// Companies reconciled at the same time (the lanes of [`rematch`]'s reconciliation).
+const RECONCILE_LANES: usize = 2;
 /// Agents per transaction of a full reconciliation (every app of each agent is joined).
 pub const RECONCILE_AGENTS_FULL: u32 = 200;
 
@@ -218,40 +222,74 @@ pub async fn rematch(
             software = pending,
             "updating the findings of the software versions whose matches changed"
         );
-        for company in store.list_companies().await? {
-            let mut after = None;
-            loop {
-                if stop() {
-                    return Ok(report);
-                }
-                if pending > 0 {
-                    match store
-                        .reconcile_software(company.id, after, RECONCILE_AGENTS, Utc::now())
-                        .await?
-                    {
-                        Some(step) => {
-                            after = Some(step.last);
-                            report.agents_reconciled += step.agents;
-                        }
-                        None => break,
-                    }
-                } else {
-                    // Marked by a version that did not record which software changed.
-                    match store
-                        .reconcile_findings(company.id, after, RECONCILE_AGENTS_FULL, Utc::now())
-                        .await?
-                    {
-                        Some(last) => after = Some(last),
-                        None => break,
-                    }
-                }
-            }
+        let companies: Vec<CompanyId> = store
+            .list_companies()
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        // Companies side by side (each one's transactions lock only its own rows): the
+        // database works on one while the other's rows travel.
+        let lane = |k: usize| {
+            let mine: Vec<CompanyId> = companies
+                .iter()
+                .copied()
+                .skip(k)
+                .step_by(RECONCILE_LANES)
+                .collect();
+            reconcile_companies(store, mine, pending > 0, stop)
+        };
+        let (a, b) = tokio::join!(lane(0), lane(1));
+        match (a?, b?) {
+            (Some(a), Some(b)) => report.agents_reconciled += a + b,
+            _ => return Ok(report),
         }
         store.mark_reconciled(generation).await?;
     }
     report.reconcile_time = reconcile_started.elapsed();
     report.complete = true;
     Ok(report)
+}
+
+/// Reconciles `companies` one after the other; the agents whose findings changed, None when
+/// `stop` said so.
+async fn reconcile_companies(
+    store: &dyn Storage,
+    companies: Vec<CompanyId>,
+    targeted: bool,
+    stop: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<Option<u64>> {
+    let mut agents = 0;
+    for company in companies {
+        let mut after = None;
+        loop {
+            if stop() {
+                return Ok(None);
+            }
+            if targeted {
+                match store
+                    .reconcile_software(company, after, RECONCILE_AGENTS, Utc::now())
+                    .await?
+                {
+                    Some(step) => {
+                        after = Some(step.last);
+                        agents += step.agents;
+                    }
+                    None => break,
+                }
+            } else {
+                // Marked by a version that did not record which software changed.
+                match store
+                    .reconcile_findings(company, after, RECONCILE_AGENTS_FULL, Utc::now())
+                    .await?
+                {
+                    Some(last) => after = Some(last),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(Some(agents))
 }
 
 async fn match_and_store(

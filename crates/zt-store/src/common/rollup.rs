@@ -23,7 +23,7 @@ pub(crate) type Contribution = [i64; 3];
 
 /// Open findings per agent and (vulnerability, severity), as read before or after a write.
 /// Every agent asked for has an entry (an agent with no open findings: an empty one).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Contributions {
     agents: HashMap<(CompanyId, AgentId), BTreeMap<(String, i64), Contribution>>,
 }
@@ -49,6 +49,44 @@ impl Contributions {
             .entry(agent)
             .or_default()
             .insert((vuln_id, severity), counts);
+    }
+
+    /// One more open finding of the agent (a write opening or refreshing it).
+    pub(crate) fn add_finding(
+        &mut self,
+        agent: (CompanyId, AgentId),
+        vuln_id: &str,
+        state: crate::common::matches::FindingState,
+    ) {
+        let c = self
+            .agents
+            .entry(agent)
+            .or_default()
+            .entry((vuln_id.to_string(), state.severity))
+            .or_default();
+        c[0] += 1;
+        c[1] += i64::from(state.kev);
+        c[2] += i64::from(state.fixable);
+    }
+
+    /// One open finding of the agent fewer (a write resolving it, or changing its columns);
+    /// a (vulnerability, severity) left with none is dropped, as a read would not return it.
+    pub(crate) fn remove_finding(
+        &mut self,
+        agent: (CompanyId, AgentId),
+        vuln_id: &str,
+        state: crate::common::matches::FindingState,
+    ) {
+        let rows = self.agents.entry(agent).or_default();
+        let key = (vuln_id.to_string(), state.severity);
+        if let Some(c) = rows.get_mut(&key) {
+            c[0] -= 1;
+            c[1] -= i64::from(state.kev);
+            c[2] -= i64::from(state.fixable);
+            if c[0] <= 0 {
+                rows.remove(&key);
+            }
+        }
     }
 }
 

@@ -42,15 +42,15 @@ async fn cover_vuln(
 
 /// Sets the coverage of the findings of a company's `agents` (new findings, or tags
 /// changed); their counters are the caller's to recount. A company without analyses costs
-/// one lookup.
+/// one lookup. Whether the company has analyses (false: no finding's coverage changed).
 pub(crate) async fn cover_agents(
     tx: &mut Tx,
     company_id: CompanyId,
     agents: &[AgentId],
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<bool> {
     if agents.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let any: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM analyses WHERE company_id = $1 AND withdrawn_at IS NULL LIMIT 1",
@@ -59,7 +59,7 @@ pub(crate) async fn cover_agents(
     .fetch_optional(&mut **tx)
     .await?;
     if any.is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let ids: Vec<Uuid> = agents.iter().map(|a| a.0).collect();
     sqlx::query(sqlx::AssertSqlSafe(pg(&recover_agents_sql(|t| {
@@ -70,7 +70,7 @@ pub(crate) async fn cover_agents(
     .bind(&ids)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn resolve_vuln(tx: &mut Tx, id: &str) -> Result<Option<String>> {

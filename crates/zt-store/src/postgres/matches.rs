@@ -10,9 +10,11 @@ use zt_inventory::{Software, SoftwareKey};
 use super::process::{write_matches, COUNTERS_FROM_FINDINGS};
 use super::queue::CompanyScope;
 use super::{key_uuid, to_u64, uuid_key, PgStore};
-use crate::common::events::ChangedFinding;
-use crate::common::matches::{changed_keys, diff_matches, pending_generation, PairState};
+use crate::common::matches::{
+    changed_keys, diff_matches, pending_generation, reconciled, FindingState, PairChange, PairState,
+};
 use crate::common::reads::software_from_row;
+use crate::common::rollup::Contributions;
 use crate::model::*;
 use crate::Result;
 
@@ -323,14 +325,25 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<ReconcileStep>> {
         let mut tx = self.begin_for_company(company_id).await?;
+        // The waiting versions, bound as an array below: every other statement then names
+        // only this company's tables and the reference tables (on Citus `rematch_pending`
+        // stays on the coordinator), so each goes whole to the company's node.
+        let pending: Vec<Uuid> =
+            sqlx::query_scalar("SELECT software_key FROM rematch_pending ORDER BY software_key")
+                .fetch_all(&mut *tx)
+                .await?;
+        if pending.is_empty() {
+            tx.commit().await?;
+            return Ok(None);
+        }
         if after.is_none() {
             // A company with none of the waiting versions has nothing to reconcile.
             let any: Option<i32> = sqlx::query_scalar(
-                "SELECT 1 FROM rematch_pending p JOIN company_software cs \
-                 ON cs.company_id = $1 AND cs.software_key = p.software_key \
-                 WHERE cs.hosts > 0 LIMIT 1",
+                "SELECT 1 FROM company_software WHERE company_id = $1 AND hosts > 0 \
+                 AND software_key IN (SELECT unnest($2::uuid[])) LIMIT 1",
             )
             .bind(company_id)
+            .bind(&pending)
             .fetch_optional(&mut *tx)
             .await?;
             if any.is_none() {
@@ -338,13 +351,35 @@ impl PgStore {
                 return Ok(None);
             }
         }
-        // Agents locked first, in id order, as the workers lock them.
+        // Set-wide statements over a company's apps and findings: with a nested loop over a
+        // CTE or a function scan their cost grows with the product of the two sides, which
+        // the planner picks when its estimates are off (right after a large import, before
+        // the statistics catch up: measured minutes instead of a second), so only hash and
+        // merge joins for these two statements (index scans stay), with the memory to hash
+        // and sort a company's rows without spilling (the default 4 MB holds ~50,000).
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL work_mem = '32MB'")
+            .execute(&mut *tx)
+            .await?;
+        // The agents the step can change — an app or an open finding of a waiting version —
+        // locked first, in id order, as the workers lock them; every other agent of the
+        // company is left alone (and unlocked).
         let agents: Vec<AgentId> = sqlx::query_scalar(
-            "SELECT agent_id FROM agents WHERE company_id = $1 AND ($2::uuid IS NULL OR agent_id > $2) \
-             ORDER BY agent_id LIMIT $3 FOR UPDATE",
+            "SELECT agent_id FROM agents WHERE company_id = $1 \
+             AND ($2::uuid IS NULL OR agent_id > $2) AND agent_id IN ( \
+               SELECT a.agent_id FROM apps a WHERE a.company_id = $1 \
+               AND ($2::uuid IS NULL OR a.agent_id > $2) AND a.removed_at IS NULL \
+               AND a.software_key IN (SELECT unnest($3::uuid[])) \
+               UNION SELECT f.agent_id FROM findings f WHERE f.company_id = $1 \
+               AND ($2::uuid IS NULL OR f.agent_id > $2) AND f.resolved_at IS NULL \
+               AND f.software_key IN (SELECT unnest($3::uuid[]))) \
+             ORDER BY agent_id LIMIT $4 FOR UPDATE",
         )
         .bind(company_id)
         .bind(after)
+        .bind(&pending)
         .bind(i64::from(limit.max(1)))
         .fetch_all(&mut *tx)
         .await?;
@@ -352,133 +387,169 @@ impl PgStore {
             tx.commit().await?;
             return Ok(None);
         };
-        let finding = |r: &sqlx::postgres::PgRow| -> Result<(AgentId, ChangedFinding)> {
-            Ok((
-                r.try_get(0)?,
-                ChangedFinding {
-                    key: uuid_key(r.try_get(1)?),
-                    vuln_id: r.try_get(2)?,
-                    severity: i64::from(r.try_get::<i16, _>(3)?),
-                    kev: r.try_get(4)?,
-                },
-            ))
-        };
-        // What opens (new or reopened) and what becomes KEV, read before the writes: the
-        // notifications of this step.
-        let opened = sqlx::query(
-            "SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev \
-             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
-             WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
-             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
-             AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id \
-                AND f.agent_id = a.agent_id AND f.software_key = a.software_key \
-                AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL)",
-        )
-        .bind(company_id)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(finding)
-        .collect::<Result<Vec<_>>>()?;
-        let raised = sqlx::query(
-            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f \
-             JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
-             WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3 \
-             AND f.resolved_at IS NULL AND NOT f.kev AND sv.kev \
-             AND f.software_key IN (SELECT software_key FROM rematch_pending)",
-        )
-        .bind(company_id)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(finding)
-        .collect::<Result<Vec<_>>>()?;
-        // The hosts this step can change (an app or an open finding of a waiting version):
-        // their share of the company's vulnerability rollup is taken before and after.
-        let candidates: Vec<AgentId> = sqlx::query_scalar(
-            "SELECT agent_id FROM apps WHERE company_id = $1 AND agent_id BETWEEN $2 AND $3 \
-             AND software_key IN (SELECT software_key FROM rematch_pending) \
-             UNION SELECT agent_id FROM findings WHERE company_id = $1 \
-             AND agent_id BETWEEN $2 AND $3 AND resolved_at IS NULL \
-             AND software_key IN (SELECT software_key FROM rematch_pending) ORDER BY 1",
-        )
-        .bind(company_id)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *tx)
-        .await?;
-        let before = super::rollup::contributions(&mut tx, company_id, &candidates).await?;
-        // Every app × cached match of the waiting versions has an open finding with current
-        // columns.
+        // One statement for the step's findings (its sub-statements all see the findings as
+        // they were before it): the rows that change (`chg`: a pair matched now with no
+        // finding, a resolved one or different columns; an open finding whose pair is no
+        // longer matched), written by the upsert and the resolve, returned with the open
+        // findings of their (agent, vulnerability) before the write (`before`: the rollup's
+        // contributions). The agents outside the step in [first, last] hold none of the
+        // waiting versions, so the range selects the step's agents' rows.
         // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
-        let upserted: Vec<AgentId> = sqlx::query_scalar(
-            "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
-             fixable, first_seen) \
-             SELECT DISTINCT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev, \
-             sv.fixable, $4::timestamptz \
-             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
-             WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
-             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
-             ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
-             resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
-             kev = excluded.kev, fixable = excluded.fixable, \
-             sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END \
-             WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
-             OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
-             RETURNING agent_id",
+        let rows = sqlx::query(
+            "WITH pend AS MATERIALIZED (SELECT unnest($4::uuid[]) AS software_key), \
+             src AS MATERIALIZED (SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, \
+               sv.severity, sv.kev, sv.fixable \
+               FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+               AND sv.software_key = ANY($4::uuid[]) \
+               WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
+               AND a.software_key IN (SELECT software_key FROM pend)), \
+             fin AS MATERIALIZED (SELECT f.agent_id, f.software_key, f.vuln_id, f.severity, \
+               f.kev, f.fixable, f.resolved_at IS NULL AS open, f.suppressed, \
+               f.software_key IN (SELECT software_key FROM pend) AS waiting FROM findings f \
+               WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3), \
+             cur AS MATERIALIZED (SELECT * FROM fin WHERE waiting), \
+             chg AS MATERIALIZED ( \
+               SELECT s.agent_id, s.software_key, s.vuln_id, c.open AS old_open, \
+               c.severity AS old_severity, c.kev AS old_kev, c.fixable AS old_fixable, \
+               s.severity, s.kev, s.fixable, coalesce(c.suppressed, false) AS suppressed \
+               FROM src s LEFT JOIN cur c ON c.agent_id = s.agent_id \
+               AND c.software_key = s.software_key AND c.vuln_id = s.vuln_id \
+               WHERE c.agent_id IS NULL OR NOT c.open OR c.severity <> s.severity \
+               OR c.kev <> s.kev OR c.fixable <> s.fixable \
+               UNION ALL \
+               SELECT c.agent_id, c.software_key, c.vuln_id, c.open, c.severity, c.kev, \
+               c.fixable, NULL, NULL, NULL, c.suppressed FROM cur c WHERE c.open \
+               AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
+                 WHERE sv.software_key = ANY($4::uuid[]) \
+                 AND sv.software_key = c.software_key AND sv.vuln_id = c.vuln_id)), \
+             upserted AS (INSERT INTO findings (company_id, agent_id, software_key, vuln_id, \
+               severity, kev, fixable, first_seen) \
+               SELECT $1, chg.agent_id, chg.software_key, chg.vuln_id, chg.severity, chg.kev, \
+               chg.fixable, $5::timestamptz FROM chg WHERE chg.severity IS NOT NULL \
+               ORDER BY chg.agent_id, chg.software_key, chg.vuln_id \
+               ON CONFLICT (company_id, agent_id, software_key, vuln_id) DO UPDATE SET \
+               resolved_at = NULL, resolution = NULL, severity = excluded.severity, \
+               kev = excluded.kev, fixable = excluded.fixable, \
+               sla_notified = CASE WHEN findings.resolved_at IS NULL \
+                 THEN findings.sla_notified ELSE 0 END \
+               WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
+               OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
+               RETURNING 1), \
+             resolved AS (UPDATE findings f SET resolved_at = $5, resolution = 'not_affected' \
+               WHERE f.company_id = $1 AND f.agent_id BETWEEN $2 AND $3 \
+               AND (f.agent_id, f.software_key, f.vuln_id) IN (SELECT chg.agent_id, \
+                 chg.software_key, chg.vuln_id FROM chg WHERE chg.severity IS NULL) \
+               AND f.resolved_at IS NULL RETURNING 1), \
+             before AS (SELECT f.agent_id, f.vuln_id, f.severity, count(*) AS n, \
+               count(*) FILTER (WHERE f.kev) AS k, count(*) FILTER (WHERE f.fixable) AS x \
+               FROM fin f JOIN (SELECT DISTINCT agent_id, vuln_id FROM chg) p \
+               ON f.agent_id = p.agent_id AND f.vuln_id = p.vuln_id \
+               WHERE f.open GROUP BY f.agent_id, f.vuln_id, f.severity) \
+             SELECT false, agent_id, software_key, vuln_id, old_open, old_severity, old_kev, \
+               old_fixable, severity, kev, fixable, 0::bigint, 0::bigint, 0::bigint, suppressed \
+               FROM chg \
+             UNION ALL SELECT true, agent_id, NULL, vuln_id, NULL, NULL, NULL, NULL, severity, \
+               NULL, NULL, n, k, x, false FROM before",
         )
         .bind(company_id)
         .bind(first)
         .bind(last)
+        .bind(&pending)
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        // An open finding of those versions whose pair is no longer matched is resolved.
-        let resolved: Vec<AgentId> = sqlx::query_scalar(
-            "UPDATE findings SET resolved_at = $4, resolution = 'not_affected' \
-             WHERE company_id = $1 AND agent_id BETWEEN $2 AND $3 AND resolved_at IS NULL \
-             AND software_key IN (SELECT software_key FROM rematch_pending) \
-             AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
-                WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id) \
-             RETURNING agent_id",
-        )
-        .bind(company_id)
-        .bind(first)
-        .bind(last)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut touched: Vec<AgentId> = upserted.into_iter().chain(resolved).collect();
-        touched.sort();
-        touched.dedup();
-        if touched.is_empty() {
+        sqlx::query("SET LOCAL enable_nestloop TO DEFAULT")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL work_mem TO DEFAULT")
+            .execute(&mut *tx)
+            .await?;
+        let mut changes = Vec::new();
+        let mut before = Contributions::default();
+        for r in &rows {
+            let agent: AgentId = r.try_get(1)?;
+            let vuln_id: String = r.try_get(3)?;
+            if r.try_get::<bool, _>(0)? {
+                before.add_row(
+                    (company_id, agent),
+                    vuln_id,
+                    i64::from(r.try_get::<i16, _>(8)?),
+                    [r.try_get(11)?, r.try_get(12)?, r.try_get(13)?],
+                );
+                continue;
+            }
+            let state = |sev: Option<i16>, kev: Option<bool>, fix: Option<bool>| {
+                Some(FindingState {
+                    severity: i64::from(sev?),
+                    kev: kev?,
+                    fixable: fix?,
+                })
+            };
+            let old_open: Option<bool> = r.try_get(4)?;
+            changes.push(PairChange {
+                agent,
+                key: uuid_key(r.try_get(2)?),
+                vuln_id,
+                old: old_open.zip(state(r.try_get(5)?, r.try_get(6)?, r.try_get(7)?)),
+                new: state(r.try_get(8)?, r.try_get(9)?, r.try_get(10)?),
+                suppressed: r.try_get(14)?,
+            });
+        }
+        let done = reconciled(company_id, &changes, before);
+        if done.touched.is_empty() {
             tx.commit().await?;
             return Ok(Some(ReconcileStep { last, agents: 0 }));
         }
-        // New findings an analysis covers are suppressed before they are counted.
-        super::analyses::cover_agents(&mut tx, company_id, &touched, now).await?;
-        let sql = format!(
-            "UPDATE agents a SET {COUNTERS_FROM_FINDINGS} \
-             WHERE a.company_id = $1 AND a.agent_id = ANY($2)"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        // New findings an analysis covers are suppressed before they are counted: with
+        // analyses the agents are recounted, else their counters move by what the changed
+        // rows say (no read of their other findings).
+        if super::analyses::cover_agents(&mut tx, company_id, &done.touched, now).await? {
+            let sql = format!(
+                "UPDATE agents a SET {COUNTERS_FROM_FINDINGS} \
+                 WHERE a.company_id = $1 AND a.agent_id = ANY($2)"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(company_id)
+                .bind(&done.touched)
+                .execute(&mut *tx)
+                .await?;
+        } else if !done.counters.is_empty() {
+            let agents: Vec<AgentId> = done.counters.iter().map(|(a, _)| *a).collect();
+            let column = |i: usize| -> Vec<i32> {
+                done.counters
+                    .iter()
+                    .map(|(_, d)| i32::try_from(d[i]).unwrap_or_default())
+                    .collect()
+            };
+            sqlx::query(
+                "UPDATE agents a SET open_critical = a.open_critical + d.c, \
+                 open_high = a.open_high + d.h, open_medium = a.open_medium + d.m, \
+                 open_low = a.open_low + d.l, open_unknown = a.open_unknown + d.u, \
+                 open_kev = a.open_kev + d.k, open_fixable = a.open_fixable + d.x \
+                 FROM unnest($2::uuid[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], \
+                   $8::int[], $9::int[]) AS d(agent_id, c, h, m, l, u, k, x) \
+                 WHERE a.company_id = $1 AND a.agent_id = d.agent_id",
+            )
             .bind(company_id)
-            .bind(&touched)
+            .bind(&agents)
+            .bind(column(0))
+            .bind(column(1))
+            .bind(column(2))
+            .bind(column(3))
+            .bind(column(4))
+            .bind(column(5))
+            .bind(column(6))
             .execute(&mut *tx)
             .await?;
-        let after = super::rollup::contributions(&mut tx, company_id, &candidates).await?;
-        super::rollup::write_delta(
-            &mut tx,
-            company_id,
-            &crate::common::rollup::RollupDelta::between(&before, &after),
-        )
-        .await?;
+        }
+        super::rollup::write_delta(&mut tx, company_id, &done.rollup).await?;
         // Findings opened by a knowledge change notify as those opened by a report.
-        let mut keys: Vec<SoftwareKey> = opened.iter().chain(&raised).map(|(_, f)| f.key).collect();
+        let mut keys: Vec<SoftwareKey> = done
+            .opened
+            .iter()
+            .chain(&done.raised)
+            .map(|(_, f)| f.key)
+            .collect();
         keys.sort();
         keys.dedup();
         let packages = super::events::load_packages(&mut tx, &keys).await?;
@@ -486,8 +557,14 @@ impl PgStore {
         super::notify::changed_in_tx(
             &mut tx,
             &mut scope,
-            opened.iter().map(|(a, f)| (company_id, *a, f)).collect(),
-            raised.iter().map(|(a, f)| (company_id, *a, f)).collect(),
+            done.opened
+                .iter()
+                .map(|(a, f)| (company_id, *a, f))
+                .collect(),
+            done.raised
+                .iter()
+                .map(|(a, f)| (company_id, *a, f))
+                .collect(),
             &packages,
             now,
         )
@@ -495,7 +572,7 @@ impl PgStore {
         tx.commit().await?;
         Ok(Some(ReconcileStep {
             last,
-            agents: touched.len() as u64,
+            agents: done.touched.len() as u64,
         }))
     }
 

@@ -8,9 +8,11 @@ use zt_inventory::{Software, SoftwareKey};
 
 use super::process::write_matches;
 use super::SqliteStore;
-use crate::common::events::ChangedFinding;
-use crate::common::matches::{changed_keys, diff_matches, pending_generation, PairState};
+use crate::common::matches::{
+    changed_keys, diff_matches, pending_generation, reconciled, FindingState, PairChange, PairState,
+};
 use crate::common::reads::software_from_row;
+use crate::common::rollup::Contributions;
 use crate::common::{agent_from, key_from, ms};
 use crate::model::*;
 use crate::Result;
@@ -319,90 +321,118 @@ impl SqliteStore {
         }
         let now_ms = ms(now);
         let after = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
+        let mut w = self.begin_background_write().await?;
+        // The agents the step can change: an app or an open finding of a waiting version
+        // (every other agent of the company is left alone).
         let agents: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT agent_id FROM agents WHERE company_id = ?1 AND agent_id > ?2 \
+            "SELECT agent_id FROM agents WHERE company_id = ?1 AND agent_id > ?2 AND agent_id IN ( \
+               SELECT agent_id FROM apps WHERE company_id = ?1 AND agent_id > ?2 \
+               AND software_key IN (SELECT software_key FROM rematch_pending) \
+               UNION SELECT agent_id FROM findings WHERE company_id = ?1 AND agent_id > ?2 \
+               AND resolved_at IS NULL \
+               AND software_key IN (SELECT software_key FROM rematch_pending)) \
              ORDER BY agent_id LIMIT ?3",
         )
         .bind(company_id)
         .bind(&after)
         .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *w.tx)
         .await?;
-        let Some(last) = agents.last() else {
+        let Some(end) = agents.last().cloned() else {
+            w.commit().await?;
             return Ok(None);
         };
-        let last = agent_from(last)?;
-        let (first, end) = (agents[0].clone(), last.as_bytes().to_vec());
-        let mut w = self.begin_background_write().await?;
-        let finding = |r: &sqlx::sqlite::SqliteRow| -> Result<(AgentId, ChangedFinding)> {
-            Ok((
-                agent_from(r.try_get::<&[u8], _>(0)?)?,
-                ChangedFinding {
-                    key: key_from(r.try_get::<&[u8], _>(1)?)?,
-                    vuln_id: r.try_get(2)?,
-                    severity: r.try_get(3)?,
-                    kev: r.try_get::<i64, _>(4)? != 0,
-                },
-            ))
-        };
-        // What opens (new or reopened) and what becomes KEV, read before the writes: the
-        // notifications of this step.
-        let opened = sqlx::query(
-            "SELECT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev \
-             FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
-             WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3 \
-             AND a.software_key IN (SELECT software_key FROM rematch_pending) \
-             AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.company_id = a.company_id \
-                AND f.agent_id = a.agent_id AND f.software_key = a.software_key \
-                AND f.vuln_id = sv.vuln_id AND f.resolved_at IS NULL) \
-             GROUP BY a.agent_id, a.software_key, sv.vuln_id",
+        let last = agent_from(&end)?;
+        let first = agents[0].clone();
+        // The rows that change (a pair matched now with no finding, a resolved one or
+        // different columns; an open finding whose pair is no longer matched), and the open
+        // findings of their (agent, vulnerability) before the write (the rollup's
+        // contributions). The agents outside the step in [first, end] hold none of the
+        // waiting versions, so the range selects the step's agents' rows.
+        let rows = sqlx::query(
+            "WITH src AS (SELECT a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev, \
+               sv.fixable FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
+               WHERE a.company_id = ?1 AND a.agent_id >= ?2 AND a.agent_id <= ?3 \
+               AND a.software_key IN (SELECT software_key FROM rematch_pending) \
+               GROUP BY a.agent_id, a.software_key, sv.vuln_id), \
+             cur AS (SELECT f.agent_id, f.software_key, f.vuln_id, f.severity, f.kev, f.fixable, \
+               f.resolved_at IS NULL AS open, f.suppressed FROM findings f \
+               WHERE f.company_id = ?1 AND f.agent_id >= ?2 AND f.agent_id <= ?3 \
+               AND f.software_key IN (SELECT software_key FROM rematch_pending)), \
+             chg AS ( \
+               SELECT s.agent_id, s.software_key, s.vuln_id, c.open AS old_open, \
+               c.severity AS old_severity, c.kev AS old_kev, c.fixable AS old_fixable, \
+               s.severity AS severity, s.kev AS kev, s.fixable AS fixable, \
+               coalesce(c.suppressed, 0) AS suppressed \
+               FROM src s LEFT JOIN cur c ON c.agent_id = s.agent_id \
+               AND c.software_key = s.software_key AND c.vuln_id = s.vuln_id \
+               WHERE c.agent_id IS NULL OR NOT c.open OR c.severity <> s.severity \
+               OR c.kev <> s.kev OR c.fixable <> s.fixable \
+               UNION ALL \
+               SELECT c.agent_id, c.software_key, c.vuln_id, c.open, c.severity, c.kev, \
+               c.fixable, NULL, NULL, NULL, c.suppressed FROM cur c WHERE c.open \
+               AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
+                 WHERE sv.software_key = c.software_key AND sv.vuln_id = c.vuln_id)), \
+             pairs AS (SELECT DISTINCT agent_id, vuln_id FROM chg), \
+             before AS (SELECT f.agent_id, f.vuln_id, f.severity, count(*) AS n, \
+               coalesce(sum(f.kev), 0) AS k, coalesce(sum(f.fixable), 0) AS x \
+               FROM findings f JOIN pairs p ON f.agent_id = p.agent_id AND f.vuln_id = p.vuln_id \
+               WHERE f.company_id = ?1 AND f.resolved_at IS NULL \
+               GROUP BY f.agent_id, f.vuln_id, f.severity) \
+             SELECT 0, agent_id, software_key, vuln_id, old_open, old_severity, old_kev, \
+               old_fixable, severity, kev, fixable, 0, 0, 0, suppressed FROM chg \
+             UNION ALL SELECT 1, agent_id, NULL, vuln_id, NULL, NULL, NULL, NULL, severity, \
+               NULL, NULL, n, k, x, 0 FROM before",
         )
         .bind(company_id)
         .bind(&first)
         .bind(&end)
         .fetch_all(&mut *w.tx)
-        .await?
-        .iter()
-        .map(finding)
-        .collect::<Result<Vec<_>>>()?;
-        let raised = sqlx::query(
-            "SELECT f.agent_id, f.software_key, f.vuln_id, sv.severity, sv.kev FROM findings f \
-             JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id \
-             WHERE f.company_id = ?1 AND f.agent_id >= ?2 AND f.agent_id <= ?3 \
-             AND f.resolved_at IS NULL AND f.kev = 0 AND sv.kev = 1 \
-             AND f.software_key IN (SELECT software_key FROM rematch_pending)",
-        )
-        .bind(company_id)
-        .bind(&first)
-        .bind(&end)
-        .fetch_all(&mut *w.tx)
-        .await?
-        .iter()
-        .map(finding)
-        .collect::<Result<Vec<_>>>()?;
-        // The hosts this step can change (an app or an open finding of a waiting version):
-        // their share of the company's vulnerability rollup is taken before and after.
-        let mut candidates = Vec::new();
-        for a in sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT agent_id FROM apps WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3 \
-             AND software_key IN (SELECT software_key FROM rematch_pending) \
-             UNION SELECT agent_id FROM findings WHERE company_id = ?1 \
-             AND agent_id >= ?2 AND agent_id <= ?3 AND resolved_at IS NULL \
-             AND software_key IN (SELECT software_key FROM rematch_pending)",
-        )
-        .bind(company_id)
-        .bind(&first)
-        .bind(&end)
-        .fetch_all(&mut *w.tx)
-        .await?
-        {
-            candidates.push((company_id, agent_from(&a)?));
+        .await?;
+        let mut changes = Vec::new();
+        let mut before = Contributions::default();
+        for r in &rows {
+            let agent = agent_from(r.try_get::<&[u8], _>(1)?)?;
+            let vuln_id: String = r.try_get(3)?;
+            if r.try_get::<i64, _>(0)? != 0 {
+                before.add_row(
+                    (company_id, agent),
+                    vuln_id,
+                    r.try_get(8)?,
+                    [r.try_get(11)?, r.try_get(12)?, r.try_get(13)?],
+                );
+                continue;
+            }
+            let state = |sev: Option<i64>, kev: Option<i64>, fix: Option<i64>| {
+                Some(FindingState {
+                    severity: sev?,
+                    kev: kev? != 0,
+                    fixable: fix? != 0,
+                })
+            };
+            let old_open: Option<i64> = r.try_get(4)?;
+            changes.push(PairChange {
+                agent,
+                key: key_from(r.try_get::<&[u8], _>(2)?)?,
+                vuln_id,
+                old: old_open.map(|o| o != 0).zip(state(
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                    r.try_get(7)?,
+                )),
+                new: state(r.try_get(8)?, r.try_get(9)?, r.try_get(10)?),
+                suppressed: r.try_get::<i64, _>(14)? != 0,
+            });
         }
-        let before = super::rollup::contributions(&mut w.tx, candidates.iter().copied()).await?;
+        let done = reconciled(company_id, &changes, before);
+        if done.touched.is_empty() {
+            w.commit().await?;
+            return Ok(Some(ReconcileStep { last, agents: 0 }));
+        }
         // Every app × cached match of the waiting versions has an open finding with current
-        // columns.
+        // columns (the rows read above).
         // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
-        let upserted: Vec<Vec<u8>> = sqlx::query_scalar(
+        sqlx::query(
             "INSERT INTO findings (company_id, agent_id, software_key, vuln_id, severity, kev, \
              fixable, first_seen) \
              SELECT a.company_id, a.agent_id, a.software_key, sv.vuln_id, sv.severity, sv.kev, \
@@ -416,43 +446,36 @@ impl SqliteStore {
              kev = excluded.kev, fixable = excluded.fixable, \
              sla_notified = CASE WHEN findings.resolved_at IS NULL THEN findings.sla_notified ELSE 0 END \
              WHERE findings.resolved_at IS NOT NULL OR findings.severity <> excluded.severity \
-             OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable \
-             RETURNING agent_id",
+             OR findings.kev <> excluded.kev OR findings.fixable <> excluded.fixable",
         )
         .bind(company_id)
         .bind(&first)
         .bind(&end)
         .bind(now_ms)
-        .fetch_all(&mut *w.tx)
+        .execute(&mut *w.tx)
         .await?;
         // An open finding of those versions whose pair is no longer matched is resolved.
-        let resolved: Vec<Vec<u8>> = sqlx::query_scalar(
+        sqlx::query(
             "UPDATE findings SET resolved_at = ?4, resolution = 'not_affected' \
              WHERE company_id = ?1 AND agent_id >= ?2 AND agent_id <= ?3 AND resolved_at IS NULL \
              AND software_key IN (SELECT software_key FROM rematch_pending) \
              AND NOT EXISTS (SELECT 1 FROM software_vulns sv \
-                WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id) \
-             RETURNING agent_id",
+                WHERE sv.software_key = findings.software_key AND sv.vuln_id = findings.vuln_id)",
         )
         .bind(company_id)
         .bind(&first)
         .bind(&end)
         .bind(now_ms)
-        .fetch_all(&mut *w.tx)
+        .execute(&mut *w.tx)
         .await?;
-        let mut touched: HashSet<(CompanyId, AgentId)> = HashSet::new();
-        for a in upserted.iter().chain(&resolved) {
-            touched.insert((company_id, agent_from(a)?));
-        }
-        if touched.is_empty() {
-            w.commit().await?;
-            return Ok(Some(ReconcileStep { last, agents: 0 }));
-        }
+        let touched: HashSet<(CompanyId, AgentId)> =
+            done.touched.iter().map(|a| (company_id, *a)).collect();
         // New findings an analysis covers are suppressed before they are counted.
         super::analyses::cover_agents(&mut w.tx, &touched, now_ms).await?;
-        let hex: Vec<String> = touched
+        let hex: Vec<String> = done
+            .touched
             .iter()
-            .map(|(_, a)| hex::encode(a.as_bytes()))
+            .map(|a| hex::encode(a.as_bytes()))
             .collect();
         sqlx::query(
             "UPDATE agents SET (open_critical, open_high, open_medium, open_low, open_unknown, \
@@ -468,21 +491,27 @@ impl SqliteStore {
         .bind(super::process::json(&hex)?)
         .execute(&mut *w.tx)
         .await?;
-        let after = super::rollup::contributions(&mut w.tx, candidates).await?;
-        super::rollup::write_delta(
-            &mut w.tx,
-            &crate::common::rollup::RollupDelta::between(&before, &after),
-        )
-        .await?;
+        super::rollup::write_delta(&mut w.tx, &done.rollup).await?;
         // Findings opened by a knowledge change notify as those opened by a report.
-        let mut keys: Vec<SoftwareKey> = opened.iter().chain(&raised).map(|(_, f)| f.key).collect();
+        let mut keys: Vec<SoftwareKey> = done
+            .opened
+            .iter()
+            .chain(&done.raised)
+            .map(|(_, f)| f.key)
+            .collect();
         keys.sort();
         keys.dedup();
         let packages = super::apply::load_packages(&mut w.tx, &keys).await?;
         super::notify::changed_in_tx(
             &mut w.tx,
-            opened.iter().map(|(a, f)| (company_id, *a, f)).collect(),
-            raised.iter().map(|(a, f)| (company_id, *a, f)).collect(),
+            done.opened
+                .iter()
+                .map(|(a, f)| (company_id, *a, f))
+                .collect(),
+            done.raised
+                .iter()
+                .map(|(a, f)| (company_id, *a, f))
+                .collect(),
             &packages,
             now,
         )
@@ -490,7 +519,7 @@ impl SqliteStore {
         w.commit().await?;
         Ok(Some(ReconcileStep {
             last,
-            agents: touched.len() as u64,
+            agents: done.touched.len() as u64,
         }))
     }
 

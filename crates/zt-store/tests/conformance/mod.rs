@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
             findings_follow_inventories_and_stay_in_their_company,
             one_batch_applies_each_agents_reports_oldest_first,
             rematch_updates_every_company_after_a_reconcile,
+            targeted_reconcile_steps_over_the_agents_holding_changed_versions,
             purge_keeps_recent_and_pending,
             events_follow_processing_per_company,
             events_prune_oldest_first,
@@ -1126,6 +1127,171 @@ pub async fn rematch_updates_every_company_after_a_reconcile(store: &dyn Storage
         .items;
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].resolution.as_deref(), Some("not_affected"));
+}
+
+/// Issue 15: the targeted reconciliation goes over the agents holding a changed version only,
+/// in steps of at most `limit` of them (here 2, far below a company's agents), and what the
+/// steps leave — findings, the hosts' counters, the vulnerability counts (a host with two
+/// versions hit by one vulnerability counts once) — is what the hosts' apps say.
+pub async fn targeted_reconcile_steps_over_the_agents_holding_changed_versions(
+    store: &dyn Storage,
+) {
+    let acme = company(store, "Acme", 90).await;
+    let beta = company(store, "Beta", 91).await;
+    let old = app("lodash", "4.17.15");
+    let newer = app("lodash", "4.17.19");
+    let pad = app("left-pad", "1.0.0");
+    let mut fleet: Vec<(CompanyId, AgentId, Vec<App>)> = Vec::new();
+    for i in 0..7u8 {
+        let a = agent(store, acme, &format!("web-{i}"), 92 + i).await;
+        let apps = match i {
+            2 => vec![newer.clone(), pad.clone()],
+            3 => vec![old.clone(), newer.clone()],
+            6 => vec![pad.clone()],
+            _ => vec![old.clone(), pad.clone()],
+        };
+        fleet.push((acme, a, apps));
+    }
+    let b = agent(store, beta, "db-1", 99).await;
+    fleet.push((beta, b, vec![old.clone()]));
+    let t = Utc::now();
+    let reports: Vec<IncomingReport> = fleet
+        .iter()
+        .map(|(c, a, apps)| incoming(*c, *a, apps, t))
+        .collect();
+    store.accept_reports(&reports, 100).await.unwrap();
+    let got = store
+        .claim_batch(&claim("w", 1000, Duration::from_secs(60), 3, Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), fleet.len());
+    let together: Vec<(&ClaimedReport, &[App], DateTime<Utc>)> = got
+        .iter()
+        .map(|c| {
+            let (_, _, apps) = fleet.iter().find(|f| f.1 == c.agent_id).unwrap();
+            (c, apps.as_slice(), t)
+        })
+        .collect();
+    process_together(store, &together, "w", &|_| Vec::new()).await;
+    assert_eq!(store.summary(acme).await.unwrap().findings.total(), 0);
+
+    // Reconciles every company in steps of two agents; returns the steps of Acme.
+    let reconcile_all = move || async move {
+        let generation = store.reconcile_pending().await.unwrap().expect("pending");
+        let mut acme_steps = Vec::new();
+        for c in [acme, beta] {
+            let mut after = None;
+            while let Some(step) = store
+                .reconcile_software(c, after, 2, Utc::now())
+                .await
+                .unwrap()
+            {
+                after = Some(step.last);
+                if c == acme {
+                    acme_steps.push(step.agents);
+                }
+            }
+        }
+        store.mark_reconciled(generation).await.unwrap();
+        acme_steps
+    };
+    let rematch = move |revision: u64, keep: fn(&str, &str) -> bool| async move {
+        let stale = store
+            .software_to_rematch(revision, None, 100)
+            .await
+            .unwrap();
+        let results: Vec<MatchedSoftware> = stale
+            .into_iter()
+            .map(|(key, software)| {
+                let mut matches = lodash_matcher(&software);
+                matches.retain(|m| keep(&software.version, &m.vulnerability.id));
+                MatchedSoftware {
+                    key,
+                    matches,
+                    software,
+                }
+            })
+            .collect();
+        store.store_rematch(&results, revision).await.unwrap()
+    };
+    let vulns = move |c: CompanyId| async move {
+        let page = store
+            .list_vulnerabilities(c, &VulnFilter::default(), &PageRequest::default())
+            .await
+            .unwrap();
+        let mut out: Vec<(String, u64, u64)> = page
+            .items
+            .into_iter()
+            .map(|v| (v.vulnerability.id, v.hosts, v.findings))
+            .collect();
+        out.sort();
+        out
+    };
+    let hosts: Vec<(CompanyId, AgentId)> = fleet.iter().map(|(c, a, _)| (*c, *a)).collect();
+    let hosts = &hosts;
+    let counters = move || async move {
+        let mut out = Vec::new();
+        for (c, a) in hosts {
+            let agent = store.get_agent(*c, *a).await.unwrap().unwrap();
+            out.push(agent.findings.total());
+        }
+        out
+    };
+
+    // New knowledge: lodash is vulnerable. Six Acme hosts hold it: three steps of two (the
+    // host with left-pad only is not one of them).
+    let delta = rematch(2, |_, _| true).await;
+    assert_eq!(delta.appeared.len(), 3);
+    assert_eq!(reconcile_all().await, vec![2, 2, 2]);
+    assert_eq!(store.reconcile_pending().await.unwrap(), None);
+    assert_eq!(counters().await, vec![2, 2, 1, 3, 2, 2, 0, 2]);
+    assert_eq!(
+        vulns(acme).await,
+        vec![
+            ("CVE-2020-8203".to_string(), 5, 5),
+            ("CVE-2021-23337".to_string(), 6, 7),
+        ]
+    );
+    assert_eq!(
+        vulns(beta).await,
+        vec![
+            ("CVE-2020-8203".to_string(), 1, 1),
+            ("CVE-2021-23337".to_string(), 1, 1),
+        ]
+    );
+
+    // Knowledge no longer names 4.17.15 for CVE-2021-23337: its five findings there are
+    // resolved; the host with both versions keeps counting once.
+    let delta = rematch(3, |version, id| {
+        !(version == "4.17.15" && id == "CVE-2021-23337")
+    })
+    .await;
+    assert_eq!(delta.disappeared.len(), 1);
+    assert_eq!(reconcile_all().await, vec![2, 2, 1]);
+    assert_eq!(counters().await, vec![1, 1, 1, 2, 1, 1, 0, 1]);
+    assert_eq!(
+        vulns(acme).await,
+        vec![
+            ("CVE-2020-8203".to_string(), 5, 5),
+            ("CVE-2021-23337".to_string(), 2, 2),
+        ]
+    );
+    let resolved = store
+        .list_findings(
+            acme,
+            &FindingFilter {
+                status: FindingStatus::Resolved,
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(resolved.len(), 5);
+    assert!(resolved
+        .iter()
+        .all(|f| f.resolution.as_deref() == Some("not_affected")));
 }
 
 pub async fn purge_keeps_recent_and_pending(store: &dyn Storage) {
