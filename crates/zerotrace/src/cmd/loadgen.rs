@@ -184,7 +184,9 @@ async fn print_progress(progress: Arc<Progress>) {
             *progress.phase.lock(),
             progress.sent.load(Ordering::Relaxed),
             progress.accepted.load(Ordering::Relaxed),
-            apps - last_apps,
+            // The count starts again after warm-up rounds: never a negative rate (a panic
+            // of this task in a debug build, a huge number in a release one).
+            apps.saturating_sub(last_apps),
             progress.processed.load(Ordering::Relaxed),
             progress.throttled.load(Ordering::Relaxed),
             progress.overloaded.load(Ordering::Relaxed),
