@@ -364,26 +364,38 @@ pub async fn prepare(conn: &mut PgConnection, app_role: bool) -> Result<bool> {
 /// Citus connects to the workers as the current role: `zerotrace_app` (NOLOGIN when the
 /// migrations create it) must be allowed to log in.
 async fn ensure_app_role_login(conn: &mut PgConnection) -> Result<()> {
-    let can_login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
-        .bind(APP_ROLE)
-        .fetch_optional(&mut *conn)
-        .await?
-        .unwrap_or(true);
-    if can_login {
+    if app_role_can_login(conn).await? {
         return Ok(());
     }
-    conn.execute(sqlx::AssertSqlSafe(format!("ALTER ROLE {APP_ROLE} LOGIN")))
-        .await
-        .map_err(|e| {
-            StoreError::Other(format!(
-                "Citus opens its connections to the worker nodes as the role {APP_ROLE}, which \
+    let altered = conn
+        .execute(sqlx::AssertSqlSafe(format!("ALTER ROLE {APP_ROLE} LOGIN")))
+        .await;
+    // Roles belong to the cluster, not to one database: another ZeroTrace store opening a
+    // database of the same cluster at the same moment may have made the same change, and
+    // PostgreSQL then refuses ours ("tuple concurrently updated"). What counts is the result.
+    if altered.is_err() && app_role_can_login(conn).await? {
+        return Ok(());
+    }
+    altered.map_err(|e| {
+        StoreError::Other(format!(
+            "Citus opens its connections to the worker nodes as the role {APP_ROLE}, which \
                  cannot log in, and making it a login role failed ({e}): run `ALTER ROLE \
                  {APP_ROLE} LOGIN` as a superuser on the coordinator (Citus carries it to the \
                  workers) and let the workers authenticate it (pg_hba.conf, or a password in \
                  pg_dist_authinfo)"
-            ))
-        })?;
+        ))
+    })?;
     Ok(())
+}
+
+async fn app_role_can_login(conn: &mut PgConnection) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+            .bind(APP_ROLE)
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or(true),
+    )
 }
 
 impl super::PgStore {
