@@ -302,14 +302,9 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT ");
-    for i in 0..5 {
-        qb.push(format_args!("t.o{i} - s.o{i} + k.o{i}, "));
-    }
-    qb.push(
-        "t.o0 + t.o1 + t.o2 + t.o3 + t.o4 + t.w0 + t.w1 + t.w2 + t.w3 + t.w4 - s.w + k.w, s.n \
-         FROM (SELECT ",
-    );
+    // `t` is a materialized `WITH`: as a subquery in FROM the planner would inline it and
+    // count each range twice (its columns are named twice: per severity, and in the sum).
+    let mut qb = QueryBuilder::new("WITH t AS MATERIALIZED (SELECT ");
     // t: range counts of `findings_due`.
     let open = |qb: &mut QueryBuilder<DB>, range: &str| {
         qb.push("(SELECT count(*) FROM findings f WHERE f.company_id = ")
@@ -332,9 +327,16 @@ where
         qb.push(if i < 4 {
             ", "
         } else {
-            " FROM (VALUES (1)) AS one) t, "
+            " FROM (VALUES (1)) AS one) SELECT "
         });
     }
+    for i in 0..5 {
+        qb.push(format_args!("t.o{i} - s.o{i} + k.o{i}, "));
+    }
+    qb.push(
+        "t.o0 + t.o1 + t.o2 + t.o3 + t.o4 + t.w0 + t.w1 + t.w2 + t.w3 + t.w4 - s.w + k.w, s.n \
+         FROM t, ",
+    );
     // s: the suppressed open findings, through the suppressing analyses' vulnerabilities.
     qb.push("(SELECT ");
     for (i, cond) in SLA_BUCKETS.iter().enumerate() {
