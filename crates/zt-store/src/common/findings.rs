@@ -31,6 +31,12 @@ pub(crate) trait FilterDialect: Database {
     /// walk all of the company's findings by the primary key and test each against the
     /// list (its plan test checks this).
     const FINDINGS_BY_VULN: &'static str;
+    /// Whether the index `findings_due` leads with `suppressed` after the company (SQLite:
+    /// the SLA counts are then its range counts alone). PostgreSQL leaves `suppressed` out of
+    /// every index: an analysis's rewrite of 100,000 findings stays a HOT update there.
+    const SUPPRESSED_IN_DUE_INDEX: bool;
+    /// `findings f` read through `findings_due`.
+    const FINDINGS_BY_DUE: &'static str;
 }
 
 impl FilterDialect for sqlx::Sqlite {
@@ -38,6 +44,8 @@ impl FilterDialect for sqlx::Sqlite {
     const ALIAS_ELEMENTS: &'static str = "json_each(v.aliases) al";
     const IN_LIST: (&'static str, &'static str) = (" IN (", ")");
     const FINDINGS_BY_VULN: &'static str = "findings f INDEXED BY findings_vuln";
+    const SUPPRESSED_IN_DUE_INDEX: bool = true;
+    const FINDINGS_BY_DUE: &'static str = "findings f INDEXED BY findings_due";
     fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>) {
         qb.push_bind(t.timestamp_millis());
     }
@@ -50,6 +58,8 @@ impl FilterDialect for sqlx::Postgres {
     const ALIAS_ELEMENTS: &'static str = "unnest(v.aliases COLLATE \"C\") al(value)";
     const IN_LIST: (&'static str, &'static str) = (" = ANY(ARRAY(", "))");
     const FINDINGS_BY_VULN: &'static str = "findings f";
+    const SUPPRESSED_IN_DUE_INDEX: bool = false;
+    const FINDINGS_BY_DUE: &'static str = "findings f";
     fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>) {
         qb.push_bind(t);
     }
@@ -307,9 +317,15 @@ where
     let mut qb = QueryBuilder::new("WITH t AS MATERIALIZED (SELECT ");
     // t: range counts of `findings_due`.
     let open = |qb: &mut QueryBuilder<DB>, range: &str| {
-        qb.push("(SELECT count(*) FROM findings f WHERE f.company_id = ")
-            .push_bind(company_id.0)
-            .push(format_args!(" AND f.resolved_at IS NULL AND {range}"));
+        qb.push(format_args!(
+            "(SELECT count(*) FROM {} WHERE f.company_id = ",
+            DB::FINDINGS_BY_DUE
+        ))
+        .push_bind(company_id.0);
+        if DB::SUPPRESSED_IN_DUE_INDEX {
+            qb.push(" AND f.suppressed = ").push_bind(false);
+        }
+        qb.push(format_args!(" AND f.resolved_at IS NULL AND {range}"));
     };
     for (i, range) in SLA_BUCKETS.iter().enumerate() {
         open(&mut qb, range);
@@ -337,17 +353,46 @@ where
         "t.o0 + t.o1 + t.o2 + t.o3 + t.o4 + t.w0 + t.w1 + t.w2 + t.w3 + t.w4 - s.w + k.w, s.n \
          FROM t, ",
     );
+    if DB::SUPPRESSED_IN_DUE_INDEX {
+        // `t` counted only unsuppressed findings; the suppressed ones are one range.
+        qb.push(format_args!(
+            "(SELECT 0 AS o0, 0 AS o1, 0 AS o2, 0 AS o3, 0 AS o4, 0 AS w, count(*) AS n \
+             FROM {} WHERE f.company_id = ",
+            DB::FINDINGS_BY_DUE
+        ))
+        .push_bind(company_id.0)
+        .push(" AND f.suppressed = ")
+        .push_bind(true)
+        .push(" AND f.resolved_at IS NULL) s, (SELECT ");
+    } else {
+        push_suppressed_walk(&mut qb, company_id, overdue, soon);
+    }
+    push_kev_part(&mut qb, company_id, overdue, soon);
+    qb
+}
+
+/// The `s` part of [`sla_counts_query`] where `suppressed` is in no index.
+fn push_suppressed_walk<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    overdue: &crate::sla::DueBy,
+    soon: &crate::sla::DueBy,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+{
     // s: the suppressed open findings, through the suppressing analyses' vulnerabilities.
     qb.push("(SELECT ");
     for (i, cond) in SLA_BUCKETS.iter().enumerate() {
         qb.push(format_args!(
             "coalesce(sum(CASE WHEN {cond} AND f.first_seen <= "
         ));
-        DB::push_time(&mut qb, overdue.first_seen_by[i]);
+        DB::push_time(qb, overdue.first_seen_by[i]);
         qb.push(format_args!(" THEN 1 ELSE 0 END), 0) AS o{i}, "));
     }
     qb.push("coalesce(sum(CASE WHEN ");
-    push_first_seen_due(&mut qb, soon);
+    push_first_seen_due(qb, soon);
     qb.push(format_args!(
         " THEN 1 ELSE 0 END), 0) AS w, count(*) AS n FROM {} WHERE f.company_id = ",
         DB::FINDINGS_BY_VULN
@@ -368,18 +413,32 @@ where
     .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
     .push_bind(true)
     .push(format_args!("{}) s, (SELECT ", DB::IN_LIST.1));
+}
+
+/// The `k` part of [`sla_counts_query`], after `(SELECT `.
+fn push_kev_part<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    overdue: &crate::sla::DueBy,
+    soon: &crate::sla::DueBy,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
     // k: unsuppressed KEV findings due by CISA's date before their severity's bound.
     for (i, cond) in SLA_BUCKETS.iter().enumerate() {
         qb.push(format_args!(
             "coalesce(sum(CASE WHEN {cond} AND f.first_seen > "
         ));
-        DB::push_time(&mut qb, overdue.first_seen_by[i]);
+        DB::push_time(qb, overdue.first_seen_by[i]);
         qb.push(" AND v.kev_due_date <= ")
             .push_bind(overdue.kev_date.clone())
             .push(format_args!(" THEN 1 ELSE 0 END), 0) AS o{i}, "));
     }
     qb.push("coalesce(sum(CASE WHEN NOT ");
-    push_first_seen_due(&mut qb, soon);
+    push_first_seen_due(qb, soon);
     qb.push(" AND v.kev_due_date <= ")
         .push_bind(soon.kev_date.clone())
         .push(format_args!(
@@ -401,7 +460,6 @@ where
         .push(" AND kv.kev_due_date <= ")
         .push_bind(soon.kev_date.clone())
         .push(format_args!("{}) k", DB::IN_LIST.1));
-    qb
 }
 
 /// The row of [`sla_counts_query`]: overdue per severity, due within the week (overdue ones
