@@ -483,12 +483,7 @@ pub(crate) fn recover_vuln_counting_sql() -> String {
     let sums: Vec<String> = COUNTERS
         .iter()
         .enumerate()
-        .map(|(i, (_, cond))| {
-            format!(
-                "sum(CASE WHEN o.agent_id IS NULL THEN -1 ELSE 1 END) \
-                 FILTER (WHERE {cond}) AS d{i}"
-            )
-        })
+        .map(|(i, (_, cond))| format!("sum(c.dv) FILTER (WHERE {cond}) AS d{i}"))
         .collect();
     let sets: Vec<String> = COUNTERS
         .iter()
@@ -496,17 +491,41 @@ pub(crate) fn recover_vuln_counting_sql() -> String {
         .map(|(i, (col, _))| format!("{col} = a.{col} + coalesce(d.d{i}, 0)"))
         .collect();
     let open = "\
-        , olds AS MATERIALIZED (SELECT o.agent_id, o.software_key, o.vuln_id FROM findings o \
+        , olds AS MATERIALIZED (SELECT o.agent_id, o.software_key, o.vuln_id, o.severity, \
+          o.kev, o.fixable FROM findings o \
           WHERE o.company_id = ?1 AND o.vuln_id IN (SELECT ids.id FROM ids) \
           AND o.suppressed = TRUE AND o.resolved_at IS NULL), changed AS (";
+    // Each changed open finding's difference (`dv`), in one of three ways, whichever holds
+    // (the others' conditions are one-time filters that keep them from running):
+    // - nothing was suppressed before (an analysis created): each changed finding now
+    //   suppressed leaves the counts;
+    // - something was, and no analysis left suppresses (an expiry, a withdrawal): each
+    //   formerly suppressed finding is back;
+    // - else each changed finding and each formerly suppressed one meet by key in a
+    //   grouping (`ch`: changed, `ns`: suppressed now, `os`: before), not a join: with
+    //   stale statistics the planner took the two 100,000-row sets for a few rows each and
+    //   joined them in a nested loop (minutes); a grouping stays linear whatever it guesses.
     let close = format!(
         " RETURNING findings.agent_id, findings.software_key, findings.vuln_id, \
          findings.severity, findings.kev, findings.fixable, findings.suppressed, \
          findings.resolved_at IS NULL AS open), \
-         d AS (SELECT c.agent_id, {sums} FROM changed c LEFT JOIN olds o \
-           ON o.agent_id = c.agent_id AND o.software_key = c.software_key \
-           AND o.vuln_id = c.vuln_id \
-           WHERE c.open AND c.suppressed = (o.agent_id IS NULL) GROUP BY c.agent_id) \
+         d AS (SELECT c.agent_id, {sums} FROM (\
+           SELECT x.agent_id, x.severity, x.kev, x.fixable, -1 AS dv FROM changed x \
+           WHERE x.open AND x.suppressed AND NOT EXISTS (SELECT 1 FROM olds) \
+           UNION ALL SELECT o.agent_id, o.severity, o.kev, o.fixable, 1 FROM olds o \
+           WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.suppress) \
+           UNION ALL SELECT g.agent_id, g.severity, g.kev, g.fixable, \
+             CASE WHEN g.ns THEN -1 ELSE 1 END FROM (SELECT u.agent_id, \
+             max(u.severity) AS severity, bool_or(u.kev) AS kev, bool_or(u.fixable) AS fixable, \
+             bool_or(u.ch) AS ch, bool_or(u.ns) AS ns, bool_or(u.os) AS os \
+             FROM (SELECT x.agent_id, x.software_key, x.vuln_id, x.severity, x.kev, \
+                   x.fixable, TRUE AS ch, x.suppressed AS ns, FALSE AS os \
+                   FROM changed x WHERE x.open \
+                   UNION ALL SELECT o.agent_id, o.software_key, o.vuln_id, o.severity, o.kev, \
+                   o.fixable, FALSE, FALSE, TRUE FROM olds o) u \
+             WHERE EXISTS (SELECT 1 FROM olds) AND EXISTS (SELECT 1 FROM w WHERE w.suppress) \
+             GROUP BY u.agent_id, u.software_key, u.vuln_id) g \
+           WHERE g.ch AND g.ns <> g.os) c GROUP BY c.agent_id) \
          UPDATE agents a SET {sets} FROM d WHERE a.company_id = ?1 AND a.agent_id = d.agent_id",
         sums = sums.join(", "),
         sets = sets.join(", "),

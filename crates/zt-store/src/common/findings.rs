@@ -23,21 +23,30 @@ pub(crate) trait FilterDialect: Database {
     const ALIAS_ELEMENTS: &'static str;
     /// Binds a time as the dialect stores it.
     fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>);
-    /// "Is in the list a subquery gives", opening and closing: PostgreSQL's `= ANY(ARRAY(…))`
-    /// makes the planner seek each listed vulnerability's findings by index (an `IN` with a
-    /// subquery it may answer with a hash join over a scan of the partition).
-    const IN_LIST: (&'static str, &'static str);
     /// `findings f` sought by vulnerability: SQLite, without statistics, would otherwise
     /// walk all of the company's findings by the primary key and test each against the
     /// list (its plan test checks this).
     const FINDINGS_BY_VULN: &'static str;
+    /// Whether the index `findings_due` leads with `suppressed` after the company (SQLite:
+    /// the SLA counts are then its range counts alone). PostgreSQL leaves `suppressed` out of
+    /// every index: an analysis's rewrite of 100,000 findings stays a HOT update there.
+    const SUPPRESSED_IN_DUE_INDEX: bool;
+    /// `findings f` read through `findings_due`.
+    const FINDINGS_BY_DUE: &'static str;
+    /// Whether the findings of a list of vulnerabilities are sought with a `LATERAL` join
+    /// (PostgreSQL: one index scan of `findings_vuln` per vulnerability, whatever the
+    /// statistics say; without them, it read all of a company's open findings through
+    /// `findings_due` and filtered them by the list — 0.8 s); else with `IN (…)`.
+    const LATERAL: bool;
 }
 
 impl FilterDialect for sqlx::Sqlite {
     const CONTAINS: &'static str = "LIKE";
     const ALIAS_ELEMENTS: &'static str = "json_each(v.aliases) al";
-    const IN_LIST: (&'static str, &'static str) = (" IN (", ")");
     const FINDINGS_BY_VULN: &'static str = "findings f INDEXED BY findings_vuln";
+    const SUPPRESSED_IN_DUE_INDEX: bool = true;
+    const FINDINGS_BY_DUE: &'static str = "findings f INDEXED BY findings_due";
+    const LATERAL: bool = false;
     fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>) {
         qb.push_bind(t.timestamp_millis());
     }
@@ -48,8 +57,10 @@ impl FilterDialect for sqlx::Postgres {
     // The elements of a text[] take the database's default collation: "C" keeps the
     // comparison to ASCII case, as on the other columns.
     const ALIAS_ELEMENTS: &'static str = "unnest(v.aliases COLLATE \"C\") al(value)";
-    const IN_LIST: (&'static str, &'static str) = (" = ANY(ARRAY(", "))");
     const FINDINGS_BY_VULN: &'static str = "findings f";
+    const SUPPRESSED_IN_DUE_INDEX: bool = false;
+    const FINDINGS_BY_DUE: &'static str = "findings f";
+    const LATERAL: bool = true;
     fn push_time(qb: &mut QueryBuilder<Self>, t: chrono::DateTime<chrono::Utc>) {
         qb.push_bind(t);
     }
@@ -302,19 +313,20 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT ");
-    for i in 0..5 {
-        qb.push(format_args!("t.o{i} - s.o{i} + k.o{i}, "));
-    }
-    qb.push(
-        "t.o0 + t.o1 + t.o2 + t.o3 + t.o4 + t.w0 + t.w1 + t.w2 + t.w3 + t.w4 - s.w + k.w, s.n \
-         FROM (SELECT ",
-    );
+    // `t` is a materialized `WITH`: as a subquery in FROM the planner would inline it and
+    // count each range twice (its columns are named twice: per severity, and in the sum).
+    let mut qb = QueryBuilder::new("WITH t AS MATERIALIZED (SELECT ");
     // t: range counts of `findings_due`.
     let open = |qb: &mut QueryBuilder<DB>, range: &str| {
-        qb.push("(SELECT count(*) FROM findings f WHERE f.company_id = ")
-            .push_bind(company_id.0)
-            .push(format_args!(" AND f.resolved_at IS NULL AND {range}"));
+        qb.push(format_args!(
+            "(SELECT count(*) FROM {} WHERE f.company_id = ",
+            DB::FINDINGS_BY_DUE
+        ))
+        .push_bind(company_id.0);
+        if DB::SUPPRESSED_IN_DUE_INDEX {
+            qb.push(" AND f.suppressed = ").push_bind(false);
+        }
+        qb.push(format_args!(" AND f.resolved_at IS NULL AND {range}"));
     };
     for (i, range) in SLA_BUCKETS.iter().enumerate() {
         open(&mut qb, range);
@@ -332,57 +344,145 @@ where
         qb.push(if i < 4 {
             ", "
         } else {
-            " FROM (VALUES (1)) AS one) t, "
+            " FROM (VALUES (1)) AS one) SELECT "
         });
     }
+    for i in 0..5 {
+        qb.push(format_args!("t.o{i} - s.o{i} + k.o{i}, "));
+    }
+    qb.push(
+        "t.o0 + t.o1 + t.o2 + t.o3 + t.o4 + t.w0 + t.w1 + t.w2 + t.w3 + t.w4 - s.w + k.w, s.n \
+         FROM t, ",
+    );
+    if DB::SUPPRESSED_IN_DUE_INDEX {
+        // `t` counted only unsuppressed findings; the suppressed ones are one range.
+        qb.push(format_args!(
+            "(SELECT 0 AS o0, 0 AS o1, 0 AS o2, 0 AS o3, 0 AS o4, 0 AS w, count(*) AS n \
+             FROM {} WHERE f.company_id = ",
+            DB::FINDINGS_BY_DUE
+        ))
+        .push_bind(company_id.0)
+        .push(" AND f.suppressed = ")
+        .push_bind(true)
+        .push(" AND f.resolved_at IS NULL) s, (SELECT ");
+    } else {
+        push_suppressed_walk(&mut qb, company_id, overdue, soon);
+    }
+    push_kev_part(&mut qb, company_id, overdue, soon);
+    qb
+}
+
+/// The `s` part of [`sla_counts_query`] where `suppressed` is in no index.
+fn push_suppressed_walk<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    overdue: &crate::sla::DueBy,
+    soon: &crate::sla::DueBy,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+{
     // s: the suppressed open findings, through the suppressing analyses' vulnerabilities.
     qb.push("(SELECT ");
     for (i, cond) in SLA_BUCKETS.iter().enumerate() {
         qb.push(format_args!(
             "coalesce(sum(CASE WHEN {cond} AND f.first_seen <= "
         ));
-        DB::push_time(&mut qb, overdue.first_seen_by[i]);
+        DB::push_time(qb, overdue.first_seen_by[i]);
         qb.push(format_args!(" THEN 1 ELSE 0 END), 0) AS o{i}, "));
     }
     qb.push("coalesce(sum(CASE WHEN ");
-    push_first_seen_due(&mut qb, soon);
-    qb.push(format_args!(
-        " THEN 1 ELSE 0 END), 0) AS w, count(*) AS n FROM {} WHERE f.company_id = ",
-        DB::FINDINGS_BY_VULN
-    ))
-    .push_bind(company_id.0)
-    .push(" AND f.resolved_at IS NULL AND f.suppressed = ")
-    .push_bind(true)
-    .push(format_args!(" AND f.vuln_id{}", DB::IN_LIST.0))
-    .push("SELECT a.vuln_id FROM analyses a WHERE a.company_id = ")
-    .push_bind(company_id.0)
-    .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
-    .push_bind(true)
-    .push(
-        " UNION SELECT va.vuln_id FROM analyses a JOIN vuln_aliases va ON va.alias = a.vuln_id \
-         WHERE a.company_id = ",
-    )
-    .push_bind(company_id.0)
-    .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
-    .push_bind(true)
-    .push(format_args!("{}) s, (SELECT ", DB::IN_LIST.1));
+    push_first_seen_due(qb, soon);
+    qb.push(" THEN 1 ELSE 0 END), 0) AS w, count(*) AS n FROM ");
+    // The vulnerabilities of the suppressing analyses, `sv.id` (and the findings' filter).
+    let push_ids = |qb: &mut QueryBuilder<DB>| {
+        qb.push("SELECT a.vuln_id AS id FROM analyses a WHERE a.company_id = ")
+            .push_bind(company_id.0)
+            .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
+            .push_bind(true)
+            .push(
+                " UNION SELECT va.vuln_id FROM analyses a JOIN vuln_aliases va \
+                 ON va.alias = a.vuln_id WHERE a.company_id = ",
+            )
+            .push_bind(company_id.0)
+            .push(" AND a.withdrawn_at IS NULL AND a.expired_at IS NULL AND a.suppress = ")
+            .push_bind(true);
+    };
+    if DB::LATERAL {
+        qb.push("(");
+        push_ids(qb);
+        qb.push(
+            ") sv CROSS JOIN LATERAL (SELECT f.severity, f.first_seen FROM findings f \
+             WHERE f.company_id = ",
+        )
+        .push_bind(company_id.0)
+        .push(" AND f.vuln_id = sv.id AND f.resolved_at IS NULL AND f.suppressed = ")
+        .push_bind(true)
+        .push(") f) s, (SELECT ");
+    } else {
+        qb.push(format_args!(
+            "{} WHERE f.company_id = ",
+            DB::FINDINGS_BY_VULN
+        ))
+        .push_bind(company_id.0)
+        .push(" AND f.resolved_at IS NULL AND f.suppressed = ")
+        .push_bind(true)
+        .push(" AND f.vuln_id IN (");
+        push_ids(qb);
+        qb.push(")) s, (SELECT ");
+    }
+}
+
+/// The `k` part of [`sla_counts_query`], after `(SELECT `.
+fn push_kev_part<DB>(
+    qb: &mut QueryBuilder<DB>,
+    company_id: CompanyId,
+    overdue: &crate::sla::DueBy,
+    soon: &crate::sla::DueBy,
+) where
+    DB: FilterDialect,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
     // k: unsuppressed KEV findings due by CISA's date before their severity's bound.
     for (i, cond) in SLA_BUCKETS.iter().enumerate() {
         qb.push(format_args!(
             "coalesce(sum(CASE WHEN {cond} AND f.first_seen > "
         ));
-        DB::push_time(&mut qb, overdue.first_seen_by[i]);
+        DB::push_time(qb, overdue.first_seen_by[i]);
         qb.push(" AND v.kev_due_date <= ")
             .push_bind(overdue.kev_date.clone())
             .push(format_args!(" THEN 1 ELSE 0 END), 0) AS o{i}, "));
     }
     qb.push("coalesce(sum(CASE WHEN NOT ");
-    push_first_seen_due(&mut qb, soon);
+    push_first_seen_due(qb, soon);
     qb.push(" AND v.kev_due_date <= ")
         .push_bind(soon.kev_date.clone())
-        .push(format_args!(
-            " THEN 1 ELSE 0 END), 0) AS w FROM {} JOIN vulns v ON v.vuln_id = f.vuln_id \
+        .push(" THEN 1 ELSE 0 END), 0) AS w FROM ");
+    if DB::LATERAL {
+        // Distinct: `company_vulns` has a row per vulnerability and severity.
+        qb.push(
+            "(SELECT DISTINCT cv.vuln_id AS id, kv.kev_due_date FROM company_vulns cv \
+             JOIN vulns kv ON kv.vuln_id = cv.vuln_id WHERE cv.company_id = ",
+        )
+        .push_bind(company_id.0)
+        .push(" AND kv.kev_due_date <= ")
+        .push_bind(soon.kev_date.clone())
+        .push(
+            ") v CROSS JOIN LATERAL (SELECT f.severity, f.first_seen FROM findings f \
              WHERE f.company_id = ",
+        )
+        .push_bind(company_id.0)
+        .push(" AND f.vuln_id = v.id AND f.resolved_at IS NULL AND f.suppressed = ")
+        .push_bind(false)
+        .push(" AND f.kev = ")
+        .push_bind(true)
+        .push(") f) k");
+    } else {
+        qb.push(format_args!(
+            "{} JOIN vulns v ON v.vuln_id = f.vuln_id WHERE f.company_id = ",
             DB::FINDINGS_BY_VULN
         ))
         .push_bind(company_id.0)
@@ -390,16 +490,15 @@ where
         .push_bind(false)
         .push(" AND f.kev = ")
         .push_bind(true)
-        .push(format_args!(" AND f.vuln_id{}", DB::IN_LIST.0))
         .push(
-            "SELECT cv.vuln_id FROM company_vulns cv \
+            " AND f.vuln_id IN (SELECT cv.vuln_id FROM company_vulns cv \
              JOIN vulns kv ON kv.vuln_id = cv.vuln_id WHERE cv.company_id = ",
         )
         .push_bind(company_id.0)
         .push(" AND kv.kev_due_date <= ")
         .push_bind(soon.kev_date.clone())
-        .push(format_args!("{}) k", DB::IN_LIST.1));
-    qb
+        .push(")) k");
+    }
 }
 
 /// The row of [`sla_counts_query`]: overdue per severity, due within the week (overdue ones

@@ -920,9 +920,9 @@ mod tests {
                 .sql()
                 .as_str()
                 .to_string(),
-                // `one`, `s`, `k`: its three one-row parts (range counts of `findings_due`,
+                // `one`/`t`, `s`, `k`: its three one-row parts (range counts of `findings_due`,
                 // the suppressed findings and the KEV ones, each sought by vulnerability).
-                &["SCAN one", "SCAN s", "SCAN k"],
+                &["SCAN one", "SCAN t", "SCAN s", "SCAN k"],
             ),
         ];
         let mut bad = Vec::new();
