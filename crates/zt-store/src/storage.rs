@@ -220,10 +220,10 @@ pub trait Storage: Send + Sync + 'static {
     /// matches, for up to `limit` agents of a company holding one of them (an app or an open
     /// finding of a waiting version; in id order after `after`; other agents are skipped): opens
     /// missing findings, refreshes severity/KEV/fix, resolves (`not_affected`) those no longer
-    /// matched, recounts only the agents whose findings changed, and writes the
-    /// `finding.opened` / `finding.kev` notifications in the same transaction. None when there
-    /// are no more agents, or (on the first call, `after` None) when the company has none of
-    /// those versions.
+    /// matched, brings the counters of only the agents whose findings changed up to date, and
+    /// writes the `finding.opened` / `finding.kev` notifications in the same transaction.
+    /// None when there are no more agents, or (on the first call, `after` None) when the
+    /// company has none of those versions.
     async fn reconcile_software(
         &self,
         company_id: CompanyId,

@@ -397,12 +397,13 @@ impl PgStore {
         // A finding that reopens is told its SLA crossings again (its `sla_notified` clears).
         let rows = sqlx::query(
             "WITH pend AS MATERIALIZED (SELECT unnest($4::uuid[]) AS software_key), \
-             src AS MATERIALIZED (SELECT DISTINCT a.agent_id, a.software_key, sv.vuln_id, \
-               sv.severity, sv.kev, sv.fixable \
-               FROM apps a JOIN software_vulns sv ON sv.software_key = a.software_key \
-               AND sv.software_key = ANY($4::uuid[]) \
+             held AS MATERIALIZED (SELECT DISTINCT a.agent_id, a.software_key FROM apps a \
                WHERE a.company_id = $1 AND a.agent_id BETWEEN $2 AND $3 AND a.removed_at IS NULL \
                AND a.software_key IN (SELECT software_key FROM pend)), \
+             src AS MATERIALIZED (SELECT h.agent_id, h.software_key, sv.vuln_id, \
+               sv.severity, sv.kev, sv.fixable \
+               FROM held h JOIN software_vulns sv ON sv.software_key = h.software_key \
+               AND sv.software_key = ANY($4::uuid[])), \
              fin AS MATERIALIZED (SELECT f.agent_id, f.software_key, f.vuln_id, f.severity, \
                f.kev, f.fixable, f.resolved_at IS NULL AS open, f.suppressed, \
                f.software_key IN (SELECT software_key FROM pend) AS waiting FROM findings f \
