@@ -287,7 +287,9 @@ where
 ///   range counts of the index `findings_due` (company, severity, first_seen) of open
 ///   findings, which an index-only scan answers (and the due-soon counts only the range
 ///   between the two bounds);
-/// - `s`: the suppressed open findings, counted by the same bounds: they are the findings
+/// - `s`: the suppressed open findings, counted by the same bounds (SQLite, whose
+///   `findings_due` holds `suppressed`: `t` counts only unsuppressed findings and `s` only
+///   their total, both from the index; PostgreSQL:) they are the findings
 ///   of the vulnerabilities (ids and the groups having them as an alias, as coverage
 ///   compares them) of the company's suppressing analyses — neither withdrawn nor brought
 ///   to an end by the expiry job, each of which uncovers the findings in the transaction

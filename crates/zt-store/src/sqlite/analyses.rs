@@ -921,7 +921,8 @@ mod tests {
                 .as_str()
                 .to_string(),
                 // `one`/`t`, `s`, `k`: its three one-row parts (range counts of `findings_due`,
-                // the suppressed findings and the KEV ones, each sought by vulnerability).
+                // the suppressed findings counted there too, the KEV ones sought by
+                // vulnerability).
                 &["SCAN one", "SCAN t", "SCAN s", "SCAN k"],
             ),
         ];
