@@ -341,9 +341,3 @@ fn documented_enumerations_are_the_wire_names() {
     );
     assert!(names("AnalysisState").contains("in_triage"));
 }
-
-#[test]
-#[ignore]
-fn print_document() {
-    println!("{}", zt_server::routes::openapi_json());
-}

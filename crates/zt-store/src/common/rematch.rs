@@ -239,10 +239,11 @@ pub async fn rematch(
                 .collect();
             reconcile_companies(store, mine, pending > 0, stop)
         };
-        let (a, b) = tokio::join!(lane(0), lane(1));
-        match (a?, b?) {
-            (Some(a), Some(b)) => report.agents_reconciled += a + b,
-            _ => return Ok(report),
+        let lanes = futures::future::try_join_all((0..RECONCILE_LANES).map(lane)).await?;
+        // None: `stop` said so in a lane.
+        match lanes.into_iter().sum::<Option<u64>>() {
+            Some(agents) => report.agents_reconciled += agents,
+            None => return Ok(report),
         }
         store.mark_reconciled(generation).await?;
     }
