@@ -348,6 +348,8 @@ async fn the_dashboard_in_a_real_browser() {
         "127.0.0.1:0",
         "--knowledge-poll-secs",
         "0.2",
+        // The notification rule made on the page sends its test to this server itself.
+        "--allow-private-webhooks",
     ]);
     let server = ServerProcess::start(
         bin(),
@@ -1012,6 +1014,109 @@ async fn the_dashboard_in_a_real_browser() {
     open(&c, &format!("{api}/c/{a}/notifications"), "Notifications").await;
     shoot(&c, &shots, "11c-notifications").await;
     assert_clean_console(&c, "notifications").await;
+
+    // A rule made with the page's form: refused first (no event chosen: the API names the
+    // field, shown in the form), then created; its test message goes to a real receiver (this
+    // server, which answers a POST to its document with 405: a failed delivery, logged with
+    // its id); then it is deleted.
+    c.find(Locator::Css("#new-rule > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let form = c.find(Locator::Id("rule-form")).await.unwrap();
+    form.find(Locator::Css("input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("SOC webhook")
+        .await
+        .unwrap();
+    form.find(Locator::Css("input[name=url]"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{api}/api/openapi.json"))
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "const e = document.querySelector('#rule-form [data-form-error]'); \
+         return !!e && e.textContent.includes('events')",
+        Duration::from_secs(5),
+        "the form's error naming the events",
+    )
+    .await;
+    shoot(&c, &shots, "11d-notification-rule-error").await;
+    let errors = console_errors(&c).await;
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("/notification-rules") && e.contains("400")),
+        "only the refused rule may log: {errors:#?}"
+    );
+    form.find(Locator::Css("input[name=events][value='finding.opened']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return [...document.querySelectorAll('tr[data-rule]')].some(r => r.textContent.includes('SOC webhook'))",
+        Duration::from_secs(5),
+        "the new rule in the rules table",
+    )
+    .await;
+    assert!(text(&c, "tr[data-rule]").await.contains("finding.opened"));
+    c.find(Locator::Css("button[data-rule-test]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return document.getElementById('rule-status').textContent.startsWith('Test message failed: 405')",
+        Duration::from_secs(10),
+        "the test message's outcome",
+    )
+    .await;
+    c.refresh().await.unwrap();
+    wait_js(
+        &c,
+        "return [...document.querySelectorAll('tr.outcome-test_failed')].some(r => r.textContent.includes('SOC webhook'))",
+        Duration::from_secs(5),
+        "the test attempt among the deliveries",
+    )
+    .await;
+    shoot(&c, &shots, "11e-notification-rule").await;
+    js(&c, "window.confirm = () => true; return true").await;
+    c.find(Locator::Css("button[data-rule-delete]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return document.readyState === 'complete' && !document.querySelector('tr[data-rule]')",
+        Duration::from_secs(5),
+        "the rule gone after Delete",
+    )
+    .await;
+    assert_clean_console(&c, "notification rules").await;
 
     // Signing out ends the session on the server: the old cookie opens nothing.
     let cookie = c.get_named_cookie("zt_session").await.unwrap();

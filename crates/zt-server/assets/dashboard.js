@@ -21,7 +21,10 @@
   async function errorText(res) {
     try {
       const e = await res.json();
-      if (e && e.error && e.error.message) return e.error.message;
+      // The API names the field it refuses: say which, as the form shows it.
+      if (e && e.error && e.error.message) {
+        return e.error.field ? e.error.field + ": " + e.error.message : e.error.message;
+      }
     } catch (_) { /* not JSON */ }
     return res.status + " " + res.statusText;
   }
@@ -92,6 +95,72 @@
         if (err) err.textContent = message;
         else showError(message);
       }
+    }
+  });
+
+  // --- notification rules: create, send a test, delete -----------------------------------
+  // The form becomes the API's JSON body; the API checks every field and names the one it
+  // refuses, which is shown in the form.
+  const ruleForm = document.querySelector("form[data-rule-form]");
+  if (ruleForm) {
+    const list = (v) => String(v || "").split(",").map((x) => x.trim()).filter((x) => x);
+    ruleForm.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const fd = new FormData(ruleForm);
+      const destination = { kind: fd.get("kind") };
+      if (fd.get("url")) destination.url = fd.get("url");
+      if (list(fd.get("to")).length) destination.to = list(fd.get("to"));
+      if (fd.get("secret")) destination.secret = fd.get("secret");
+      const body = {
+        name: fd.get("name") || "",
+        events: fd.getAll("events"),
+        kev_only: fd.get("kev_only") === "true",
+        digest_minutes: Number(fd.get("digest_minutes") || 0),
+        destination: destination,
+      };
+      if (fd.get("min_severity")) body.min_severity = fd.get("min_severity");
+      if (list(fd.get("tags")).length) body.tags = list(fd.get("tags"));
+      const err = ruleForm.querySelector("[data-form-error]");
+      err.textContent = "";
+      const res = await fetch(ruleForm.dataset.ruleForm, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-ZeroTrace-CSRF": csrf() },
+        body: JSON.stringify(body),
+      });
+      if (res.ok) location.reload();
+      else if (res.status === 401) signInAgain();
+      else err.textContent = "The rule was not created: " + (await errorText(res));
+    });
+  }
+  document.addEventListener("click", async (e) => {
+    const t = e.target instanceof Element ? e.target : null;
+    const button = t && t.closest("button[data-rule-test], button[data-rule-delete]");
+    if (!button) return;
+    const status = $("rule-status");
+    const testing = button.hasAttribute("data-rule-test");
+    if (!testing && !window.confirm("Delete the rule \u201c" + button.dataset.ruleName + "\u201d?")) return;
+    button.disabled = true;
+    try {
+      const res = await fetch(testing ? button.dataset.ruleTest : button.dataset.ruleDelete, {
+        method: testing ? "POST" : "DELETE",
+        credentials: "same-origin",
+        headers: { "X-ZeroTrace-CSRF": csrf() },
+      });
+      if (res.status === 401) return signInAgain();
+      if (!res.ok) throw new Error(await errorText(res));
+      if (!testing) return location.reload();
+      const r = await res.json();
+      if (status) {
+        status.textContent = r.ok
+          ? "Test message delivered (" + r.status + "), delivery id " + r.delivery_id + "."
+          : "Test message failed: " + (r.status ? r.status + " " : "") + (r.error || "") +
+            ", delivery id " + r.delivery_id + ".";
+      }
+    } catch (err) {
+      showError((testing ? "Sending the test failed: " : "Deleting the rule failed: ") + err.message);
+    } finally {
+      button.disabled = false;
     }
   });
 

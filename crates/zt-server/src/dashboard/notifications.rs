@@ -1,7 +1,8 @@
 //! `/c/{company_id}/notifications`: the company's notification rules (events, filters, where
 //! they go; never their secrets) and the latest delivery attempts, optionally of one rule
-//! (`?rule_id=`), paged with `cursor`. Rules are managed through the API
-//! (`…/notification-rules`); the page shows the calls an admin uses.
+//! (`?rule_id=`), paged with `cursor`. Company admins and the operator create rules with
+//! the page's form, send a rule's test message and delete a rule (the page's script calls
+//! `…/notification-rules`, the API's own checks and errors).
 
 use std::collections::HashMap;
 
@@ -48,6 +49,7 @@ async fn render(
                     th scope="col" { "Filters" }
                     th scope="col" { "Destination" }
                     th scope="col" { "Digest" }
+                    @if ctx.viewer.is_admin() { th scope="col" { "Actions" } }
                 }, html! {
                     @for r in &rules {
                         tr data-rule=(r.rule_id) {
@@ -68,12 +70,20 @@ async fn render(
                                 }
                             }
                             td data-label="Digest" { @if r.digest_minutes == 0 { "at once" } @else { "every " (r.digest_minutes) " min" } }
+                            @if ctx.viewer.is_admin() {
+                                td data-label="Actions" {
+                                    button type="button" .secondary data-rule-test=(ctx.api(&format!("/notification-rules/{}/test", r.rule_id))) { "Send test" }
+                                    " "
+                                    button type="button" .secondary data-rule-delete=(ctx.api(&format!("/notification-rules/{}", r.rule_id))) data-rule-name=(r.name) { "Delete" }
+                                }
+                            }
                         }
                     }
                 }))
             }
             @if ctx.viewer.is_admin() {
-                p .muted { "Manage rules with the API: POST " code { (ctx.api("/notification-rules")) } ", PATCH or DELETE one, POST …/{rule_id}/test to send a sample." }
+                p #rule-status role="status" {}
+                (rule_form(&ctx.api("/notification-rules")))
             }
         }
         section aria-labelledby="deliveries-h" {
@@ -121,6 +131,69 @@ async fn render(
         "Notifications",
         content,
     ))
+}
+
+/// The events a rule can follow, as the API names them.
+const EVENTS: &[&str] = &[
+    "finding.opened",
+    "finding.kev",
+    "sla.due_soon",
+    "sla.overdue",
+    "analysis.expired",
+    "agent.stale",
+    "feed.stale",
+    "report.failed",
+];
+
+/// The new-rule form. The script sends it as the API's JSON body; the API checks every field
+/// and its error (naming the field) is shown in the form.
+fn rule_form(api: &str) -> maud::Markup {
+    html! {
+        details #new-rule {
+            summary { "New rule" }
+            form #rule-form data-rule-form=(api) {
+                label { "Name " input name="name" required maxlength="200" autocomplete="off"; }
+                fieldset {
+                    legend { "Events" }
+                    @for e in EVENTS {
+                        label { input type="checkbox" name="events" value=(e); " " (e) }
+                        " "
+                    }
+                }
+                label { "Minimum severity "
+                    select name="min_severity" {
+                        option value="" { "any" }
+                        @for s in ["critical", "high", "medium", "low"] { option value=(s) { (s) } }
+                    }
+                }
+                " "
+                label { input type="checkbox" name="kev_only" value="true"; " KEV only" }
+                " "
+                label { "Host tags " input name="tags" placeholder="env=prod, team=web" autocomplete="off"; }
+                " "
+                label { "Digest (minutes, 0 = at once) " input type="number" name="digest_minutes" min="0" max="1440" value="0"; }
+                fieldset {
+                    legend { "Destination" }
+                    label { "Kind "
+                        select name="kind" {
+                            option value="webhook" { "webhook" }
+                            option value="slack" { "Slack" }
+                            option value="teams" { "Microsoft Teams" }
+                            option value="email" { "e-mail" }
+                        }
+                    }
+                    " "
+                    label { "URL " input type="url" name="url" placeholder="https://hooks.example.com/zerotrace" autocomplete="off"; }
+                    " "
+                    label { "Recipients (e-mail) " input name="to" placeholder="soc@example.com" autocomplete="off"; }
+                    " "
+                    label { "Signing secret (webhook) " input type="password" name="secret" autocomplete="new-password"; }
+                }
+                div .banner role="alert" data-form-error="" {}
+                button type="submit" { "Create rule" }
+            }
+        }
+    }
 }
 
 pub async fn page(
