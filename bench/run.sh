@@ -3,7 +3,7 @@
 # PostgreSQL with --postgres URL), loads the shared OSV data into its knowledge base, runs
 # `zerotrace loadgen` with the remaining arguments, prints the figures and cleans up.
 #
-#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres [--citus]] [--server-arg ARG]... [--janitor] [--copies N --read-requests R] -- LOADGEN ARGS...
+#   bench/run.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres [--citus]] [--server-arg ARG]... [--janitor] [--keep] [--copies N --read-requests R] -- LOADGEN ARGS...
 #   bench/run.sh -- --companies 10 --agents-per-company 100 --apps-per-agent 100 --format json
 #
 # With --copies N, after the loadgen the server is stopped, every company is copied N-1 times
@@ -16,6 +16,10 @@
 # added): the bench database is created on the coordinator and on every worker it lists, with the
 # extension and the workers added, so that the server creates its schema distributed (README.md,
 # "On Citus"). Give `--server-arg` options as usual (e.g. the database's --partitions).
+#
+# With --keep, the store (the database or the data directory) is kept at the end and its
+# location printed with the operator token: to look at plans on it (bench/slow_reads_pg.sh), or
+# to measure again with `zerotrace loadgen --reads-only` against a server started on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -27,6 +31,7 @@ janitor=0
 copies=1
 read_requests=50
 citus=0
+keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --postgres) pg_admin_url="$2"; shift 2 ;;
@@ -35,6 +40,7 @@ while [ $# -gt 0 ]; do
     --copies) copies="$2"; shift 2 ;;
     --read-requests) read_requests="$2"; shift 2 ;;
     --citus) citus=1; shift ;;
+    --keep) keep=1; shift ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -59,6 +65,10 @@ server_pid=""
 worker_urls=()
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  if [ "$keep" = 1 ]; then
+    echo "kept the store: ${db_args[*]} (operator token $token)" >&2
+    return
+  fi
   if [ -n "$dbname" ]; then
     for node_url in "${worker_urls[@]}"; do
       psql -q "$node_url" -c "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
