@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 use zt_advisory::Severity;
 use zt_inventory::{App, Software};
@@ -424,6 +424,91 @@ async fn per_agent_counters_agree_with_the_findings() {
     }
     let s = store.summary(c).await.unwrap();
     assert_eq!((s.agents, s.apps, s.findings.total()), (2, 2, 0));
+}
+
+/// The company sums the summary and the operator's overview read (delta rows written by a
+/// trigger on `agents`, folded by the upkeep; migration 0960) agree with the findings after
+/// every kind of write, across companies, and after folding.
+#[tokio::test]
+async fn company_totals_follow_every_write_and_survive_folding() {
+    let (db, store) = fresh(4).await;
+    let companies = [company(&store, "Acme").await, company(&store, "Beta").await];
+    let mut agents = Vec::new();
+    for (i, &c) in companies.iter().enumerate() {
+        for h in 0..5 {
+            agents.push((c, agent(&store, c, &format!("host-{i}-{h}")).await));
+        }
+    }
+    let inventories = [
+        vec![
+            npm("vuln-one", "1"),
+            npm("vulnerable-two", "1"),
+            npm("ok", "1"),
+        ],
+        vec![npm("vuln-one", "2"), npm("ok", "1")],
+        vec![npm("ok", "2"), npm("vulnerable-three", "1")],
+    ];
+    let check = |live: [u64; 2]| {
+        let store = &store;
+        async move {
+            let overview = store.overview(Utc::now()).await.unwrap();
+            for (i, &c) in companies.iter().enumerate() {
+                let mut expected = store.summary_from_findings(c).await.unwrap();
+                // Counted from the findings, except the agents: only live ones count.
+                expected.agents = live[i];
+                let summary = store.summary(c).await.unwrap();
+                assert_eq!(
+                    (summary.agents, summary.apps, &summary.findings, summary.kev),
+                    (
+                        expected.agents,
+                        expected.apps,
+                        &expected.findings,
+                        expected.kev
+                    )
+                );
+                let row = overview.iter().find(|o| o.company_id == c).unwrap();
+                assert_eq!(
+                    (row.agents, row.apps, &row.findings, row.kev, row.fixable),
+                    (
+                        summary.agents,
+                        summary.apps,
+                        &summary.findings,
+                        summary.kev,
+                        summary.fixable
+                    )
+                );
+            }
+        }
+    };
+    for round in 0..8 {
+        for (i, &(c, a)) in agents.iter().enumerate() {
+            report(&store, c, a, &inventories[(round + i) % 3]).await;
+        }
+        check([5, 5]).await;
+    }
+    let (c, a) = agents[0];
+    store
+        .decommission_agent(c, a, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    check([4, 5]).await;
+
+    // Acme wrote more delta rows than are kept unfolded; the upkeep folds them into one.
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let rows_of = |c: CompanyId| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM company_agent_totals WHERE company_id = $1",
+        )
+        .bind(c.0)
+    };
+    assert!(rows_of(c).fetch_one(&mut admin).await.unwrap() > 32);
+    store.housekeeping().await.unwrap();
+    assert_eq!(rows_of(c).fetch_one(&mut admin).await.unwrap(), 1);
+    check([4, 5]).await;
+    // Writes after the fold add to the folded sum.
+    report(&store, c, agents[1].1, &inventories[0]).await;
+    check([4, 5]).await;
 }
 
 #[tokio::test]

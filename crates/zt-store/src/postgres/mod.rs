@@ -37,6 +37,7 @@ mod retention;
 mod rollup;
 mod sessions;
 mod tenants;
+mod totals;
 mod upkeep;
 
 use std::str::FromStr;
@@ -444,9 +445,9 @@ impl Dialect for Postgres {
     }
 
     const UNINDEXED_ORDER: &'static str = "";
-    const OPEN_BY_VULN_HINT: &'static str = "";
     const OPEN_BY_VULN_SEVERITIES: &'static str = crate::common::views::ALL_RANKS;
     const FENCES_FINDINGS_OF_VULNS: bool = true;
+    const FENCES_NEWEST_FINDINGS: bool = true;
 
     fn indexed_by(_index: &str) -> String {
         String::new()

@@ -24,19 +24,11 @@ fn uuid_cursor(hex: &str) -> Result<Uuid> {
 impl PgStore {
     pub(crate) async fn summary_impl(&self, company_id: CompanyId) -> Result<Summary> {
         let mut tx = self.begin_for_company(company_id).await?;
-        // The counters kept on each agent row, summed: a few hundred rows per company.
-        let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE decommissioned_at IS NULL), \
-             coalesce(sum(app_count), 0)::bigint, \
-             coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
-             coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
-             coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
-             coalesce(sum(open_fixable), 0)::bigint \
-             FROM agents WHERE company_id = $1",
-        )
-        .bind(company_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        // The sums of the agents' counters (`totals.rs`).
+        let row = sqlx::query(sqlx::AssertSqlSafe(self.company_sums_sql()))
+            .bind(company_id)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         let n = |i: usize| -> Result<u64> { Ok(to_u64(row.try_get(i)?)) };
         Ok(Summary {
@@ -452,20 +444,20 @@ impl PgStore {
         let day = at.date_naive();
         let companies = self.company_ids().await?;
         for &company in &companies {
-            // One short transaction per company, from its agents' counters.
+            // One short transaction per company, from the sums of its agents' counters
+            // (`totals.rs`; the first two columns are the agents and apps).
             let started = std::time::Instant::now();
             let mut tx = self.begin_for_company(company).await?;
-            sqlx::query(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO company_daily (company_id, day, critical, high, medium, low, \
                  unknown, kev, fixable) \
-                 SELECT $1, $2, coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
-                 coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
-                 coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
-                 coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = $1 \
+                 SELECT $1, $2, s.c, s.h, s.m, s.l, s.u, s.k, s.x FROM ({}) \
+                   AS s(agents, apps, c, h, m, l, u, k, x) \
                  ON CONFLICT (company_id, day) DO UPDATE SET critical = excluded.critical, \
                  high = excluded.high, medium = excluded.medium, low = excluded.low, \
                  unknown = excluded.unknown, kev = excluded.kev, fixable = excluded.fixable",
-            )
+                self.company_sums_sql()
+            )))
             .bind(company)
             .bind(day)
             .execute(&mut *tx)
@@ -494,24 +486,13 @@ impl PgStore {
         stale_before: DateTime<Utc>,
     ) -> Result<Vec<CompanyOverview>> {
         let companies = self.list_companies_impl().await?;
-        // Every company's counters in one statement: the agents' policy lets a transaction
-        // marked operator-wide read them (migration 0950; one company-scoped query per
+        // Every company's sums in one statement (`totals.rs`): a transaction marked
+        // operator-wide may read them (migrations 0950 and 0960; one company-scoped query per
         // company cost a round trip each).
+        let ids: Vec<Uuid> = companies.iter().map(|c| c.id.0).collect();
         let mut tx = self.pool.begin().await?;
         super::set_all_companies(&mut tx).await?;
-        let rows = sqlx::query(
-            "SELECT company_id, count(*) FILTER (WHERE decommissioned_at IS NULL), \
-             coalesce(sum(app_count), 0)::bigint, \
-             coalesce(sum(open_critical), 0)::bigint, coalesce(sum(open_high), 0)::bigint, \
-             coalesce(sum(open_medium), 0)::bigint, coalesce(sum(open_low), 0)::bigint, \
-             coalesce(sum(open_unknown), 0)::bigint, coalesce(sum(open_kev), 0)::bigint, \
-             coalesce(sum(open_fixable), 0)::bigint, \
-             count(*) FILTER (WHERE seen_at < $1 AND decommissioned_at IS NULL) \
-             FROM agents GROUP BY company_id",
-        )
-        .bind(stale_before)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = self.all_company_sums(&mut tx, &ids, stale_before).await?;
         tx.commit().await?;
         let mut counts = HashMap::with_capacity(rows.len());
         for row in &rows {

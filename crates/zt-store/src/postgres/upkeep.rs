@@ -1,4 +1,5 @@
-//! Table statistics and dead rows, for a PostgreSQL whose autovacuum is off.
+//! Table statistics and dead rows, for a PostgreSQL whose autovacuum is off; and the
+//! companies' agent totals folded (`totals.rs`), whatever autovacuum does.
 //!
 //! The planner sizes every join from table statistics. Without them (a server configured with
 //! `autovacuum = off` never analyzes), it guesses one row for "this company's open findings"
@@ -34,6 +35,11 @@ impl PgStore {
                 return Ok(());
             }
             *due = now + UPKEEP_EVERY;
+        }
+        // The companies' sums of their agents' counters: their delta rows folded (`totals.rs`).
+        let folded = self.fold_company_totals().await?;
+        if folded > 0 {
+            tracing::debug!(companies = folded, "agent totals folded");
         }
         // Asked on the pool: a server with autovacuum on (the usual case) costs no connection.
         let autovacuum: bool = sqlx::query_scalar("SELECT current_setting('autovacuum')::boolean")

@@ -272,9 +272,9 @@ impl Dialect for Sqlite {
     }
 
     const UNINDEXED_ORDER: &'static str = "+";
-    const OPEN_BY_VULN_HINT: &'static str = " INDEXED BY findings_vuln";
     const OPEN_BY_VULN_SEVERITIES: &'static str = "";
     const FENCES_FINDINGS_OF_VULNS: bool = false;
+    const FENCES_NEWEST_FINDINGS: bool = false;
 
     fn indexed_by(index: &str) -> String {
         format!(" INDEXED BY {index}")

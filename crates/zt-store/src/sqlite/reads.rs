@@ -641,14 +641,19 @@ mod tests {
                 cursor: Some(keyset.encode(&sample_key(&keyset))),
             };
             let (qb, _, _) = views::vulns_query::<Sqlite>(company, &filter, &page).unwrap();
-            statements.push((qb.sql().as_str().to_string(), vec!["findings_software"]));
+            // The package-name search: the matches of the company's versions, by key.
+            statements.push((
+                qb.sql().as_str().to_string(),
+                vec!["SEARCH sv USING PRIMARY KEY (software_key=?)"],
+            ));
         }
         let ids = vec!["CVE-1".to_string(), "CVE-2".to_string()];
-        // Read from findings_vuln alone (covering: no lookup in the table per finding).
+        // The matches of the vulnerabilities, then the company's versions by key: never its
+        // findings.
         let qb = views::affected_packages_query::<Sqlite>(company, &ids);
         statements.push((
             qb.sql().as_str().to_string(),
-            vec!["COVERING INDEX findings_vuln"],
+            vec!["software_vulns_vuln", "SEARCH cs USING PRIMARY KEY"],
         ));
         // The findings search in the default order: the groups from the rollup, then the
         // findings of some groups by vulnerability, and those of the hosts named by key.
