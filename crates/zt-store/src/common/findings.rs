@@ -250,13 +250,17 @@ where
 }
 
 /// The severity conditions of the SLA's buckets (critical, high, medium, low, unknown), in
-/// the order of [`crate::sla::DueBy::first_seen_by`].
+/// the order of [`crate::sla::DueBy::first_seen_by`]. The last names its two ranks (unknown 0,
+/// none 1) rather than `severity <= 1`: with a range on the severity, the index
+/// `findings_due` (…, severity, first_seen) cannot also seek by first_seen, and every open
+/// finding of those ranks was read for each count (SQLite, 10 M app records: ~63,000 index
+/// entries and 9 ms per count, two counts per summary and per trend; with `IN`, 0.1 ms).
 const SLA_BUCKETS: [&str; 5] = [
     "f.severity = 5",
     "f.severity = 4",
     "f.severity = 3",
     "f.severity = 2",
-    "f.severity <= 1",
+    "f.severity IN (0, 1)",
 ];
 
 /// "First seen early enough for its severity to be due by `due`" (the severity part of

@@ -18,7 +18,7 @@ use crate::{Result, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn summary_impl(&self, company_id: CompanyId) -> Result<Summary> {
-        // The counters kept on each agent row, summed from the covering index `agents_counts`.
+        // The sums of the counters kept on each agent row (`company_agent_totals`).
         let row = sqlx::query(SUMMARY_SQL)
             .bind(company_id)
             .fetch_one(&self.pool)
@@ -353,7 +353,7 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         let day = day.to_string();
-        // One short transaction per company (its agents' counters, from `agents_counts`):
+        // One short transaction per company (its agents' counters, `company_agent_totals`):
         // ingest waits for one of them at most.
         for company in &companies {
             let started = std::time::Instant::now();
@@ -393,7 +393,7 @@ impl SqliteStore {
         stale_before: DateTime<Utc>,
     ) -> Result<Vec<CompanyOverview>> {
         let companies = self.list_companies_impl().await?;
-        // Every company's counters in one pass over the covering index `agents_counts`.
+        // Every company's counters (`company_agent_totals`) with its stale agents.
         let rows = sqlx::query(OVERVIEW_SQL)
             .bind(ms(stale_before))
             .fetch_all(&self.pool)
@@ -469,23 +469,21 @@ pub(super) fn severity_findings_query(
 }
 
 /// A company's counters: agents, apps, open findings by severity, KEV, fixable (0-8), from
-/// the covering index `agents_counts`.
+/// its row of `company_agent_totals` (migration 0960; none for a company without agents).
 pub(super) const SUMMARY_SQL: &str =
-    "SELECT count(*) - count(decommissioned_at), coalesce(sum(app_count), 0), \
-     coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), coalesce(sum(open_medium), 0), \
-     coalesce(sum(open_low), 0), coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
-     coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = ?1";
+    "SELECT coalesce(sum(agents), 0), coalesce(sum(apps), 0), coalesce(sum(open_critical), 0), \
+     coalesce(sum(open_high), 0), coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
+     coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), coalesce(sum(open_fixable), 0) \
+     FROM company_agent_totals WHERE company_id = ?1";
 
-/// Every company's counters and its agents seen before ?1, in one pass over the covering
-/// index `agents_counts` (the planner, without statistics, would read the wide agents rows).
+/// Every company's counters (`company_agent_totals`) and its live agents last seen before ?1,
+/// counted through `agents_seen` (the stale ones only, never every agent).
 pub(super) const OVERVIEW_SQL: &str =
-    "SELECT company_id, count(*) - count(decommissioned_at), coalesce(sum(app_count), 0), \
-     coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
-     coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), \
-     coalesce(sum(open_unknown), 0), coalesce(sum(open_kev), 0), \
-     coalesce(sum(open_fixable), 0), \
-     coalesce(sum(coalesce(last_seen_at, enrolled_at) < ?1 AND decommissioned_at IS NULL), 0) \
-     FROM agents INDEXED BY agents_counts GROUP BY company_id";
+    "SELECT t.company_id, t.agents, t.apps, t.open_critical, t.open_high, t.open_medium, \
+     t.open_low, t.open_unknown, t.open_kev, t.open_fixable, \
+     (SELECT count(*) FROM agents a INDEXED BY agents_seen WHERE a.company_id = t.company_id \
+      AND a.seen_at < ?1 AND a.decommissioned_at IS NULL) \
+     FROM company_agent_totals t";
 
 /// A trend point's SLA columns (see `common::reads::trend_sla_values`), of company ?1 and
 /// day ?2.
@@ -493,12 +491,14 @@ const TREND_SLA_UPDATE: &str = "UPDATE company_daily SET overdue = ?3, suppresse
      overdue_critical = ?5, overdue_high = ?6, overdue_medium = ?7, overdue_low = ?8, \
      overdue_unknown = ?9 WHERE company_id = ?1 AND day = ?2";
 
-/// The trend point of a company (?1) and day (?2), from its agents' counters.
+/// The trend point of a company (?1) and day (?2), from its agents' counters
+/// (`company_agent_totals`).
 pub(super) const RECORD_TREND_SQL: &str = "INSERT INTO company_daily (company_id, day, critical, \
      high, medium, low, unknown, kev, fixable) \
      SELECT ?1, ?2, coalesce(sum(open_critical), 0), coalesce(sum(open_high), 0), \
      coalesce(sum(open_medium), 0), coalesce(sum(open_low), 0), coalesce(sum(open_unknown), 0), \
-     coalesce(sum(open_kev), 0), coalesce(sum(open_fixable), 0) FROM agents WHERE company_id = ?1 \
+     coalesce(sum(open_kev), 0), coalesce(sum(open_fixable), 0) FROM company_agent_totals \
+     WHERE company_id = ?1 \
      ON CONFLICT (company_id, day) DO UPDATE SET critical = excluded.critical, \
      high = excluded.high, medium = excluded.medium, low = excluded.low, \
      unknown = excluded.unknown, kev = excluded.kev, fixable = excluded.fixable";
@@ -571,8 +571,8 @@ mod tests {
         let company = CompanyId(uuid::Uuid::from_bytes([1; 16]));
         let cursor = |sql: &str| sql.to_string();
         let mut statements: Vec<(String, Vec<&str>)> = vec![
-            (SUMMARY_SQL.into(), vec!["agents_counts"]),
-            (RECORD_TREND_SQL.into(), vec!["agents_counts"]),
+            (SUMMARY_SQL.into(), vec!["company_agent_totals"]),
+            (RECORD_TREND_SQL.into(), vec!["company_agent_totals"]),
             (
                 "SELECT day FROM company_daily WHERE company_id = ?1 AND day >= ?2".into(),
                 vec![],
@@ -798,13 +798,16 @@ mod tests {
             }
         }
         assert!(bad.is_empty(), "{}", bad.join("\n\n"));
-        // The operator's overview reads every company's counters: from the covering index,
-        // never the agents rows.
+        // The operator's overview reads every company's totals (a table of one row per
+        // company, read whole), and its stale agents through `agents_seen`: never the agents.
         let steps = plan(&store, OVERVIEW_SQL, 1).await;
         assert!(
-            steps
-                .iter()
-                .any(|s| s.contains("COVERING INDEX agents_counts")),
+            steps.iter().any(|s| s.contains("SCAN t"))
+                && steps
+                    .iter()
+                    .any(|s| s
+                        .contains("SEARCH a USING INDEX agents_seen (company_id=? AND seen_at<?)"))
+                && !steps.iter().any(|s| s.contains("SCAN a")),
             "{steps:?}"
         );
     }
