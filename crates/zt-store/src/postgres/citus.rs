@@ -30,6 +30,10 @@ use crate::{Result, StoreError};
 /// Tables without `company_id` that tenant queries join with: copied to every node.
 pub const REFERENCE_TABLES: &[&str] = &["software", "software_vulns", "vulns", "vuln_aliases"];
 
+/// The triggers of migration 0960 that keep the company totals on one node (see
+/// `distribute_locked`).
+const TOTALS_TRIGGERS: [&str; 2] = ["agents_totals_insert", "agents_totals_update"];
+
 /// The table every distributed table is co-located with.
 pub const COLOCATION_ANCHOR: &str = "companies";
 
@@ -269,6 +273,27 @@ pub async fn distribute(conn: &mut PgConnection, plan: &[TablePlan]) -> Result<V
 
 async fn distribute_locked(conn: &mut PgConnection, plan: &[TablePlan]) -> Result<Vec<Moved>> {
     let mut moved = Vec::new();
+    // A deployment made on one node keeps its company totals with statement triggers on
+    // `agents` (migration 0960), which Citus refuses on a distributed table; in Citus mode the
+    // reads sum the agents instead (`totals.rs`), so the triggers go.
+    // Only those present: once `agents` is distributed, Citus refuses trigger DDL on it.
+    let present: Vec<String> = sqlx::query_scalar(
+        "SELECT tgname::text FROM pg_trigger \
+         WHERE tgrelid = 'agents'::regclass AND tgname::text = ANY($1)",
+    )
+    .bind(&TOTALS_TRIGGERS[..])
+    .fetch_all(&mut *conn)
+    .await?;
+    for trigger in TOTALS_TRIGGERS
+        .iter()
+        .filter(|t| present.iter().any(|p| p == *t))
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TRIGGER {trigger} ON agents"
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
     // Another process may have placed tables while this one waited for the lock.
     let fresh = self::plan(conn).await?;
     for t in plan {
