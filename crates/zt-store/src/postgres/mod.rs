@@ -123,17 +123,33 @@ impl PgStore {
 
         // Migrations run as the login role (it owns the schema), on a connection of their own;
         // sqlx serializes concurrent migrators with an advisory lock.
-        let mut conn = PgConnection::connect_with(&connect_options)
-            .await
-            .map_err(explain_connect_error)?;
-        let citus = citus::installed(&mut conn).await?;
-        sqlx::query("SELECT set_config('zerotrace.partitions', $1, false)")
-            .bind(partitions.to_string())
-            .execute(&mut conn)
-            .await?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&mut conn)
-            .await?;
+        let mut attempt = 0u32;
+        let (mut conn, citus) = loop {
+            let mut conn = PgConnection::connect_with(&connect_options)
+                .await
+                .map_err(explain_connect_error)?;
+            let citus = citus::installed(&mut conn).await?;
+            sqlx::query("SELECT set_config('zerotrace.partitions', $1, false)")
+                .bind(partitions.to_string())
+                .execute(&mut conn)
+                .await?;
+            match sqlx::migrate!("./migrations/postgres").run(&mut conn).await {
+                Ok(()) => break (conn, citus),
+                // On Citus a migration's DDL carries the application role to the worker
+                // nodes, and roles belong to the whole cluster: a store migrating another
+                // database of the cluster at the same moment makes PostgreSQL refuse one of
+                // the two ("tuple concurrently updated"). The migration rolled back; run the
+                // migrations again on a new connection (the old one holds the migrator's lock
+                // until it closes).
+                Err(e) if citus && attempt < 5 && concurrently_updated(&e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "a migration met a concurrent role change on the cluster; retrying");
+                    conn.close().await.ok();
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let row: (bool, bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) \
                     AND pg_has_role(current_user, $1, 'MEMBER'), \
@@ -272,6 +288,13 @@ pub(crate) async fn set_all_companies(tx: &mut Tx) -> Result<()> {
     tx.execute("SET LOCAL zerotrace.all_companies = 'on'")
         .await?;
     Ok(())
+}
+
+/// Whether a migration failed because another session changed the same catalog row at the
+/// same moment (a cluster-wide one: a role, on Citus).
+fn concurrently_updated(e: &sqlx::migrate::MigrateError) -> bool {
+    matches!(e, sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)
+        if db.message() == "tuple concurrently updated")
 }
 
 /// A connection error with its cause and fix spelled out where the usual reading of it
