@@ -726,6 +726,14 @@ const FINDING_SELECT: &str = "SELECT f.agent_id, ag.hostname, s.name, s.version,
      sv.fixed_versions, sv.method, sv.confidence, f.first_seen, f.resolved_at, f.resolution, \
      f.software_key, f.analysis_id, an.state, an.justification, f.suppressed, an.expires_at";
 
+/// What a finding row `f` is joined with for its columns (host, package, vulnerability,
+/// match), when the findings are read first.
+const FINDING_JOINS: &str = " JOIN agents ag ON ag.company_id = f.company_id \
+     AND ag.agent_id = f.agent_id \
+     JOIN software s ON s.software_key = f.software_key \
+     LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
+     LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id";
+
 /// The analysis covering each finding (columns 25-29 of `finding_from_row`).
 const ANALYSIS_JOIN: &str =
     " LEFT JOIN analyses an ON an.company_id = f.company_id AND an.analysis_id = f.analysis_id";
@@ -919,11 +927,7 @@ where
         qb.push(" OFFSET 0) f");
     }
     let from = match filter.sort {
-        FindingSort::FirstSeen if newest_fenced => " JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
-             JOIN software s ON s.software_key = f.software_key \
-             LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
-             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
-            .to_string(),
+        FindingSort::FirstSeen if newest_fenced => FINDING_JOINS.to_string(),
         FindingSort::Epss | FindingSort::Cvss if fenced.is_some() => {
             " JOIN vulns v ON v.vuln_id = f.vuln_id \
              JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
@@ -939,12 +943,7 @@ where
             hint = DB::indexed_by("findings_vuln")
         ),
         // One host's findings: read whole through the primary key and sorted.
-        _ if filter.agent_id.is_some() => " FROM findings f \
-             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
-             JOIN software s ON s.software_key = f.software_key \
-             LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
-             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
-            .to_string(),
+        _ if filter.agent_id.is_some() => format!(" FROM findings f{FINDING_JOINS}"),
         FindingSort::Epss | FindingSort::Cvss => format!(
             " FROM vulns v {j} findings f{hint} ON f.vuln_id = v.vuln_id \
              JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
@@ -963,12 +962,7 @@ where
              LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id",
             hint = DB::indexed_by("agents_hostname")
         ),
-        FindingSort::Severity | FindingSort::FirstSeen => " FROM findings f \
-             JOIN agents ag ON ag.company_id = f.company_id AND ag.agent_id = f.agent_id \
-             JOIN software s ON s.software_key = f.software_key \
-             LEFT JOIN vulns v ON v.vuln_id = f.vuln_id \
-             LEFT JOIN software_vulns sv ON sv.software_key = f.software_key AND sv.vuln_id = f.vuln_id"
-            .to_string(),
+        FindingSort::Severity | FindingSort::FirstSeen => format!(" FROM findings f{FINDING_JOINS}"),
     };
     qb.push(from);
     qb.push(ANALYSIS_JOIN);

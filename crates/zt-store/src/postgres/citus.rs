@@ -275,8 +275,8 @@ async fn distribute_locked(conn: &mut PgConnection, plan: &[TablePlan]) -> Resul
     let mut moved = Vec::new();
     // A deployment made on one node keeps its company totals with statement triggers on
     // `agents` (migration 0960), which Citus refuses on a distributed table; in Citus mode the
-    // reads sum the agents instead (`totals.rs`), so the triggers go.
-    // Only those present: once `agents` is distributed, Citus refuses trigger DDL on it.
+    // reads sum the agents instead (`totals.rs`), so the triggers go. Only those still there:
+    // once `agents` is distributed, Citus refuses trigger DDL on it, even `IF EXISTS`.
     let present: Vec<String> = sqlx::query_scalar(
         "SELECT tgname::text FROM pg_trigger \
          WHERE tgrelid = 'agents'::regclass AND tgname::text = ANY($1)",
@@ -284,10 +284,8 @@ async fn distribute_locked(conn: &mut PgConnection, plan: &[TablePlan]) -> Resul
     .bind(&TOTALS_TRIGGERS[..])
     .fetch_all(&mut *conn)
     .await?;
-    for trigger in TOTALS_TRIGGERS
-        .iter()
-        .filter(|t| present.iter().any(|p| p == *t))
-    {
+    for trigger in &present {
+        // One of `TOTALS_TRIGGERS`, plain identifiers.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP TRIGGER {trigger} ON agents"
         )))

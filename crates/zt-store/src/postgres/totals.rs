@@ -76,9 +76,9 @@ impl PgStore {
         );
         qb.push_bind(companies.to_vec());
         qb.push(format!(
-            "::uuid[]) AS c(id) CROSS JOIN LATERAL (SELECT {} FROM company_agent_totals s \
-             WHERE s.company_id = c.id) AS t(agents, apps, c, h, m, l, u, k, x)",
-            SUM_COLUMNS.replace("sum(", "sum(s.")
+            "::uuid[]) AS c(id) CROSS JOIN LATERAL (SELECT {SUM_COLUMNS} \
+             FROM company_agent_totals s WHERE s.company_id = c.id) \
+             AS t(agents, apps, c, h, m, l, u, k, x)"
         ));
         Ok(qb.build().fetch_all(&mut **tx).await?)
     }
